@@ -1,0 +1,104 @@
+-- Auth gateway schema. Idempotent: running it again on a prepared database changes nothing and fails nothing.
+--   psql "$DATABASE_URL" -f schema.sql     or     npm run migrate
+-- The advisory lock serialises concurrent runs (several gateway processes starting at once migrate once).
+
+BEGIN;
+SELECT pg_advisory_xact_lock(727210001);
+
+-- Core tables ----------------------------------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS users (
+  id             TEXT PRIMARY KEY,
+  email          TEXT NOT NULL,
+  email_verified BOOLEAN NOT NULL DEFAULT FALSE,
+  name           TEXT NOT NULL DEFAULT '',
+  image          TEXT,
+  created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- One account per address, whatever its case.
+CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON users (lower(email));
+
+-- Better Auth's "account" model: one row per sign-in method; password_hash is set for provider 'credential'.
+CREATE TABLE IF NOT EXISTS user_credentials (
+  id                       TEXT PRIMARY KEY,
+  user_id                  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  account_id               TEXT NOT NULL,
+  provider_id              TEXT NOT NULL,
+  password_hash            TEXT,
+  access_token             TEXT,
+  refresh_token            TEXT,
+  id_token                 TEXT,
+  access_token_expires_at  TIMESTAMPTZ,
+  refresh_token_expires_at TIMESTAMPTZ,
+  scope                    TEXT,
+  created_at               TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at               TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS user_credentials_user_id_idx ON user_credentials (user_id);
+CREATE UNIQUE INDEX IF NOT EXISTS user_credentials_provider_account_key ON user_credentials (provider_id, account_id);
+
+CREATE TABLE IF NOT EXISTS sessions (
+  id         TEXT PRIMARY KEY,
+  user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  token      TEXT NOT NULL UNIQUE,
+  expires_at TIMESTAMPTZ NOT NULL,
+  ip_address TEXT,
+  user_agent TEXT,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sessions_user_id_idx ON sessions (user_id);
+CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);
+
+CREATE TABLE IF NOT EXISTS passkeys (
+  id                    TEXT PRIMARY KEY,
+  name                  TEXT,
+  user_id               TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  credential_id         TEXT NOT NULL UNIQUE,
+  credential_public_key TEXT NOT NULL,
+  -- integer, not bigint: node-postgres returns int8 as a string and Better Auth's adapter does not convert it.
+  counter               INTEGER NOT NULL DEFAULT 0,
+  device_type           TEXT NOT NULL DEFAULT 'singleDevice',
+  backed_up             BOOLEAN NOT NULL DEFAULT FALSE,
+  transports            TEXT,
+  aaguid                TEXT,
+  created_at            TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS passkeys_user_id_idx ON passkeys (user_id);
+
+-- Email verification, password reset, passkey challenges: short-lived, single-use values.
+CREATE TABLE IF NOT EXISTS verification_tokens (
+  id         TEXT PRIMARY KEY,
+  identifier TEXT NOT NULL,
+  token      TEXT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS verification_tokens_identifier_idx ON verification_tokens (identifier);
+CREATE INDEX IF NOT EXISTS verification_tokens_expires_at_idx ON verification_tokens (expires_at);
+
+-- Integration tables ---------------------------------------------------------------------------------------------
+
+CREATE TABLE IF NOT EXISTS user_licenses (
+  user_id         TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+  license_type    TEXT NOT NULL DEFAULT 'free',
+  features        JSONB NOT NULL DEFAULT '{}'::jsonb,
+  resource_limits JSONB NOT NULL DEFAULT '{}'::jsonb,
+  created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS user_channel_links (
+  id              BIGSERIAL PRIMARY KEY,
+  user_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  channel_type    TEXT NOT NULL -- telegram, slack, discord, websocket, ...: a new channel is a handler, not a schema change.
+                  CHECK (channel_type ~ '^[a-z][a-z0-9_]{0,31}$'),
+  channel_user_id TEXT NOT NULL,
+  created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE (channel_type, channel_user_id)
+);
+CREATE INDEX IF NOT EXISTS user_channel_links_user_id_idx ON user_channel_links (user_id);
+
+COMMIT;

@@ -1,0 +1,131 @@
+import fastifyJwt from '@fastify/jwt';
+import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
+import Fastify, { type FastifyServerOptions } from 'fastify';
+import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
+import {
+  type Authenticator,
+  createAuthenticator,
+  createSessionStore,
+  createTokenCodec,
+  type SessionStore,
+} from './authenticator/index.js';
+import { authRoutes } from './channels/rest/auth.routes.js';
+import type { Config } from './config/index.js';
+import { type Database, isUnavailableError } from './db/index.js';
+import { errorsPlugin } from './http/errors.plugin.js';
+import { genReqId, loggerOptions } from './http/logging.js';
+import { securityPlugin } from './http/security.plugin.js';
+import { createLicenseResolver } from './licenses/index.js';
+import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
+import { VERSION } from './version.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+    db: Database;
+    authenticator: Authenticator;
+    engine: AuthEngine;
+    sessions: SessionStore;
+    hasher: PasswordHasher;
+  }
+}
+
+export interface BuildOptions {
+  config: Config;
+  /** An open, migrated database. The app does not close it: its owner (server.ts, a test) does. */
+  db: Database;
+  /** Override Fastify's logger (tests pass a stream to assert on log lines). */
+  logger?: FastifyServerOptions['logger'];
+}
+
+/**
+ * Builds the gateway: infrastructure (errors, security headers, CORS, JWT), then the auth engine, then the
+ * Authenticator, then the channels. Never listens: server.ts does, and tests use inject or listen themselves.
+ */
+export async function buildApp({ config, db, logger }: BuildOptions) {
+  const app = Fastify({
+    logger: logger ?? loggerOptions(config.log.level),
+    genReqId,
+    bodyLimit: config.server.body_limit,
+    // Fastify accepts a hop count too; its typings lag behind.
+    trustProxy: config.server.trust_proxy as boolean | string,
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  const origins = [...new Set([new URL(config.server.base_url).origin, ...config.server.trusted_origins])];
+  const hasher = createPasswordHasher(
+    {
+      memoryCost: config.auth.argon2.memory_cost,
+      timeCost: config.auth.argon2.time_cost,
+      parallelism: config.auth.argon2.parallelism,
+    },
+    { maxLength: config.auth.password.max_length },
+  );
+
+  await app.register(errorsPlugin);
+  await app.register(securityPlugin, { origins, https: config.server.base_url.startsWith('https:') });
+  await app.register(fastifyJwt, {
+    secret: config.auth.secret,
+    sign: { algorithm: 'HS256' },
+    verify: { algorithms: ['HS256'] },
+  });
+
+  const engine = createAuthEngine({ config, db, hasher, trustedOrigins: origins, logger: app.log });
+  const sessions = createSessionStore(db);
+  const authenticator = createAuthenticator({
+    tokens: createTokenCodec(app.jwt),
+    sessions,
+    licenses: createLicenseResolver(config.licenses),
+    cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
+    session: { expiresIn: config.auth.session.expires_in, updateAge: config.auth.session.update_age },
+  });
+
+  app.decorate('config', config);
+  app.decorate('db', db);
+  app.decorate('engine', engine);
+  app.decorate('sessions', sessions);
+  app.decorate('authenticator', authenticator);
+  app.decorate('hasher', hasher);
+  app.decorateRequest('auth', null);
+
+  await app.register(betterAuthMount, {
+    engine,
+    baseUrl: config.server.base_url,
+    sessionIdFromJwt: (token) => authenticator.sessionIdOf(token),
+    async jwtForSessionToken(token) {
+      const session = await sessions.findByToken(token);
+      return session ? authenticator.issueToken(session.userId, session.id, session.expiresAt) : null;
+    },
+  });
+
+  await app.register(authRoutes, {
+    config,
+    engine,
+    authenticator,
+    sessions,
+    version: VERSION,
+    async health() {
+      try {
+        await db.query('SELECT 1');
+        return { kind: db.kind, reachable: true };
+      } catch (err) {
+        if (!isUnavailableError(err)) app.log.error({ err }, 'health check query failed');
+        return { kind: db.kind, reachable: false };
+      }
+    },
+  });
+
+  return app;
+}
+
+function toHeaders(headers: Record<string, string | string[] | undefined>): Headers {
+  const out = new Headers();
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) out.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return out;
+}

@@ -1,0 +1,96 @@
+import { betterAuth } from 'better-auth';
+import { bearer } from 'better-auth/plugins/bearer';
+import type { Config } from '../config/index.js';
+import type { Database } from '../db/index.js';
+import type { PasswordHasher } from '../passwords/index.js';
+import { generateId } from './ids.js';
+
+/** Header that carries Fastify's `request.ip` (which honours trust_proxy) into Better Auth; clients' copies are dropped. */
+export const CLIENT_IP_HEADER = 'x-gateway-client-ip';
+
+export interface BetterAuthDeps {
+  config: Config;
+  db: Database;
+  hasher: PasswordHasher;
+  /** Origins Better Auth trusts; the same list CORS uses. */
+  trustedOrigins: string[];
+  logger: {
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+    debug(obj: object, msg: string): void;
+  };
+}
+
+/**
+ * The one betterAuth({...}) call. Its models are mapped onto the design's snake_case tables (schema.sql); passwords
+ * are hashed by our argon2id hasher; ids take the design's form; rate limiting is ours, not Better Auth's.
+ */
+export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }: BetterAuthDeps) {
+  const ts = { createdAt: 'created_at', updatedAt: 'updated_at' } as const;
+  return betterAuth({
+    appName: 'auth-gateway',
+    baseURL: config.server.base_url,
+    basePath: '/api/auth',
+    secret: config.auth.secret,
+    trustedOrigins,
+    database: { db: db.kysely, type: 'postgres' },
+    telemetry: { enabled: false },
+    rateLimit: { enabled: false },
+    logger: {
+      level: 'warn',
+      log(level, message) {
+        // Better Auth's messages never contain request bodies; keep them at their level.
+        if (level === 'error') logger.error({ component: 'better-auth' }, message);
+        else if (level === 'warn') logger.warn({ component: 'better-auth' }, message);
+        else logger.debug({ component: 'better-auth' }, message);
+      },
+    },
+    emailAndPassword: {
+      enabled: true,
+      autoSignIn: true,
+      minPasswordLength: config.auth.password.min_length,
+      maxPasswordLength: config.auth.password.max_length,
+      password: {
+        hash: (password) => hasher.hash(password),
+        verify: ({ hash, password }) => hasher.verify(hash, password),
+      },
+    },
+    session: {
+      modelName: 'sessions',
+      expiresIn: config.auth.session.expires_in,
+      updateAge: config.auth.session.update_age,
+      fields: { userId: 'user_id', expiresAt: 'expires_at', ipAddress: 'ip_address', userAgent: 'user_agent', ...ts },
+    },
+    user: {
+      modelName: 'users',
+      fields: { emailVerified: 'email_verified', ...ts },
+    },
+    account: {
+      modelName: 'user_credentials',
+      fields: {
+        userId: 'user_id',
+        accountId: 'account_id',
+        providerId: 'provider_id',
+        password: 'password_hash',
+        accessToken: 'access_token',
+        refreshToken: 'refresh_token',
+        idToken: 'id_token',
+        accessTokenExpiresAt: 'access_token_expires_at',
+        refreshTokenExpiresAt: 'refresh_token_expires_at',
+        ...ts,
+      },
+    },
+    verification: {
+      modelName: 'verification_tokens',
+      fields: { identifier: 'identifier', value: 'token', expiresAt: 'expires_at', ...ts },
+    },
+    advanced: {
+      database: { generateId: ({ model }) => generateId(model) },
+      ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
+      useSecureCookies: config.server.base_url.startsWith('https:'),
+    },
+    plugins: [bearer()],
+  });
+}
+
+export type BetterAuthInstance = ReturnType<typeof createBetterAuth>;

@@ -1,0 +1,96 @@
+import type {} from '@fastify/swagger';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { AppError } from '../errors/index.js';
+import { CLIENT_IP_HEADER } from './better-auth.js';
+import type { AuthEngine } from './engine.js';
+
+export interface MountOptions {
+  engine: AuthEngine;
+  baseUrl: string;
+  /** Our JWT -> the session it names (null: invalid, expired or revoked). */
+  sessionIdFromJwt(token: string): Promise<string | null>;
+  /** A new session Better Auth just created -> our JWT for it (sent back in X-Auth-Token). */
+  jwtForSessionToken(betterAuthToken: string): Promise<string | null>;
+}
+
+/** Names the design uses where Better Auth's differ. */
+const ALIASES: Record<string, string> = {
+  '/api/auth/session': '/api/auth/get-session',
+};
+
+// Response headers we never pass through: CORS belongs to @fastify/cors; Better Auth's raw session token stays
+// server-side (clients of this gateway hold our JWT or the cookie); length/encoding are recomputed by Fastify.
+const DROPPED = new Set(['set-cookie', 'set-auth-token', 'content-length', 'content-encoding', 'transfer-encoding']);
+
+const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+const SESSION_COOKIE = /(?:^|;\s*)(?:__Secure-)?better-auth\.session_token=([^;]*)/;
+
+/**
+ * Mounts Better Auth at /api/auth/*. The raw body bytes are passed through untouched (an encapsulated buffer parser:
+ * re-serialising a parsed body breaks empty JSON bodies and form posts), the client IP is Fastify's, and our bearer
+ * JWT is accepted by translating it to the session Better Auth knows.
+ */
+export const betterAuthMount = fp<MountOptions>(
+  async (app: FastifyInstance, options) => {
+    await app.register(async (scope) => {
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+      scope.route({
+        method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+        url: '/api/auth/*',
+        schema: { hide: true },
+        handler: (request, reply) => forward(request, reply, options),
+      });
+    });
+  },
+  { name: 'better-auth-mount' },
+);
+
+async function forward(request: FastifyRequest, reply: FastifyReply, options: MountOptions): Promise<FastifyReply> {
+  const url = new URL(request.url, options.baseUrl);
+  url.pathname = ALIASES[url.pathname] ?? url.pathname;
+
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value === undefined || name === CLIENT_IP_HEADER) continue;
+    headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  headers.set(CLIENT_IP_HEADER, request.ip);
+
+  const bearer = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
+  if (bearer && JWT_SHAPE.test(bearer)) {
+    const sessionId = await options.sessionIdFromJwt(bearer);
+    const token = sessionId ? await options.engine.sessionToken(sessionId) : null;
+    if (!token) throw new AppError('INVALID_TOKEN');
+    headers.set('authorization', `Bearer ${token}`);
+  }
+
+  const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(request.body);
+  const response = await options.engine.handle(
+    new Request(url, {
+      method: request.method,
+      headers,
+      body: hasBody ? new Uint8Array(request.body as Buffer) : undefined,
+    }),
+  );
+
+  reply.status(response.status);
+  response.headers.forEach((value, name) => {
+    if (!DROPPED.has(name) && !name.startsWith('access-control-')) reply.header(name, value);
+  });
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) reply.header('set-cookie', cookies);
+
+  const newToken = cookies.map((c) => SESSION_COOKIE.exec(c)?.[1]).find((v) => v);
+  if (newToken && response.ok) {
+    const jwt = await options.jwtForSessionToken(decodeURIComponent(newToken).split('.')[0] ?? '');
+    if (jwt) reply.header('x-auth-token', jwt);
+  }
+
+  if (response.status >= 500) {
+    request.log.error({ status: response.status }, 'better-auth answered with a server error');
+    throw new AppError('INTERNAL_ERROR');
+  }
+  return reply.send(Buffer.from(await response.arrayBuffer()));
+}

@@ -1,0 +1,124 @@
+import type { LicenseResolver } from '../licenses/index.js';
+import type { SessionStore } from './session.store.js';
+import type { TokenCodec } from './tokens.js';
+import type { AuthContext, Channel } from './types.js';
+
+export interface HeadersLike {
+  authorization?: string | string[] | undefined;
+  cookie?: string | string[] | undefined;
+  [name: string]: string | string[] | undefined;
+}
+
+export interface AuthenticatorDeps {
+  tokens: TokenCodec;
+  sessions: SessionStore;
+  licenses: LicenseResolver;
+  /** Better Auth's cookie session behind these headers, or null. */
+  cookieSession(headers: HeadersLike): Promise<string | null>;
+  /** Session lifetime and the age after which use extends it, in seconds. */
+  session: { expiresIn: number; updateAge: number };
+}
+
+export interface Authenticator {
+  /** A bearer token -> its context, or null when the token is not valid, or its session is gone or expired. */
+  authenticateToken(token: string, channel?: Channel): Promise<AuthContext | null>;
+  /** A REST request: `Authorization: Bearer` first; without that header, a Better Auth session cookie. */
+  authenticateRequest(request: { headers: HeadersLike }): Promise<AuthContext | null>;
+  /** A WebSocket upgrade request carrying `Authorization: Bearer`. */
+  authenticateWebSocket(request: { headers: HeadersLike }): Promise<AuthContext | null>;
+  /** A Telegram user, through their row in user_channel_links. */
+  authenticateTelegram(telegramUserId: string | number): Promise<AuthContext | null>;
+  /** The session id a token names if the token is valid and its session active (for bridging to Better Auth). */
+  sessionIdOf(token: string): Promise<string | null>;
+  /** A fresh token for an existing session (after sign-in). */
+  issueToken(userId: string, sessionId: string, expiresAt: Date): string;
+}
+
+/** Returns the bearer token of an Authorization header; null when the header is absent or not a bearer. */
+export function bearerToken(header: string | string[] | undefined): string | null {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return null;
+  const match = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(value);
+  return match?.[1] ?? null;
+}
+
+/**
+ * The one place that turns a credential into an AuthContext. Every channel (REST, WebSocket, Telegram) calls this,
+ * so revocation, expiry and licenses mean the same everywhere.
+ */
+export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
+  const { tokens, sessions, licenses } = deps;
+
+  async function fromSession(sessionId: string, userId: string | null, channel: Channel): Promise<AuthContext | null> {
+    const session = await sessions.findActive(sessionId);
+    if (!session || (userId !== null && session.userId !== userId)) return null;
+    const context: AuthContext = {
+      userId: session.userId,
+      sessionId: session.id,
+      email: session.email,
+      name: session.name,
+      license: licenses(session.license),
+      channel,
+      expiresAt: session.expiresAt,
+    };
+    // Sliding expiry, as Better Auth does for cookies: a session used once it is update_age old is extended.
+    const { expiresIn, updateAge } = deps.session;
+    const refreshAt = session.expiresAt.getTime() - (expiresIn - updateAge) * 1000;
+    if (Date.now() >= refreshAt) {
+      const expiresAt = new Date(Date.now() + expiresIn * 1000);
+      if (await sessions.extend(session.id, expiresAt, updateAge / 2)) {
+        context.expiresAt = expiresAt;
+        context.renewedToken = tokens.sign(session.userId, session.id, expiresAt);
+      }
+    }
+    return context;
+  }
+
+  async function authenticateToken(token: string, channel: Channel = 'rest'): Promise<AuthContext | null> {
+    const claims = tokens.verify(token);
+    if (!claims) return null;
+    return fromSession(claims.sid, claims.sub, channel);
+  }
+
+  return {
+    authenticateToken,
+
+    async authenticateRequest(request) {
+      if (request.headers.authorization !== undefined) {
+        const token = bearerToken(request.headers.authorization);
+        return token ? authenticateToken(token, 'rest') : null;
+      }
+      if (!request.headers.cookie) return null;
+      const sessionId = await deps.cookieSession(request.headers);
+      return sessionId ? fromSession(sessionId, null, 'rest') : null;
+    },
+
+    async authenticateWebSocket(request) {
+      const token = bearerToken(request.headers.authorization);
+      return token ? authenticateToken(token, 'websocket') : null;
+    },
+
+    async authenticateTelegram(telegramUserId) {
+      const identity = await sessions.findByChannelLink('telegram', String(telegramUserId));
+      if (!identity) return null;
+      return {
+        userId: identity.userId,
+        sessionId: null,
+        email: identity.email,
+        name: identity.name,
+        license: licenses(identity.license),
+        channel: 'telegram',
+        expiresAt: null,
+      };
+    },
+
+    async sessionIdOf(token) {
+      const claims = tokens.verify(token);
+      if (!claims) return null;
+      const session = await sessions.findActive(claims.sid);
+      return session && session.userId === claims.sub ? session.id : null;
+    },
+
+    issueToken: (userId, sessionId, expiresAt) => tokens.sign(userId, sessionId, expiresAt),
+  };
+}

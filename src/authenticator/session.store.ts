@@ -1,0 +1,103 @@
+import type { Queryable } from '../db/index.js';
+import type { LicenseRow } from '../licenses/index.js';
+
+export interface ActiveSession {
+  id: string;
+  userId: string;
+  expiresAt: Date;
+  email: string;
+  name: string;
+  license: LicenseRow | null;
+}
+
+export interface IdentityRow {
+  userId: string;
+  email: string;
+  name: string;
+  license: LicenseRow | null;
+}
+
+interface Row {
+  id: string;
+  user_id: string;
+  expires_at: Date | string;
+  email: string;
+  name: string;
+  license_type: string | null;
+  features: Record<string, unknown> | null;
+  resource_limits: Record<string, unknown> | null;
+}
+
+const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>): LicenseRow | null =>
+  r.license_type === null
+    ? null
+    : { license_type: r.license_type, features: r.features, resource_limits: r.resource_limits };
+
+/** The session and identity queries of the Authenticator: one indexed round trip per lookup. */
+export function createSessionStore(db: Queryable) {
+  return {
+    async findActive(sessionId: string): Promise<ActiveSession | null> {
+      const { rows } = await db.query<Row>(
+        `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits
+           FROM sessions s
+           JOIN users u ON u.id = s.user_id
+           LEFT JOIN user_licenses l ON l.user_id = s.user_id
+          WHERE s.id = $1 AND s.expires_at > now()`,
+        [sessionId],
+      );
+      const r = rows[0];
+      if (!r) return null;
+      return {
+        id: r.id,
+        userId: r.user_id,
+        expiresAt: new Date(r.expires_at),
+        email: r.email,
+        name: r.name,
+        license: licenseOf(r),
+      };
+    },
+
+    /**
+     * Moves the expiry to `expiresAt` unless it is already within `minGainSeconds` of it (another request extended it
+     * first), so concurrent requests extend once. Returns whether this call extended it.
+     */
+    async extend(sessionId: string, expiresAt: Date, minGainSeconds: number): Promise<boolean> {
+      const { rowCount } = await db.query(
+        `UPDATE sessions SET expires_at = $2, updated_at = now()
+          WHERE id = $1 AND expires_at > now() AND expires_at < $2::timestamptz - make_interval(secs => $3)`,
+        [sessionId, expiresAt, minGainSeconds],
+      );
+      return rowCount > 0;
+    },
+
+    /** The session Better Auth knows by its opaque token (a sign-in through /api/auth/*). */
+    async findByToken(token: string): Promise<{ id: string; userId: string; expiresAt: Date } | null> {
+      const { rows } = await db.query<{ id: string; user_id: string; expires_at: Date | string }>(
+        'SELECT id, user_id, expires_at FROM sessions WHERE token = $1 AND expires_at > now()',
+        [token],
+      );
+      const r = rows[0];
+      return r ? { id: r.id, userId: r.user_id, expiresAt: new Date(r.expires_at) } : null;
+    },
+
+    async delete(sessionId: string): Promise<boolean> {
+      const { rowCount } = await db.query('DELETE FROM sessions WHERE id = $1', [sessionId]);
+      return rowCount > 0;
+    },
+
+    async findByChannelLink(channelType: string, channelUserId: string): Promise<IdentityRow | null> {
+      const { rows } = await db.query<Row>(
+        `SELECT u.id AS user_id, u.email, u.name, l.license_type, l.features, l.resource_limits
+           FROM user_channel_links c
+           JOIN users u ON u.id = c.user_id
+           LEFT JOIN user_licenses l ON l.user_id = u.id
+          WHERE c.channel_type = $1 AND c.channel_user_id = $2`,
+        [channelType, channelUserId],
+      );
+      const r = rows[0];
+      return r ? { userId: r.user_id, email: r.email, name: r.name, license: licenseOf(r) } : null;
+    },
+  };
+}
+
+export type SessionStore = ReturnType<typeof createSessionStore>;

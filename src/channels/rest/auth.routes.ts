@@ -1,0 +1,164 @@
+import type { FastifyInstance } from 'fastify';
+import type { AuthEngine } from '../../auth/index.js';
+import { CLIENT_IP_HEADER } from '../../auth/index.js';
+import type { Authenticator, SessionStore } from '../../authenticator/index.js';
+import type { Config } from '../../config/index.js';
+import {
+  ErrorResponse,
+  HealthResponse,
+  type LoginBody,
+  makeLoginBody,
+  makeRegisterBody,
+  type RegisterBody,
+  SessionResponse,
+  TokenResponse,
+} from './auth.schemas.js';
+import { authOf, requireAuth } from './require-auth.js';
+
+export interface AuthRoutesDeps {
+  config: Config;
+  engine: AuthEngine;
+  authenticator: Authenticator;
+  sessions: SessionStore;
+  health(): Promise<{ kind: string; reachable: boolean }>;
+  version: string;
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+
+/** The design's simplified routes: register, login, logout, session, health. */
+export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Promise<void> {
+  const { config, engine, authenticator, sessions } = deps;
+  const password = { min: config.auth.password.min_length, max: config.auth.password.max_length };
+  const startedAt = Date.now();
+  const signedIn = requireAuth(authenticator);
+
+  /** Headers Better Auth sees for a sign-in on our routes: the client's IP (from Fastify) and user agent. */
+  const engineHeaders = (request: { ip: string; headers: Record<string, unknown> }) => {
+    const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+    const ua = request.headers['user-agent'];
+    if (typeof ua === 'string') headers.set('user-agent', ua);
+    return headers;
+  };
+
+  const tokenFor = async (userId: string, sessionId: string) => {
+    const expiresAt = new Date(Date.now() + config.auth.session.expires_in * 1000);
+    const session = await sessions.findActive(sessionId);
+    return authenticator.issueToken(userId, sessionId, session?.expiresAt ?? expiresAt);
+  };
+
+  app.post<{ Body: RegisterBody }>(
+    '/auth/register',
+    {
+      schema: {
+        summary: 'Register with email and password, and sign in',
+        tags: ['auth'],
+        body: makeRegisterBody(password),
+        response: { 201: TokenResponse, ...errors(400, 409, 413, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { email, password: pw, name } = request.body;
+      const { userId, sessionId } = await engine.signUpEmail(
+        { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() },
+        engineHeaders(request),
+      );
+      return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
+    },
+  );
+
+  app.post<{ Body: LoginBody }>(
+    '/auth/login',
+    {
+      schema: {
+        summary: 'Sign in with email and password',
+        tags: ['auth'],
+        body: makeLoginBody(password),
+        response: { 200: TokenResponse, ...errors(400, 401, 413, 415, 503) },
+      },
+    },
+    async (request) => {
+      const { email, password: pw } = request.body;
+      const { userId, sessionId } = await engine.signInEmail(
+        { email: normalizeEmail(email), password: pw },
+        engineHeaders(request),
+      );
+      return { success: true as const, userId, token: await tokenFor(userId, sessionId) };
+    },
+  );
+
+  app.post(
+    '/auth/logout',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: 'Sign out: ends the session; its token stops working at once',
+        tags: ['auth'],
+        security: [{ bearer: [] }],
+        response: { 200: { type: 'object', properties: { success: { type: 'boolean' } } }, ...errors(401, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { sessionId } = authOf(request);
+      if (sessionId) await sessions.delete(sessionId);
+      if (request.headers.cookie) {
+        for (const name of ['better-auth.session_token', 'better-auth.session_data']) {
+          reply.header('set-cookie', `${name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax`);
+        }
+      }
+      return { success: true };
+    },
+  );
+
+  app.get(
+    '/auth/session',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: 'The signed-in user, session and license',
+        tags: ['auth'],
+        security: [{ bearer: [] }],
+        response: { 200: SessionResponse, ...errors(401, 503) },
+      },
+    },
+    async (request) => {
+      const auth = authOf(request);
+      return {
+        success: true as const,
+        user: { id: auth.userId, email: auth.email, name: auth.name },
+        session: { id: auth.sessionId ?? '', expiresAt: (auth.expiresAt ?? new Date(0)).toISOString() },
+        license: auth.license,
+      };
+    },
+  );
+
+  app.get(
+    '/auth/health',
+    {
+      schema: {
+        summary: 'Health: database reachable, version, uptime (503 when the database is not)',
+        tags: ['auth'],
+        response: { 200: HealthResponse, 503: HealthResponse },
+      },
+    },
+    async (_request, reply) => {
+      const database = await deps.health();
+      const body = {
+        success: database.reachable,
+        status: database.reachable ? ('ok' as const) : ('unavailable' as const),
+        version: deps.version,
+        uptime: Math.round((Date.now() - startedAt) / 1000),
+        database,
+        ...(database.reachable
+          ? {}
+          : { error: { code: 'DATABASE_UNAVAILABLE', message: 'The database is unavailable; try again shortly.' } }),
+      };
+      return reply.status(database.reachable ? 200 : 503).send(body);
+    },
+  );
+}
+
+/** One account per address: case and surrounding spaces do not make a different account. */
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}

@@ -1,0 +1,25 @@
+import { ConfigError, loadConfig } from '../config/index.js';
+import { migrate, openDatabase } from '../db/index.js';
+
+/** `npm run migrate`: applies schema.sql to DATABASE_URL (or the embedded database) without psql. */
+try {
+  const config = loadConfig();
+  const db = await openDatabase({
+    url: config.database.url,
+    dataDir: config.data_dir,
+    poolMax: 1,
+    connectTimeoutSeconds: config.database.connect_timeout,
+    statementTimeoutSeconds: 600,
+  });
+  try {
+    await migrate(db);
+    process.stdout.write(`schema applied to ${db.location}\n`);
+  } finally {
+    await db.close();
+  }
+} catch (err) {
+  process.stderr.write(
+    `${err instanceof ConfigError ? 'config error' : 'migrate failed'}: ${(err as Error).message}\n`,
+  );
+  process.exit(err instanceof ConfigError ? 78 : 1);
+}

@@ -1,0 +1,2 @@
+export { ConfigError, ENV_OVERRIDES, EXAMPLE_SECRET, type LoadOptions, loadConfig } from './load.js';
+export type { Config } from './schema.js';

@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Type as T, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { type Config, ConfigSchema, type RawConfig } from './schema.js';
+
+/** A configuration problem: one line that names the key and where it came from. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** The value shipped in secrets.example.yaml: refused in production. */
+export const EXAMPLE_SECRET = 'YOUR-SUPER-SECRET-KEY-HERE';
+const MIN_SECRET_BYTES = 32;
+
+const SecretsSchema = T.Object(
+  {
+    auth: T.Optional(T.Object({ secret: T.Optional(T.String()) }, { additionalProperties: false })),
+    dev_user: T.Optional(T.Object({ password: T.Optional(T.String()) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+
+/** Environment variables and the config key each one sets. Documented in the README's configuration table. */
+export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, kind: 'string' | 'int']> = [
+  ['PORT', 'server.port', 'int'],
+  ['HOST', 'server.host', 'string'],
+  ['BASE_URL', 'server.base_url', 'string'],
+  ['DATABASE_URL', 'database.url', 'string'],
+  ['DATA_DIR', 'data_dir', 'string'],
+  ['AUTH_SECRET', 'auth.secret', 'string'],
+  ['LOG_LEVEL', 'log.level', 'string'],
+];
+
+type Env = Record<string, string | undefined>;
+type Tree = Record<string, unknown>;
+
+export interface LoadOptions {
+  env?: Env;
+  /** Working directory against which relative paths resolve. */
+  cwd?: string;
+}
+
+/**
+ * Loads config.yaml, the secrets file and the environment, validates the result against one schema and freezes it.
+ * Throws ConfigError with a single line on any problem; nothing is started before this returns.
+ */
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const production = env.NODE_ENV === 'production';
+  const configFile = resolve(cwd, env.CONFIG_FILE || 'config.yaml');
+  const secretsFile = resolve(cwd, env.SECRETS_FILE || 'secrets.yaml');
+
+  const origin = new Map<string, string>();
+  const tree = readYaml(configFile, Boolean(env.CONFIG_FILE));
+  const secrets = readYaml(secretsFile, Boolean(env.SECRETS_FILE));
+  check(SecretsSchema, secrets, () => secretsFile);
+  recordOrigins(tree, '', configFile, origin);
+  recordOrigins(secrets, '', secretsFile, origin);
+  deepMerge(tree, secrets);
+
+  for (const [name, key, kind] of ENV_OVERRIDES) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    let value: unknown = raw;
+    if (kind === 'int') {
+      if (!/^\d+$/.test(raw)) throw new ConfigError(`${key}: must be an integer (environment variable ${name})`);
+      value = Number(raw);
+    }
+    setPath(tree, key, value);
+    origin.set(key, `environment variable ${name}`);
+  }
+
+  const config = Value.Default(ConfigSchema, tree) as RawConfig;
+  check(ConfigSchema, config, (key) => originOf(origin, key) ?? configFile);
+  validateSemantics(config, (key) => originOf(origin, key) ?? configFile);
+
+  config.data_dir = resolve(cwd, config.data_dir);
+  const devSecret = settleSecret(config, production, (key) => originOf(origin, key) ?? secretsFile);
+  if (!config.licenses.types[config.licenses.default_type]) {
+    throw new ConfigError(
+      `licenses.default_type: "${config.licenses.default_type}" is not a key of licenses.types (${configFile})`,
+    );
+  }
+
+  return deepFreeze({ ...config, production, devSecret, files: { config: configFile, secrets: secretsFile } });
+}
+
+function readYaml(file: string, required: boolean): Tree {
+  if (!existsSync(file)) {
+    if (required) throw new ConfigError(`${file}: file not found`);
+    return {};
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const line = (err as Error).message.split('\n')[0];
+    throw new ConfigError(`${file}: not valid YAML: ${line}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${file}: must be a YAML mapping`);
+  return parsed as Tree;
+}
+
+function check(schema: TSchema, value: unknown, where: (key: string) => string): void {
+  const first = Value.Errors(schema, value).First();
+  if (!first) return;
+  const key = first.path.replace(/^\//, '').replaceAll('/', '.') || '(root)';
+  const problem =
+    first.type === 42 /* ObjectAdditionalProperties */
+      ? 'unknown key'
+      : first.value === undefined
+        ? 'missing value'
+        : first.message.toLowerCase();
+  // For an unknown key the path names the parent; name the offending key itself.
+  const offending = problem === 'unknown key' ? unknownKeyOf(first.schema, first.value, key) : key;
+  throw new ConfigError(`${offending}: ${problem} (${where(offending)})`);
+}
+
+function unknownKeyOf(schema: TSchema, value: unknown, parent: string): string {
+  const known = new Set(Object.keys((schema as { properties?: object }).properties ?? {}));
+  const extra = Object.keys((value as object) ?? {}).find((k) => !known.has(k)) ?? '?';
+  return parent === '(root)' ? extra : `${parent}.${extra}`;
+}
+
+function validateSemantics(config: RawConfig, where: (key: string) => string): void {
+  const urls: Array<[string, string]> = [
+    ['server.base_url', config.server.base_url],
+    ...config.server.trusted_origins.map((o, i): [string, string] => [`server.trusted_origins.${i}`, o]),
+  ];
+  if (config.database.url) urls.push(['database.url', config.database.url]);
+  for (const [key, value] of urls) {
+    try {
+      new URL(value);
+    } catch {
+      throw new ConfigError(`${key}: not a valid URL (${where(key)})`);
+    }
+  }
+}
+
+/** Production demands a real secret; development generates one once and keeps it under data_dir. */
+function settleSecret(config: RawConfig, production: boolean, where: (key: string) => string): boolean {
+  const secret = config.auth.secret;
+  if (secret) {
+    if (secret === EXAMPLE_SECRET) {
+      if (production)
+        throw new ConfigError(`auth.secret: the example secret is not allowed in production (${where('auth.secret')})`);
+    }
+    if (production && Buffer.byteLength(secret) < MIN_SECRET_BYTES) {
+      throw new ConfigError(
+        `auth.secret: must be at least ${MIN_SECRET_BYTES} bytes in production (${where('auth.secret')})`,
+      );
+    }
+    return false;
+  }
+  if (production) {
+    throw new ConfigError(
+      `auth.secret: missing value; set AUTH_SECRET or auth.secret in the secrets file (${where('auth.secret')})`,
+    );
+  }
+  const file = join(config.data_dir, '.dev-auth-secret');
+  if (existsSync(file)) {
+    config.auth.secret = readFileSync(file, 'utf8').trim();
+  } else {
+    mkdirSync(config.data_dir, { recursive: true });
+    config.auth.secret = randomBytes(32).toString('base64url');
+    writeFileSync(file, `${config.auth.secret}\n`, { mode: 0o600 });
+  }
+  return true;
+}
+
+function recordOrigins(tree: Tree, prefix: string, file: string, origin: Map<string, string>): void {
+  for (const [k, v] of Object.entries(tree)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    origin.set(key, file);
+    if (v && typeof v === 'object' && !Array.isArray(v)) recordOrigins(v as Tree, key, file, origin);
+  }
+}
+
+function originOf(origin: Map<string, string>, key: string): string | undefined {
+  for (let k = key; k; k = k.includes('.') ? k.slice(0, k.lastIndexOf('.')) : '') {
+    const o = origin.get(k);
+    if (o) return o;
+  }
+  return undefined;
+}
+
+function deepMerge(target: Tree, source: Tree): void {
+  for (const [k, v] of Object.entries(source)) {
+    const t = target[k];
+    if (v && typeof v === 'object' && !Array.isArray(v) && t && typeof t === 'object' && !Array.isArray(t)) {
+      deepMerge(t as Tree, v as Tree);
+    } else {
+      target[k] = v;
+    }
+  }
+}
+
+function setPath(tree: Tree, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = tree;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (!next || typeof next !== 'object') node[part] = {};
+    node = node[part] as Tree;
+  }
+  node[parts.at(-1) as string] = value;
+}
+
+function deepFreeze<O>(value: O): O {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,118 @@
+import { type Static, Type as T } from '@sinclair/typebox';
+
+/**
+ * The one schema of the gateway's configuration. config.yaml, the secrets file and the environment are merged into
+ * this shape, checked against it (unknown keys are errors), and frozen before anything else starts.
+ */
+
+const Strict = { additionalProperties: false } as const;
+const Seconds = (def: number, description: string) => T.Integer({ minimum: 1, default: def, description });
+
+const LicenseType = T.Object(
+  {
+    features: T.Record(T.String(), T.Unknown(), { default: {} }),
+    resource_limits: T.Record(T.String(), T.Unknown(), { default: {} }),
+  },
+  Strict,
+);
+
+export const ConfigSchema = T.Object(
+  {
+    server: T.Object(
+      {
+        base_url: T.String({ minLength: 1, default: 'http://localhost:3000' }),
+        host: T.String({ minLength: 1, default: '0.0.0.0' }),
+        port: T.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+        trusted_origins: T.Array(T.String({ minLength: 1 }), { default: [] }),
+        // false: use the socket address; true: trust X-Forwarded-For from anyone (only behind a proxy you own);
+        // a number: trust that many hops; a string: comma-separated addresses/CIDRs of trusted proxies.
+        trust_proxy: T.Union([T.Boolean(), T.Integer({ minimum: 0 }), T.String()], { default: false }),
+        body_limit: T.Integer({ minimum: 1024, maximum: 10485760, default: 65536 }),
+        shutdown_timeout: Seconds(10, 'seconds to finish in-flight requests after SIGTERM'),
+      },
+      Strict,
+    ),
+    database: T.Object(
+      {
+        // Empty: the embedded PostgreSQL (PGlite) under data_dir.
+        url: T.String({ default: '' }),
+        pool_max: T.Integer({ minimum: 1, maximum: 500, default: 10 }),
+        connect_timeout: Seconds(5, 'seconds to wait for a PostgreSQL connection'),
+        statement_timeout: Seconds(10, 'seconds a single statement may run'),
+      },
+      Strict,
+    ),
+    data_dir: T.String({ minLength: 1, default: './data' }),
+    log: T.Object(
+      {
+        level: T.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => T.Literal(l)),
+          { default: 'info' },
+        ),
+      },
+      Strict,
+    ),
+    auth: T.Object(
+      {
+        secret: T.String({ default: '' }),
+        session: T.Object(
+          {
+            expires_in: Seconds(604800, 'session and token lifetime (7 days)'),
+            update_age: Seconds(86400, 'a session used after this age is extended (24 hours)'),
+          },
+          Strict,
+        ),
+        password: T.Object(
+          {
+            min_length: T.Integer({ minimum: 8, maximum: 128, default: 8 }),
+            // Longer passwords are refused before hashing: argon2 cost grows with input only slightly, but an
+            // unbounded body would still be hashed.
+            max_length: T.Integer({ minimum: 16, maximum: 1024, default: 128 }),
+          },
+          Strict,
+        ),
+        argon2: T.Object(
+          {
+            // OWASP Password Storage Cheat Sheet minimum for argon2id: m=19 MiB, t=2, p=1.
+            memory_cost: T.Integer({ minimum: 1024, default: 19456, description: 'KiB' }),
+            time_cost: T.Integer({ minimum: 1, default: 2 }),
+            parallelism: T.Integer({ minimum: 1, maximum: 16, default: 1 }),
+          },
+          Strict,
+        ),
+      },
+      Strict,
+    ),
+    licenses: T.Object(
+      {
+        default_type: T.String({ minLength: 1, default: 'free' }),
+        types: T.Record(T.String({ minLength: 1 }), LicenseType, {
+          default: { free: { features: {}, resource_limits: {} } },
+        }),
+      },
+      Strict,
+    ),
+    dev_user: T.Object(
+      {
+        // Never created when NODE_ENV=production, whatever this says.
+        enabled: T.Boolean({ default: true }),
+        email: T.String({ minLength: 3, default: 'dev@example.com' }),
+        password: T.String({ default: '' }),
+        license: T.String({ minLength: 1, default: 'pro' }),
+      },
+      Strict,
+    ),
+  },
+  Strict,
+);
+
+export type RawConfig = Static<typeof ConfigSchema>;
+
+export interface Config extends RawConfig {
+  /** NODE_ENV === 'production'. */
+  readonly production: boolean;
+  /** Where each value came from, for error messages: the config file and the secrets file. */
+  readonly files: { readonly config: string; readonly secrets: string };
+  /** True when auth.secret was generated for development and kept under data_dir. */
+  readonly devSecret: boolean;
+}

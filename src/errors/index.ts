@@ -1,0 +1,1 @@
+export { AppError, appError, ERROR_CATALOGUE, type ErrorCode } from './catalogue.js';

@@ -1,0 +1,1 @@
+export { createLicenseResolver, type License, type LicenseResolver, type LicenseRow } from './licenses.js';

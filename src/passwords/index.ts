@@ -1,0 +1,1 @@
+export { type Argon2Params, createLimiter, createPasswordHasher, type PasswordHasher } from './hasher.js';
