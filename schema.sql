@@ -101,4 +101,17 @@ CREATE TABLE IF NOT EXISTS user_channel_links (
 );
 CREATE INDEX IF NOT EXISTS user_channel_links_user_id_idx ON user_channel_links (user_id);
 
+-- Session end events ---------------------------------------------------------------------------------------------
+-- Every way a session ends by deletion (sign-out through any route or process, revocation, password reset, user
+-- deletion through ON DELETE CASCADE) notifies 'gateway_session_ended' with {"sid","uid"}. Gateway processes LISTEN
+-- and close sockets and drop cached sessions at once, whichever process ended the session.
+CREATE OR REPLACE FUNCTION gateway_notify_session_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('gateway_session_ended', json_build_object('sid', OLD.id, 'uid', OLD.user_id)::text);
+  RETURN OLD;
+END;
+$$;
+CREATE OR REPLACE TRIGGER sessions_ended AFTER DELETE ON sessions
+  FOR EACH ROW EXECUTE FUNCTION gateway_notify_session_ended();
+
 COMMIT;

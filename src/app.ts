@@ -5,8 +5,10 @@ import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index
 import {
   type Authenticator,
   createAuthenticator,
+  createSessionEvents,
   createSessionStore,
   createTokenCodec,
+  type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
@@ -27,6 +29,7 @@ declare module 'fastify' {
     engine: AuthEngine;
     sessions: SessionStore;
     hasher: PasswordHasher;
+    sessionEvents: SessionEvents;
   }
 }
 
@@ -90,6 +93,10 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.decorate('sessions', sessions);
   app.decorate('authenticator', authenticator);
   app.decorate('hasher', hasher);
+  const sessionEvents = createSessionEvents(db, app.log);
+  await sessionEvents.start();
+  app.decorate('sessionEvents', sessionEvents);
+  app.addHook('onClose', () => sessionEvents.stop());
   app.decorateRequest('auth', null);
 
   await app.register(betterAuthMount, {
