@@ -101,6 +101,21 @@ CREATE TABLE IF NOT EXISTS user_channel_links (
 );
 CREATE INDEX IF NOT EXISTS user_channel_links_user_id_idx ON user_channel_links (user_id);
 
+-- Audit log: one row per security event; details never hold a secret (see src/audit/).
+CREATE TABLE IF NOT EXISTS auth_audit_log (
+  id         BIGSERIAL PRIMARY KEY,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  event      TEXT NOT NULL,
+  user_id    TEXT REFERENCES users (id) ON DELETE SET NULL,
+  session_id TEXT,
+  channel    TEXT,
+  ip_address TEXT,
+  user_agent TEXT,
+  details    JSONB NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX IF NOT EXISTS auth_audit_log_user_id_idx ON auth_audit_log (user_id, id DESC);
+CREATE INDEX IF NOT EXISTS auth_audit_log_created_at_idx ON auth_audit_log (created_at);
+
 -- Session end events ---------------------------------------------------------------------------------------------
 -- Every way a session ends by deletion (sign-out through any route or process, revocation, password reset, user
 -- deletion through ON DELETE CASCADE) notifies 'gateway_session_ended' with {"sid","uid"}. Gateway processes LISTEN

@@ -1,6 +1,7 @@
 import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyServerOptions } from 'fastify';
+import { type AuditLog, createAuditLog } from './audit/index.js';
 import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
 import {
   type Authenticator,
@@ -14,6 +15,7 @@ import {
 import { authRoutes } from './channels/rest/auth.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
+import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin } from './http/errors.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
@@ -30,6 +32,8 @@ declare module 'fastify' {
     sessions: SessionStore;
     hasher: PasswordHasher;
     sessionEvents: SessionEvents;
+    audit: AuditLog;
+    mailer: Mailer;
   }
 }
 
@@ -97,6 +101,15 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await sessionEvents.start();
   app.decorate('sessionEvents', sessionEvents);
   app.addHook('onClose', () => sessionEvents.stop());
+  app.decorate('audit', createAuditLog(db, app.log));
+  const mailer = createMailer({
+    from: config.email.from,
+    smtpUrl: config.email.smtp_url,
+    outboxDir: config.email.outbox_dir,
+    log: app.log,
+  });
+  app.decorate('mailer', mailer);
+  app.addHook('onClose', async () => mailer.close());
   app.decorateRequest('auth', null);
 
   await app.register(betterAuthMount, {
@@ -114,6 +127,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     engine,
     authenticator,
     sessions,
+    audit: app.audit,
     version: VERSION,
     async health() {
       try {

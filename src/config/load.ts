@@ -32,6 +32,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, ki
   ['DATA_DIR', 'data_dir', 'string'],
   ['AUTH_SECRET', 'auth.secret', 'string'],
   ['LOG_LEVEL', 'log.level', 'string'],
+  ['SMTP_URL', 'email.smtp_url', 'string'],
 ];
 
 type Env = Record<string, string | undefined>;
@@ -79,6 +80,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
   validateSemantics(config, (key) => originOf(origin, key) ?? configFile);
 
   config.data_dir = resolve(cwd, config.data_dir);
+  config.email.outbox_dir = config.email.outbox_dir
+    ? resolve(cwd, config.email.outbox_dir)
+    : join(config.data_dir, 'outbox');
   const devSecret = settleSecret(config, production, (key) => originOf(origin, key) ?? secretsFile);
   if (!config.licenses.types[config.licenses.default_type]) {
     throw new ConfigError(

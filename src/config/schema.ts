@@ -92,6 +92,16 @@ export const ConfigSchema = T.Object(
       },
       Strict,
     ),
+    email: T.Object(
+      {
+        from: T.String({ minLength: 3, default: 'Auth Gateway <no-reply@localhost>' }),
+        // smtp://user:pass@host:587 or smtps://...; empty: .eml files in outbox_dir (development).
+        smtp_url: T.String({ default: '' }),
+        // Empty: <data_dir>/outbox.
+        outbox_dir: T.String({ default: '' }),
+      },
+      Strict,
+    ),
     dev_user: T.Object(
       {
         // Never created when NODE_ENV=production, whatever this says.

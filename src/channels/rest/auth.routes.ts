@@ -1,8 +1,10 @@
 import type { FastifyInstance } from 'fastify';
+import type { AuditLog } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import { CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
+import { AppError } from '../../errors/index.js';
 import {
   ErrorResponse,
   HealthResponse,
@@ -20,6 +22,7 @@ export interface AuthRoutesDeps {
   engine: AuthEngine;
   authenticator: Authenticator;
   sessions: SessionStore;
+  audit: AuditLog;
   health(): Promise<{ kind: string; reachable: boolean }>;
   version: string;
 }
@@ -28,7 +31,7 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 
 /** The design's simplified routes: register, login, logout, session, health. */
 export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Promise<void> {
-  const { config, engine, authenticator, sessions } = deps;
+  const { config, engine, authenticator, sessions, audit } = deps;
   const password = { min: config.auth.password.min_length, max: config.auth.password.max_length };
   const startedAt = Date.now();
   const signedIn = requireAuth(authenticator);
@@ -63,6 +66,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() },
         engineHeaders(request),
       );
+      await audit.record({ event: 'signup', userId, sessionId, ...origin(request), details: { method: 'password' } });
       return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
     },
   );
@@ -79,10 +83,22 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     },
     async (request) => {
       const { email, password: pw } = request.body;
-      const { userId, sessionId } = await engine.signInEmail(
-        { email: normalizeEmail(email), password: pw },
-        engineHeaders(request),
-      );
+      let session: { userId: string; sessionId: string };
+      try {
+        session = await engine.signInEmail({ email: normalizeEmail(email), password: pw }, engineHeaders(request));
+      } catch (err) {
+        const reason = err instanceof AppError ? err.code : 'error';
+        await audit.record({ event: 'login.failure', ...origin(request), details: { method: 'password', reason } });
+        throw err;
+      }
+      const { userId, sessionId } = session;
+      await audit.record({
+        event: 'login.success',
+        userId,
+        sessionId,
+        ...origin(request),
+        details: { method: 'password' },
+      });
       return { success: true as const, userId, token: await tokenFor(userId, sessionId) };
     },
   );
@@ -99,8 +115,9 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       },
     },
     async (request, reply) => {
-      const { sessionId } = authOf(request);
+      const { sessionId, userId } = authOf(request);
       if (sessionId) await sessions.delete(sessionId);
+      await audit.record({ event: 'logout', userId, sessionId, ...origin(request) });
       if (request.headers.cookie) {
         for (const name of ['better-auth.session_token', 'better-auth.session_data']) {
           reply.header('set-cookie', `${name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax`);
@@ -156,6 +173,12 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       return reply.status(database.reachable ? 200 : 503).send(body);
     },
   );
+}
+
+/** Where a REST request came from, for the audit log. */
+function origin(request: { ip: string; headers: Record<string, unknown> }) {
+  const ua = request.headers['user-agent'];
+  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
 }
 
 /** One account per address: case and surrounding spaces do not make a different account. */

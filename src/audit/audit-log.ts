@@ -1,0 +1,115 @@
+import type { Queryable } from '../db/index.js';
+
+/** Every event the audit log knows. Names are API (GET /auth/audit returns them): add, never rename. */
+export type AuditEvent =
+  | 'signup'
+  | 'login.success'
+  | 'login.failure'
+  | 'logout'
+  | 'lockout'
+  | 'password.reset_requested'
+  | 'password.reset_completed'
+  | 'password.changed'
+  | 'email.verified'
+  | 'passkey.added'
+  | 'passkey.used'
+  | 'passkey.removed'
+  | 'passkey.refused'
+  | 'twofactor.enabled'
+  | 'twofactor.disabled'
+  | 'twofactor.used'
+  | 'twofactor.failed'
+  | 'channel.linked'
+  | 'channel.unlinked'
+  | 'session.revoked'
+  | 'rate_limit.hit'
+  | 'ip.refused'
+  | 'admin.action';
+
+export interface AuditEntry {
+  event: AuditEvent;
+  userId?: string | null;
+  sessionId?: string | null;
+  channel?: string | null;
+  ip?: string | null;
+  userAgent?: string | null;
+  /** Context without secrets: reasons, method names, ids. Keys that name secrets are dropped as a second guard. */
+  details?: Record<string, unknown>;
+}
+
+export interface AuditRow {
+  id: string;
+  createdAt: string;
+  event: AuditEvent;
+  userId: string | null;
+  sessionId: string | null;
+  channel: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface AuditLog {
+  /** Writes one event. Never throws: a failing audit write is logged, not turned into a failed login. */
+  record(entry: AuditEntry): Promise<void>;
+  /** A user's own events, newest first; `before` is the id of the last row of the previous page. */
+  listForUser(userId: string, page: { limit: number; before?: string }): Promise<AuditRow[]>;
+}
+
+const SECRET_KEY = /pass(word)?|token|secret|code|otp|credential|cookie|authorization/i;
+
+export function createAuditLog(db: Queryable, log: { error(obj: object, msg: string): void }): AuditLog {
+  return {
+    async record(entry) {
+      const details = Object.fromEntries(Object.entries(entry.details ?? {}).filter(([k]) => !SECRET_KEY.test(k)));
+      try {
+        await db.query(
+          `INSERT INTO auth_audit_log (event, user_id, session_id, channel, ip_address, user_agent, details)
+           SELECT $1, (SELECT id FROM users WHERE id = $2), $3, $4, $5, $6, $7::jsonb`,
+          [
+            entry.event,
+            entry.userId ?? null,
+            entry.sessionId ?? null,
+            entry.channel ?? null,
+            entry.ip ?? null,
+            entry.userAgent?.slice(0, 512) ?? null,
+            JSON.stringify(details),
+          ],
+        );
+      } catch (err) {
+        log.error({ err: { message: (err as Error).message }, event: entry.event }, 'audit write failed');
+      }
+    },
+    async listForUser(userId, { limit, before }) {
+      const { rows } = await db.query<{
+        id: string;
+        created_at: Date | string;
+        event: AuditEvent;
+        user_id: string | null;
+        session_id: string | null;
+        channel: string | null;
+        ip_address: string | null;
+        user_agent: string | null;
+        details: Record<string, unknown>;
+      }>(
+        `SELECT id, created_at, event, user_id, session_id, channel, ip_address, user_agent, details
+           FROM auth_audit_log
+          WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2::bigint)
+          ORDER BY id DESC
+          LIMIT $3`,
+        [userId, before ?? null, limit],
+      );
+      return rows.map((r) => ({
+        id: String(r.id),
+        createdAt: new Date(r.created_at).toISOString(),
+        event: r.event,
+        userId: r.user_id,
+        sessionId: r.session_id,
+        channel: r.channel,
+        ip: r.ip_address,
+        userAgent: r.user_agent,
+        details: r.details,
+      }));
+    },
+  };
+}

@@ -1,0 +1,1 @@
+export { createMailer, type EmailMessage, type Mailer, type MailerOptions } from './mailer.js';
