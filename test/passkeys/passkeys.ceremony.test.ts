@@ -250,6 +250,30 @@ describe("Better Auth's own passkey routes", () => {
     expect(res.json().map((p: { id: string }) => p.id)).toEqual([id]);
   });
 
+  it('sign in with a passkey registered through the design routes (cookie-held challenge)', async () => {
+    const user = await registerUser(t.app);
+    const authenticator = createSoftAuthenticator();
+    await addPasskey(t.app, user.token, authenticator);
+    const options = await t.app.inject({ method: 'GET', url: '/api/auth/passkey/generate-authenticate-options' });
+    expect(options.statusCode).toBe(200);
+    const cookie = String(options.headers['set-cookie']).split(';')[0] ?? '';
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/passkey/verify-authentication',
+      headers: { cookie, origin: ORIGIN },
+      payload: { response: authenticator.getAssertion(options.json(), ORIGIN) },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().user.id).toBe(user.userId);
+    const token = String(res.headers['x-auth-token']);
+    const session = await t.app.inject({
+      method: 'GET',
+      url: '/auth/session',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(session.json().user.id).toBe(user.userId);
+  });
+
   it('refuse deleting the last passkey of an account without a password too', async () => {
     const user = await registerUser(t.app);
     const { id } = await addPasskey(t.app, user.token, createSoftAuthenticator());
