@@ -42,6 +42,10 @@ export const ERROR_CATALOGUE = {
   },
   PASSKEY_ALREADY_REGISTERED: { status: 409, message: 'This passkey is already registered.' },
   PASSKEY_NOT_FOUND: { status: 404, message: 'No such passkey.' },
+  PASSKEY_SESSION_NOT_FRESH: {
+    status: 403,
+    message: 'Adding a passkey needs a recent sign-in; sign in again and retry.',
+  },
   PASSKEY_LAST_SIGN_IN_METHOD: {
     status: 409,
     message: 'This is the last passkey of an account without a password; add a password or another passkey first.',

@@ -169,6 +169,15 @@ export function createPasskeyStore(db: Queryable) {
       return rows.length > 0;
     },
 
+    /** Is the session younger than `maxAgeSeconds` (a recent sign-in, not only a long-lived token)? */
+    async isFreshSession(sessionId: string, maxAgeSeconds: number): Promise<boolean> {
+      const { rows } = await db.query(
+        'SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() AND created_at > now() - make_interval(secs => $2)',
+        [sessionId, maxAgeSeconds],
+      );
+      return rows.length > 0;
+    },
+
     async userIdByEmail(email: string): Promise<string | null> {
       const { rows } = await db.query<{ id: string }>('SELECT id FROM users WHERE lower(email) = lower($1)', [email]);
       return rows[0]?.id ?? null;

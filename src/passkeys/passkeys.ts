@@ -37,9 +37,18 @@ export interface PasskeyServiceDeps {
 
 export interface SignedInUser {
   userId: string;
+  /** The session the request came with; registration needs a recent one. */
+  sessionId: string | null;
   email: string;
   name: string;
 }
+
+/**
+ * Adding a passkey adds a way in that outlives every session, so it needs a recent sign-in, not just any valid token
+ * (a stolen one could otherwise plant a passkey): a session at most this old. Better Auth's own passkey routes use the
+ * same default (its `freshAge`, 1 day).
+ */
+const FRESH_SESSION_SECONDS = 86400;
 
 /**
  * Passkey ceremonies and management, on @simplewebauthn/server directly rather than through Better Auth's passkey
@@ -86,10 +95,17 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
     });
   }
 
+  async function requireFreshSession(user: SignedInUser): Promise<void> {
+    if (!user.sessionId || !(await passkeys.isFreshSession(user.sessionId, FRESH_SESSION_SECONDS))) {
+      throw new AppError('PASSKEY_SESSION_NOT_FRESH');
+    }
+  }
+
   return {
     relyingParty: rp,
 
     async registrationOptions(user: SignedInUser): Promise<PublicKeyCredentialCreationOptionsJSON> {
+      await requireFreshSession(user);
       const existing = await passkeys.descriptorsOf(user.userId);
       const options = await generateRegistrationOptions({
         rpName: rp.rpName,
@@ -113,6 +129,7 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
       const ceremony = 'registration' as const;
       const parsed = parseCredential(credential, ceremony);
       if (!parsed) return refuse('PASSKEY_MALFORMED_CREDENTIAL', meta, { userId: user.userId, ceremony });
+      await requireFreshSession(user);
       const binding = await consumeChallenge(ceremony, parsed.challenge, meta);
       // A challenge issued to another signed-in user is not this user's to complete.
       if (binding.userId !== user.userId) {

@@ -88,6 +88,25 @@ describe('challenges are bound to their purpose', () => {
   });
 });
 
+describe('adding a passkey needs a recent sign-in', () => {
+  it('a session older than a day cannot ask for options or complete a registration', async () => {
+    const user = await registerUser(t.app);
+    const options = await registrationOptions(t.app, user.token);
+    await t.db.query(`UPDATE sessions SET created_at = now() - interval '25 hours' WHERE user_id = $1`, [user.userId]);
+    const late = await postRegistration(t.app, user.token, createSoftAuthenticator().createCredential(options, ORIGIN));
+    expect(late.statusCode).toBe(403);
+    expect(late.json().error.code).toBe('PASSKEY_SESSION_NOT_FRESH');
+    const again = await t.app.inject({
+      method: 'POST',
+      url: '/auth/passkey/register/options',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(again.statusCode).toBe(403);
+    expect(again.json().error.code).toBe('PASSKEY_SESSION_NOT_FRESH');
+    expect(await passkeysOf(user.userId)).toBe(0);
+  });
+});
+
 describe('challenges are single use and expire', () => {
   it('a replayed sign-in is refused', async () => {
     const u = await userWithPasskey();

@@ -45,12 +45,12 @@ export async function passkeyRoutes(app: FastifyInstance, deps: PasskeyRoutesDep
         summary: 'Passkey registration options for the signed-in user (pass to startRegistration)',
         tags,
         security: bearer,
-        response: { 200: CreationOptions, ...errors(401, 503) },
+        response: { 200: CreationOptions, ...errors(401, 403, 503) },
       },
     },
     async (request) => {
-      const { userId, email, name } = authOf(request);
-      return passkeys.registrationOptions({ userId, email, name });
+      const { userId, sessionId, email, name } = authOf(request);
+      return passkeys.registrationOptions({ userId, sessionId, email, name });
     },
   );
 
@@ -64,13 +64,13 @@ export async function passkeyRoutes(app: FastifyInstance, deps: PasskeyRoutesDep
           tags,
           security: bearer,
           body: RegisterPasskeyBody,
-          response: { 200: PasskeyResponse, ...errors(400, 401, 409, 413, 415, 503) },
+          response: { 200: PasskeyResponse, ...errors(400, 401, 403, 409, 413, 415, 503) },
         },
       },
       async (request) => {
-        const { userId, email, name } = authOf(request);
+        const { userId, sessionId, email, name } = authOf(request);
         const stored = await passkeys.register(
-          { userId, email, name },
+          { userId, sessionId, email, name },
           request.body.credential,
           request.body.name?.trim() ?? null,
           metaOf(request),
