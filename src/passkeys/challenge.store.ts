@@ -25,8 +25,11 @@ export function createChallengeStore(db: Queryable, ttlSeconds: number) {
 
   return {
     async issue(purpose: CeremonyPurpose, challenge: string, binding: ChallengeBinding, id: string): Promise<void> {
-      // Expired challenges nobody completed are swept here (index on expires_at), so the table stays small.
-      await db.query(`DELETE FROM verification_tokens WHERE identifier LIKE '${PREFIX}:%' AND expires_at < now()`);
+      // Challenges nobody completed are swept here (index on expires_at), so the table stays small; an hour after
+      // expiry, so a late completion still learns its challenge expired rather than that it is unknown.
+      await db.query(
+        `DELETE FROM verification_tokens WHERE identifier LIKE '${PREFIX}:%' AND expires_at < now() - interval '1 hour'`,
+      );
       await db.query(
         `INSERT INTO verification_tokens (id, identifier, token, expires_at)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,

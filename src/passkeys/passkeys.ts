@@ -53,8 +53,8 @@ const FRESH_SESSION_SECONDS = 86400;
 /**
  * Passkey ceremonies and management, on @simplewebauthn/server directly rather than through Better Auth's passkey
  * routes: the design's client fetches options without cookies (the plugin keeps the challenge behind a cookie), and
- * the issue needs what the plugin does not do (single use under concurrency, purpose binding, a distinct refusal for
- * a counter that went backwards, the last-passkey guard, one error code per failure). Rows are written in the plugin's
+ * the plugin lacks what a security product needs here (single use under concurrency, purpose binding, a distinct
+ * refusal for a counter that went backwards, the last-passkey guard, one error code per failure). Rows are written in the plugin's
  * format, so passkeys registered here also work on Better Auth's own /api/auth/passkey/* routes and the reverse.
  */
 export function createPasskeyService(deps: PasskeyServiceDeps) {
