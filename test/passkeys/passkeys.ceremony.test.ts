@@ -250,6 +250,33 @@ describe("Better Auth's own passkey routes", () => {
     expect(res.json().map((p: { id: string }) => p.id)).toEqual([id]);
   });
 
+  it('register into the design table, and the passkey signs in on the design routes', async () => {
+    const user = await registerUser(t.app);
+    const auth = { authorization: `Bearer ${user.token}` };
+    const options = await t.app.inject({
+      method: 'GET',
+      url: '/api/auth/passkey/generate-register-options',
+      headers: auth,
+    });
+    expect(options.statusCode).toBe(200);
+    const cookie = String(options.headers['set-cookie']).split(';')[0] ?? '';
+    const authenticator = createSoftAuthenticator();
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/passkey/verify-registration',
+      headers: { ...auth, cookie, origin: ORIGIN },
+      payload: { response: authenticator.createCredential(options.json(), ORIGIN), name: 'via Better Auth' },
+    });
+    expect(res.statusCode).toBe(200);
+    const { rows } = await t.db.query<{ id: string; name: string; user_id: string }>(
+      'SELECT id, name, user_id FROM passkeys WHERE user_id = $1',
+      [user.userId],
+    );
+    expect(rows).toEqual([{ id: expect.stringMatching(/^pk_/), name: 'via Better Auth', user_id: user.userId }]);
+    const signIn = await postAuthentication(t.app, await assertion(t.app, authenticator));
+    expect(signIn.json().userId).toBe(user.userId);
+  });
+
   it('sign in with a passkey registered through the design routes (cookie-held challenge)', async () => {
     const user = await registerUser(t.app);
     const authenticator = createSoftAuthenticator();
