@@ -2,7 +2,7 @@ import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import { type AuditLog, createAuditLog } from './audit/index.js';
-import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
+import { type AuthEngine, betterAuthMount, createAuthEngine, generateId } from './auth/index.js';
 import {
   type Authenticator,
   createAuthenticator,
@@ -13,6 +13,8 @@ import {
   type SessionStore,
 } from './authenticator/index.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
+import { passkeyRoutes } from './channels/rest/passkeys.routes.js';
+import { vendorRoutes } from './channels/rest/vendor.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { createMailer, type Mailer } from './email/index.js';
@@ -20,6 +22,7 @@ import { errorsPlugin } from './http/errors.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseResolver } from './licenses/index.js';
+import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
 import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
 import { VERSION } from './version.js';
 
@@ -34,6 +37,7 @@ declare module 'fastify' {
     sessionEvents: SessionEvents;
     audit: AuditLog;
     mailer: Mailer;
+    passkeys: PasskeyService;
   }
 }
 
@@ -141,6 +145,25 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       }
     },
   });
+
+  const rp = relyingPartyOf(config);
+  const passkeys = createPasskeyService({
+    db,
+    rp,
+    audit: app.audit,
+    log: app.log,
+    newId: generateId,
+    createSession: (userId, meta) => engine.createSession(userId, meta),
+  });
+  app.decorate('passkeys', passkeys);
+  app.log.info({ rpID: rp.rpID, origins: rp.origins, rpName: rp.rpName }, 'passkeys: relying party');
+  await app.register(passkeyRoutes, {
+    passkeys,
+    authenticator,
+    sessions,
+    sessionExpiresIn: config.auth.session.expires_in,
+  });
+  await app.register(vendorRoutes);
 
   return app;
 }

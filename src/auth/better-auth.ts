@@ -2,8 +2,10 @@ import { betterAuth } from 'better-auth';
 import { bearer } from 'better-auth/plugins/bearer';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/index.js';
+import { relyingPartyOf } from '../passkeys/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
 import { generateId } from './ids.js';
+import { passkeyPlugin } from './passkey.js';
 
 /** Header that carries Fastify's `request.ip` (which honours trust_proxy) into Better Auth; clients' copies are dropped. */
 export const CLIENT_IP_HEADER = 'x-gateway-client-ip';
@@ -90,7 +92,7 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }:
       ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
       useSecureCookies: config.server.base_url.startsWith('https:'),
     },
-    plugins: [bearer()],
+    plugins: [bearer(), passkeyPlugin(relyingPartyOf(config), db)],
   });
 }
 

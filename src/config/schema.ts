@@ -113,6 +113,14 @@ export const ConfigSchema = T.Object(
       },
       Strict,
     ),
+    passkeys: T.Object(
+      {
+        rp_name: T.String({ minLength: 1, maxLength: 64, default: 'Dexorder AI' }),
+        // WebAuthn's own recommended ceremony timeout is 5 minutes; a challenge older than that is refused.
+        challenge_ttl: T.Integer({ minimum: 10, maximum: 3600, default: 300, description: 'seconds' }),
+      },
+      Strict,
+    ),
   },
   Strict,
 );

@@ -18,6 +18,38 @@ export const ERROR_CATALOGUE = {
   INTERNAL_ERROR: { status: 500, message: 'Something went wrong on our side.' },
   DATABASE_UNAVAILABLE: { status: 503, message: 'The database is unavailable; try again shortly.' },
   SERVER_BUSY: { status: 503, message: 'The server is busy; try again shortly.' },
+  PASSKEY_MALFORMED_CREDENTIAL: {
+    status: 400,
+    message:
+      'The passkey credential is not a valid WebAuthn response (send what startRegistration/startAuthentication returned).',
+  },
+  PASSKEY_CHALLENGE_INVALID: {
+    status: 400,
+    message: 'The passkey challenge is unknown, already used, or was issued for another ceremony; request new options.',
+  },
+  PASSKEY_CHALLENGE_EXPIRED: { status: 400, message: 'The passkey challenge has expired; request new options.' },
+  PASSKEY_ORIGIN_MISMATCH: {
+    status: 400,
+    message: 'The passkey ceremony ran on an origin this server does not accept.',
+  },
+  PASSKEY_RPID_MISMATCH: { status: 400, message: 'The passkey was made for another relying party (rpID).' },
+  PASSKEY_VERIFICATION_FAILED: { status: 400, message: 'The passkey response could not be verified.' },
+  PASSKEY_SIGNATURE_INVALID: { status: 401, message: 'The passkey signature is invalid.' },
+  PASSKEY_UNKNOWN_CREDENTIAL: { status: 401, message: 'This passkey is not registered for this account.' },
+  PASSKEY_COUNTER_REGRESSION: {
+    status: 401,
+    message: 'The passkey signature counter went backwards (possibly a cloned authenticator); sign-in refused.',
+  },
+  PASSKEY_ALREADY_REGISTERED: { status: 409, message: 'This passkey is already registered.' },
+  PASSKEY_NOT_FOUND: { status: 404, message: 'No such passkey.' },
+  PASSKEY_SESSION_NOT_FRESH: {
+    status: 403,
+    message: 'Adding a passkey needs a recent sign-in; sign in again and retry.',
+  },
+  PASSKEY_LAST_SIGN_IN_METHOD: {
+    status: 409,
+    message: 'This is the last passkey of an account without a password; add a password or another passkey first.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
