@@ -29,6 +29,23 @@ export const TokenResponse = T.Object({
   token: T.String({ description: 'HS256 JWT; send as Authorization: Bearer <token>' }),
 });
 
+export const VerificationRequiredResponse = T.Object({
+  success: T.Literal(true),
+  userId: T.String(),
+  verificationRequired: T.Literal(true, {
+    description: 'auth.require_email_verification is on: follow the emailed link, then sign in',
+  }),
+});
+
+export const TwoFactorRequiredResponse = T.Object({
+  success: T.Literal(true),
+  twoFactorRequired: T.Literal(true),
+  challengeToken: T.String({
+    description:
+      'Single-use handle of this pending sign-in (auth.two_factor.challenge_ttl); send to POST /auth/2fa/verify',
+  }),
+});
+
 export const makeRegisterBody = (password: { min: number; max: number }) =>
   T.Object({
     email: Email,
