@@ -146,21 +146,3 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(rows).toHaveLength(1);
   });
 });
-
-describe('email verification off (default)', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await createTestApp();
-  });
-  afterAll(() => t?.close());
-
-  it('register still signs in at once; the outbox gets no verification email', async () => {
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/auth/register',
-      payload: { email: 'plain@example.com', password: 'SecurePassword123!' },
-    });
-    expect(res.statusCode).toBe(201);
-    expect(res.json().token).toMatch(/^eyJ/);
-  });
-});
