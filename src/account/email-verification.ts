@@ -31,6 +31,11 @@ export interface EmailVerification {
   /** Issues a new link for this user (older ones stop working) and sends it after the request. */
   issue(user: { id: string; email: string; name: string }): Promise<void>;
   /**
+   * As issue(), but silently skipped when the address got a link less than resend_interval ago: Better Auth's own
+   * triggers (sign-up, /api/auth/send-verification-email) share the resend limit.
+   */
+  issueLimited(user: { id: string; email: string; name: string }): Promise<void>;
+  /**
    * Resends a link for an address. Answers the same whether the address has an unverified account, a verified one or
    * none; refuses with RATE_LIMITED when the address got one less than resend_interval ago.
    */
@@ -72,30 +77,40 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
     );
   }
 
+  /** Takes this address's send slot; returns 0, or the seconds until the slot frees up. */
+  async function claimSlot(email: string): Promise<number> {
+    const marker = SENT_PREFIX + sha256(email.trim().toLowerCase());
+    const allowed = await db.transaction(async (tx) => {
+      // Serialises resends of one address across connections and processes; the marker row is the limit.
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
+      const { rows } = await tx.query<{ wait: number }>(
+        `SELECT ceil(extract(epoch FROM max(expires_at) - now()))::int AS wait
+             FROM verification_tokens WHERE identifier = $1 AND expires_at > now()`,
+        [marker],
+      );
+      const wait = rows[0]?.wait;
+      if (wait) return { wait };
+      await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [marker]);
+      await tx.query(
+        `INSERT INTO verification_tokens (id, identifier, token, expires_at)
+           VALUES ($1, $2, '', now() + make_interval(secs => $3))`,
+        [generateId('verification'), marker, options.resendIntervalSeconds],
+      );
+      return { wait: 0 };
+    });
+    return allowed.wait;
+  }
+
   return {
     issue,
 
+    async issueLimited(user) {
+      if ((await claimSlot(user.email)) === 0) await issue(user);
+    },
+
     async resend(email) {
-      const marker = SENT_PREFIX + sha256(email);
-      const allowed = await db.transaction(async (tx) => {
-        // Serialises resends of one address across connections and processes; the marker row is the limit.
-        await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
-        const { rows } = await tx.query<{ wait: number }>(
-          `SELECT ceil(extract(epoch FROM max(expires_at) - now()))::int AS wait
-             FROM verification_tokens WHERE identifier = $1 AND expires_at > now()`,
-          [marker],
-        );
-        const wait = rows[0]?.wait;
-        if (wait) return { wait };
-        await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [marker]);
-        await tx.query(
-          `INSERT INTO verification_tokens (id, identifier, token, expires_at)
-           VALUES ($1, $2, '', now() + make_interval(secs => $3))`,
-          [generateId('verification'), marker, options.resendIntervalSeconds],
-        );
-        return { wait: 0 };
-      });
-      if (allowed.wait > 0) throw new AppError('RATE_LIMITED', undefined, { retryAfter: allowed.wait });
+      const wait = await claimSlot(email);
+      if (wait > 0) throw new AppError('RATE_LIMITED', undefined, { retryAfter: wait });
       const { rows } = await db.query<{ id: string; email: string; name: string; email_verified: boolean }>(
         'SELECT id, email, name, email_verified FROM users WHERE lower(email) = lower($1)',
         [email],

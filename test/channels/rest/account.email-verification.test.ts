@@ -25,6 +25,11 @@ describe('email verification (auth.require_email_verification: true)', () => {
   const resend = (email: string) =>
     t.app.inject({ method: 'POST', url: '/auth/email/verify/resend', payload: { email } });
   const mailsTo = (email: string) => smtp.messages.filter((m) => addressOf(m) === email);
+  const expireSlots = () =>
+    t.db.query(
+      `UPDATE verification_tokens SET expires_at = now() - interval '1 second'
+        WHERE identifier LIKE 'email-verification-sent:%'`,
+    );
 
   it('register answers 201 without a token; the email arrives over SMTP; login is 403 until the link is followed', async () => {
     const user = fresh();
@@ -100,6 +105,24 @@ describe('email verification (auth.require_email_verification: true)', () => {
     const user = fresh();
     await register(user);
     const first = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
+    // The sign-up email took this address's slot: an immediate resend waits out the interval.
+    const early = await resend(user.email);
+    expect(early.statusCode).toBe(429);
+    expect(Number(early.headers['retry-after'])).toBeLessThanOrEqual(t.config.auth.email_verification_resend_interval);
+    // Better Auth's own resend route shares the limit: it answers, but sends nothing within the interval.
+    const links = () =>
+      t.db.query<{ identifier: string }>(
+        `SELECT identifier FROM verification_tokens WHERE identifier LIKE 'email-verification:%'`,
+      );
+    const before = (await links()).rows;
+    const ba = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/send-verification-email',
+      payload: { email: user.email },
+    });
+    expect(ba.statusCode).toBe(200);
+    expect((await links()).rows).toEqual(before); // no new link was issued
+    await expireSlots(); // the interval has passed
 
     const ok = await resend(user.email.toUpperCase());
     expect(ok.statusCode).toBe(202);
@@ -122,7 +145,7 @@ describe('email verification (auth.require_email_verification: true)', () => {
       expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
     }
     // Parallel resends cannot slip past the limit.
-    await t.db.query(`DELETE FROM verification_tokens WHERE identifier LIKE 'email-verification-sent:%'`);
+    await expireSlots();
     const burst = await Promise.all(Array.from({ length: 10 }, () => resend(user.email)));
     expect(burst.filter((r) => r.statusCode === 202)).toHaveLength(1);
 
