@@ -55,7 +55,12 @@ export type DisableBody = Static<ReturnType<typeof makeDisableBody>>;
 export const VerifyBody = T.Object({
   code: Code,
   challengeToken: T.Optional(
-    T.String({ minLength: 8, maxLength: 512, description: 'From the login answer; optional with the 2FA cookie' }),
+    T.String({
+      minLength: 8,
+      maxLength: 512,
+      pattern: '^[A-Za-z0-9._~+/=-]+$',
+      description: 'From the login answer; optional with the 2FA cookie',
+    }),
   ),
 });
 export type VerifyBody = Static<typeof VerifyBody>;

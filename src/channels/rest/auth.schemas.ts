@@ -6,7 +6,8 @@ import { type Static, Type as T } from '@sinclair/typebox';
 export const Email = T.String({
   minLength: 3,
   maxLength: 254,
-  pattern: '^\\s*[^\\s@]+@[^\\s@]+\\s*$',
+  // No control characters (NUL would reach PostgreSQL, which refuses it in text).
+  pattern: '^\\s*[^\\s@\\u0000-\\u001f\\u007f]+@[^\\s@\\u0000-\\u001f\\u007f]+\\s*$',
   description: 'Email address; case and surrounding spaces are ignored',
   examples: ['user@example.com'],
 });
