@@ -141,7 +141,9 @@ CREATE TABLE IF NOT EXISTS two_factor (
   backup_codes              TEXT NOT NULL,
   verified                  BOOLEAN NOT NULL DEFAULT TRUE,
   failed_verification_count INTEGER NOT NULL DEFAULT 0,
-  locked_until              TIMESTAMPTZ
+  locked_until              TIMESTAMPTZ,
+  -- The last TOTP time step accepted by the gateway's own checks (confirm, re-authentication): no replays.
+  last_used_step            BIGINT
 );
 
 COMMIT;

@@ -74,12 +74,17 @@ export function createTwoFactorEngine(
     const found = await totpOf(userId, verified);
     if (!found) return 'not_enabled';
     if (found.locked) return 'locked';
-    const ok = /^\d{6}$/.test(code) && found.totp.validate({ token: code, window: SKEW_STEPS }) !== null;
-    if (ok) {
-      await db.query('UPDATE two_factor SET failed_verification_count = 0, locked_until = NULL WHERE id = $1', [
-        found.id,
-      ]);
-      return 'ok';
+    const delta = /^\d{6}$/.test(code) ? found.totp.validate({ token: code, window: SKEW_STEPS }) : null;
+    if (delta !== null) {
+      // Each time step's code is accepted once (RFC 6238 §5.2): a code seen in transit cannot be replayed, and parallel
+      // uses of one code yield one success. A replay counts as a wrong code.
+      const step = Math.floor(Date.now() / 1000 / TOTP.period) + delta;
+      const { rowCount } = await db.query(
+        `UPDATE two_factor SET failed_verification_count = 0, locked_until = NULL, last_used_step = $2
+          WHERE id = $1 AND (last_used_step IS NULL OR last_used_step < $2)`,
+        [found.id, step],
+      );
+      if (rowCount > 0) return 'ok';
     }
     // One atomic statement: parallel wrong codes cannot lose an increment or skip the lock. A lock that has run out
     // starts a fresh count (as the plugin does on its sign-in path).

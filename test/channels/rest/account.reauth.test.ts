@@ -111,8 +111,23 @@ describe('re-authentication for sensitive operations; password change; account d
     const wrong = await change(user.token, user.password, 'ChangedPassword456!', totp.generate({ timestamp: 0 }));
     expect(wrong.statusCode).toBe(401);
     expect(wrong.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
-    const ok = await change(user.token, user.password, 'ChangedPassword456!', totp.generate());
+    // The confirmation used this time step's code; each step's code is accepted once, so use the next step's.
+    const next = totp.generate({ timestamp: Date.now() + 30_000 });
+    const ok = await change(user.token, user.password, 'ChangedPassword456!', next);
     expect(ok.statusCode).toBe(200);
+    // The same code again is a replay: refused, whoever sends it.
+    const replay = await change(user.token, 'ChangedPassword456!', 'ChangedAgain789!', next);
+    expect(replay.statusCode).toBe(401);
+    expect(replay.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    // Parallel uses of one fresh code: exactly one passes.
+    await t.db.query('UPDATE two_factor SET last_used_step = NULL WHERE user_id = $1', [user.userId]);
+    const later = totp.generate();
+    const deletes = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        t.app.inject({ method: 'POST', url: '/auth/account/delete', headers: bearer(user.token, later) }),
+      ),
+    );
+    expect(deletes.filter((r) => r.statusCode === 200)).toHaveLength(1);
   });
 
   it('account deletion removes the user and every session; the audit row stays', async () => {

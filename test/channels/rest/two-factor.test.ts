@@ -217,7 +217,8 @@ describe('TOTP two-factor', () => {
     const empty = await post('/auth/2fa/disable', {}, signedIn);
     expect(empty.statusCode).toBe(400);
 
-    const ok = await post('/auth/2fa/disable', { code: totp.generate() }, signedIn);
+    // The next time step's code: this step's was used by the confirmation (each is accepted once).
+    const ok = await post('/auth/2fa/disable', { code: totp.generate({ timestamp: Date.now() + 30_000 }) }, signedIn);
     expect(ok.statusCode).toBe(200);
     expect((await login(user)).json().token).toMatch(/^eyJ/);
     const { rows } = await t.db.query('SELECT 1 FROM two_factor WHERE user_id = $1', [user.userId]);
