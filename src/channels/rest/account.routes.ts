@@ -42,9 +42,8 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
   const signedIn = requireAuth(deps.authenticator);
   const recent = requireRecentAuth(deps.recentAuth);
 
-  const verifyHandler = async (request: FastifyRequest<{ Querystring: TokenQuery } | { Body: TokenQuery }>) => {
-    const token = (('body' in request && request.body) || request.query) as TokenQuery;
-    const { userId } = await verification.verify(token.token);
+  const verifyEmail = async (token: string, request: FastifyRequest) => {
+    const { userId } = await verification.verify(token);
     await audit.record({ event: 'email.verified', userId, ...origin(request) });
     return { success: true as const, message: 'Your email address is verified; you can sign in.' };
   };
@@ -56,10 +55,10 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
   app.get<{ Querystring: TokenQuery }>(
     '/auth/email/verify',
     { schema: { ...verifySchema, querystring: TokenQuery } },
-    (r) => verifyHandler(r),
+    (r) => verifyEmail(r.query.token, r),
   );
   app.post<{ Body: TokenQuery }>('/auth/email/verify', { schema: { ...verifySchema, body: TokenQuery } }, (r) =>
-    verifyHandler(r),
+    verifyEmail(r.body.token, r),
   );
 
   app.post<{ Body: EmailBody }>(
