@@ -57,10 +57,17 @@ describe('password reset by real email', () => {
     const user = await registerUser(t.app);
     const second = (await login(user.email, user.password)).json().token as string;
     const token = await resetTokenFor(user.email);
+    // What closes sockets in every process: the session-ended event, fed by the sessions trigger.
+    const ended: string[] = [];
+    const off = t.app.sessionEvents.onSessionEnded((e) => {
+      if (e.userId === user.userId) ended.push(e.sessionId);
+    });
 
     const res = await reset(token, 'BrandNewPassword456!');
     expect(res.statusCode).toBe(200);
     expect(res.json().success).toBe(true);
+    await expect.poll(() => ended.length).toBe(2);
+    off();
 
     for (const old of [user.token, second]) {
       const s = await session(old);
