@@ -46,6 +46,9 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, a
     database: { db: db.kysely, type: 'postgres' },
     telemetry: { enabled: false },
     rateLimit: { enabled: false },
+    // Sensitive changes go through our routes, which also demand a recent authentication (POST /auth/password/change,
+    // POST /auth/2fa/disable); Better Auth's HTTP copies would skip that. Direct auth.api calls are unaffected.
+    disabledPaths: ['/change-password', '/two-factor/disable'],
     logger: {
       level: 'warn',
       log(level, message) {

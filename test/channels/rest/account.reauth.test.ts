@@ -145,6 +145,18 @@ describe('re-authentication for sensitive operations; password change; account d
     expect(rows.map((r) => r.details.deletedUserId)).toContain(user.userId);
   });
 
+  it("Better Auth's HTTP routes for the same changes are closed (they would skip the re-authentication)", async () => {
+    const user = await registerUser(t.app);
+    for (const [url, payload] of [
+      ['/api/auth/change-password', { currentPassword: user.password, newPassword: 'ChangedPassword456!' }],
+      ['/api/auth/two-factor/disable', { password: user.password }],
+    ] as const) {
+      const res = await t.app.inject({ method: 'POST', url, payload, headers: bearer(user.token) });
+      expect(res.statusCode, url).toBe(404);
+    }
+    expect((await login(user)).statusCode).toBe(200);
+  });
+
   it('requireRecentAuth is reusable on any route after requireAuth', async () => {
     const app = Fastify();
     await app.register(errorsPlugin);
