@@ -24,7 +24,9 @@ export type AuditEvent =
   | 'session.revoked'
   | 'rate_limit.hit'
   | 'ip.refused'
-  | 'admin.action';
+  | 'admin.action'
+  | 'email.verification_sent'
+  | 'account.deleted';
 
 export interface AuditEntry {
   event: AuditEvent;

@@ -50,6 +50,22 @@ export const ERROR_CATALOGUE = {
     status: 409,
     message: 'This is the last passkey of an account without a password; add a password or another passkey first.',
   },
+  EMAIL_NOT_VERIFIED: { status: 403, message: 'Verify your email address first; check your inbox for the link.' },
+  INVALID_VERIFICATION_TOKEN: { status: 400, message: 'The link is invalid, expired or already used.' },
+  INVALID_RESET_TOKEN: { status: 400, message: 'The reset link is invalid, expired or already used.' },
+  INVALID_PASSWORD: { status: 401, message: 'The current password is wrong.' },
+  REAUTH_REQUIRED: {
+    status: 403,
+    message: 'Sign in again (or send a current two-factor code in X-2FA-Code) to do this.',
+  },
+  TWO_FACTOR_ALREADY_ENABLED: { status: 409, message: 'Two-factor authentication is already enabled.' },
+  TWO_FACTOR_NOT_ENABLED: { status: 400, message: 'Two-factor authentication is not enabled.' },
+  TWO_FACTOR_INVALID_CODE: { status: 401, message: 'The two-factor code is wrong.' },
+  TWO_FACTOR_CHALLENGE_INVALID: {
+    status: 401,
+    message: 'The pending sign-in is invalid, expired or already used; sign in again.',
+  },
+  TWO_FACTOR_LOCKED: { status: 429, message: 'Too many wrong two-factor codes; sign in again later.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
