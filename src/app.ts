@@ -22,6 +22,7 @@ import {
 import { accountRoutes } from './channels/rest/account.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import { passkeyRoutes } from './channels/rest/passkeys.routes.js';
+import { requireRecentAuth } from './channels/rest/require-recent-auth.js';
 import { twoFactorRoutes } from './channels/rest/two-factor.routes.js';
 import { vendorRoutes } from './channels/rest/vendor.routes.js';
 import type { Config } from './config/index.js';
@@ -182,12 +183,6 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   });
   app.decorate('passkeys', passkeys);
   app.log.info({ rpID: rp.rpID, origins: rp.origins, rpName: rp.rpName }, 'passkeys: relying party');
-  await app.register(passkeyRoutes, {
-    passkeys,
-    authenticator,
-    sessions,
-    sessionExpiresIn: config.auth.session.expires_in,
-  });
   await app.register(vendorRoutes);
   const verification = createEmailVerification({
     db,
@@ -215,6 +210,13 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     checkCode: (userId, code) => engine.twoFactor.checkCode(userId, code),
   });
   app.decorate('recentAuth', recentAuth);
+  await app.register(passkeyRoutes, {
+    passkeys,
+    authenticator,
+    sessions,
+    recentAuth: requireRecentAuth(recentAuth),
+    sessionExpiresIn: config.auth.session.expires_in,
+  });
   await app.register(accountRoutes, {
     config,
     engine,

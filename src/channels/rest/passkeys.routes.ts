@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { PasskeyInfo, PasskeyService, RequestMeta } from '../../passkeys/index.js';
 import { ErrorResponse, TokenResponse } from './auth.schemas.js';
@@ -20,6 +20,8 @@ export interface PasskeyRoutesDeps {
   passkeys: PasskeyService;
   authenticator: Authenticator;
   sessions: SessionStore;
+  /** Sensitive-operation guard (recent sign-in or a TOTP code), run after sign-in: deleting a passkey needs it. */
+  recentAuth: preHandlerAsyncHookHandler;
   /** Session lifetime, for the token's expiry when the session row is not readable back (it always is). */
   sessionExpiresIn: number;
 }
@@ -156,13 +158,13 @@ export async function passkeyRoutes(app: FastifyInstance, deps: PasskeyRoutesDep
   app.delete<{ Params: PasskeyParams }>(
     '/auth/passkeys/:id',
     {
-      preHandler: signedIn,
+      preHandler: [signedIn, deps.recentAuth],
       schema: {
         summary: 'Delete one of your passkeys (refused for the last one of an account without a password)',
         tags,
         security: bearer,
         params: PasskeyParams,
-        response: { 200: SuccessResponse, ...errors(401, 404, 409, 503) },
+        response: { 200: SuccessResponse, ...errors(401, 403, 404, 409, 503) },
       },
     },
     async (request) => {
