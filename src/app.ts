@@ -1,6 +1,7 @@
 import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyServerOptions } from 'fastify';
+import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
 import { type AuditLog, createAuditLog } from './audit/index.js';
 import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
 import {
@@ -122,12 +123,14 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
   });
 
+  await app.register(signInMethodsPlugin);
   await app.register(authRoutes, {
     config,
     engine,
     authenticator,
     sessions,
     audit: app.audit,
+    anonymous: app.anonymousUsers,
     version: VERSION,
     async health() {
       try {

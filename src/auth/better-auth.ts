@@ -4,6 +4,7 @@ import type { Config } from '../config/index.js';
 import type { Database } from '../db/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
 import { generateId } from './ids.js';
+import { signInMethodOptions } from './sign-in-methods.js';
 
 /** Header that carries Fastify's `request.ip` (which honours trust_proxy) into Better Auth; clients' copies are dropped. */
 export const CLIENT_IP_HEADER = 'x-gateway-client-ip';
@@ -27,6 +28,7 @@ export interface BetterAuthDeps {
  */
 export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }: BetterAuthDeps) {
   const ts = { createdAt: 'created_at', updatedAt: 'updated_at' } as const;
+  const methods = signInMethodOptions(config, db);
   return betterAuth({
     appName: 'auth-gateway',
     baseURL: config.server.base_url,
@@ -35,6 +37,9 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }:
     trustedOrigins,
     database: { db: db.kysely, type: 'postgres' },
     telemetry: { enabled: false },
+    socialProviders: methods.socialProviders,
+    onAPIError: methods.onAPIError,
+    databaseHooks: methods.databaseHooks,
     rateLimit: { enabled: false },
     logger: {
       level: 'warn',
@@ -79,6 +84,7 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }:
         refreshTokenExpiresAt: 'refresh_token_expires_at',
         ...ts,
       },
+      accountLinking: methods.accountLinking,
     },
     verification: {
       modelName: 'verification_tokens',
@@ -89,7 +95,7 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }:
       ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
       useSecureCookies: config.server.base_url.startsWith('https:'),
     },
-    plugins: [bearer()],
+    plugins: [bearer(), ...methods.plugins],
   });
 }
 

@@ -3,6 +3,7 @@ import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { createSignInMethods, type SignInMethods } from './sign-in-methods.engine.js';
 
 export interface NewSession {
   userId: string;
@@ -21,6 +22,8 @@ export interface AuthEngine {
   sessionIdFromHeaders(headers: Headers): Promise<string | null>;
   /** Better Auth's opaque token of a session: lets our JWT stand in for Better Auth's cookie on /api/auth/*. */
   sessionToken(sessionId: string): Promise<string | null>;
+  /** OAuth / OIDC, magic-link sessions and anonymous users (src/auth/sign-in-methods*.ts). */
+  readonly methods: SignInMethods;
 }
 
 export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly betterAuth: BetterAuthInstance } {
@@ -29,6 +32,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
   return {
     betterAuth: auth,
+    methods: createSignInMethods(auth, db, deps.config),
     handle: (request) => auth.handler(request),
 
     async signUpEmail(input, headers) {
