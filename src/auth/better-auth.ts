@@ -28,7 +28,7 @@ export interface BetterAuthDeps {
  */
 export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }: BetterAuthDeps) {
   const ts = { createdAt: 'created_at', updatedAt: 'updated_at' } as const;
-  const methods = signInMethodOptions(config, db);
+  const methods = signInMethodOptions(config, db, logger);
   return betterAuth({
     appName: 'auth-gateway',
     baseURL: config.server.base_url,

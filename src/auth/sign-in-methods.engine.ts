@@ -172,6 +172,7 @@ function translate(err: unknown): unknown {
   if (code === 'PROVIDER_NOT_FOUND' || code === 'OAUTH_PROVIDER_NOT_FOUND') {
     return new AppError('OAUTH_PROVIDER_UNKNOWN', undefined, {}, { cause: err });
   }
+  if (code === 'OAUTH_ISSUER_MISMATCH') return new AppError('OAUTH_ISSUER_MISMATCH', undefined, {}, { cause: err });
   if (code === 'FAILED_TO_UNLINK_LAST_ACCOUNT')
     return new AppError('LAST_SIGN_IN_METHOD', undefined, {}, { cause: err });
   if (code === 'SESSION_NOT_FRESH') return new AppError('SESSION_NOT_FRESH', undefined, {}, { cause: err });

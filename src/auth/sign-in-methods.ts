@@ -1,8 +1,10 @@
+import { APIError, createAuthMiddleware } from 'better-auth/api';
 import { anonymous } from 'better-auth/plugins/anonymous';
 import { type GenericOAuthConfig, genericOAuth } from 'better-auth/plugins/generic-oauth';
 import type { Config } from '../config/index.js';
 import { ConfigError } from '../config/index.js';
 import type { Database } from '../db/index.js';
+import { createIssuerCheck, type IssuerCheck } from './issuer-check.js';
 
 /** Where Better Auth sends the browser after an OAuth callback, success or failure (see src/accounts/). */
 export const OAUTH_COMPLETE_PATH = '/auth/oauth/complete';
@@ -28,7 +30,7 @@ export function configuredProviders(config: Config): Array<{ id: string; name: s
  * The parts of the betterAuth({...}) call that add sign-in methods: social providers, generic OIDC providers by
  * issuer, the anonymous plugin (users.is_anonymous) and the account-linking policy.
  */
-export function signInMethodOptions(config: Config, db: Database) {
+export function signInMethodOptions(config: Config, db: Database, log: { error(obj: object, msg: string): void }) {
   const { oauth } = config;
   const socialProviders: Record<string, { clientId: string; clientSecret: string }> = {};
   if (oauth.google.client_id && oauth.google.client_secret) {
@@ -75,7 +77,7 @@ export function signInMethodOptions(config: Config, db: Database) {
       allowDifferentEmails: oauth.link_different_emails,
     },
     plugins: [
-      ...(oidc.length > 0 ? [genericOAuth({ config: oidc })] : []),
+      ...(oidc.length > 0 ? [genericOAuth({ config: oidc }), issuerGuard(createIssuerCheck(oauth.oidc, log))] : []),
       anonymous({
         emailDomainName: 'anonymous.invalid',
         generateName: () => 'Anonymous',
@@ -113,6 +115,29 @@ export function signInMethodOptions(config: Config, db: Database) {
           },
         },
       },
+    },
+  };
+}
+
+/**
+ * Refuses to start a sign-in or link with an OIDC provider whose discovery document announces another issuer than
+ * the configured one (Better Auth would otherwise verify id tokens against the announced issuer).
+ */
+function issuerGuard(issuers: IssuerCheck) {
+  return {
+    id: 'gateway-issuer-guard',
+    hooks: {
+      before: [
+        {
+          matcher: (ctx: { path?: string }) => ctx.path === '/sign-in/social' || ctx.path === '/link-social',
+          handler: createAuthMiddleware(async (ctx) => {
+            const provider = (ctx.body as { provider?: unknown } | undefined)?.provider;
+            if (typeof provider === 'string' && (await issuers.status(provider)) === 'mismatch') {
+              throw new APIError('BAD_REQUEST', { code: 'OAUTH_ISSUER_MISMATCH', message: 'issuer mismatch' });
+            }
+          }),
+        },
+      ],
     },
   };
 }
