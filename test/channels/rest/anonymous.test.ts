@@ -154,10 +154,10 @@ describe('anonymous sign-in', () => {
   });
 });
 
-describe('anonymous sign-in disabled', () => {
+describe('anonymous sign-in and magic links disabled', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ config: { anonymous: { enabled: false } } });
+    t = await createTestApp({ config: { anonymous: { enabled: false }, magic_link: { enabled: false } } });
   });
   afterAll(() => t?.close());
 
@@ -165,5 +165,10 @@ describe('anonymous sign-in disabled', () => {
     const res = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
     expect(res.statusCode).toBe(404);
     expect(res.json().error.code).toBe('FEATURE_DISABLED');
+    const link = await t.app.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'a@example.com' } });
+    expect(link.statusCode).toBe(404);
+    expect(link.json().error.code).toBe('FEATURE_DISABLED');
+    const verify = await t.app.inject({ method: 'GET', url: `/auth/magic-link/verify?token=${'A'.repeat(43)}` });
+    expect(verify.json().error.code).toBe('FEATURE_DISABLED');
   });
 });
