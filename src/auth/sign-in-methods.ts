@@ -57,11 +57,11 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
       discoveryUrl,
       clientId: p.client_id,
       clientSecret: p.client_secret,
-      scopes: p.scopes,
+      scopes: p.scopes ?? ['openid', 'email', 'profile'],
       pkce: true,
       // Without verified id tokens an OIDC provider is skipped: a token signed by another issuer must not pass.
       requireIdTokenVerification: true,
-      tokenEndpointAuth: { method: p.token_auth },
+      tokenEndpointAuth: { method: p.token_auth ?? 'client_secret_basic' },
     };
   });
 

@@ -22,10 +22,10 @@ const SecretsSchema = T.Object(
     oauth: T.Optional(
       T.Object(
         {
-          google: T.Optional(T.Object({ client_secret: T.String() }, { additionalProperties: false })),
-          github: T.Optional(T.Object({ client_secret: T.String() }, { additionalProperties: false })),
+          google: T.Optional(T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
+          github: T.Optional(T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
           oidc: T.Optional(
-            T.Record(T.String(), T.Object({ client_secret: T.String() }, { additionalProperties: false })),
+            T.Record(T.String(), T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
           ),
         },
         { additionalProperties: false },

@@ -135,12 +135,15 @@ export const ConfigSchema = T.Object(
             {
               issuer: T.String({ minLength: 1 }),
               client_id: T.String({ minLength: 1 }),
-              client_secret: T.String({ default: '' }),
-              name: T.String({ default: '' }),
-              scopes: T.Array(T.String(), { default: ['openid', 'email', 'profile'] }),
-              token_auth: T.Union([T.Literal('client_secret_basic'), T.Literal('client_secret_post')], {
-                default: 'client_secret_basic',
-              }),
+              // Optional, not defaulted: TypeBox fills no defaults inside a Record (src/auth/sign-in-methods.ts does).
+              client_secret: T.Optional(T.String()),
+              name: T.Optional(T.String({ description: 'shown to users; default: the id' })),
+              scopes: T.Optional(T.Array(T.String(), { description: 'default: openid, email, profile' })),
+              token_auth: T.Optional(
+                T.Union([T.Literal('client_secret_basic'), T.Literal('client_secret_post')], {
+                  description: 'default: client_secret_basic',
+                }),
+              ),
             },
             Strict,
           ),
