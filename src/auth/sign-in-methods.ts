@@ -32,6 +32,9 @@ export function configuredProviders(config: Config): Array<{ id: string; name: s
  */
 export function signInMethodOptions(config: Config, db: Database, log: { error(obj: object, msg: string): void }) {
   const { oauth } = config;
+  if (oauth.redirect_url && !/^https?:\/\/[^/?#\s]+/.test(oauth.redirect_url)) {
+    throw new ConfigError(`oauth.redirect_url: not an http(s) URL (${config.files.config})`);
+  }
   const socialProviders: Record<string, { clientId: string; clientSecret: string }> = {};
   if (oauth.google.client_id && oauth.google.client_secret) {
     socialProviders.google = { clientId: oauth.google.client_id, clientSecret: oauth.google.client_secret };

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 describe('anonymous sign-in', () => {
@@ -152,23 +153,23 @@ describe('anonymous sign-in', () => {
     const gone = await t.db.query('SELECT 1 FROM users WHERE id = $1', [old.userId]);
     expect(gone.rows).toHaveLength(0);
   });
-});
 
-describe('anonymous sign-in and magic links disabled', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await createTestApp({ config: { anonymous: { enabled: false }, magic_link: { enabled: false } } });
-  });
-  afterAll(() => t?.close());
+  describe('disabled (anonymous.enabled and magic_link.enabled false)', () => {
+    let off: Awaited<ReturnType<typeof createSiblingApp>>;
+    beforeAll(async () => {
+      off = await createSiblingApp(t, { anonymous: { enabled: false }, magic_link: { enabled: false } });
+    });
+    afterAll(() => off?.close());
 
-  it('answers 404 FEATURE_DISABLED', async () => {
-    const res = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
-    expect(res.statusCode).toBe(404);
-    expect(res.json().error.code).toBe('FEATURE_DISABLED');
-    const link = await t.app.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'a@example.com' } });
-    expect(link.statusCode).toBe(404);
-    expect(link.json().error.code).toBe('FEATURE_DISABLED');
-    const verify = await t.app.inject({ method: 'GET', url: `/auth/magic-link/verify?token=${'A'.repeat(43)}` });
-    expect(verify.json().error.code).toBe('FEATURE_DISABLED');
+    it('answers 404 FEATURE_DISABLED', async () => {
+      const res = await off.inject({ method: 'POST', url: '/auth/anonymous' });
+      expect(res.statusCode).toBe(404);
+      expect(res.json().error.code).toBe('FEATURE_DISABLED');
+      const link = await off.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'a@example.com' } });
+      expect(link.statusCode).toBe(404);
+      expect(link.json().error.code).toBe('FEATURE_DISABLED');
+      const verify = await off.inject({ method: 'GET', url: `/auth/magic-link/verify?token=${'A'.repeat(43)}` });
+      expect(verify.json().error.code).toBe('FEATURE_DISABLED');
+    });
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMagicLinks } from '../../../src/accounts/index.js';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
 import { type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
@@ -163,36 +164,31 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     expect(rows[0]).toEqual({ email: 'newcomer@example.com', email_verified: true });
     expect(await links.verify(token)).toBeNull();
   });
-});
 
-describe('magic link without a front-end URL, or disabled', () => {
-  let smtp: SmtpSink;
-  let t: TestApp;
-  beforeAll(async () => {
-    smtp = await startSmtpSink();
-    t = await createTestApp({ config: { email: { smtp_url: smtp.url }, oauth: { redirect_url: '' } } });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await smtp?.close();
-  });
-
-  it('verify answers {success, userId, token} as JSON (no token in any URL)', async () => {
-    const user = await registerUser(t.app, { email: 'json@example.com' });
-    await t.app.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'json@example.com' } });
-    const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes('json@example.com'))).text);
-    const res = await t.app.inject({ method: 'GET', url: path });
-    expect(res.statusCode).toBe(200);
-    expect(res.headers['cache-control']).toBe('no-store');
-    expect(res.json().userId).toBe(user.userId);
-    const me = await t.app.inject({
-      method: 'GET',
-      url: '/auth/session',
-      headers: { authorization: `Bearer ${res.json().token}` },
+  describe('without a front-end URL (oauth.redirect_url empty)', () => {
+    let json: Awaited<ReturnType<typeof createSiblingApp>>;
+    beforeAll(async () => {
+      json = await createSiblingApp(t, { email: { smtp_url: smtp.url }, oauth: { redirect_url: '' } });
     });
-    expect(me.statusCode).toBe(200);
-    const again = await t.app.inject({ method: 'GET', url: path });
-    expect(again.statusCode).toBe(400);
-    expect(again.json().error.code).toBe('MAGIC_LINK_INVALID');
+    afterAll(() => json?.close());
+
+    it('verify answers {success, userId, token} as JSON (no token in any URL)', async () => {
+      const user = await registerUser(json, { email: 'json@example.com' });
+      await json.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'json@example.com' } });
+      const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes('json@example.com'))).text);
+      const res = await json.inject({ method: 'GET', url: path });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.json().userId).toBe(user.userId);
+      const me = await json.inject({
+        method: 'GET',
+        url: '/auth/session',
+        headers: { authorization: `Bearer ${res.json().token}` },
+      });
+      expect(me.statusCode).toBe(200);
+      const again = await json.inject({ method: 'GET', url: path });
+      expect(again.statusCode).toBe(400);
+      expect(again.json().error.code).toBe('MAGIC_LINK_INVALID');
+    });
   });
 });

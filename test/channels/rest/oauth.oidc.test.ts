@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeAtProvider, CookieJar, type OidcProvider, startOidcProvider } from '../../helpers/oidc-provider.js';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 // A real OpenID Connect provider (oidc-provider) on 127.0.0.1; the gateway runs in-process (inject) at its default
@@ -289,5 +290,38 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     const code = (await signIn('zoe')).front.searchParams.get('code') as string;
     const results = await Promise.all([1, 2, 3, 4].map(() => exchange(code)));
     expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
+  });
+
+  // OpenID Connect Discovery 1.0, section 4.3: the announced issuer must be the one configured.
+  describe('a provider whose discovery announces another issuer', () => {
+    let other: OidcProvider;
+    let app: Awaited<ReturnType<typeof createSiblingApp>>;
+    beforeAll(async () => {
+      // Listens at http://127.0.0.1:<port> but announces http://127.0.0.1:<port>/tenant-b as its issuer.
+      other = await startOidcProvider({ redirectUris: [`${BASE}/api/auth/callback/corp`], issuerPath: '/tenant-b' });
+      app = await createSiblingApp(t, {
+        oauth: {
+          redirect_url: FRONT,
+          oidc: { corp: { issuer: other.url, client_id: other.clientId, client_secret: other.clientSecret } },
+        },
+      });
+    });
+    afterAll(async () => {
+      await app?.close();
+      await other?.close();
+    });
+
+    it('refuses to start a sign-in (OAUTH_ISSUER_MISMATCH), through our route and Better Auth own', async () => {
+      const res = await app.inject({ method: 'GET', url: '/auth/oauth/corp' });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error.code).toBe('OAUTH_ISSUER_MISMATCH');
+      const direct = await app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/social',
+        payload: { provider: 'corp', callbackURL: `${BASE}/auth/oauth/complete` },
+      });
+      expect(direct.statusCode).toBe(400);
+      expect(direct.json().code).toBe('OAUTH_ISSUER_MISMATCH');
+    });
   });
 });
