@@ -2,7 +2,7 @@ import { APIError } from 'better-auth/api';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/index.js';
 import { AppError } from '../errors/index.js';
-import type { BetterAuthInstance } from './better-auth.js';
+import { type BetterAuthInstance, CLIENT_IP_HEADER } from './better-auth.js';
 import type { NewSession } from './engine.js';
 import { OAUTH_COMPLETE_PATH, OAUTH_LINKED_PATH } from './sign-in-methods.js';
 
@@ -136,7 +136,7 @@ export function createSignInMethods(auth: BetterAuthInstance, db: Database, conf
     async createSession(userId, headers) {
       const ctx = await auth.$context;
       const session = await ctx.internalAdapter.createSession(userId, false, {
-        ipAddress: headers.get('x-gateway-client-ip') ?? '',
+        ipAddress: headers.get(CLIENT_IP_HEADER) ?? '',
         userAgent: headers.get('user-agent') ?? '',
       });
       if (!session) throw new Error('session not created');

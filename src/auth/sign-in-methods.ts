@@ -81,21 +81,8 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
     },
     plugins: [
       ...(oidc.length > 0 ? [genericOAuth({ config: oidc }), issuerGuard(createIssuerCheck(oauth.oidc, log))] : []),
-      anonymous({
-        emailDomainName: 'anonymous.invalid',
-        generateName: () => 'Anonymous',
-        schema: { user: { fields: { isAnonymous: 'is_anonymous' } } },
-        // An anonymous user who signs in to another account through Better Auth's own routes: their channel links
-        // move to that account before Better Auth deletes the anonymous user. (Our routes upgrade in place instead.)
-        async onLinkAccount({ anonymousUser, newUser }) {
-          await db.query(
-            `UPDATE user_channel_links SET user_id = $2 WHERE user_id = $1
-                AND NOT EXISTS (SELECT 1 FROM user_channel_links o
-                                 WHERE o.user_id = $2 AND o.channel_type = user_channel_links.channel_type)`,
-            [anonymousUser.user.id, newUser.user.id],
-          );
-        },
-      }),
+      // Only when enabled: the plugin also serves Better Auth's own /api/auth/sign-in/anonymous.
+      ...(config.anonymous.enabled ? [anonymousPlugin(db)] : []),
     ],
     databaseHooks: {
       account: {
@@ -120,6 +107,25 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
       },
     },
   };
+}
+
+/** Better Auth's anonymous plugin on users.is_anonymous. */
+function anonymousPlugin(db: Database) {
+  return anonymous({
+    emailDomainName: 'anonymous.invalid',
+    generateName: () => 'Anonymous',
+    schema: { user: { fields: { isAnonymous: 'is_anonymous' } } },
+    // An anonymous user who signs in to another account through Better Auth's own routes: their channel links
+    // move to that account before Better Auth deletes the anonymous user. (Our routes upgrade in place instead.)
+    async onLinkAccount({ anonymousUser, newUser }) {
+      await db.query(
+        `UPDATE user_channel_links SET user_id = $2 WHERE user_id = $1
+            AND NOT EXISTS (SELECT 1 FROM user_channel_links o
+                             WHERE o.user_id = $2 AND o.channel_type = user_channel_links.channel_type)`,
+        [anonymousUser.user.id, newUser.user.id],
+      );
+    },
+  });
 }
 
 /**

@@ -165,6 +165,9 @@ describe('anonymous sign-in', () => {
       const res = await off.inject({ method: 'POST', url: '/auth/anonymous' });
       expect(res.statusCode).toBe(404);
       expect(res.json().error.code).toBe('FEATURE_DISABLED');
+      // Better Auth's own route is gone too.
+      const direct = await off.inject({ method: 'POST', url: '/api/auth/sign-in/anonymous' });
+      expect(direct.statusCode).toBe(404);
       const link = await off.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'a@example.com' } });
       expect(link.statusCode).toBe(404);
       expect(link.json().error.code).toBe('FEATURE_DISABLED');
