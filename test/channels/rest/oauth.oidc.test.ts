@@ -285,6 +285,18 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     expect(unauth.statusCode).toBe(401);
   });
 
+  it('an expired code, or the code of a revoked session, is refused', async () => {
+    const user = await registerUser(t.app);
+    const sid = (await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [user.userId])).rows[0]
+      ?.id as string;
+    const late = await t.app.exchangeCodes.mint(sid, user.userId);
+    await t.db.query(`UPDATE auth_exchange_codes SET expires_at = now() - interval '1 second'`);
+    expect((await exchange(late)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    const orphan = await t.app.exchangeCodes.mint(sid, user.userId);
+    await t.db.query('DELETE FROM sessions WHERE id = $1', [sid]);
+    expect((await exchange(orphan)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+  });
+
   it('concurrent exchanges of one code: exactly one succeeds', async () => {
     idp.accounts.zoe = { email: 'zoe@corp.example', email_verified: true };
     const code = (await signIn('zoe')).front.searchParams.get('code') as string;
