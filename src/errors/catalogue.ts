@@ -66,6 +66,23 @@ export const ERROR_CATALOGUE = {
     message: 'The pending sign-in is invalid, expired or already used; sign in again.',
   },
   TWO_FACTOR_LOCKED: { status: 429, message: 'Too many wrong two-factor codes; sign in again later.' },
+  // Sign-in by OAuth / OIDC, magic link and anonymous trial (src/accounts/).
+  FEATURE_DISABLED: { status: 404, message: 'This sign-in method is not enabled.' },
+  OAUTH_PROVIDER_UNKNOWN: { status: 404, message: 'No such OAuth provider is configured.' },
+  OAUTH_ACCOUNT_NOT_FOUND: { status: 404, message: 'No linked account of this provider.' },
+  LAST_SIGN_IN_METHOD: { status: 409, message: 'This is the last way to sign in to the account; add another first.' },
+  SESSION_NOT_FRESH: { status: 403, message: 'Sign in again to do this.' },
+  EXCHANGE_CODE_INVALID: { status: 400, message: 'The code is invalid, expired or already used.' },
+  OAUTH_STATE_INVALID: { status: 400, message: 'The sign-in could not be verified (state mismatch); start again.' },
+  OAUTH_ISSUER_MISMATCH: { status: 400, message: 'The identity provider answering is not the one configured.' },
+  OAUTH_ACCOUNT_NOT_LINKED: {
+    status: 409,
+    message: 'An account with this email exists; sign in to it and link the provider from there.',
+  },
+  OAUTH_LINK_REFUSED: { status: 409, message: 'This provider account cannot be linked to your account.' },
+  OAUTH_FAILED: { status: 400, message: 'The sign-in with the identity provider failed.' },
+  MAGIC_LINK_INVALID: { status: 400, message: 'The sign-in link is invalid, expired or already used.' },
+  NOT_ANONYMOUS: { status: 409, message: 'This account is already registered.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
