@@ -12,6 +12,8 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
+import { createSessionCache, type SessionCache } from './authenticator/session-cache.js';
+import { bindSessionCache } from './authenticator/session-cache.plugin.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
@@ -34,6 +36,7 @@ declare module 'fastify' {
     sessionEvents: SessionEvents;
     audit: AuditLog;
     mailer: Mailer;
+    sessionCache: SessionCache;
   }
 }
 
@@ -83,12 +86,17 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
 
   const engine = createAuthEngine({ config, db, hasher, trustedOrigins: origins, logger: app.log });
   const sessions = createSessionStore(db);
+  const sessionCache = createSessionCache({
+    maxEntries: config.auth.session_cache.max_entries,
+    ttlMs: config.auth.session_cache.ttl * 1000,
+  });
   const authenticator = createAuthenticator({
     tokens: createTokenCodec(app.jwt),
     sessions,
     licenses: createLicenseResolver(config.licenses),
     cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
     session: { expiresIn: config.auth.session.expires_in, updateAge: config.auth.session.update_age },
+    cache: sessionCache,
   });
 
   app.decorate('config', config);
@@ -101,6 +109,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await sessionEvents.start();
   app.decorate('sessionEvents', sessionEvents);
   app.addHook('onClose', () => sessionEvents.stop());
+  app.decorate('sessionCache', sessionCache);
+  bindSessionCache(app, sessionCache, sessionEvents);
   app.decorate('audit', createAuditLog(db, app.log));
   const mailer = createMailer({
     from: config.email.from,

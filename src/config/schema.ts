@@ -80,6 +80,15 @@ export const ConfigSchema = T.Object(
           },
           Strict,
         ),
+        // Validated sessions kept in memory per process so a bearer check needs no database read. Session ends empty
+        // it at once in every process (LISTEN/NOTIFY); ttl is the safety net for changes no event announces.
+        session_cache: T.Object(
+          {
+            ttl: T.Integer({ minimum: 0, maximum: 3600, default: 30, description: 'seconds; 0 disables the cache' }),
+            max_entries: T.Integer({ minimum: 0, default: 10000, description: 'sessions kept; 0 disables' }),
+          },
+          { ...Strict, default: {} },
+        ),
       },
       Strict,
     ),
