@@ -108,13 +108,15 @@ export interface Gateway extends Proc {
 /** One gateway process: `tsx src/server.ts` configured through the environment only. */
 export async function startGateway(env: Record<string, string>): Promise<Gateway> {
   const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  // BASE_URL explicitly: a test runner (vite) exports BASE_URL=/ into the environment children inherit.
   const proc = startProcess(TSX, ['src/server.ts'], {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
+    BASE_URL: url,
     ...env,
     PORT: String(port),
   });
-  const url = `http://127.0.0.1:${port}`;
   await waitHealthy(`${url}/auth/health`, proc);
   return { ...proc, port, url };
 }

@@ -468,6 +468,7 @@ async function scenarioEmbeddedStart() {
         DATABASE_URL: '',
         AUTH_SECRET: '',
         PORT: String(port),
+        BASE_URL: `http://127.0.0.1:${port}`,
         HOST: '127.0.0.1',
         LOG_LEVEL: 'warn',
         NODE_ENV: 'development',
