@@ -66,6 +66,12 @@ function openPostgres(options: DatabaseOptions): Database {
   });
   // An idle client losing its server must not crash the process; the next query reports the outage.
   pool.on('error', (err) => options.onBackgroundError?.(err));
+  // A checked-out client (a transaction, Better Auth's query builder) whose server goes away emits 'error' too, where
+  // the pool's idle handler is not attached: without a listener of its own that would end the process. The query in
+  // flight still rejects, and the pool discards the client on release.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => options.onBackgroundError?.(err));
+  });
   const kysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
   const handlers = new Map<string, Set<(payload: string) => void>>();
   const listener = createListener(options, handlers);
