@@ -106,11 +106,17 @@ export interface Gateway extends Proc {
 }
 
 /** One gateway process: `tsx src/server.ts` configured through the environment only. */
-export async function startGateway(env: Record<string, string>): Promise<Gateway> {
+export async function startGateway(
+  env: Record<string, string>,
+  options: { runner?: 'tsx' | 'node' } = {},
+): Promise<Gateway> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   // BASE_URL explicitly: a test runner (vite) exports BASE_URL=/ into the environment children inherit.
-  const proc = startProcess(TSX, ['src/server.ts'], {
+  // 'node': `node --import tsx`, one process and no tsx parent relaying signals (see the README's note on SIGTERM).
+  const [command, args] =
+    options.runner === 'node' ? [process.execPath, ['--import', 'tsx', 'src/server.ts']] : [TSX, ['src/server.ts']];
+  const proc = startProcess(command, args, {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
     BASE_URL: url,

@@ -61,6 +61,7 @@ export async function startGateways(
   count: number,
   databaseUrl: string,
   patch?: (tree: Tree) => void,
+  options: { runner?: 'tsx' | 'node'; env?: Record<string, string> } = {},
 ): Promise<GatewayCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-procs-'));
   const env = {
@@ -71,8 +72,9 @@ export async function startGateways(
     CONFIG_FILE: testConfigFile(dir, patch),
     SECRETS_FILE: join(dir, 'secrets.yaml'),
     DATA_DIR: dir,
+    ...options.env,
   };
-  const started = await Promise.allSettled(Array.from({ length: count }, () => startGateway(env)));
+  const started = await Promise.allSettled(Array.from({ length: count }, () => startGateway(env, options)));
   const gateways = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const stop = async () => {
     await Promise.all(gateways.map((g) => g.stop()));
