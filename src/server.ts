@@ -24,6 +24,7 @@ async function main(): Promise<void> {
       poolMax: config.database.pool_max,
       connectTimeoutSeconds: config.database.connect_timeout,
       statementTimeoutSeconds: config.database.statement_timeout,
+      listenUrl: config.database.listen_url,
       onBackgroundError: (err) => app?.log.warn({ err: { message: err.message } }, 'database connection lost'),
     });
     await migrate(db);

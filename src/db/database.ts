@@ -48,6 +48,11 @@ export interface DatabaseOptions {
   poolMax: number;
   connectTimeoutSeconds: number;
   statementTimeoutSeconds: number;
+  /**
+   * Where the LISTEN connection goes; empty: `url`. LISTEN needs a session-level connection: behind PgBouncer in
+   * transaction mode, point this at PostgreSQL itself (or a session-mode pool) and `url` at PgBouncer.
+   */
+  listenUrl?: string;
   /** Called for errors on idle connections (a restarted server): logged, never fatal. */
   onBackgroundError?: (err: Error) => void;
 }
@@ -167,7 +172,7 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
 
   async function connect(): Promise<pg.Client> {
     const next = new pg.Client({
-      connectionString: options.url,
+      connectionString: options.listenUrl || options.url,
       keepAlive: true,
       connectionTimeoutMillis: options.connectTimeoutSeconds * 1000,
     });
