@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 /** Shared pieces of the benchmark: child processes, ports, load runs, memory, tokens. */
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+/** The checkout whose gateway runs (BENCH_GATEWAY_DIR: measure another build with this harness). */
+export const GATEWAY_DIR = process.env.BENCH_GATEWAY_DIR || ROOT;
 export const TSX = `${ROOT}node_modules/.bin/tsx`;
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -33,9 +35,9 @@ export interface Proc {
 }
 
 /** Spawns a command in its own process group (so stop() ends tsx and the node it runs). */
-export function startProcess(command: string, args: string[], env: Record<string, string>): Proc {
+export function startProcess(command: string, args: string[], env: Record<string, string>, cwd: string = ROOT): Proc {
   const child = spawn(command, args, {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -116,13 +118,18 @@ export async function startGateway(
   // 'node': `node --import tsx`, one process and no tsx parent relaying signals (see the README's note on SIGTERM).
   const [command, args] =
     options.runner === 'node' ? [process.execPath, ['--import', 'tsx', 'src/server.ts']] : [TSX, ['src/server.ts']];
-  const proc = startProcess(command, args, {
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'warn',
-    BASE_URL: url,
-    ...env,
-    PORT: String(port),
-  });
+  const proc = startProcess(
+    command,
+    args,
+    {
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      BASE_URL: url,
+      ...env,
+      PORT: String(port),
+    },
+    GATEWAY_DIR,
+  );
   await waitHealthy(`${url}/auth/health`, proc);
   return { ...proc, port, url };
 }
