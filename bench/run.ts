@@ -358,7 +358,7 @@ async function scenarioWebSocket(a: Gateway, gatewayEnv: Record<string, string>,
   );
   if (probe !== 'ok') {
     if (!/upgrade refused: 404/.test(probe)) throw new Error(`/ws/chat probe failed: ${probe}`);
-    const note = 'skipped: /ws/chat answers 404 on this build (the WebSocket channel is not merged yet)';
+    const note = '/ws/chat answers 404 on this build (the WebSocket channel is not merged yet)';
     for (const [id, scenario] of [
       ['4a', 'WebSocket: RSS per 1,000 idle authenticated connections'],
       ['4b', 'WebSocket handshakes/s vs bare @fastify/websocket + @fastify/jwt'],
