@@ -46,7 +46,10 @@ describe('SIGTERM under load', () => {
     const exited = new Promise<number | null>((resolve) => gateway.child.once('exit', (code) => resolve(code)));
     const signalledAt = Date.now();
     process.kill(-(gateway.child.pid as number), 'SIGTERM');
-    await new Promise((r) => setTimeout(r, 100));
+    // Wait until the process has taken the signal (its log says so): a fixed delay raced the signal on a busy machine.
+    for (let i = 0; i < 200 && !gateway.output().includes('shutting down'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
 
     // New work is refused: either the listening socket is gone, or (a kept-alive connection) 503.
     const late = await api(gateway.url, 'GET', '/auth/health').then(
