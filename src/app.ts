@@ -12,6 +12,7 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
+import { channelsPlugin } from './channels/channels.plugin.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
@@ -141,6 +142,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       }
     },
   });
+
+  await app.register(channelsPlugin);
 
   return app;
 }

@@ -18,6 +18,14 @@ export const ERROR_CATALOGUE = {
   INTERNAL_ERROR: { status: 500, message: 'Something went wrong on our side.' },
   DATABASE_UNAVAILABLE: { status: 503, message: 'The database is unavailable; try again shortly.' },
   SERVER_BUSY: { status: 503, message: 'The server is busy; try again shortly.' },
+  CONNECTION_LIMIT: { status: 429, message: 'Too many open connections for your license.' },
+  CHANNEL_ALREADY_LINKED: { status: 409, message: 'This account is already linked to another user.' },
+  CHANNEL_LINK_NOT_FOUND: { status: 404, message: 'No such channel link.' },
+  CHANNEL_NOT_LINKED: { status: 401, message: 'This Telegram account is not linked to any user; sign in and link it.' },
+  TELEGRAM_DISABLED: { status: 503, message: 'The Telegram bot is not configured on this gateway.' },
+  TELEGRAM_WEBHOOK_SECRET_INVALID: { status: 401, message: 'The webhook secret token is wrong.' },
+  WIDGET_SIGNATURE_INVALID: { status: 401, message: 'The Telegram login data is not signed by our bot.' },
+  WIDGET_EXPIRED: { status: 401, message: 'The Telegram login data is too old; log in with the widget again.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
