@@ -24,7 +24,8 @@ export type AuditEvent =
   | 'session.revoked'
   | 'rate_limit.hit'
   | 'ip.refused'
-  | 'admin.action';
+  | 'admin.action'
+  | 'channel.link_refused';
 
 export interface AuditEntry {
   event: AuditEvent;

@@ -21,6 +21,8 @@ export interface AuthEngine {
   sessionIdFromHeaders(headers: Headers): Promise<string | null>;
   /** Better Auth's opaque token of a session: lets our JWT stand in for Better Auth's cookie on /api/auth/*. */
   sessionToken(sessionId: string): Promise<string | null>;
+  /** A new session for a user proven by other means (a linked channel account, e.g. the Telegram Login Widget). */
+  createSession(userId: string, meta: { ip: string; userAgent: string }): Promise<NewSession>;
 }
 
 export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly betterAuth: BetterAuthInstance } {
@@ -57,6 +59,16 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
     async sessionIdFromHeaders(headers) {
       const found = await auth.api.getSession({ headers, query: { disableRefresh: true } }).catch(() => null);
       return found?.session.id ?? null;
+    },
+
+    async createSession(userId, meta) {
+      const context = await auth.$context;
+      const session = await context.internalAdapter.createSession(userId, false, {
+        ipAddress: meta.ip,
+        userAgent: meta.userAgent,
+      });
+      if (!session) throw new Error('session creation returned nothing');
+      return { userId, sessionId: session.id };
     },
 
     async sessionToken(sessionId) {

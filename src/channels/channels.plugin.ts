@@ -2,6 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { type ChatService, createHttpChatService, EchoChatService } from './chat/chat-service.js';
 import { createUsageLimits, type UsageLimits } from './chat/usage-limits.js';
+import { createChannelLinks } from './links/channel-links.store.js';
+import { channelRoutes } from './links/channels.routes.js';
+import { telegramPlugin, WEBHOOK_PATH } from './telegram/telegram.plugin.js';
+import { createTelegram, type Telegram } from './telegram/telegram-bot.js';
 import { wsChatPlugin } from './websocket/ws-chat.plugin.js';
 
 declare module 'fastify' {
@@ -10,6 +14,8 @@ declare module 'fastify' {
     chat: ChatService;
     /** License limits per user, shared by every channel of this process. */
     usageLimits: UsageLimits;
+    /** The Telegram bot; null when telegram.bot_token is not set. */
+    telegram: Telegram | null;
   }
 }
 
@@ -37,9 +43,51 @@ async function channels(app: FastifyInstance): Promise<void> {
     limits: usageLimits,
     chat,
   });
+
+  const links = createChannelLinks(app.db);
+  const tg = config.telegram;
+  let telegram: Telegram | null = null;
+  if (!tg.bot_token) {
+    app.log.info('telegram bot off: telegram.bot_token (TELEGRAM_BOT_TOKEN) is not set');
+  } else {
+    telegram = createTelegram({
+      token: tg.bot_token,
+      apiRoot: tg.api_root,
+      mode: tg.mode,
+      webhookSecret: tg.webhook_secret,
+      standbyRetry: tg.standby_retry,
+      baseUrl: config.server.base_url,
+      db: app.db,
+      authenticator,
+      links,
+      chat,
+      limits: usageLimits,
+      audit: app.audit,
+      log: app.log,
+    });
+    const webhookUrl = tg.webhook_url || new URL(WEBHOOK_PATH, config.server.base_url).toString();
+    await app.register(telegramPlugin, {
+      telegram,
+      webhookUrl,
+      // Telegram only calls HTTPS webhooks; an explicit URL is trusted (a self-hosted Bot API server allows HTTP).
+      registerWebhook: Boolean(tg.webhook_url) || webhookUrl.startsWith('https:'),
+    });
+    app.log.info({ mode: tg.mode }, 'telegram bot on');
+  }
+  app.decorate('telegram', telegram);
+
+  await app.register(channelRoutes, {
+    config,
+    authenticator,
+    engine: app.engine,
+    sessions,
+    links,
+    audit: app.audit,
+    telegram,
+  });
 }
 
 export const channelsPlugin = fp(channels, {
   name: 'channels',
-  decorators: { fastify: ['config', 'authenticator', 'sessions', 'sessionEvents', 'db', 'audit'] },
+  decorators: { fastify: ['config', 'authenticator', 'sessions', 'sessionEvents', 'db', 'audit', 'engine'] },
 });
