@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../../src/app.js';
 import { createTelegramBotApi, type TelegramBotApi } from '../../helpers/telegram-bot-api.js';
-import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { createTestApp, LogCapture, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
 
 const TOKEN = '223456789:AAE-webhook-test-token';
 const SECRET = 'webhook-secret-0123456789abcdef';
@@ -78,26 +79,31 @@ describe('Telegram bot (webhook mode)', () => {
       expect(res.status).toBe(400);
     }
   });
-});
 
-describe('Telegram configuration', () => {
   it('keeps the bot off without a token, says so in the log, and refuses link codes with 503', async () => {
-    const t = await createTestApp();
+    // A second gateway on the same database without a token (no new database: cheap).
+    const logs = new LogCapture();
+    const off = await buildApp({
+      config: testConfig(t.testDb.dataDir),
+      db: t.db,
+      logger: { level: 'info', stream: logs } as never,
+    });
     try {
-      expect(t.app.telegram).toBeNull();
-      expect(t.logs.text).toContain('telegram bot off');
-      const { token } = await registerUser(t.app);
-      const res = await t.app.inject({
+      await off.ready();
+      expect(off.telegram).toBeNull();
+      expect(logs.text).toContain('telegram bot off');
+      const { token } = await registerUser(off);
+      const res = await off.inject({
         method: 'POST',
         url: '/auth/channels/telegram/link-code',
         headers: { authorization: `Bearer ${token}` },
       });
       expect(res.statusCode).toBe(503);
       expect(res.json()).toMatchObject({ error: { code: 'TELEGRAM_DISABLED' } });
-      const hook = await t.app.inject({ method: 'POST', url: '/telegram/webhook', payload: { update_id: 1 } });
+      const hook = await off.inject({ method: 'POST', url: '/telegram/webhook', payload: { update_id: 1 } });
       expect(hook.statusCode).toBe(404);
     } finally {
-      await t.close();
+      await off.close();
     }
   });
 });

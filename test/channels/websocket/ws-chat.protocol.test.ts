@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { buildApp } from '../../../src/app.js';
+import { createTestApp, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
 import { connect, listen, type WsClient } from '../../helpers/ws-client.js';
 
 describe('/ws/chat: the protocol after auth_ok', () => {
@@ -94,9 +95,10 @@ describe('/ws/chat: the protocol after auth_ok', () => {
   });
 
   it('closes every socket with 1001 when the gateway shuts down', async () => {
-    const other = await createTestApp({ config: { websocket: { heartbeat_interval: 5 } } });
-    const otherUrl = `${await listen(other.app)}/ws/chat`;
-    const { token } = await registerUser(other.app);
+    // A second gateway on the same database (no new database: cheap), closed while sockets are open.
+    const other = await buildApp({ config: testConfig(t.testDb.dataDir), db: t.db, logger: false });
+    const otherUrl = `${await listen(other)}/ws/chat`;
+    const { token } = await registerUser(other);
     const c = await connect(otherUrl, { authorization: `Bearer ${token}` });
     await c.next();
     const pending = await connect(otherUrl); // not yet authenticated
