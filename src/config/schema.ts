@@ -121,6 +121,8 @@ export const ConfigSchema = T.Object(
         max_frame_bytes: T.Integer({ minimum: 256, maximum: 1048576, default: 16384 }),
         // Seconds between pings; a socket that has not answered the previous ping by the next one is dropped.
         heartbeat_interval: T.Number({ exclusiveMinimum: 0, maximum: 3600, default: 30 }),
+        // Sockets that may wait for their auth frame at once (per process); more are closed with 1013.
+        max_unauthenticated: T.Integer({ minimum: 1, default: 1000 }),
       },
       Strict,
     ),

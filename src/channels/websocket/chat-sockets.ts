@@ -22,6 +22,8 @@ export interface ChatSocketsDeps {
   authTimeout: number;
   /** Seconds. */
   heartbeatInterval: number;
+  /** Sockets allowed to wait for their auth frame at once; more are closed with 1013 (each costs memory until then). */
+  maxUnauthenticated: number;
   log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }
 
@@ -33,6 +35,8 @@ interface Conn {
   socket: WebSocket;
   auth: AuthContext | null;
   pending: boolean;
+  /** Counted in `unauthenticated`: accepted without a bearer header and not yet through the auth frame. */
+  waiting: boolean;
   alive: boolean;
   /** The auth timeout before authentication, the expiry check after. */
   timer: NodeJS.Timeout | null;
@@ -47,6 +51,7 @@ const MAX_DELAY_MS = 2_147_483_647;
 export function createChatSockets(deps: ChatSocketsDeps) {
   const { authenticator, limits, chat, log } = deps;
   const all = new Set<Conn>();
+  let unauthenticated = 0;
   const bySession = new Map<string, Set<Conn>>();
 
   const send = (conn: Conn, frame: ServerFrame) => {
@@ -142,6 +147,10 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     if (conn.socket.readyState !== conn.socket.OPEN) return;
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = null;
+    if (conn.waiting) {
+      conn.waiting = false;
+      unauthenticated--;
+    }
     if (!auth) {
       refuse(conn, 'INVALID_TOKEN', CloseCode.AUTH_FAILED);
       return;
@@ -228,6 +237,8 @@ export function createChatSockets(deps: ChatSocketsDeps) {
 
   function onClose(conn: Conn) {
     all.delete(conn);
+    if (conn.waiting) unauthenticated--;
+    conn.waiting = false;
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = null;
     conn.release?.();
@@ -259,15 +270,21 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   return {
     /** Takes over an upgraded socket; `auth` when the upgrade request carried a valid bearer token. */
     accept(socket: WebSocket, auth: AuthContext | null) {
+      if (!auth && unauthenticated >= deps.maxUnauthenticated) {
+        socket.close(CloseCode.TRY_AGAIN_LATER, 'SERVER_BUSY');
+        return;
+      }
       const conn: Conn = {
         socket,
         auth: null,
         pending: false,
+        waiting: !auth,
         alive: true,
         timer: null,
         release: null,
         inflight: null,
       };
+      if (conn.waiting) unauthenticated++;
       all.add(conn);
       socket.on('message', (data, isBinary) => onMessage(conn, data, isBinary));
       socket.on('pong', () => {
@@ -287,6 +304,11 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     /** Open sockets (authenticated or not). */
     get size() {
       return all.size;
+    },
+
+    /** Sockets still waiting for their auth frame. */
+    get unauthenticated() {
+      return unauthenticated;
     },
 
     /** Closes every socket with 1001 and stops the timers (server shutdown). */

@@ -11,6 +11,8 @@ export const CloseCode = {
   TOO_BIG: 1009,
   /** Unexpected server error. */
   INTERNAL_ERROR: 1011,
+  /** Too many sockets waiting to authenticate (websocket.max_unauthenticated); retry shortly. */
+  TRY_AGAIN_LATER: 1013,
   /** Authentication failed: invalid token, or something other than an auth frame came first. */
   AUTH_FAILED: 4401,
   /** Not allowed: the license lacks the chat feature. */

@@ -34,6 +34,7 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
     chat: opts.chat,
     authTimeout: config.auth_timeout,
     heartbeatInterval: config.heartbeat_interval,
+    maxUnauthenticated: config.max_unauthenticated,
     log: app.log,
   });
 

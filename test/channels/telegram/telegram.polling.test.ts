@@ -68,6 +68,8 @@ describe('Telegram bot (polling): linking, commands, chat', () => {
     expect(link.rows[0]?.user_id).toBe(userId);
     expect(await say(from, 'echo me')).toBe('echo me');
     expect(await say(from, '/whoami')).toBe(`Linked to Test User <${email}>; license: free.`);
+    expect(t.logs.text).not.toContain(code);
+    expect(t.logs.text).not.toContain(TOKEN);
   });
 
   it('links with /link <code>; the code works once', async () => {

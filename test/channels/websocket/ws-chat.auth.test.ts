@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { buildApp } from '../../../src/app.js';
+import { createTestApp, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
 import { connect, listen } from '../../helpers/ws-client.js';
 
 describe('/ws/chat: the two ways in and every refusal', () => {
@@ -28,6 +29,7 @@ describe('/ws/chat: the two ways in and every refusal', () => {
     c.send({ type: 'ping' });
     expect(await c.next()).toEqual({ type: 'pong' });
     c.ws.close();
+    expect(t.logs.text).not.toContain(token); // logs are at debug level here
   });
 
   it('refuses an invalid bearer with HTTP 401 before any upgrade', async () => {
@@ -101,5 +103,34 @@ describe('/ws/chat: the two ways in and every refusal', () => {
   it('answers a plain GET (no upgrade) with 404 and keeps serving', async () => {
     const res = await t.app.inject({ method: 'GET', url: '/ws/chat' });
     expect(res.statusCode).toBe(404);
+  });
+
+  it('caps sockets waiting for their auth frame (websocket.max_unauthenticated): more are closed with 1013', async () => {
+    // A second gateway on the same database (no new database: cheap) with a cap of 2.
+    const capped = await buildApp({
+      config: testConfig(t.testDb.dataDir, { websocket: { max_unauthenticated: 2, auth_timeout: 5 } }),
+      db: t.db,
+      logger: false,
+    });
+    try {
+      const cappedUrl = `${await listen(capped)}/ws/chat`;
+      const a = await connect(cappedUrl);
+      const b = await connect(cappedUrl);
+      const c = await connect(cappedUrl);
+      expect(await c.closed).toEqual({ code: 1013, reason: 'SERVER_BUSY' });
+      // A bearer on the upgrade is not waiting: it is let in.
+      const { token } = await registerUser(capped);
+      const withHeader = await connect(cappedUrl, { authorization: `Bearer ${token}` });
+      expect((await withHeader.next()).type).toBe('auth_ok');
+      // Once one of the waiting sockets authenticates, a new one may wait again.
+      a.send({ type: 'auth', token });
+      expect((await a.next()).type).toBe('auth_ok');
+      const d = await connect(cappedUrl);
+      d.send({ type: 'ping' });
+      expect(await d.next()).toEqual({ type: 'auth_error', code: 'AUTH_REQUIRED' });
+      for (const s of [a, b, withHeader]) s.ws.close();
+    } finally {
+      await capped.close();
+    }
   });
 });
