@@ -6,6 +6,7 @@ import { createChannelLinks } from './links/channel-links.store.js';
 import { channelRoutes } from './links/channels.routes.js';
 import { telegramPlugin, WEBHOOK_PATH } from './telegram/telegram.plugin.js';
 import { createTelegram, type Telegram } from './telegram/telegram-bot.js';
+import { type ChatSockets, createChatSockets } from './websocket/chat-sockets.js';
 import { wsChatPlugin } from './websocket/ws-chat.plugin.js';
 
 declare module 'fastify' {
@@ -14,6 +15,8 @@ declare module 'fastify' {
     chat: ChatService;
     /** License limits per user, shared by every channel of this process. */
     usageLimits: UsageLimits;
+    /** The /ws/chat sockets of this process (counts for metrics, shutdown). */
+    chatSockets: ChatSockets;
     /** The Telegram bot; null when telegram.bot_token is not set. */
     telegram: Telegram | null;
   }
@@ -33,8 +36,7 @@ async function channels(app: FastifyInstance): Promise<void> {
   app.decorate('usageLimits', usageLimits);
   app.addHook('onClose', async () => usageLimits.stop());
 
-  await app.register(wsChatPlugin, {
-    config: config.websocket,
+  const chatSockets = createChatSockets({
     authenticator,
     sessionEvents,
     async sessionExpiry(sessionId) {
@@ -42,6 +44,17 @@ async function channels(app: FastifyInstance): Promise<void> {
     },
     limits: usageLimits,
     chat,
+    authTimeout: config.websocket.auth_timeout,
+    heartbeatInterval: config.websocket.heartbeat_interval,
+    maxUnauthenticated: config.websocket.max_unauthenticated,
+    log: app.log,
+  });
+  app.decorate('chatSockets', chatSockets);
+  await app.register(wsChatPlugin, {
+    config: config.websocket,
+    authenticator,
+    limits: usageLimits,
+    sockets: chatSockets,
   });
 
   const links = createChannelLinks(app.db);

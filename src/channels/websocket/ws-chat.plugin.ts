@@ -1,20 +1,17 @@
 import fastifyWebsocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuthContext, Authenticator, SessionEvents } from '../../authenticator/index.js';
+import type { AuthContext, Authenticator } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
-import type { ChatService } from '../chat/chat-service.js';
 import { LIMIT_KEYS, limitOf, type UsageLimits } from '../chat/usage-limits.js';
-import { createChatSockets } from './chat-sockets.js';
-import { CloseCode } from './protocol.js';
+import type { ChatSockets } from './chat-sockets.js';
 
 export interface WsChatOptions {
   config: Config['websocket'];
   authenticator: Authenticator;
-  sessionEvents: SessionEvents;
-  sessionExpiry(sessionId: string): Promise<Date | null>;
   limits: UsageLimits;
-  chat: ChatService;
+  /** The sockets' state machine (createChatSockets), owned by the caller so it can be observed. */
+  sockets: ChatSockets;
 }
 
 const upgradeAuth = new WeakMap<FastifyRequest, AuthContext>();
@@ -25,18 +22,7 @@ const upgradeAuth = new WeakMap<FastifyRequest, AuthContext>();
  * codes: protocol.ts and README.md ("WebSocket chat"). Encapsulated: @fastify/websocket serves only this route.
  */
 export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): Promise<void> {
-  const { config, authenticator, limits } = opts;
-  const sockets = createChatSockets({
-    authenticator,
-    sessionEvents: opts.sessionEvents,
-    sessionExpiry: opts.sessionExpiry,
-    limits,
-    chat: opts.chat,
-    authTimeout: config.auth_timeout,
-    heartbeatInterval: config.heartbeat_interval,
-    maxUnauthenticated: config.max_unauthenticated,
-    log: app.log,
-  });
+  const { config, authenticator, limits, sockets } = opts;
 
   await app.register(fastifyWebsocket, {
     // permessage-deflate costs tens of KB per socket (zlib contexts) and opens compression side channels.
@@ -76,14 +62,4 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
       upgradeAuth.delete(request);
     },
   );
-
-  app.decorate('chatSockets', sockets);
 }
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    chatSockets: ReturnType<typeof createChatSockets>;
-  }
-}
-
-export { CloseCode };

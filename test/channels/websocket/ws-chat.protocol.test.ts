@@ -134,6 +134,7 @@ describe('/ws/chat: heartbeats', () => {
     expect(code).toBe(1006); // terminated: no close frame
     const userId = await userOf(token);
     await vi.waitFor(() => expect(t.app.usageLimits.connections(userId)).toBe(0));
+    expect(t.app.chatSockets.size).toBe(0);
   });
 
   it('keeps a socket that answers pings open across many intervals', async () => {
