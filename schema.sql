@@ -129,6 +129,23 @@ $$;
 CREATE OR REPLACE TRIGGER sessions_ended AFTER DELETE ON sessions
   FOR EACH ROW EXECUTE FUNCTION gateway_notify_session_ended();
 
+-- Two-factor (TOTP) ---------------------------------------------------------------------------------------------
+-- Better Auth's twoFactor plugin model. secret and backup_codes are encrypted with auth.secret by the plugin; a row
+-- with verified = false is an enrolment not yet confirmed with a first code. The failure counter and lock implement the
+-- per-account lockout on wrong codes.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS two_factor_enabled BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE IF NOT EXISTS two_factor (
+  id                        TEXT PRIMARY KEY,
+  user_id                   TEXT NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
+  secret                    TEXT NOT NULL,
+  backup_codes              TEXT NOT NULL,
+  verified                  BOOLEAN NOT NULL DEFAULT TRUE,
+  failed_verification_count INTEGER NOT NULL DEFAULT 0,
+  locked_until              TIMESTAMPTZ,
+  -- The last TOTP time step accepted by the gateway's own checks (confirm, re-authentication): no replays.
+  last_used_step            BIGINT
+);
+
 COMMIT;
 
 -- One-time codes that link a channel account (e.g. a Telegram user) to the signed-in user who asked for the code.

@@ -1,4 +1,12 @@
+export type { AccountHooks } from './better-auth.js';
 export { CLIENT_IP_HEADER } from './better-auth.js';
-export { type AuthEngine, createAuthEngine, type NewSession } from './engine.js';
+export {
+  type AuthEngine,
+  createAuthEngine,
+  type NewSession,
+  type PendingVerification,
+  type TwoFactorPending,
+} from './engine.js';
 export { generateId } from './ids.js';
 export { betterAuthMount, type MountOptions } from './mount.plugin.js';
+export type { CodeCheck, TwoFactorEngine } from './two-factor.js';

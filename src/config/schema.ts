@@ -81,6 +81,23 @@ export const ConfigSchema = T.Object(
           },
           Strict,
         ),
+        // Account emails, password reset, two-factor and re-authentication (README: "Email verification", ...).
+        require_email_verification: T.Boolean({ default: false }),
+        email_verification_ttl: Seconds(86400, 'lifetime of an email verification link (24 hours)'),
+        email_verification_resend_interval: Seconds(60, 'per account: at most one verification email this often'),
+        password_reset_ttl: Seconds(3600, 'lifetime of a password reset link (1 hour)'),
+        // The web page (relative to server.base_url, or absolute) that reads ?token= and POSTs /auth/password/reset.
+        password_reset_page: T.String({ minLength: 1, default: '/reset-password' }),
+        recent_auth_window: Seconds(600, 'sensitive operations need a session younger than this, or a TOTP code'),
+        two_factor: T.Object(
+          {
+            issuer: T.String({ minLength: 1, default: 'Auth Gateway' }),
+            challenge_ttl: Seconds(300, 'lifetime of the pending login after a correct password'),
+            lockout_threshold: T.Integer({ minimum: 1, default: 10, description: 'wrong codes in a row' }),
+            lockout_duration: Seconds(900, 'how long 2FA stays locked after lockout_threshold wrong codes'),
+          },
+          { ...Strict, default: {} },
+        ),
       },
       Strict,
     ),
@@ -100,6 +117,8 @@ export const ConfigSchema = T.Object(
         smtp_url: T.String({ default: '' }),
         // Empty: <data_dir>/outbox.
         outbox_dir: T.String({ default: '' }),
+        // The product name in account emails' subjects and text.
+        app_name: T.String({ minLength: 1, default: 'Auth Gateway' }),
       },
       Strict,
     ),
@@ -110,6 +129,14 @@ export const ConfigSchema = T.Object(
         email: T.String({ minLength: 3, default: 'dev@example.com' }),
         password: T.String({ default: '' }),
         license: T.String({ minLength: 1, default: 'pro' }),
+      },
+      Strict,
+    ),
+    passkeys: T.Object(
+      {
+        rp_name: T.String({ minLength: 1, maxLength: 64, default: 'Dexorder AI' }),
+        // WebAuthn's own recommended ceremony timeout is 5 minutes; a challenge older than that is refused.
+        challenge_ttl: T.Integer({ minimum: 10, maximum: 3600, default: 300, description: 'seconds' }),
       },
       Strict,
     ),

@@ -1,3 +1,4 @@
+import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AuditLog } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
@@ -14,6 +15,8 @@ import {
   type RegisterBody,
   SessionResponse,
   TokenResponse,
+  TwoFactorRequiredResponse,
+  VerificationRequiredResponse,
 } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
 
@@ -57,7 +60,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         summary: 'Register with email and password, and sign in',
         tags: ['auth'],
         body: makeRegisterBody(password),
-        response: { 201: TokenResponse, ...errors(400, 409, 413, 415, 503) },
+        response: { 201: T.Union([TokenResponse, VerificationRequiredResponse]), ...errors(400, 409, 413, 415, 503) },
       },
     },
     async (request, reply) => {
@@ -66,6 +69,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() },
         engineHeaders(request),
       );
+      // auth.require_email_verification: no session (and no token) until the emailed link is followed.
+      if (sessionId === null) return reply.status(201).send({ success: true, userId, verificationRequired: true });
       await audit.record({ event: 'signup', userId, sessionId, ...origin(request), details: { method: 'password' } });
       return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
     },
@@ -78,12 +83,12 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         summary: 'Sign in with email and password',
         tags: ['auth'],
         body: makeLoginBody(password),
-        response: { 200: TokenResponse, ...errors(400, 401, 413, 415, 503) },
+        response: { 200: T.Union([TokenResponse, TwoFactorRequiredResponse]), ...errors(400, 401, 403, 413, 415, 503) },
       },
     },
     async (request) => {
       const { email, password: pw } = request.body;
-      let session: { userId: string; sessionId: string };
+      let session: Awaited<ReturnType<AuthEngine['signInEmail']>>;
       try {
         session = await engine.signInEmail({ email: normalizeEmail(email), password: pw }, engineHeaders(request));
       } catch (err) {
@@ -91,6 +96,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         await audit.record({ event: 'login.failure', ...origin(request), details: { method: 'password', reason } });
         throw err;
       }
+      // An account with 2FA: the password was right; POST /auth/2fa/verify completes the sign-in.
+      if ('twoFactorRequired' in session) return { success: true as const, ...session };
       const { userId, sessionId } = session;
       await audit.record({
         event: 'login.success',
