@@ -8,6 +8,7 @@ import {
   createRecentAuth,
   type RecentAuth,
 } from './account/index.js';
+import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
 import { type AuditLog, createAuditLog } from './audit/index.js';
 import { type AccountHooks, type AuthEngine, betterAuthMount, createAuthEngine, generateId } from './auth/index.js';
 import {
@@ -155,12 +156,14 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
   });
 
+  await app.register(signInMethodsPlugin);
   await app.register(authRoutes, {
     config,
     engine,
     authenticator,
     sessions,
     audit: app.audit,
+    anonymous: app.anonymousUsers,
     version: VERSION,
     async health() {
       try {

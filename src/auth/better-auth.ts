@@ -7,6 +7,7 @@ import { relyingPartyOf } from '../passkeys/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
 import { generateId } from './ids.js';
 import { passkeyPlugin } from './passkey.js';
+import { signInMethodOptions } from './sign-in-methods.js';
 
 /** Header that carries Fastify's `request.ip` (which honours trust_proxy) into Better Auth; clients' copies are dropped. */
 export const CLIENT_IP_HEADER = 'x-gateway-client-ip';
@@ -39,6 +40,7 @@ export interface AccountHooks {
  */
 export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, accountHooks }: BetterAuthDeps) {
   const ts = { createdAt: 'created_at', updatedAt: 'updated_at' } as const;
+  const methods = signInMethodOptions(config, db, logger);
   return betterAuth({
     appName: 'auth-gateway',
     baseURL: config.server.base_url,
@@ -47,6 +49,9 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, a
     trustedOrigins,
     database: { db: db.kysely, type: 'postgres' },
     telemetry: { enabled: false },
+    socialProviders: methods.socialProviders,
+    onAPIError: methods.onAPIError,
+    databaseHooks: methods.databaseHooks,
     rateLimit: { enabled: false },
     // Sensitive changes go through our routes, which also demand a recent authentication (POST /auth/password/change,
     // POST /auth/2fa/disable); Better Auth's HTTP copies would skip that. Direct auth.api calls are unaffected.
@@ -109,6 +114,7 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, a
         refreshTokenExpiresAt: 'refresh_token_expires_at',
         ...ts,
       },
+      accountLinking: methods.accountLinking,
     },
     verification: {
       modelName: 'verification_tokens',
@@ -144,6 +150,7 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, a
           },
         },
       }),
+      ...methods.plugins,
     ],
   });
 }

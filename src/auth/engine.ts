@@ -3,6 +3,7 @@ import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { createSignInMethods, type SignInMethods } from './sign-in-methods.engine.js';
 import { createTwoFactorEngine, type TwoFactorEngine } from './two-factor.js';
 
 export interface NewSession {
@@ -47,6 +48,8 @@ export interface AuthEngine {
   /** The session Better Auth created for an opaque session token (after a 2FA verification). */
   sessionOfToken(token: string): Promise<NewSession>;
   twoFactor: TwoFactorEngine;
+  /** OAuth / OIDC, magic-link sessions and anonymous users (src/auth/sign-in-methods*.ts). */
+  readonly methods: SignInMethods;
 }
 
 export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly betterAuth: BetterAuthInstance } {
@@ -60,6 +63,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
   return {
     betterAuth: auth,
+    methods: createSignInMethods(auth, db, deps.config),
     handle: (request) => auth.handler(request),
 
     async signUpEmail(input, headers) {

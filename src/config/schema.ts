@@ -140,6 +140,66 @@ export const ConfigSchema = T.Object(
       },
       Strict,
     ),
+    oauth: T.Object(
+      {
+        // Front-end URL that receives ?code=<one-time code> (or ?error=<CODE>) after an OAuth or magic-link sign-in;
+        // empty: /auth/oauth/complete answers JSON instead of redirecting.
+        redirect_url: T.String({ default: '' }),
+        code_ttl: Seconds(60, 'lifetime of the one-time code POST /auth/oauth/exchange accepts'),
+        // A signed-in user may link a provider account whose (verified) email differs from theirs.
+        link_different_emails: T.Boolean({ default: true }),
+        google: T.Object(
+          { client_id: T.String({ default: '' }), client_secret: T.String({ default: '' }) },
+          { ...Strict, default: {} },
+        ),
+        github: T.Object(
+          { client_id: T.String({ default: '' }), client_secret: T.String({ default: '' }) },
+          { ...Strict, default: {} },
+        ),
+        // Generic OpenID Connect providers by id (used in URLs: /auth/oauth/<id>); the secret sits in the secrets file.
+        oidc: T.Record(
+          T.String({ pattern: '^[a-z][a-z0-9-]{0,31}$' }),
+          T.Object(
+            {
+              issuer: T.String({ minLength: 1 }),
+              client_id: T.String({ minLength: 1 }),
+              // Optional, not defaulted: TypeBox fills no defaults inside a Record (src/auth/sign-in-methods.ts does).
+              client_secret: T.Optional(T.String()),
+              name: T.Optional(T.String({ description: 'shown to users; default: the id' })),
+              scopes: T.Optional(T.Array(T.String(), { description: 'default: openid, email, profile' })),
+              token_auth: T.Optional(
+                T.Union([T.Literal('client_secret_basic'), T.Literal('client_secret_post')], {
+                  description: 'default: client_secret_basic',
+                }),
+              ),
+            },
+            Strict,
+          ),
+          { default: {} },
+        ),
+      },
+      { ...Strict, default: {} },
+    ),
+    magic_link: T.Object(
+      {
+        enabled: T.Boolean({ default: true }),
+        expires_in: Seconds(600, 'lifetime of a magic link (10 minutes)'),
+        // false: an unknown address gets no email (the answer is the same); true: the link creates the account.
+        create_accounts: T.Boolean({ default: false }),
+        // At most max_per_window links per address per window seconds (a small built-in limit).
+        max_per_window: T.Integer({ minimum: 1, default: 3 }),
+        window: Seconds(900, 'seconds over which max_per_window counts'),
+      },
+      { ...Strict, default: {} },
+    ),
+    anonymous: T.Object(
+      {
+        enabled: T.Boolean({ default: true }),
+        max_age: Seconds(2592000, 'anonymous users older than this are deleted (30 days)'),
+        cleanup_interval: Seconds(3600, 'seconds between cleanup runs'),
+      },
+      { ...Strict, default: {} },
+    ),
     websocket: T.Object(
       {
         // Seconds (fractions allowed) a new socket has to authenticate before it is closed with 4408.

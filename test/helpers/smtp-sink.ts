@@ -2,25 +2,31 @@ import type { AddressInfo } from 'node:net';
 import { type ParsedMail, simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 
+export interface ReceivedMail extends ParsedMail {
+  /** Envelope recipients. */
+  rcpt: string[];
+}
+
 /** A real SMTP server on 127.0.0.1 (the `smtp-server` package) that parses every message it receives. */
 export interface SmtpSink {
   url: string;
-  messages: ParsedMail[];
+  messages: ReceivedMail[];
   /** Resolves with the first message (received or future) that matches; rejects after `timeoutMs`. */
-  waitFor(match: (mail: ParsedMail) => boolean, timeoutMs?: number): Promise<ParsedMail>;
+  waitFor(match: (mail: ReceivedMail) => boolean, timeoutMs?: number): Promise<ReceivedMail>;
   close(): Promise<void>;
 }
 
 export async function startSmtpSink(): Promise<SmtpSink> {
-  const messages: ParsedMail[] = [];
-  const waiters = new Set<{ match: (m: ParsedMail) => boolean; resolve: (m: ParsedMail) => void }>();
+  const messages: ReceivedMail[] = [];
+  const waiters = new Set<{ match: (m: ReceivedMail) => boolean; resolve: (m: ReceivedMail) => void }>();
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS'],
     logger: false,
-    onData(stream, _session, callback) {
+    onData(stream, session, callback) {
       simpleParser(stream)
-        .then((mail) => {
+        .then((parsed) => {
+          const mail: ReceivedMail = { ...parsed, rcpt: session.envelope.rcptTo.map((r) => r.address) };
           messages.push(mail);
           for (const w of waiters) {
             if (w.match(mail)) {

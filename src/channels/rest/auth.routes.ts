@@ -1,5 +1,6 @@
 import { Type as T } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AnonymousUsers } from '../../accounts/index.js';
 import type { AuditLog } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import { CLIENT_IP_HEADER } from '../../auth/index.js';
@@ -28,6 +29,8 @@ export interface AuthRoutesDeps {
   audit: AuditLog;
   health(): Promise<{ kind: string; reachable: boolean }>;
   version: string;
+  /** Registering with an anonymous user's token upgrades that user in place (src/accounts/). */
+  anonymous?: AnonymousUsers;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -60,11 +63,17 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         summary: 'Register with email and password, and sign in',
         tags: ['auth'],
         body: makeRegisterBody(password),
-        response: { 201: T.Union([TokenResponse, VerificationRequiredResponse]), ...errors(400, 409, 413, 415, 503) },
+        response: {
+          201: T.Union([TokenResponse, VerificationRequiredResponse]),
+          ...errors(400, 401, 409, 413, 415, 503),
+        },
       },
     },
     async (request, reply) => {
       const { email, password: pw, name } = request.body;
+      if (request.headers.authorization !== undefined && deps.anonymous) {
+        return upgradeAnonymous(request, reply, deps.anonymous);
+      }
       const { userId, sessionId } = await engine.signUpEmail(
         { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() },
         engineHeaders(request),
@@ -75,6 +84,35 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
     },
   );
+
+  /**
+   * Registering while holding an anonymous user's token: that user gets the email and password, keeping its id,
+   * sessions, links and data. Any other token is refused rather than silently creating a second account.
+   */
+  const upgradeAnonymous = async (
+    request: FastifyRequest<{ Body: RegisterBody }>,
+    reply: FastifyReply,
+    anonymous: AnonymousUsers,
+  ) => {
+    const context = await authenticator.authenticateRequest(request);
+    if (!context?.sessionId) throw new AppError('INVALID_TOKEN');
+    if (!(await anonymous.isAnonymous(context.userId))) throw new AppError('NOT_ANONYMOUS');
+    const { email, password: pw, name } = request.body;
+    await anonymous.upgradeWithPassword(context.userId, {
+      email: normalizeEmail(email),
+      password: pw,
+      name: (name ?? '').trim(),
+    });
+    const { userId, sessionId } = context;
+    await audit.record({
+      event: 'signup',
+      userId,
+      sessionId,
+      ...origin(request),
+      details: { method: 'password', upgraded: 'anonymous' },
+    });
+    return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
+  };
 
   app.post<{ Body: LoginBody }>(
     '/auth/login',
