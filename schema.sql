@@ -170,8 +170,6 @@ CREATE TABLE IF NOT EXISTS magic_link_tokens (
 );
 CREATE INDEX IF NOT EXISTS magic_link_tokens_email_idx ON magic_link_tokens (email, created_at);
 
-COMMIT;
-
 -- One-time codes that link a channel account (e.g. a Telegram user) to the signed-in user who asked for the code.
 -- Only a SHA-256 of the code is stored; redeeming deletes the row, so a code works once even under concurrency.
 CREATE TABLE IF NOT EXISTS channel_link_codes (
@@ -182,3 +180,5 @@ CREATE TABLE IF NOT EXISTS channel_link_codes (
   created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS channel_link_codes_user_id_idx ON channel_link_codes (user_id);
+
+COMMIT;

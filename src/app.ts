@@ -20,6 +20,8 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
+import { createSessionCache, type SessionCache } from './authenticator/session-cache.js';
+import { bindSessionCache } from './authenticator/session-cache.plugin.js';
 import { channelsPlugin } from './channels/channels.plugin.js';
 import { accountRoutes } from './channels/rest/account.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
@@ -52,6 +54,7 @@ declare module 'fastify' {
     passkeys: PasskeyService;
     /** Sensitive operations: requireRecentAuth(app.recentAuth) after requireAuth. */
     recentAuth: RecentAuth;
+    sessionCache: SessionCache;
   }
 }
 
@@ -117,12 +120,17 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     accountHooks: lateHooks,
   });
   const sessions = createSessionStore(db);
+  const sessionCache = createSessionCache({
+    maxEntries: config.auth.session_cache.max_entries,
+    ttlMs: config.auth.session_cache.ttl * 1000,
+  });
   const authenticator = createAuthenticator({
     tokens: createTokenCodec(app.jwt),
     sessions,
     licenses: createLicenseResolver(config.licenses),
     cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
     session: { expiresIn: config.auth.session.expires_in, updateAge: config.auth.session.update_age },
+    cache: sessionCache,
   });
 
   app.decorate('config', config);
@@ -135,6 +143,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await sessionEvents.start();
   app.decorate('sessionEvents', sessionEvents);
   app.addHook('onClose', () => sessionEvents.stop());
+  app.decorate('sessionCache', sessionCache);
+  bindSessionCache(app, sessionCache, sessionEvents);
   app.decorate('audit', createAuditLog(db, app.log));
   const mailer = createMailer({
     from: config.email.from,

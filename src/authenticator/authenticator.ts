@@ -1,5 +1,6 @@
 import type { LicenseResolver } from '../licenses/index.js';
 import type { SessionStore } from './session.store.js';
+import type { SessionCache } from './session-cache.js';
 import type { TokenCodec } from './tokens.js';
 import type { AuthContext, Channel } from './types.js';
 
@@ -17,6 +18,8 @@ export interface AuthenticatorDeps {
   cookieSession(headers: HeadersLike): Promise<string | null>;
   /** Session lifetime and the age after which use extends it, in seconds. */
   session: { expiresIn: number; updateAge: number };
+  /** Validated sessions kept in memory; emptied by session-end events (see session-cache.ts). None: always query. */
+  cache?: SessionCache;
 }
 
 export interface Authenticator {
@@ -47,10 +50,14 @@ export function bearerToken(header: string | string[] | undefined): string | nul
  * so revocation, expiry and licenses mean the same everywhere.
  */
 export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
-  const { tokens, sessions, licenses } = deps;
+  const { tokens, sessions, licenses, cache } = deps;
+  const findActive = (sessionId: string) => sessions.findActive(sessionId);
+  const activeSession = cache
+    ? (sessionId: string) => cache.lookup(sessionId, findActive)
+    : (sessionId: string) => findActive(sessionId);
 
   async function fromSession(sessionId: string, userId: string | null, channel: Channel): Promise<AuthContext | null> {
-    const session = await sessions.findActive(sessionId);
+    const session = await activeSession(sessionId);
     if (!session || (userId !== null && session.userId !== userId)) return null;
     const context: AuthContext = {
       userId: session.userId,
@@ -69,6 +76,10 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       if (await sessions.extend(session.id, expiresAt, updateAge / 2)) {
         context.expiresAt = expiresAt;
         context.renewedToken = tokens.sign(session.userId, session.id, expiresAt);
+        cache?.extended(session.id, expiresAt);
+      } else {
+        // Another request or process extended it (or it just ended): re-read it rather than retry on every use.
+        cache?.forget(session.id);
       }
     }
     return context;
@@ -115,7 +126,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     async sessionIdOf(token) {
       const claims = tokens.verify(token);
       if (!claims) return null;
-      const session = await sessions.findActive(claims.sid);
+      const session = await activeSession(claims.sid);
       return session && session.userId === claims.sub ? session.id : null;
     },
 

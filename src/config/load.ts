@@ -47,6 +47,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, ki
   ['HOST', 'server.host', 'string'],
   ['BASE_URL', 'server.base_url', 'string'],
   ['DATABASE_URL', 'database.url', 'string'],
+  ['DATABASE_LISTEN_URL', 'database.listen_url', 'string'],
   ['DATA_DIR', 'data_dir', 'string'],
   ['AUTH_SECRET', 'auth.secret', 'string'],
   ['LOG_LEVEL', 'log.level', 'string'],
@@ -152,6 +153,7 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
     ...config.server.trusted_origins.map((o, i): [string, string] => [`server.trusted_origins.${i}`, o]),
   ];
   if (config.database.url) urls.push(['database.url', config.database.url]);
+  if (config.database.listen_url) urls.push(['database.listen_url', config.database.listen_url]);
   if (config.chat.upstream_url) urls.push(['chat.upstream_url', config.chat.upstream_url]);
   if (config.telegram.api_root) urls.push(['telegram.api_root', config.telegram.api_root]);
   if (config.telegram.webhook_url) urls.push(['telegram.webhook_url', config.telegram.webhook_url]);

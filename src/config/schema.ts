@@ -40,6 +40,9 @@ export const ConfigSchema = T.Object(
         pool_max: T.Integer({ minimum: 1, maximum: 500, default: 10 }),
         connect_timeout: Seconds(5, 'seconds to wait for a PostgreSQL connection'),
         statement_timeout: Seconds(10, 'seconds a single statement may run'),
+        // The LISTEN connection (session-end events); empty: url. Must reach PostgreSQL in session mode (not PgBouncer's
+        // transaction mode, where LISTEN does not survive the transaction).
+        listen_url: T.String({ default: '' }),
       },
       Strict,
     ),
@@ -95,6 +98,15 @@ export const ConfigSchema = T.Object(
             challenge_ttl: Seconds(300, 'lifetime of the pending login after a correct password'),
             lockout_threshold: T.Integer({ minimum: 1, default: 10, description: 'wrong codes in a row' }),
             lockout_duration: Seconds(900, 'how long 2FA stays locked after lockout_threshold wrong codes'),
+          },
+          { ...Strict, default: {} },
+        ),
+        // Validated sessions kept in memory per process so a bearer check needs no database read. Session ends empty
+        // it at once in every process (LISTEN/NOTIFY); ttl is the safety net for changes no event announces.
+        session_cache: T.Object(
+          {
+            ttl: T.Integer({ minimum: 0, maximum: 3600, default: 30, description: 'seconds; 0 disables the cache' }),
+            max_entries: T.Integer({ minimum: 0, default: 10000, description: 'sessions kept; 0 disables' }),
           },
           { ...Strict, default: {} },
         ),
