@@ -170,4 +170,15 @@ CREATE TABLE IF NOT EXISTS magic_link_tokens (
 );
 CREATE INDEX IF NOT EXISTS magic_link_tokens_email_idx ON magic_link_tokens (email, created_at);
 
+-- One-time codes that link a channel account (e.g. a Telegram user) to the signed-in user who asked for the code.
+-- Only a SHA-256 of the code is stored; redeeming deletes the row, so a code works once even under concurrency.
+CREATE TABLE IF NOT EXISTS channel_link_codes (
+  code_hash    TEXT PRIMARY KEY,
+  user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  channel_type TEXT NOT NULL CHECK (channel_type ~ '^[a-z][a-z0-9_]{0,31}$'),
+  expires_at   TIMESTAMPTZ NOT NULL,
+  created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS channel_link_codes_user_id_idx ON channel_link_codes (user_id);
+
 COMMIT;

@@ -22,6 +22,7 @@ import {
 } from './authenticator/index.js';
 import { createSessionCache, type SessionCache } from './authenticator/session-cache.js';
 import { bindSessionCache } from './authenticator/session-cache.plugin.js';
+import { channelsPlugin } from './channels/channels.plugin.js';
 import { accountRoutes } from './channels/rest/account.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import { passkeyRoutes } from './channels/rest/passkeys.routes.js';
@@ -250,6 +251,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     hasher,
     passwordHash: (userId) => accounts.passwordHash(userId),
   });
+  await app.register(channelsPlugin);
 
   return app;
 }

@@ -26,7 +26,8 @@ export type AuditEvent =
   | 'ip.refused'
   | 'admin.action'
   | 'email.verification_sent'
-  | 'account.deleted';
+  | 'account.deleted'
+  | 'channel.link_refused';
 
 export interface AuditEntry {
   event: AuditEvent;

@@ -31,6 +31,12 @@ const SecretsSchema = T.Object(
         { additionalProperties: false },
       ),
     ),
+    telegram: T.Optional(
+      T.Object(
+        { bot_token: T.Optional(T.String()), webhook_secret: T.Optional(T.String()) },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -46,6 +52,11 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, ki
   ['AUTH_SECRET', 'auth.secret', 'string'],
   ['LOG_LEVEL', 'log.level', 'string'],
   ['SMTP_URL', 'email.smtp_url', 'string'],
+  ['TELEGRAM_BOT_TOKEN', 'telegram.bot_token', 'string'],
+  ['TELEGRAM_WEBHOOK_SECRET', 'telegram.webhook_secret', 'string'],
+  ['TELEGRAM_API_ROOT', 'telegram.api_root', 'string'],
+  ['TELEGRAM_MODE', 'telegram.mode', 'string'],
+  ['CHAT_UPSTREAM_URL', 'chat.upstream_url', 'string'],
 ];
 
 type Env = Record<string, string | undefined>;
@@ -143,6 +154,17 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
   ];
   if (config.database.url) urls.push(['database.url', config.database.url]);
   if (config.database.listen_url) urls.push(['database.listen_url', config.database.listen_url]);
+  if (config.chat.upstream_url) urls.push(['chat.upstream_url', config.chat.upstream_url]);
+  if (config.telegram.api_root) urls.push(['telegram.api_root', config.telegram.api_root]);
+  if (config.telegram.webhook_url) urls.push(['telegram.webhook_url', config.telegram.webhook_url]);
+  if (config.telegram.bot_token && config.telegram.mode === 'webhook') {
+    // Telegram allows 1-256 of A-Z a-z 0-9 _ -; without it anyone could post fake updates to the webhook.
+    if (!/^[A-Za-z0-9_-]{16,256}$/.test(config.telegram.webhook_secret)) {
+      throw new ConfigError(
+        `telegram.webhook_secret: webhook mode needs 16-256 characters of A-Z a-z 0-9 _ - (${where('telegram.webhook_secret')})`,
+      );
+    }
+  }
   for (const [key, value] of urls) {
     try {
       new URL(value);

@@ -212,6 +212,45 @@ export const ConfigSchema = T.Object(
       },
       { ...Strict, default: {} },
     ),
+    websocket: T.Object(
+      {
+        // Seconds (fractions allowed) a new socket has to authenticate before it is closed with 4408.
+        auth_timeout: T.Number({ exclusiveMinimum: 0, maximum: 300, default: 10 }),
+        // Frames larger than this close the socket with 1009; one chat message is one frame.
+        max_frame_bytes: T.Integer({ minimum: 256, maximum: 1048576, default: 16384 }),
+        // Seconds between pings; a socket that has not answered the previous ping by the next one is dropped.
+        heartbeat_interval: T.Number({ exclusiveMinimum: 0, maximum: 3600, default: 30 }),
+        // Sockets that may wait for their auth frame at once (per process); more are closed with 1013.
+        max_unauthenticated: T.Integer({ minimum: 1, default: 1000 }),
+      },
+      Strict,
+    ),
+    chat: T.Object(
+      {
+        // Empty: the EchoChatService. Otherwise each message is POSTed here and the reply streamed back.
+        upstream_url: T.String({ default: '' }),
+        upstream_timeout: Seconds(60, 'seconds an upstream reply may take in total'),
+      },
+      Strict,
+    ),
+    telegram: T.Object(
+      {
+        // Empty: the bot is off (logged at start).
+        bot_token: T.String({ default: '' }),
+        mode: T.Union([T.Literal('polling'), T.Literal('webhook')], { default: 'polling' }),
+        // Required in webhook mode: Telegram sends it in X-Telegram-Bot-Api-Secret-Token.
+        webhook_secret: T.String({ default: '' }),
+        // Empty: <server.base_url>/telegram/webhook.
+        webhook_url: T.String({ default: '' }),
+        // Empty: https://api.telegram.org; set it for a self-hosted Bot API server.
+        api_root: T.String({ default: '' }),
+        // Seconds between attempts of a standby process to take over polling (PostgreSQL advisory lock).
+        standby_retry: T.Number({ exclusiveMinimum: 0, maximum: 3600, default: 5 }),
+        // Seconds a Login Widget signature stays acceptable after its auth_date.
+        widget_max_age: Seconds(600, 'seconds a Login Widget auth_date stays fresh'),
+      },
+      Strict,
+    ),
   },
   Strict,
 );

@@ -39,7 +39,16 @@ export interface Database extends Queryable {
   /** Calls `handler(false)` when the LISTEN connection is lost and `handler(true)` once it listens again. */
   onListenerChange(handler: (up: boolean) => void): () => void;
   notify(channel: string, payload: string): Promise<void>;
+  /**
+   * Takes a session-level advisory lock on a connection of its own, without waiting: null when another process holds
+   * it. `onLost` runs if that connection dies (the lock is gone with it). PGlite is one process: always granted.
+   */
+  tryAdvisoryLock(key: number, onLost?: () => void): Promise<AdvisoryLock | null>;
   close(): Promise<void>;
+}
+
+export interface AdvisoryLock {
+  release(): Promise<void>;
 }
 
 export interface DatabaseOptions {
@@ -132,6 +141,42 @@ function openPostgres(options: DatabaseOptions): Database {
     onListenerChange: (handler) => listener.onChange(handler),
     async notify(channel, payload) {
       await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    },
+    async tryAdvisoryLock(key, onLost) {
+      // Not a pool connection: the lock lives as long as this session, and the pool recycles idle clients. A session
+      // lock needs a real session, so it takes the LISTEN URL (which bypasses a transaction-mode pooler) when set.
+      const client = new pg.Client({
+        connectionString: options.listenUrl || options.url,
+        connectionTimeoutMillis: options.connectTimeoutSeconds * 1000,
+      });
+      let released = false;
+      client.on('error', (err) => {
+        options.onBackgroundError?.(err);
+        if (!released) onLost?.();
+      });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]);
+        if (!rows[0]?.locked) {
+          released = true;
+          await client.end();
+          return null;
+        }
+      } catch (err) {
+        released = true;
+        await client.end().catch(() => {});
+        throw err;
+      }
+      client.once('end', () => {
+        if (!released) onLost?.();
+      });
+      return {
+        async release() {
+          if (released) return;
+          released = true;
+          await client.end().catch(() => {}); // ending the session releases the lock
+        },
+      };
     },
     async close() {
       await listener.close();
@@ -286,6 +331,9 @@ async function openPglite(options: DatabaseOptions): Promise<Database> {
     onListenerChange: () => () => {},
     async notify(channel, payload) {
       await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    },
+    async tryAdvisoryLock() {
+      return { async release() {} };
     },
     async close() {
       await db.close();

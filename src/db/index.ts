@@ -1,4 +1,5 @@
 export {
+  type AdvisoryLock,
   type Database,
   type DatabaseOptions,
   isUnavailableError,

@@ -83,6 +83,14 @@ export const ERROR_CATALOGUE = {
   OAUTH_FAILED: { status: 400, message: 'The sign-in with the identity provider failed.' },
   MAGIC_LINK_INVALID: { status: 400, message: 'The sign-in link is invalid, expired or already used.' },
   NOT_ANONYMOUS: { status: 409, message: 'This account is already registered.' },
+  CONNECTION_LIMIT: { status: 429, message: 'Too many open connections for your license.' },
+  CHANNEL_ALREADY_LINKED: { status: 409, message: 'This account is already linked to another user.' },
+  CHANNEL_LINK_NOT_FOUND: { status: 404, message: 'No such channel link.' },
+  CHANNEL_NOT_LINKED: { status: 401, message: 'This Telegram account is not linked to any user; sign in and link it.' },
+  TELEGRAM_DISABLED: { status: 503, message: 'The Telegram bot is not configured on this gateway.' },
+  TELEGRAM_WEBHOOK_SECRET_INVALID: { status: 401, message: 'The webhook secret token is wrong.' },
+  WIDGET_SIGNATURE_INVALID: { status: 401, message: 'The Telegram login data is not signed by our bot.' },
+  WIDGET_EXPIRED: { status: 401, message: 'The Telegram login data is too old; log in with the widget again.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { api, emptyDatabase, type GatewayCluster, startGateways } from '../helpers/gateway-process.js';
 
 // SLOW (about 10-20 s): three real gateway processes on one PostgreSQL database act as one. PostgreSQL only.
@@ -99,5 +100,26 @@ describe.runIf(adminUrl)('three gateway processes, one database', () => {
   });
 
   it.todo('exactly one Telegram poller among the three (channels branch: enable with its bot config)');
-  it.todo('a logout on B closes the session sockets on A (channels branch: /ws/chat)');
+  it('a logout on B closes the session sockets on A and C (4409), other sessions stay open', async () => {
+    const email = `u${randomBytes(4).toString('hex')}@example.com`;
+    const { body } = await api(a, 'POST', '/auth/register', { body: { email, password: 'SecurePassword123!' } });
+    const login = await api(c, 'POST', '/auth/login', { body: { email, password: 'SecurePassword123!' } });
+    const open = (url: string, token: string) =>
+      new Promise<{ ws: WebSocket; closed: Promise<number> }>((resolve, reject) => {
+        const ws = new WebSocket(`${url.replace('http', 'ws')}/ws/chat`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const closed = new Promise<number>((r) => ws.on('close', (code) => r(code)));
+        ws.once('message', () => resolve({ ws, closed }));
+        ws.once('error', reject);
+      });
+    const onA = await open(a, body.token);
+    const onC = await open(c, body.token);
+    const otherSession = await open(a, login.body.token);
+    expect((await api(b, 'POST', '/auth/logout', { token: body.token })).status).toBe(200);
+    expect(await onA.closed).toBe(4409);
+    expect(await onC.closed).toBe(4409);
+    expect(otherSession.ws.readyState).toBe(WebSocket.OPEN);
+    otherSession.ws.close();
+  });
 });

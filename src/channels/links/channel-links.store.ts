@@ -1,0 +1,143 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Database } from '../../db/index.js';
+
+/** How long a link code stays valid: long enough to switch to the Telegram app, short enough to be useless later. */
+export const LINK_CODE_TTL_SECONDS = 600;
+
+export interface ChannelLink {
+  channelType: string;
+  channelUserId: string;
+  createdAt: string;
+}
+
+export type LinkOutcome =
+  | { ok: true; userId: string; alreadyLinked: boolean }
+  | { ok: false; reason: 'invalid' | 'expired' | 'linked_elsewhere' };
+
+/** 128 random bits, URL-safe (22 characters): fits Telegram's deep-link start parameter (A-Z a-z 0-9 _ -, <= 64). */
+export function newLinkCode(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/** Codes carry 128 random bits, so a plain SHA-256 is enough: no salt or slow hash is needed against guessing. */
+export function hashLinkCode(code: string): string {
+  return createHash('sha256').update(code, 'utf8').digest('hex');
+}
+
+class Rollback extends Error {
+  constructor(readonly outcome: LinkOutcome) {
+    super('rollback');
+  }
+}
+
+/** SQL for user_channel_links and channel_link_codes. Channel types are data, so a new channel needs no change here. */
+export function createChannelLinks(db: Database) {
+  async function link(userId: string, channelType: string, channelUserId: string): Promise<LinkOutcome> {
+    const inserted = await db.query(
+      `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, $2, $3)
+       ON CONFLICT (channel_type, channel_user_id) DO NOTHING`,
+      [userId, channelType, channelUserId],
+    );
+    if (inserted.rowCount > 0) return { ok: true, userId, alreadyLinked: false };
+    const owner = await ownerOf(channelType, channelUserId);
+    return owner === userId ? { ok: true, userId, alreadyLinked: true } : { ok: false, reason: 'linked_elsewhere' };
+  }
+
+  async function ownerOf(channelType: string, channelUserId: string): Promise<string | null> {
+    const { rows } = await db.query<{ user_id: string }>(
+      'SELECT user_id FROM user_channel_links WHERE channel_type = $1 AND channel_user_id = $2',
+      [channelType, channelUserId],
+    );
+    return rows[0]?.user_id ?? null;
+  }
+
+  return {
+    link,
+    ownerOf,
+
+    /** A new code for the user; their earlier unused codes for this channel stop working. Returns the plain code. */
+    async issueCode(userId: string, channelType: string): Promise<{ code: string; expiresAt: Date }> {
+      const code = newLinkCode();
+      const expiresAt = new Date(Date.now() + LINK_CODE_TTL_SECONDS * 1000);
+      await db.transaction(async (tx) => {
+        await tx.query(
+          'DELETE FROM channel_link_codes WHERE (user_id = $1 AND channel_type = $2) OR expires_at < now()',
+          [userId, channelType],
+        );
+        await tx.query(
+          'INSERT INTO channel_link_codes (code_hash, user_id, channel_type, expires_at) VALUES ($1, $2, $3, $4)',
+          [hashLinkCode(code), userId, channelType, expiresAt],
+        );
+      });
+      return { code, expiresAt };
+    },
+
+    /**
+     * Redeems a code for a channel account. Deleting the row is the claim: of two concurrent redemptions only one
+     * DELETE returns it. A code presented by an account already linked to someone else is left unused.
+     */
+    async redeemCode(code: string, channelType: string, channelUserId: string): Promise<LinkOutcome> {
+      try {
+        return await db.transaction(async (tx) => {
+          const { rows } = await tx.query<{ user_id: string; fresh: boolean }>(
+            `DELETE FROM channel_link_codes WHERE code_hash = $1 AND channel_type = $2
+             RETURNING user_id, expires_at > now() AS fresh`,
+            [hashLinkCode(code), channelType],
+          );
+          const row = rows[0];
+          if (!row) return { ok: false, reason: 'invalid' } as const;
+          if (!row.fresh) return { ok: false, reason: 'expired' } as const;
+          const inserted = await tx.query(
+            `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, $2, $3)
+             ON CONFLICT (channel_type, channel_user_id) DO NOTHING`,
+            [row.user_id, channelType, channelUserId],
+          );
+          if (inserted.rowCount > 0) return { ok: true, userId: row.user_id, alreadyLinked: false } as const;
+          const owner = await tx.query<{ user_id: string }>(
+            'SELECT user_id FROM user_channel_links WHERE channel_type = $1 AND channel_user_id = $2',
+            [channelType, channelUserId],
+          );
+          if (owner.rows[0]?.user_id === row.user_id) return { ok: true, userId: row.user_id, alreadyLinked: true };
+          throw new Rollback({ ok: false, reason: 'linked_elsewhere' });
+        });
+      } catch (err) {
+        if (err instanceof Rollback) return err.outcome;
+        throw err;
+      }
+    },
+
+    async listForUser(userId: string): Promise<ChannelLink[]> {
+      const { rows } = await db.query<{ channel_type: string; channel_user_id: string; created_at: Date | string }>(
+        `SELECT channel_type, channel_user_id, created_at FROM user_channel_links
+          WHERE user_id = $1 ORDER BY created_at, id`,
+        [userId],
+      );
+      return rows.map((r) => ({
+        channelType: r.channel_type,
+        channelUserId: r.channel_user_id,
+        createdAt: new Date(r.created_at).toISOString(),
+      }));
+    },
+
+    /** Removes the user's links of a type (or the one account given); returns the channel user ids removed. */
+    async unlinkForUser(userId: string, channelType: string, channelUserId?: string): Promise<string[]> {
+      const { rows } = await db.query<{ channel_user_id: string }>(
+        `DELETE FROM user_channel_links WHERE user_id = $1 AND channel_type = $2 AND ($3::text IS NULL OR channel_user_id = $3)
+         RETURNING channel_user_id`,
+        [userId, channelType, channelUserId ?? null],
+      );
+      return rows.map((r) => r.channel_user_id);
+    },
+
+    /** Removes a channel account's link from the channel side (/unlink); returns the user it belonged to. */
+    async unlinkAccount(channelType: string, channelUserId: string): Promise<string | null> {
+      const { rows } = await db.query<{ user_id: string }>(
+        'DELETE FROM user_channel_links WHERE channel_type = $1 AND channel_user_id = $2 RETURNING user_id',
+        [channelType, channelUserId],
+      );
+      return rows[0]?.user_id ?? null;
+    },
+  };
+}
+
+export type ChannelLinks = ReturnType<typeof createChannelLinks>;

@@ -1,0 +1,185 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AuditLog } from '../../audit/index.js';
+import type { AuthEngine } from '../../auth/index.js';
+import type { Authenticator, SessionStore } from '../../authenticator/index.js';
+import type { Config } from '../../config/index.js';
+import { AppError } from '../../errors/index.js';
+import { ErrorResponse } from '../rest/auth.schemas.js';
+import { authOf, requireAuth } from '../rest/require-auth.js';
+import { verifyWidgetData, type WidgetData } from '../telegram/login-widget.js';
+import type { Telegram } from '../telegram/telegram-bot.js';
+import type { ChannelLinks } from './channel-links.store.js';
+import {
+  ChannelsResponse,
+  LinkCodeResponse,
+  UnlinkParams,
+  UnlinkQuery,
+  UnlinkResponse,
+  WidgetBody,
+  WidgetResponse,
+} from './channels.schemas.js';
+
+export interface ChannelRoutesDeps {
+  config: Config;
+  authenticator: Authenticator;
+  engine: AuthEngine;
+  sessions: SessionStore;
+  links: ChannelLinks;
+  audit: AuditLog;
+  telegram: Telegram | null;
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+
+/** Account linking from the web side: link codes, the list of links, unlinking, and the Telegram Login Widget. */
+export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDeps): Promise<void> {
+  const { config, authenticator, links, audit, telegram } = deps;
+  const signedIn = requireAuth(authenticator);
+
+  app.post(
+    '/auth/channels/telegram/link-code',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: 'A one-time code (10 minutes) that links a Telegram account: /link <code> or the deep link',
+        tags: ['channels'],
+        security: [{ bearer: [] }],
+        response: { 201: LinkCodeResponse, ...errors(401, 503) },
+      },
+    },
+    async (request, reply) => {
+      if (!telegram) throw new AppError('TELEGRAM_DISABLED');
+      const { userId } = authOf(request);
+      const { code, expiresAt } = await links.issueCode(userId, 'telegram');
+      const username = await telegram.username();
+      return reply.status(201).send({
+        success: true,
+        code,
+        expiresAt: expiresAt.toISOString(),
+        deepLink: username ? `https://t.me/${username}?start=${code}` : null,
+      });
+    },
+  );
+
+  app.get(
+    '/auth/channels',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: 'The channel accounts (Telegram, ...) linked to the signed-in user',
+        tags: ['channels'],
+        security: [{ bearer: [] }],
+        response: { 200: ChannelsResponse, ...errors(401, 503) },
+      },
+    },
+    async (request) => ({ success: true as const, channels: await links.listForUser(authOf(request).userId) }),
+  );
+
+  app.delete<{ Params: { channelType: string }; Querystring: { channelUserId?: string } }>(
+    '/auth/channels/:channelType',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: "Unlinks the signed-in user's accounts of a channel type (or the one given by channelUserId)",
+        tags: ['channels'],
+        security: [{ bearer: [] }],
+        params: UnlinkParams,
+        querystring: UnlinkQuery,
+        response: { 200: UnlinkResponse, ...errors(400, 401, 404, 503) },
+      },
+    },
+    async (request) => {
+      const { userId } = authOf(request);
+      const { channelType } = request.params;
+      const removed = await links.unlinkForUser(userId, channelType, request.query.channelUserId);
+      if (removed.length === 0) throw new AppError('CHANNEL_LINK_NOT_FOUND');
+      for (const channelUserId of removed) {
+        await audit.record({
+          event: 'channel.unlinked',
+          userId,
+          ...origin(request),
+          details: { channelType, channelUserId, via: 'rest' },
+        });
+      }
+      return { success: true as const, removed: removed.length };
+    },
+  );
+
+  app.post<{ Body: WidgetBody }>(
+    '/auth/channels/telegram/widget',
+    {
+      schema: {
+        summary: 'Telegram Login Widget: links the account for a signed-in user, or signs in a user already linked',
+        tags: ['channels'],
+        body: WidgetBody,
+        response: { 200: WidgetResponse, ...errors(400, 401, 409, 503) },
+      },
+    },
+    async (request) => {
+      if (!telegram) throw new AppError('TELEGRAM_DISABLED');
+      const verdict = verifyWidgetData(
+        request.body as WidgetData,
+        config.telegram.bot_token,
+        config.telegram.widget_max_age,
+      );
+      if (!verdict.ok) {
+        await audit.record({
+          event: 'login.failure',
+          ...origin(request),
+          details: { method: 'telegram_widget', reason: verdict.reason },
+        });
+        throw new AppError(verdict.reason === 'expired' ? 'WIDGET_EXPIRED' : 'WIDGET_SIGNATURE_INVALID');
+      }
+      const telegramUserId = verdict.telegramUserId;
+
+      // A caller who sends credentials means "link to me": a bad credential is refused, never ignored.
+      const signedInAs =
+        request.headers.authorization !== undefined || request.headers.cookie
+          ? await authenticator.authenticateRequest(request)
+          : null;
+      if (request.headers.authorization !== undefined && !signedInAs) throw new AppError('INVALID_TOKEN');
+
+      if (signedInAs) {
+        const outcome = await links.link(signedInAs.userId, 'telegram', telegramUserId);
+        if (!outcome.ok) throw new AppError('CHANNEL_ALREADY_LINKED');
+        if (!outcome.alreadyLinked) {
+          await audit.record({
+            event: 'channel.linked',
+            userId: signedInAs.userId,
+            ...origin(request),
+            details: { channelType: 'telegram', channelUserId: telegramUserId, method: 'widget' },
+          });
+        }
+        return { success: true as const, userId: signedInAs.userId, linked: !outcome.alreadyLinked };
+      }
+
+      const userId = await links.ownerOf('telegram', telegramUserId);
+      if (!userId) throw new AppError('CHANNEL_NOT_LINKED');
+      const ua = request.headers['user-agent'];
+      const session = await deps.engine.createSession(userId, {
+        ip: request.ip,
+        userAgent: typeof ua === 'string' ? ua : '',
+      });
+      const active = await deps.sessions.findActive(session.sessionId);
+      if (!active) throw new Error('new session not found');
+      await audit.record({
+        event: 'login.success',
+        userId,
+        sessionId: session.sessionId,
+        ...origin(request),
+        details: { method: 'telegram_widget' },
+      });
+      return {
+        success: true as const,
+        userId,
+        linked: false,
+        token: authenticator.issueToken(userId, session.sessionId, active.expiresAt),
+      };
+    },
+  );
+}
+
+function origin(request: FastifyRequest) {
+  const ua = request.headers['user-agent'];
+  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
+}

@@ -1,0 +1,195 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Bot } from 'grammy';
+import type { Update } from 'grammy/types';
+import type { AuditLog } from '../../audit/index.js';
+import type { Authenticator } from '../../authenticator/index.js';
+import type { AdvisoryLock, Database } from '../../db/index.js';
+import type { ChatService } from '../chat/chat-service.js';
+import type { UsageLimits } from '../chat/usage-limits.js';
+import type { ChannelLinks } from '../links/channel-links.store.js';
+import { chatComposer } from './chat.composer.js';
+import { linkComposer } from './link.composer.js';
+
+export interface TelegramDeps {
+  token: string;
+  apiRoot: string;
+  mode: 'polling' | 'webhook';
+  webhookSecret: string;
+  /** Seconds between a standby process's attempts to take over polling. */
+  standbyRetry: number;
+  baseUrl: string;
+  db: Pick<Database, 'tryAdvisoryLock'>;
+  authenticator: Pick<Authenticator, 'authenticateTelegram'>;
+  links: ChannelLinks;
+  chat: ChatService;
+  limits: UsageLimits;
+  audit: AuditLog;
+  log: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
+}
+
+/** The updates the bot acts on: everything else is never fetched. */
+const ALLOWED_UPDATES = ['message'] as const;
+
+/**
+ * The advisory lock key of "polling this bot": derived from the bot id (the token's public part), so two gateways with
+ * different bots on one database do not block each other. 48 bits: a safe JavaScript integer, a valid bigint key.
+ */
+export function pollingLockKey(token: string): number {
+  const botId = token.split(':')[0] ?? '';
+  return createHash('sha256').update(`telegram-polling:${botId}`).digest().readUIntBE(0, 6);
+}
+
+/**
+ * The gateway's Telegram bot: grammY with the link and chat composers, and its lifecycle. In polling mode only the
+ * process holding the PostgreSQL advisory lock polls; the others retry every standbyRetry seconds. In webhook mode
+ * the plugin hands each verified update to handleWebhookUpdate.
+ */
+export function createTelegram(deps: TelegramDeps) {
+  const { log } = deps;
+  const bot = new Bot(deps.token, deps.apiRoot ? { client: { apiRoot: deps.apiRoot } } : {});
+  const inflight = new Set<Promise<void>>();
+  bot.catch((err) =>
+    log.error({ err: { message: err.message }, updateId: err.ctx.update.update_id }, 'telegram update failed'),
+  );
+  bot.use(
+    linkComposer({ authenticator: deps.authenticator, links: deps.links, audit: deps.audit, baseUrl: deps.baseUrl }),
+  );
+  bot.use(
+    chatComposer({
+      authenticator: deps.authenticator,
+      chat: deps.chat,
+      limits: deps.limits,
+      baseUrl: deps.baseUrl,
+      log,
+      inflight,
+    }),
+  );
+
+  let initializing: Promise<void> | null = null;
+  const init = (): Promise<void> => {
+    initializing ??= bot.init().catch((err) => {
+      initializing = null;
+      throw err;
+    });
+    return initializing;
+  };
+
+  let stopped = false;
+  let lock: AdvisoryLock | null = null;
+  let polling: Promise<void> | null = null;
+  let retry: NodeJS.Timeout | null = null;
+
+  const scheduleRetry = () => {
+    if (stopped) return;
+    retry = setTimeout(() => void lead(), deps.standbyRetry * 1000);
+    retry.unref();
+  };
+
+  /** Try to become the one polling process; on failure, or when leadership is lost, try again later. */
+  async function lead(): Promise<void> {
+    retry = null;
+    if (stopped || polling) return;
+    try {
+      lock = await deps.db.tryAdvisoryLock(pollingLockKey(deps.token), () => {
+        log.warn({}, 'telegram polling lock lost (database connection); stopping polling');
+        void bot.stop().catch(() => {});
+      });
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, 'telegram polling lock unavailable; retrying');
+      scheduleRetry();
+      return;
+    }
+    if (!lock) {
+      scheduleRetry();
+      return;
+    }
+    if (stopped) {
+      await lock.release();
+      lock = null;
+      return;
+    }
+    const held = lock;
+    polling = (async () => {
+      try {
+        await init();
+        if (stopped) return;
+        await bot.start({
+          allowed_updates: [...ALLOWED_UPDATES],
+          onStart: (me) => log.info({ bot: me.username }, 'telegram bot polling (this process holds the lock)'),
+        });
+      } catch (err) {
+        log.warn({ err: { message: (err as Error).message } }, 'telegram polling stopped with an error; retrying');
+      } finally {
+        await held.release();
+        if (lock === held) lock = null;
+        polling = null;
+        scheduleRetry();
+      }
+    })();
+  }
+
+  return {
+    bot,
+    mode: deps.mode,
+    /** Whether this process is the one polling right now. */
+    get isPolling() {
+      return bot.isRunning();
+    },
+
+    /** The bot's @username (from getMe), for t.me deep links; null when the Bot API cannot be reached. */
+    async username(): Promise<string | null> {
+      try {
+        await init();
+        return bot.botInfo.username;
+      } catch (err) {
+        log.warn({ err: { message: (err as Error).message } }, 'telegram getMe failed');
+        return null;
+      }
+    },
+
+    /** Starts polling (leader election) or, in webhook mode, nothing: updates arrive through the route. */
+    start(): void {
+      if (deps.mode === 'polling') void lead();
+    },
+
+    /** Registers the webhook with Telegram, with the secret token it must echo back. */
+    async setWebhook(url: string): Promise<void> {
+      await bot.api.setWebhook(url, { secret_token: deps.webhookSecret, allowed_updates: [...ALLOWED_UPDATES] });
+      log.info({ url }, 'telegram webhook registered');
+    },
+
+    /** Constant-time check of X-Telegram-Bot-Api-Secret-Token. */
+    webhookSecretMatches(given: string | string[] | undefined): boolean {
+      if (typeof given !== 'string') return false;
+      const a = createHash('sha256').update(given).digest();
+      const b = createHash('sha256').update(deps.webhookSecret).digest();
+      return timingSafeEqual(a, b);
+    },
+
+    async handleWebhookUpdate(update: Update): Promise<void> {
+      await init();
+      try {
+        await bot.handleUpdate(update);
+      } catch (err) {
+        // A failing update is logged and acknowledged: a retry by Telegram would fail the same way.
+        log.error({ err: { message: (err as Error).message }, updateId: update.update_id }, 'telegram update failed');
+      }
+    },
+
+    async stop(): Promise<void> {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      if (bot.isRunning()) await bot.stop();
+      await polling;
+      await Promise.allSettled([...inflight]);
+      await lock?.release();
+      lock = null;
+    },
+  };
+}
+
+export type Telegram = ReturnType<typeof createTelegram>;

@@ -1,0 +1,58 @@
+import type { FastifyInstance } from 'fastify';
+import type { Update } from 'grammy/types';
+import { AppError } from '../../errors/index.js';
+import { WebhookBody } from '../links/channels.schemas.js';
+import { ErrorResponse } from '../rest/auth.schemas.js';
+import type { Telegram } from './telegram-bot.js';
+
+export const WEBHOOK_PATH = '/telegram/webhook';
+
+/**
+ * The bot's lifecycle in the app: polling starts once the app is ready (leader election inside createTelegram);
+ * webhook mode mounts POST /telegram/webhook, which refuses a wrong X-Telegram-Bot-Api-Secret-Token with 401 before
+ * reading the update. The bot stops (and waits for replies in progress) when the app closes.
+ */
+export async function telegramPlugin(
+  app: FastifyInstance,
+  opts: { telegram: Telegram; webhookUrl: string; registerWebhook: boolean },
+): Promise<void> {
+  const { telegram } = opts;
+
+  if (telegram.mode === 'webhook') {
+    app.post<{ Body: Update }>(
+      WEBHOOK_PATH,
+      {
+        schema: {
+          summary: 'Telegram webhook (called by Telegram with the configured secret token)',
+          tags: ['channels'],
+          body: WebhookBody,
+          response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } }, 401: ErrorResponse },
+        },
+        async onRequest(request) {
+          if (!telegram.webhookSecretMatches(request.headers['x-telegram-bot-api-secret-token'])) {
+            throw new AppError('TELEGRAM_WEBHOOK_SECRET_INVALID');
+          }
+        },
+      },
+      async (request) => {
+        await telegram.handleWebhookUpdate(request.body);
+        return { ok: true };
+      },
+    );
+    if (opts.registerWebhook) {
+      app.addHook('onListen', async () => {
+        await telegram.setWebhook(opts.webhookUrl).catch((err: Error) => {
+          app.log.error({ err: { message: err.message } }, 'telegram setWebhook failed; updates will not arrive');
+        });
+      });
+    } else {
+      app.log.warn(
+        { url: opts.webhookUrl },
+        'telegram webhook not registered automatically (not HTTPS and telegram.webhook_url unset); call setWebhook yourself',
+      );
+    }
+  }
+
+  app.addHook('onReady', async () => telegram.start());
+  app.addHook('onClose', async () => telegram.stop());
+}

@@ -1,0 +1,323 @@
+import type { WebSocket } from 'ws';
+import type { AuthContext, Authenticator, SessionEvents } from '../../authenticator/index.js';
+import { type ChatService, ChatUpstreamError } from '../chat/chat-service.js';
+import type { UsageLimits } from '../chat/usage-limits.js';
+import {
+  CloseCode,
+  MAX_ID_LENGTH,
+  MAX_TOKEN_LENGTH,
+  parseFrame,
+  type ServerFrame,
+  type WsErrorCode,
+} from './protocol.js';
+
+export interface ChatSocketsDeps {
+  authenticator: Pick<Authenticator, 'authenticateToken'>;
+  sessionEvents: Pick<SessionEvents, 'onSessionEnded'>;
+  /** When a session ends unless extended: its current expiry, or null when it is gone or expired. */
+  sessionExpiry(sessionId: string): Promise<Date | null>;
+  limits: UsageLimits;
+  chat: ChatService;
+  /** Seconds. */
+  authTimeout: number;
+  /** Seconds. */
+  heartbeatInterval: number;
+  /** Sockets allowed to wait for their auth frame at once; more are closed with 1013 (each costs memory until then). */
+  maxUnauthenticated: number;
+  log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
+}
+
+/**
+ * One open socket. Kept small on purpose (thousands are held idle): the context, two flags, one timer, the release of
+ * the connection slot, and abort controllers only while replies are streaming.
+ */
+interface Conn {
+  socket: WebSocket;
+  auth: AuthContext | null;
+  pending: boolean;
+  /** Counted in `unauthenticated`: accepted without a bearer header and not yet through the auth frame. */
+  waiting: boolean;
+  alive: boolean;
+  /** The auth timeout before authentication, the expiry check after. */
+  timer: NodeJS.Timeout | null;
+  release: (() => void) | null;
+  inflight: Set<AbortController> | null;
+}
+
+// setTimeout keeps delays in a signed 32-bit integer; a longer one fires at once.
+const MAX_DELAY_MS = 2_147_483_647;
+
+/** The chat endpoint's state machine, independent of Fastify: hand it each upgraded socket. */
+export function createChatSockets(deps: ChatSocketsDeps) {
+  const { authenticator, limits, chat, log } = deps;
+  const all = new Set<Conn>();
+  let unauthenticated = 0;
+  const bySession = new Map<string, Set<Conn>>();
+
+  const send = (conn: Conn, frame: ServerFrame) => {
+    if (conn.socket.readyState === conn.socket.OPEN) conn.socket.send(JSON.stringify(frame));
+  };
+
+  const refuse = (conn: Conn, code: WsErrorCode, close: number) => {
+    send(conn, { type: 'auth_error', code });
+    conn.socket.close(close, code);
+  };
+
+  const end = (conn: Conn, code: WsErrorCode, close: number) => {
+    send(conn, { type: 'error', code });
+    conn.socket.close(close, code);
+  };
+
+  const unsubscribe = deps.sessionEvents.onSessionEnded(({ sessionId }) => {
+    const conns = bySession.get(sessionId);
+    if (!conns) return;
+    for (const conn of conns) end(conn, 'SESSION_REVOKED', CloseCode.SESSION_ENDED);
+  });
+
+  const scheduleExpiry = (conn: Conn, expiresAt: Date | null) => {
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = null;
+    if (!expiresAt) return;
+    const delay = Math.max(0, Math.min(expiresAt.getTime() - Date.now(), MAX_DELAY_MS));
+    conn.timer = setTimeout(() => void checkExpiry(conn), delay);
+  };
+
+  // The session may have been extended by use on another channel since this socket authenticated: look before closing.
+  async function checkExpiry(conn: Conn) {
+    conn.timer = null;
+    const sessionId = conn.auth?.sessionId;
+    if (!sessionId || conn.socket.readyState !== conn.socket.OPEN) return;
+    let expiresAt: Date | null;
+    try {
+      expiresAt = await deps.sessionExpiry(sessionId);
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, 'session expiry check failed; retrying');
+      conn.timer = setTimeout(() => void checkExpiry(conn), 5_000);
+      return;
+    }
+    if (!expiresAt || expiresAt.getTime() <= Date.now()) end(conn, 'SESSION_EXPIRED', CloseCode.SESSION_ENDED);
+    else scheduleExpiry(conn, expiresAt);
+  }
+
+  /** Authenticated: take a connection slot, index by session, answer auth_ok. False when refused. */
+  function admit(conn: Conn, auth: AuthContext): boolean {
+    if (auth.license.features.chat === false) {
+      refuse(conn, 'FORBIDDEN', CloseCode.FORBIDDEN);
+      return false;
+    }
+    const release = limits.openConnection(auth.userId, auth.license);
+    if (!release) {
+      refuse(conn, 'CONNECTION_LIMIT', CloseCode.LIMIT);
+      return false;
+    }
+    const { renewedToken, ...context } = auth;
+    conn.auth = context;
+    conn.release = release;
+    if (context.sessionId) {
+      let set = bySession.get(context.sessionId);
+      if (!set) {
+        set = new Set();
+        bySession.set(context.sessionId, set);
+      }
+      set.add(conn);
+    }
+    scheduleExpiry(conn, context.expiresAt);
+    send(conn, {
+      type: 'auth_ok',
+      userId: context.userId,
+      license: context.license.type,
+      expiresAt: context.expiresAt?.toISOString() ?? null,
+      ...(renewedToken ? { token: renewedToken } : {}),
+    });
+    return true;
+  }
+
+  async function authenticateByFrame(conn: Conn, token: string) {
+    conn.pending = true;
+    let auth: AuthContext | null;
+    try {
+      auth = await authenticator.authenticateToken(token, 'websocket');
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, 'websocket authentication failed with an error');
+      refuse(conn, 'INTERNAL_ERROR', CloseCode.INTERNAL_ERROR);
+      return;
+    } finally {
+      conn.pending = false;
+    }
+    if (conn.socket.readyState !== conn.socket.OPEN) return;
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = null;
+    if (conn.waiting) {
+      conn.waiting = false;
+      unauthenticated--;
+    }
+    if (!auth) {
+      refuse(conn, 'INVALID_TOKEN', CloseCode.AUTH_FAILED);
+      return;
+    }
+    admit(conn, auth);
+  }
+
+  async function converse(conn: Conn, auth: AuthContext, id: string, text: string) {
+    const verdict = limits.takeMessage(auth.userId, auth.license);
+    if (!verdict.ok) {
+      send(conn, { type: 'error', code: 'RATE_LIMITED', id, retryAfter: verdict.retryAfter });
+      return;
+    }
+    const abort = new AbortController();
+    conn.inflight ??= new Set();
+    conn.inflight.add(abort);
+    try {
+      for await (const chunk of chat.reply(auth, { id, text }, abort.signal)) {
+        if (abort.signal.aborted) return;
+        send(conn, { type: 'reply', id, text: chunk });
+      }
+      send(conn, { type: 'reply_end', id });
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      if (!(err instanceof ChatUpstreamError)) log.warn({ err }, 'chat service failed');
+      else log.warn({ err: { message: err.message } }, 'chat upstream failed');
+      send(conn, { type: 'error', code: 'CHAT_UNAVAILABLE', id });
+    } finally {
+      conn.inflight?.delete(abort);
+      if (conn.inflight?.size === 0) conn.inflight = null;
+    }
+  }
+
+  function onMessage(conn: Conn, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) {
+    const frame = isBinary ? 'BINARY_NOT_SUPPORTED' : parseFrame(data.toString());
+    const auth = conn.auth;
+
+    if (!auth) {
+      if (conn.pending) {
+        send(conn, { type: 'error', code: 'AUTH_PENDING' });
+        return;
+      }
+      if (typeof frame === 'object' && frame.type === 'auth') {
+        const token = frame.token;
+        if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+          refuse(conn, 'INVALID_TOKEN', CloseCode.AUTH_FAILED);
+          return;
+        }
+        void authenticateByFrame(conn, token);
+        return;
+      }
+      refuse(conn, 'AUTH_REQUIRED', CloseCode.AUTH_FAILED);
+      return;
+    }
+
+    if (typeof frame === 'string') {
+      send(conn, { type: 'error', code: frame });
+      return;
+    }
+    switch (frame.type) {
+      case 'ping':
+        send(conn, { type: 'pong' });
+        return;
+      case 'auth':
+        send(conn, { type: 'error', code: 'ALREADY_AUTHENTICATED' });
+        return;
+      case 'message': {
+        const { id, text } = frame;
+        if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) {
+          send(conn, { type: 'error', code: 'INVALID_MESSAGE' });
+          return;
+        }
+        if (typeof text !== 'string' || text.trim().length === 0) {
+          send(conn, { type: 'error', code: 'INVALID_MESSAGE', id });
+          return;
+        }
+        void converse(conn, auth, id, text);
+        return;
+      }
+      default:
+        send(conn, { type: 'error', code: 'UNKNOWN_TYPE' });
+    }
+  }
+
+  function onClose(conn: Conn) {
+    all.delete(conn);
+    if (conn.waiting) unauthenticated--;
+    conn.waiting = false;
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = null;
+    conn.release?.();
+    conn.release = null;
+    for (const abort of conn.inflight ?? []) abort.abort();
+    conn.inflight = null;
+    const sessionId = conn.auth?.sessionId;
+    if (sessionId) {
+      const set = bySession.get(sessionId);
+      set?.delete(conn);
+      if (set?.size === 0) bySession.delete(sessionId);
+    }
+  }
+
+  // One timer for every socket: a socket that did not answer the last ping is dead (RFC 6455 ping/pong).
+  const heartbeat = setInterval(() => {
+    for (const conn of all) {
+      if (!conn.alive) {
+        log.debug({ userId: conn.auth?.userId }, 'websocket missed a heartbeat; dropped');
+        conn.socket.terminate();
+        continue;
+      }
+      conn.alive = false;
+      conn.socket.ping();
+    }
+  }, deps.heartbeatInterval * 1000);
+  heartbeat.unref();
+
+  return {
+    /** Takes over an upgraded socket; `auth` when the upgrade request carried a valid bearer token. */
+    accept(socket: WebSocket, auth: AuthContext | null) {
+      if (!auth && unauthenticated >= deps.maxUnauthenticated) {
+        socket.close(CloseCode.TRY_AGAIN_LATER, 'SERVER_BUSY');
+        return;
+      }
+      const conn: Conn = {
+        socket,
+        auth: null,
+        pending: false,
+        waiting: !auth,
+        alive: true,
+        timer: null,
+        release: null,
+        inflight: null,
+      };
+      if (conn.waiting) unauthenticated++;
+      all.add(conn);
+      socket.on('message', (data, isBinary) => onMessage(conn, data, isBinary));
+      socket.on('pong', () => {
+        conn.alive = true;
+      });
+      socket.on('close', () => onClose(conn));
+      if (auth) {
+        admit(conn, auth);
+        return;
+      }
+      conn.timer = setTimeout(() => {
+        conn.timer = null;
+        if (!conn.auth && !conn.pending) refuse(conn, 'AUTH_TIMEOUT', CloseCode.AUTH_TIMEOUT);
+      }, deps.authTimeout * 1000);
+    },
+
+    /** Open sockets (authenticated or not). */
+    get size() {
+      return all.size;
+    },
+
+    /** Sockets still waiting for their auth frame. */
+    get unauthenticated() {
+      return unauthenticated;
+    },
+
+    /** Closes every socket with 1001 and stops the timers (server shutdown). */
+    close() {
+      clearInterval(heartbeat);
+      unsubscribe();
+      for (const conn of all) conn.socket.close(CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN');
+    },
+  };
+}
+
+export type ChatSockets = ReturnType<typeof createChatSockets>;

@@ -1,0 +1,65 @@
+import fastifyWebsocket from '@fastify/websocket';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AuthContext, Authenticator } from '../../authenticator/index.js';
+import type { Config } from '../../config/index.js';
+import { AppError } from '../../errors/index.js';
+import { LIMIT_KEYS, limitOf, type UsageLimits } from '../chat/usage-limits.js';
+import type { ChatSockets } from './chat-sockets.js';
+
+export interface WsChatOptions {
+  config: Config['websocket'];
+  authenticator: Authenticator;
+  limits: UsageLimits;
+  /** The sockets' state machine (createChatSockets), owned by the caller so it can be observed. */
+  sockets: ChatSockets;
+}
+
+const upgradeAuth = new WeakMap<FastifyRequest, AuthContext>();
+
+/**
+ * GET /ws/chat. A bearer token on the upgrade request is checked before upgrading (an invalid one gets HTTP 401, a
+ * user at the connection limit 429); without one, the first frame must be {"type":"auth","token"}. Protocol and close
+ * codes: protocol.ts and README.md ("WebSocket chat"). Encapsulated: @fastify/websocket serves only this route.
+ */
+export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): Promise<void> {
+  const { config, authenticator, limits, sockets } = opts;
+
+  await app.register(fastifyWebsocket, {
+    // permessage-deflate costs tens of KB per socket (zlib contexts) and opens compression side channels.
+    options: { maxPayload: config.max_frame_bytes, perMessageDeflate: false, clientTracking: false },
+    // Protocol violations (oversized frame, bad UTF-8) are answered by ws with a close frame already.
+    errorHandler(error, socket, request) {
+      request.log.debug({ err: { message: error.message } }, 'websocket protocol error');
+      socket.terminate();
+    },
+    preClose(done) {
+      sockets.close();
+      done();
+    },
+  });
+
+  app.get(
+    '/ws/chat',
+    {
+      websocket: true,
+      schema: {
+        summary: 'Chat over WebSocket (see README: WebSocket chat)',
+        tags: ['channels'],
+        headers: { type: 'object', properties: { authorization: { type: 'string', maxLength: 8192 } } },
+      },
+      async preValidation(request) {
+        if (request.headers.authorization === undefined) return;
+        const auth = await authenticator.authenticateWebSocket(request);
+        if (!auth) throw new AppError('INVALID_TOKEN');
+        if (auth.license.features.chat === false) throw new AppError('FORBIDDEN');
+        const max = limitOf(auth.license, LIMIT_KEYS.connections);
+        if (max !== null && limits.connections(auth.userId) >= max) throw new AppError('CONNECTION_LIMIT');
+        upgradeAuth.set(request, auth);
+      },
+    },
+    (socket, request) => {
+      sockets.accept(socket, upgradeAuth.get(request) ?? null);
+      upgradeAuth.delete(request);
+    },
+  );
+}

@@ -1,0 +1,87 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { connect, type Frame, listen } from '../../helpers/ws-client.js';
+
+/** An AI backend stand-in: streams the reply in three chunks with pauses; "fail" gets a 500. */
+function startUpstream(): Promise<{
+  server: Server;
+  url: string;
+  seen: Array<{ headers: IncomingHttpHeaders; body: unknown }>;
+}> {
+  const seen: Array<{ headers: IncomingHttpHeaders; body: unknown }> = [];
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => {
+      raw += c.toString();
+    });
+    req.on('end', async () => {
+      const body = JSON.parse(raw) as { id: string; text: string };
+      seen.push({ headers: req.headers, body });
+      if (body.text === 'fail') {
+        res.writeHead(500).end('boom');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+      for (const part of ['You said: ', body.text, ' ✓']) {
+        res.write(part);
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      res.end();
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/chat`, seen }),
+    ),
+  );
+}
+
+describe('HTTP-forwarding ChatService', () => {
+  let t: TestApp;
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let url: string;
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    t = await createTestApp({ config: { chat: { upstream_url: upstream.url }, websocket: { heartbeat_interval: 5 } } });
+    url = `${await listen(t.app)}/ws/chat`;
+  });
+  afterAll(async () => {
+    await t?.close();
+    upstream?.server.close();
+  });
+
+  it('forwards the message with identity and license headers and streams the reply back in chunks', async () => {
+    const { token, userId, email } = await registerUser(t.app);
+    const c = await connect(url, { authorization: `Bearer ${token}` });
+    await c.next();
+    c.send({ type: 'message', id: 'q1', text: 'héllo' });
+    const frames: Frame[] = [];
+    for (let f = await c.next(); f.type !== 'reply_end'; f = await c.next()) frames.push(f);
+    expect(frames.length).toBeGreaterThan(1); // streamed, not buffered into one frame
+    expect(frames.every((f) => f.type === 'reply' && f.id === 'q1')).toBe(true);
+    expect(frames.map((f) => f.text).join('')).toBe('You said: héllo ✓');
+    const call = upstream.seen.at(-1);
+    expect(call?.body).toEqual({ id: 'q1', text: 'héllo' });
+    expect(call?.headers).toMatchObject({
+      'x-gateway-user-id': userId,
+      'x-gateway-user-email': email,
+      'x-gateway-channel': 'websocket',
+      'x-gateway-license': 'free',
+    });
+    expect(call?.headers.authorization).toBeUndefined(); // the user's token never leaves the gateway
+    c.ws.close();
+  });
+
+  it('answers CHAT_UNAVAILABLE with the id when the upstream fails, and the socket stays usable', async () => {
+    const { token } = await registerUser(t.app);
+    const c = await connect(url, { authorization: `Bearer ${token}` });
+    await c.next();
+    c.send({ type: 'message', id: 'q2', text: 'fail' });
+    expect(await c.next()).toEqual({ type: 'error', code: 'CHAT_UNAVAILABLE', id: 'q2' });
+    c.send({ type: 'ping' });
+    expect(await c.next()).toEqual({ type: 'pong' });
+    c.ws.close();
+  });
+});

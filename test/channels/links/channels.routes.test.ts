@@ -1,0 +1,242 @@
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createChannelLinks } from '../../../src/channels/links/channel-links.store.js';
+import { signWidgetData } from '../../../src/channels/telegram/login-widget.js';
+import { createTelegramBotApi, type TelegramBotApi } from '../../helpers/telegram-bot-api.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+const TOKEN = '323456789:AAE-routes-test-token';
+
+describe('account linking from the web side', () => {
+  let api: TelegramBotApi;
+  let t: TestApp;
+  beforeAll(async () => {
+    api = await createTelegramBotApi({ token: TOKEN, botUsername: 'gateway_links_bot' });
+    // Webhook mode without a registered webhook: the bot is on but never polls, so these tests own the database.
+    t = await createTestApp({
+      config: {
+        telegram: { bot_token: TOKEN, api_root: api.apiRoot, mode: 'webhook', webhook_secret: 'x'.repeat(32) },
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await api?.close();
+  });
+
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const newCode = async (token: string) =>
+    (
+      await t.app.inject({ method: 'POST', url: '/auth/channels/telegram/link-code', headers: bearer(token) })
+    ).json() as { code: string; expiresAt: string };
+
+  describe('link codes', () => {
+    it('needs a signed-in user', async () => {
+      const res = await t.app.inject({ method: 'POST', url: '/auth/channels/telegram/link-code' });
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ error: { code: 'AUTH_REQUIRED' } });
+    });
+
+    it('stores only a SHA-256 of the code, expiring in 10 minutes; a new code replaces the old one', async () => {
+      const { token, userId } = await registerUser(t.app);
+      const first = await newCode(token);
+      expect(first.code).toMatch(/^[A-Za-z0-9_-]{22}$/);
+      const second = await newCode(token);
+      expect(second.code).not.toBe(first.code);
+      const { rows } = await t.db.query<{ code_hash: string; ttl: number }>(
+        'SELECT code_hash, extract(epoch FROM expires_at - created_at)::int AS ttl FROM channel_link_codes WHERE user_id = $1',
+        [userId],
+      );
+      expect(rows).toHaveLength(1);
+      expect(rows[0]?.code_hash).toBe(createHash('sha256').update(second.code).digest('hex'));
+      expect(JSON.stringify(rows)).not.toContain(second.code);
+      expect(rows[0]?.ttl).toBeGreaterThanOrEqual(599);
+      expect(rows[0]?.ttl).toBeLessThanOrEqual(601);
+    });
+
+    it('redeems one code exactly once under concurrent use', async () => {
+      const links = createChannelLinks(t.db);
+      const { token, userId } = await registerUser(t.app);
+      const { code } = await newCode(token);
+      const outcomes = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => links.redeemCode(code, 'telegram', String(900_000 + i))),
+      );
+      const wins = outcomes.filter((o) => o.ok);
+      expect(wins).toHaveLength(1);
+      expect(wins[0]).toMatchObject({ ok: true, userId });
+      expect(outcomes.filter((o) => !o.ok && o.reason === 'invalid')).toHaveLength(7);
+      const { rows } = await t.db.query('SELECT 1 FROM user_channel_links WHERE user_id = $1', [userId]);
+      expect(rows).toHaveLength(1);
+    });
+
+    it('links one Telegram account to one user even when two users codes race for it', async () => {
+      const links = createChannelLinks(t.db);
+      const a = await registerUser(t.app);
+      const b = await registerUser(t.app);
+      const [ca, cb] = [await newCode(a.token), await newCode(b.token)];
+      const outcomes = await Promise.all([
+        links.redeemCode(ca.code, 'telegram', '777777'),
+        links.redeemCode(cb.code, 'telegram', '777777'),
+      ]);
+      expect(outcomes.filter((o) => o.ok)).toHaveLength(1);
+      const { rows } = await t.db.query(
+        "SELECT user_id FROM user_channel_links WHERE channel_type = 'telegram' AND channel_user_id = '777777'",
+      );
+      expect(rows).toHaveLength(1);
+    });
+  });
+
+  describe('GET and DELETE /auth/channels', () => {
+    it('lists links of any channel type, unlinks by type or account, and 404s when nothing matches', async () => {
+      const { token, userId } = await registerUser(t.app);
+      // The design's raw SQL keeps working, and any lowercase channel type is accepted by the model.
+      await t.db.query(
+        `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id)
+         VALUES ($1, 'telegram', '111'), ($1, 'slack', 'U222'), ($1, 'discord', '333')`,
+        [userId],
+      );
+      const list = await t.app.inject({ method: 'GET', url: '/auth/channels', headers: bearer(token) });
+      expect(list.statusCode).toBe(200);
+      expect(
+        (list.json() as { channels: Array<{ channelType: string; channelUserId: string }> }).channels.map(
+          (c) => `${c.channelType}:${c.channelUserId}`,
+        ),
+      ).toEqual(['telegram:111', 'slack:U222', 'discord:333']);
+      expect(await t.app.authenticator.authenticateTelegram(111)).toMatchObject({ userId, channel: 'telegram' });
+
+      const del = await t.app.inject({ method: 'DELETE', url: '/auth/channels/slack', headers: bearer(token) });
+      expect(del.json()).toEqual({ success: true, removed: 1 });
+      const again = await t.app.inject({ method: 'DELETE', url: '/auth/channels/slack', headers: bearer(token) });
+      expect(again.statusCode).toBe(404);
+      expect(again.json()).toMatchObject({ error: { code: 'CHANNEL_LINK_NOT_FOUND' } });
+      const one = await t.app.inject({
+        method: 'DELETE',
+        url: '/auth/channels/telegram?channelUserId=999',
+        headers: bearer(token),
+      });
+      expect(one.statusCode).toBe(404);
+      const tg = await t.app.inject({
+        method: 'DELETE',
+        url: '/auth/channels/telegram?channelUserId=111',
+        headers: bearer(token),
+      });
+      expect(tg.json()).toEqual({ success: true, removed: 1 });
+      expect(await t.app.authenticator.authenticateTelegram(111)).toBeNull();
+      const bad = await t.app.inject({ method: 'DELETE', url: '/auth/channels/Bad%20Type', headers: bearer(token) });
+      expect(bad.statusCode).toBe(400);
+    });
+
+    it('never touches another user links', async () => {
+      const owner = await registerUser(t.app);
+      const other = await registerUser(t.app);
+      await t.db.query(
+        `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, 'telegram', '4242')`,
+        [owner.userId],
+      );
+      const del = await t.app.inject({
+        method: 'DELETE',
+        url: '/auth/channels/telegram?channelUserId=4242',
+        headers: bearer(other.token),
+      });
+      expect(del.statusCode).toBe(404);
+      expect(await t.app.authenticator.authenticateTelegram(4242)).toMatchObject({ userId: owner.userId });
+    });
+  });
+
+  describe('POST /auth/channels/telegram/widget', () => {
+    const widget = (id: number, overrides: Record<string, string | number> = {}, token = TOKEN) => {
+      const fields = { id, first_name: 'Ada', username: 'ada', auth_date: Math.floor(Date.now() / 1000), ...overrides };
+      return { ...fields, hash: signWidgetData(fields, token) };
+    };
+
+    it('links the Telegram account of a correctly signed widget to the signed-in user', async () => {
+      const { token, userId } = await registerUser(t.app);
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/widget',
+        headers: bearer(token),
+        payload: widget(5551),
+      });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ success: true, userId, linked: true });
+      expect(await t.app.authenticator.authenticateTelegram(5551)).toMatchObject({ userId });
+    });
+
+    it('signs in the linked user when no session is sent; the token works', async () => {
+      const { userId } = await registerUser(t.app);
+      await t.db.query(
+        `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, 'telegram', '5552')`,
+        [userId],
+      );
+      const res = await t.app.inject({ method: 'POST', url: '/auth/channels/telegram/widget', payload: widget(5552) });
+      expect(res.statusCode).toBe(200);
+      const body = res.json() as { userId: string; token: string; linked: boolean };
+      expect(body).toMatchObject({ userId, linked: false });
+      const session = await t.app.inject({ method: 'GET', url: '/auth/session', headers: bearer(body.token) });
+      expect(session.json()).toMatchObject({ user: { id: userId } });
+    });
+
+    it('refuses a forged hash, a changed field, a hash made with another bot token, and stale data', async () => {
+      const cases: Array<[object, string]> = [
+        [{ ...widget(5553), hash: 'a'.repeat(64) }, 'WIDGET_SIGNATURE_INVALID'],
+        [{ ...widget(5553), id: 5554 }, 'WIDGET_SIGNATURE_INVALID'],
+        [{ ...widget(5553), extra: 'added' }, 'WIDGET_SIGNATURE_INVALID'],
+        [widget(5553, {}, '999:other-bot-token'), 'WIDGET_SIGNATURE_INVALID'],
+        [widget(5553, { auth_date: Math.floor(Date.now() / 1000) - 3600 }), 'WIDGET_EXPIRED'],
+      ];
+      const { token } = await registerUser(t.app);
+      for (const [payload, code] of cases) {
+        const res = await t.app.inject({
+          method: 'POST',
+          url: '/auth/channels/telegram/widget',
+          headers: bearer(token),
+          payload,
+        });
+        expect(res.statusCode).toBe(401);
+        expect(res.json()).toMatchObject({ error: { code } });
+      }
+      expect(await t.app.authenticator.authenticateTelegram(5553)).toBeNull();
+    });
+
+    it('refuses an unlinked account without a session, and an account linked to someone else', async () => {
+      const anon = await t.app.inject({ method: 'POST', url: '/auth/channels/telegram/widget', payload: widget(5560) });
+      expect(anon.statusCode).toBe(401);
+      expect(anon.json()).toMatchObject({ error: { code: 'CHANNEL_NOT_LINKED' } });
+
+      const owner = await registerUser(t.app);
+      const other = await registerUser(t.app);
+      await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/widget',
+        headers: bearer(owner.token),
+        payload: widget(5561),
+      });
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/widget',
+        headers: bearer(other.token),
+        payload: widget(5561),
+      });
+      expect(res.statusCode).toBe(409);
+      expect(res.json()).toMatchObject({ error: { code: 'CHANNEL_ALREADY_LINKED' } });
+    });
+
+    it('refuses a bad bearer rather than signing in by the widget alone', async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/widget',
+        headers: bearer('nope'),
+        payload: widget(5562),
+      });
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ error: { code: 'INVALID_TOKEN' } });
+    });
+
+    it('answers malformed widget data with 400', async () => {
+      for (const payload of [{}, { id: 'x', auth_date: 1, hash: 'zz' }, { ...widget(1), hash: 'g'.repeat(64) }]) {
+        const res = await t.app.inject({ method: 'POST', url: '/auth/channels/telegram/widget', payload });
+        expect(res.statusCode).toBe(400);
+      }
+    });
+  });
+});

@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTelegramBotApi, type TelegramBotApi } from '../../helpers/telegram-bot-api.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { connect, listen } from '../../helpers/ws-client.js';
+
+const TOKEN = '123456789:AAE-polling-test-token';
+
+describe('Telegram bot (polling): linking, commands, chat', () => {
+  let api: TelegramBotApi;
+  let t: TestApp;
+  let nextId = 5000;
+  const telegramUser = () => nextId++;
+
+  beforeAll(async () => {
+    api = await createTelegramBotApi({ token: TOKEN, botUsername: 'gateway_test_bot', maxLongPollMs: 500 });
+    t = await createTestApp({
+      config: {
+        telegram: { bot_token: TOKEN, api_root: api.apiRoot, mode: 'polling' },
+        websocket: { heartbeat_interval: 5 },
+      },
+    });
+    await api.waitForPolling(5000);
+  });
+  afterAll(async () => {
+    await t?.close(); // stops the bot before the stand-in goes away
+    await api?.close();
+  });
+
+  const linkCode = async (token: string) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/channels/telegram/link-code',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.statusCode).toBe(201);
+    return res.json() as { code: string; expiresAt: string; deepLink: string };
+  };
+
+  /** Sends a text as a Telegram user and waits for the bot's next answer to that chat. */
+  const say = async (fromId: number, text: string): Promise<string> => {
+    const before = api.sentMessages.length;
+    await api.sendText({ fromId, text });
+    const reply = await api.waitForMessage((m) => m.chat_id === fromId && api.sentMessages.indexOf(m) >= before, 3000);
+    return reply.text;
+  };
+
+  it('polls (this single process holds the lock) and answers an unlinked user with how to link, nothing else', async () => {
+    expect(t.app.telegram?.isPolling).toBe(true);
+    const from = telegramUser();
+    const answer = await say(from, 'hello bot');
+    expect(answer).toMatch(/not linked/);
+    expect(answer).toMatch(/\/link <code>/);
+    const rows = await t.db.query('SELECT 1 FROM user_channel_links WHERE channel_user_id = $1', [String(from)]);
+    expect(rows.rows).toHaveLength(0);
+  });
+
+  it('links with /start <code> (the deep link), then chats through the ChatService as that user', async () => {
+    const { token, userId, email } = await registerUser(t.app);
+    const { code, deepLink, expiresAt } = await linkCode(token);
+    expect(deepLink).toBe(`https://t.me/gateway_test_bot?start=${code}`);
+    expect(new Date(expiresAt).getTime() - Date.now()).toBeGreaterThan(9 * 60_000);
+    const from = telegramUser();
+    expect(await say(from, `/start ${code}`)).toContain(`Linked. This Telegram account now chats as ${email}`);
+    const link = await t.db.query<{ user_id: string }>(
+      "SELECT user_id FROM user_channel_links WHERE channel_type = 'telegram' AND channel_user_id = $1",
+      [String(from)],
+    );
+    expect(link.rows[0]?.user_id).toBe(userId);
+    expect(await say(from, 'echo me')).toBe('echo me');
+    expect(await say(from, '/whoami')).toBe(`Linked to Test User <${email}>; license: free.`);
+    expect(t.logs.text).not.toContain(code);
+    expect(t.logs.text).not.toContain(TOKEN);
+  });
+
+  it('links with /link <code>; the code works once', async () => {
+    const { token } = await registerUser(t.app);
+    const { code } = await linkCode(token);
+    const from = telegramUser();
+    expect(await say(from, `/link ${code}`)).toMatch(/^Linked\./);
+    const other = telegramUser();
+    expect(await say(other, `/link ${code}`)).toMatch(/not valid/);
+    expect(await say(other, 'hi')).toMatch(/not linked/);
+  });
+
+  it('refuses an expired code', async () => {
+    const { token } = await registerUser(t.app);
+    const { code } = await linkCode(token);
+    await t.db.query("UPDATE channel_link_codes SET expires_at = now() - interval '1 second'");
+    const from = telegramUser();
+    expect(await say(from, `/link ${code}`)).toMatch(/expired/);
+    expect(await say(from, `/link ${code}`)).toMatch(/not valid/); // and it is gone
+  });
+
+  it('refuses a malformed or unknown code, and /link without a code explains itself', async () => {
+    const from = telegramUser();
+    expect(await say(from, '/link')).toMatch(/Send \/link <code>/);
+    expect(await say(from, '/link short')).toMatch(/not valid/);
+    expect(await say(from, `/link ${'A'.repeat(22)}`)).toMatch(/not valid/);
+  });
+
+  it('keeps a Telegram account linked to one user: a second user code is refused and stays usable', async () => {
+    const first = await registerUser(t.app);
+    const second = await registerUser(t.app);
+    const from = telegramUser();
+    expect(await say(from, `/link ${(await linkCode(first.token)).code}`)).toMatch(/^Linked/);
+    const { code } = await linkCode(second.token);
+    expect(await say(from, `/link ${code}`)).toMatch(/linked to another user/);
+    const elsewhere = telegramUser();
+    expect(await say(elsewhere, `/link ${code}`)).toMatch(/^Linked/); // the refused code was not spent
+  });
+
+  it('/unlink removes the link; the account is unlinked afterwards', async () => {
+    const { token } = await registerUser(t.app);
+    const from = telegramUser();
+    await say(from, `/link ${(await linkCode(token)).code}`);
+    expect(await say(from, '/unlink')).toMatch(/^Unlinked/);
+    expect(await say(from, '/whoami')).toMatch(/not linked/);
+    expect(await say(from, '/unlink')).toMatch(/not linked to any user/);
+    const list = await t.app.inject({
+      method: 'GET',
+      url: '/auth/channels',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(list.json()).toEqual({ success: true, channels: [] });
+  });
+
+  it('shares the per-minute message limit with the WebSocket channel', async () => {
+    const { token } = await registerUser(t.app);
+    const from = telegramUser();
+    await say(from, `/link ${(await linkCode(token)).code}`);
+    const c = await connect(`${await listen(t.app)}/ws/chat`, { authorization: `Bearer ${token}` });
+    await c.next();
+    for (let i = 0; i < 9; i++) {
+      c.send({ type: 'message', id: `w${i}`, text: 'x' });
+      await c.next();
+      await c.next();
+    }
+    expect(await say(from, 'the tenth')).toBe('the tenth'); // free: 10 per minute in total
+    expect(await say(from, 'the eleventh')).toMatch(/too fast/);
+    c.send({ type: 'message', id: 'w-over', text: 'x' });
+    expect(await c.next()).toMatchObject({ type: 'error', code: 'RATE_LIMITED' });
+    c.ws.close();
+  });
+
+  it('answers an unknown command with the list of commands', async () => {
+    expect(await say(telegramUser(), '/frobnicate')).toMatch(/Unknown command/);
+  });
+});

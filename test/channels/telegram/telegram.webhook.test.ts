@@ -1,0 +1,109 @@
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../../src/app.js';
+import { createTelegramBotApi, type TelegramBotApi } from '../../helpers/telegram-bot-api.js';
+import { createTestApp, LogCapture, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
+
+const TOKEN = '223456789:AAE-webhook-test-token';
+const SECRET = 'webhook-secret-0123456789abcdef';
+
+describe('Telegram bot (webhook mode)', () => {
+  let api: TelegramBotApi;
+  let t: TestApp;
+  let webhookUrl: string;
+
+  beforeAll(async () => {
+    api = await createTelegramBotApi({ token: TOKEN, botUsername: 'gateway_hook_bot' });
+    t = await createTestApp({
+      config: { telegram: { bot_token: TOKEN, api_root: api.apiRoot, mode: 'webhook', webhook_secret: SECRET } },
+    });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    webhookUrl = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}/telegram/webhook`;
+    await t.app.telegram?.setWebhook(webhookUrl);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await api?.close();
+  });
+
+  it('registered the webhook with the secret token and does not poll', async () => {
+    expect(api.webhook).toMatchObject({ url: webhookUrl, secret_token: SECRET, allowed_updates: ['message'] });
+    expect(t.app.telegram?.isPolling).toBe(false);
+    expect(api.getUpdatesCalls).toBe(0);
+  });
+
+  it('answers an unlinked user with how to link', async () => {
+    const { status } = await api.sendText({ fromId: 7001, text: 'hi' });
+    expect(status).toBe(200);
+    expect((await api.waitForMessage((m) => m.chat_id === 7001)).text).toMatch(/not linked/);
+  });
+
+  it('links by code and chats through the webhook', async () => {
+    const { token, email } = await registerUser(t.app);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/channels/telegram/link-code',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const { code, deepLink } = res.json() as { code: string; deepLink: string };
+    expect(deepLink).toBe(`https://t.me/gateway_hook_bot?start=${code}`);
+    expect((await api.sendText({ fromId: 7002, text: `/start ${code}` })).status).toBe(200);
+    expect((await api.waitForMessage((m) => m.chat_id === 7002)).text).toContain(email);
+    await api.sendText({ fromId: 7002, text: 'ping through webhook' });
+    await api.waitForMessage((m) => m.chat_id === 7002 && m.text === 'ping through webhook');
+    await api.sendText({ fromId: 7003, text: `/link ${code}` });
+    expect((await api.waitForMessage((m) => m.chat_id === 7003)).text).toMatch(/not valid/);
+  });
+
+  it('refuses a wrong or missing secret token with 401 and does not act on the update', async () => {
+    const before = api.sentMessages.length;
+    expect((await api.sendText({ fromId: 7004, text: 'forged' }, { secretToken: 'wrong-secret' })).status).toBe(401);
+    expect((await api.sendText({ fromId: 7004, text: 'forged' }, { secretToken: null })).status).toBe(401);
+    const direct = await fetch(webhookUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': `${SECRET}x` },
+      body: JSON.stringify({ update_id: 1 }),
+    });
+    expect(direct.status).toBe(401);
+    expect(await direct.json()).toMatchObject({ success: false, error: { code: 'TELEGRAM_WEBHOOK_SECRET_INVALID' } });
+    expect(api.sentMessages.length).toBe(before);
+  });
+
+  it('answers a malformed update with 400, never 500', async () => {
+    for (const body of ['{', '[]', '{"no":"update_id"}']) {
+      const res = await fetch(webhookUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': SECRET },
+        body,
+      });
+      expect(res.status).toBe(400);
+    }
+  });
+
+  it('keeps the bot off without a token, says so in the log, and refuses link codes with 503', async () => {
+    // A second gateway on the same database without a token (no new database: cheap).
+    const logs = new LogCapture();
+    const off = await buildApp({
+      config: testConfig(t.testDb.dataDir),
+      db: t.db,
+      logger: { level: 'info', stream: logs } as never,
+    });
+    try {
+      await off.ready();
+      expect(off.telegram).toBeNull();
+      expect(logs.text).toContain('telegram bot off');
+      const { token } = await registerUser(off);
+      const res = await off.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/link-code',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({ error: { code: 'TELEGRAM_DISABLED' } });
+      const hook = await off.inject({ method: 'POST', url: '/telegram/webhook', payload: { update_id: 1 } });
+      expect(hook.statusCode).toBe(404);
+    } finally {
+      await off.close();
+    }
+  });
+});

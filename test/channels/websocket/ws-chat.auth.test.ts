@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../../src/app.js';
+import { createTestApp, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
+import { connect, listen } from '../../helpers/ws-client.js';
+
+describe('/ws/chat: the two ways in and every refusal', () => {
+  let t: TestApp;
+  let url: string;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { websocket: { auth_timeout: 0.3, heartbeat_interval: 5 } } });
+    url = `${await listen(t.app)}/ws/chat`;
+  });
+  afterAll(() => t?.close());
+
+  it('accepts a bearer token on the upgrade request and says auth_ok', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const c = await connect(url, { authorization: `Bearer ${token}` });
+    expect(await c.next()).toMatchObject({ type: 'auth_ok', userId, license: 'free' });
+    c.ws.close();
+  });
+
+  it('accepts {"type":"auth","token"} as the first frame', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const c = await connect(url);
+    c.send({ type: 'auth', token });
+    const ok = await c.next();
+    expect(ok).toMatchObject({ type: 'auth_ok', userId, license: 'free' });
+    expect(typeof ok.expiresAt).toBe('string');
+    c.send({ type: 'ping' });
+    expect(await c.next()).toEqual({ type: 'pong' });
+    c.ws.close();
+    expect(t.logs.text).not.toContain(token); // logs are at debug level here
+  });
+
+  it('refuses an invalid bearer with HTTP 401 before any upgrade', async () => {
+    const err = await connect(url, { authorization: 'Bearer not.a.token' }).catch((e) => e);
+    expect(err.status).toBe(401);
+    expect(JSON.parse(err.body)).toMatchObject({ success: false, error: { code: 'INVALID_TOKEN' } });
+  });
+
+  it('refuses a non-bearer Authorization header with HTTP 401', async () => {
+    const err = await connect(url, { authorization: 'Basic dXNlcjpwYXNz' }).catch((e) => e);
+    expect(err.status).toBe(401);
+  });
+
+  it('refuses the token of a logged-out session with HTTP 401', async () => {
+    const { token } = await registerUser(t.app);
+    await t.app.inject({ method: 'POST', url: '/auth/logout', headers: { authorization: `Bearer ${token}` } });
+    const err = await connect(url, { authorization: `Bearer ${token}` }).catch((e) => e);
+    expect(err.status).toBe(401);
+  });
+
+  it('closes with 4401 INVALID_TOKEN for a bad token in the auth frame', async () => {
+    const c = await connect(url);
+    c.send({ type: 'auth', token: 'garbage' });
+    expect(await c.next()).toEqual({ type: 'auth_error', code: 'INVALID_TOKEN' });
+    expect(await c.closed).toEqual({ code: 4401, reason: 'INVALID_TOKEN' });
+  });
+
+  it('closes with 4401 INVALID_TOKEN for an auth frame without a string token', async () => {
+    const c = await connect(url);
+    c.send({ type: 'auth', token: 42 });
+    expect(await c.next()).toEqual({ type: 'auth_error', code: 'INVALID_TOKEN' });
+    expect((await c.closed).code).toBe(4401);
+  });
+
+  it('closes with 4401 AUTH_REQUIRED when something else comes first', async () => {
+    for (const first of [{ type: 'message', id: '1', text: 'hi' }, { type: 'ping' }, '{not json', '[]']) {
+      const c = await connect(url);
+      c.send(first);
+      expect(await c.next()).toEqual({ type: 'auth_error', code: 'AUTH_REQUIRED' });
+      expect(await c.closed).toEqual({ code: 4401, reason: 'AUTH_REQUIRED' });
+    }
+  });
+
+  it('closes with 4401 when a binary frame comes first', async () => {
+    const c = await connect(url);
+    c.ws.send(Buffer.from([1, 2, 3]));
+    expect(await c.next()).toEqual({ type: 'auth_error', code: 'AUTH_REQUIRED' });
+    expect((await c.closed).code).toBe(4401);
+  });
+
+  it('closes with 4408 AUTH_TIMEOUT when no auth frame comes in time', async () => {
+    const c = await connect(url);
+    expect(await c.next()).toEqual({ type: 'auth_error', code: 'AUTH_TIMEOUT' });
+    expect(await c.closed).toEqual({ code: 4408, reason: 'AUTH_TIMEOUT' });
+  });
+
+  it('refuses a license without the chat feature: 403 on the upgrade, 4403 by frame', async () => {
+    const { token, userId } = await registerUser(t.app);
+    await t.db.query(
+      `INSERT INTO user_licenses (user_id, license_type, features) VALUES ($1, 'free', '{"chat": false}')`,
+      [userId],
+    );
+    const err = await connect(url, { authorization: `Bearer ${token}` }).catch((e) => e);
+    expect(err.status).toBe(403);
+    const c = await connect(url);
+    c.send({ type: 'auth', token });
+    expect(await c.next()).toEqual({ type: 'auth_error', code: 'FORBIDDEN' });
+    expect((await c.closed).code).toBe(4403);
+  });
+
+  it('answers a plain GET (no upgrade) with 404 and keeps serving', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/ws/chat' });
+    expect(res.statusCode).toBe(404);
+  });
+
+  it('caps sockets waiting for their auth frame (websocket.max_unauthenticated): more are closed with 1013', async () => {
+    // A second gateway on the same database (no new database: cheap) with a cap of 2.
+    const capped = await buildApp({
+      config: testConfig(t.testDb.dataDir, { websocket: { max_unauthenticated: 2, auth_timeout: 5 } }),
+      db: t.db,
+      logger: false,
+    });
+    try {
+      const cappedUrl = `${await listen(capped)}/ws/chat`;
+      const a = await connect(cappedUrl);
+      const b = await connect(cappedUrl);
+      const c = await connect(cappedUrl);
+      expect(await c.closed).toEqual({ code: 1013, reason: 'SERVER_BUSY' });
+      // A bearer on the upgrade is not waiting: it is let in.
+      const { token } = await registerUser(capped);
+      const withHeader = await connect(cappedUrl, { authorization: `Bearer ${token}` });
+      expect((await withHeader.next()).type).toBe('auth_ok');
+      // Once one of the waiting sockets authenticates, a new one may wait again.
+      a.send({ type: 'auth', token });
+      expect((await a.next()).type).toBe('auth_ok');
+      const d = await connect(cappedUrl);
+      d.send({ type: 'ping' });
+      expect(await d.next()).toEqual({ type: 'auth_error', code: 'AUTH_REQUIRED' });
+      for (const s of [a, b, withHeader]) s.ws.close();
+    } finally {
+      await capped.close();
+    }
+  });
+});

@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../../src/app.js';
+import { openDatabase } from '../../../src/db/index.js';
+import { createTestApp, createTestDatabase, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
+import { connect, listen, type WsClient } from '../../helpers/ws-client.js';
+
+const open = async (url: string, token: string): Promise<WsClient> => {
+  const c = await connect(url, { authorization: `Bearer ${token}` });
+  expect((await c.next()).type).toBe('auth_ok');
+  return c;
+};
+
+describe('/ws/chat: live revocation', () => {
+  let t: TestApp;
+  let url: string;
+  beforeAll(async () => {
+    // update_age = expires_in: authenticating never extends a session, so a shortened expiry stays short.
+    t = await createTestApp({
+      config: {
+        websocket: { heartbeat_interval: 5 },
+        auth: { session: { expires_in: 3600, update_age: 3600 } },
+        licenses: { types: { free: { resource_limits: { max_ws_connections: 10 } } } },
+      },
+    });
+    url = `${await listen(t.app)}/ws/chat`;
+  });
+  afterAll(() => t?.close());
+
+  it('closes every socket of a session with 4409 on logout through REST; other sessions stay open', async () => {
+    const { token, email, password } = await registerUser(t.app);
+    const login = await t.app.inject({ method: 'POST', url: '/auth/login', payload: { email, password } });
+    const other = (login.json() as { token: string }).token;
+    const a = await open(url, token);
+    const b = await open(url, token);
+    const c = await open(url, other);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/logout',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(await a.next()).toEqual({ type: 'error', code: 'SESSION_REVOKED' });
+    expect(await a.closed).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
+    expect((await b.closed).code).toBe(4409);
+    c.send({ type: 'ping' });
+    expect(await c.next()).toEqual({ type: 'pong' });
+    c.ws.close();
+  });
+
+  it('closes the sockets of a socket authenticated by frame as well', async () => {
+    const { token } = await registerUser(t.app);
+    const c = await connect(url);
+    c.send({ type: 'auth', token });
+    expect((await c.next()).type).toBe('auth_ok');
+    await t.app.inject({ method: 'POST', url: '/auth/logout', headers: { authorization: `Bearer ${token}` } });
+    expect((await c.closed).code).toBe(4409);
+  });
+
+  it('closes the sockets when the user is deleted', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const c = await open(url, token);
+    await t.db.query('DELETE FROM users WHERE id = $1', [userId]);
+    expect((await c.closed).code).toBe(4409);
+  });
+
+  it('closes a socket with 4409 SESSION_EXPIRED when its session expires', async () => {
+    const { token, userId } = await registerUser(t.app);
+    await t.db.query(`UPDATE sessions SET expires_at = now() + interval '700 milliseconds' WHERE user_id = $1`, [
+      userId,
+    ]);
+    const c = await open(url, token);
+    expect(await c.next()).toEqual({ type: 'error', code: 'SESSION_EXPIRED' });
+    expect(await c.closed).toEqual({ code: 4409, reason: 'SESSION_EXPIRED' });
+  });
+
+  it('keeps a socket open past its old expiry when the session was extended meanwhile', async () => {
+    const { token, userId } = await registerUser(t.app);
+    await t.db.query(`UPDATE sessions SET expires_at = now() + interval '500 milliseconds' WHERE user_id = $1`, [
+      userId,
+    ]);
+    const c = await open(url, token);
+    await t.db.query(`UPDATE sessions SET expires_at = now() + interval '1 hour' WHERE user_id = $1`, [userId]);
+    await new Promise((r) => setTimeout(r, 800));
+    c.send({ type: 'ping' });
+    expect(await c.next()).toEqual({ type: 'pong' });
+    c.ws.close();
+  });
+});
+
+// Two gateway processes on one PostgreSQL database: the session ends through B, A's socket closes (LISTEN/NOTIFY).
+// PGlite is one process by construction, so there is no second gateway to end it from.
+describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation from another gateway instance', () => {
+  it('closes a socket on gateway A when the session is logged out on gateway B', async () => {
+    const testDb = await createTestDatabase();
+    const secondDb = await openDatabase({
+      url: testDb.url as string,
+      dataDir: testDb.dataDir,
+      poolMax: 2,
+      connectTimeoutSeconds: 5,
+      statementTimeoutSeconds: 30,
+    });
+    const config = testConfig(testDb.dataDir, { websocket: { heartbeat_interval: 5 } });
+    const a = await buildApp({ config, db: testDb.db, logger: false });
+    const b = await buildApp({ config, db: secondDb, logger: false });
+    try {
+      await a.ready();
+      await b.ready();
+      const { token } = await registerUser(b);
+      const c = await open(`${await listen(a)}/ws/chat`, token);
+      const res = await b.inject({
+        method: 'POST',
+        url: '/auth/logout',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(res.statusCode).toBe(200);
+      expect(await c.closed).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
+    } finally {
+      await a.close();
+      await b.close();
+      await secondDb.close();
+      await testDb.drop();
+    }
+  });
+});
