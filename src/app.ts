@@ -2,7 +2,7 @@ import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import { type AuditLog, createAuditLog } from './audit/index.js';
-import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
+import { type AuthEngine, betterAuthMount, betterAuthOpenApi, createAuthEngine } from './auth/index.js';
 import {
   type Authenticator,
   createAuthenticator,
@@ -14,7 +14,9 @@ import {
 } from './authenticator/index.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import type { Config } from './config/index.js';
+import { consolePlugin } from './console/console.plugin.js';
 import { type Database, isUnavailableError } from './db/index.js';
+import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin } from './http/errors.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
@@ -111,6 +113,12 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.decorate('mailer', mailer);
   app.addHook('onClose', async () => mailer.close());
   app.decorateRequest('auth', null);
+  // Before every route: @fastify/swagger builds the OpenAPI document from the routes registered after it.
+  await app.register(docsPlugin, {
+    version: VERSION,
+    baseUrl: config.server.base_url,
+    betterAuthDocument: () => betterAuthOpenApi(engine.betterAuth),
+  });
 
   await app.register(betterAuthMount, {
     engine,
@@ -139,6 +147,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       }
     },
   });
+
+  await app.register(consolePlugin, { authenticator, baseUrl: config.server.base_url });
 
   return app;
 }
