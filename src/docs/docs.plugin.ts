@@ -73,9 +73,15 @@ const setDocsCsp = async (_request: FastifyRequest, reply: FastifyReply) => {
 export const docsPlugin = fp<DocsOptions>(
   async (app: FastifyInstance, options) => {
     const websocketRoutes = new Set<string>();
+    const registered: RegisteredRoute[] = [];
     app.addHook('onRoute', (route) => {
-      if ((route as { websocket?: boolean }).websocket) websocketRoutes.add(route.url);
+      const websocket = Boolean((route as { websocket?: boolean }).websocket);
+      if (websocket) websocketRoutes.add(route.url);
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const hidden = Boolean((route.schema as { hide?: boolean } | undefined)?.hide);
+      for (const method of methods) registered.push({ method: String(method), url: route.url, hidden, websocket });
     });
+    app.decorate('registeredRoutes', () => registered.slice());
 
     await app.register(swagger, {
       openapi: {
@@ -159,8 +165,18 @@ export const docsPlugin = fp<DocsOptions>(
   { name: 'docs', dependencies: ['security'] },
 );
 
+/** A route as registered (after this plugin), for checking that the document covers every one. */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  hidden: boolean;
+  websocket: boolean;
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
+    /** Every route registered after the docs plugin (which registers first): what the document must cover. */
+    registeredRoutes(): RegisteredRoute[];
     /** The finished OpenAPI document (what GET /openapi.json serves). */
     openapiDocument(): OpenApiDocument;
   }
