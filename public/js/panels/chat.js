@@ -61,6 +61,7 @@ export default {
       message.show('info', 'Connecting…');
       connect.disabled = true;
       let opened = false;
+      let refusal = null;
       const ws = new WebSocket(url);
       socket = ws;
       ws.addEventListener('open', () => {
@@ -81,7 +82,8 @@ export default {
           line('event', `authenticated${data.license ? ` (${data.license} license)` : ''}`);
           text.input.focus();
         } else if (data.type === 'auth_error' || data.type === 'error') {
-          message.show('error', `${data.message ?? 'The gateway refused this'} (${data.code ?? data.type}).`);
+          refusal = `${data.message ?? 'The gateway refused this'} (${data.code ?? data.type}).`;
+          message.show('error', refusal);
           line('in', JSON.stringify(data));
         } else if (data.type === 'message' || typeof data.text === 'string') {
           line('in', data.text ?? JSON.stringify(data));
@@ -94,8 +96,8 @@ export default {
         setConnected(false);
         if (!opened) return explainFailure();
         line('event', `closed (${event.code}${event.reason ? `: ${event.reason}` : ''})`);
-        if (event.code !== 1000)
-          message.show('error', `The connection closed: ${event.reason || `code ${event.code}`}.`);
+        const why = `The connection closed: ${event.reason || `code ${event.code}`}.`;
+        if (event.code !== 1000) message.show('error', refusal ? `${refusal} ${why}` : why);
         else message.show('info', 'Disconnected.');
       });
     });
