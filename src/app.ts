@@ -61,6 +61,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     return503OnClosing: true,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
   });
+  // The API speaks JSON only: a text/plain body is 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

@@ -37,7 +37,8 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }:
     telemetry: { enabled: false },
     rateLimit: { enabled: false },
     logger: {
-      level: 'warn',
+      // Better Auth's warnings repeat what the audit log records (e.g. "Invalid password") without a request id.
+      level: 'error',
       log(level, message) {
         // Better Auth's messages never contain request bodies; keep them at their level.
         if (level === 'error') logger.error({ component: 'better-auth' }, message);

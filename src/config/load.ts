@@ -120,15 +120,7 @@ function check(schema: TSchema, value: unknown, where: (key: string) => string):
       : first.value === undefined
         ? 'missing value'
         : first.message.toLowerCase();
-  // For an unknown key the path names the parent; name the offending key itself.
-  const offending = problem === 'unknown key' ? unknownKeyOf(first.schema, first.value, key) : key;
-  throw new ConfigError(`${offending}: ${problem} (${where(offending)})`);
-}
-
-function unknownKeyOf(schema: TSchema, value: unknown, parent: string): string {
-  const known = new Set(Object.keys((schema as { properties?: object }).properties ?? {}));
-  const extra = Object.keys((value as object) ?? {}).find((k) => !known.has(k)) ?? '?';
-  return parent === '(root)' ? extra : `${parent}.${extra}`;
+  throw new ConfigError(`${key}: ${problem} (${where(key)})`);
 }
 
 function validateSemantics(config: RawConfig, where: (key: string) => string): void {

@@ -5,7 +5,8 @@ import { type Static, Type as T } from '@sinclair/typebox';
  * this shape, checked against it (unknown keys are errors), and frozen before anything else starts.
  */
 
-const Strict = { additionalProperties: false } as const;
+// Unknown keys are errors; an absent section takes its defaults.
+const Strict = { additionalProperties: false, default: {} } as const;
 const Seconds = (def: number, description: string) => T.Integer({ minimum: 1, default: def, description });
 
 const LicenseType = T.Object(

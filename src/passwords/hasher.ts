@@ -28,7 +28,8 @@ export function createPasswordHasher(
     maxLength: options.maxLength,
     hash: (password) => limit(() => argon2.hash(password, argonOptions)),
     async verify(hash, password) {
-      if (!hash.startsWith('$argon2')) return false;
+      // Over-long input never reaches argon2 (routes refuse it first; this guards every other caller).
+      if (!hash.startsWith('$argon2') || password.length > options.maxLength) return false;
       try {
         return await limit(() => argon2.verify(hash, password));
       } catch {

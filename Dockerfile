@@ -1,0 +1,13 @@
+# The gateway image: Node 20, production dependencies only, runs TypeScript through tsx (no build step).
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY schema.sql config.yaml ./
+COPY src ./src
+COPY public ./public
+USER node
+EXPOSE 3000
+# node directly (not npm) so SIGTERM reaches the process and shutdown is graceful.
+CMD ["node", "--import", "tsx", "src/server.ts"]

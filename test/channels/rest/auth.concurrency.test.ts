@@ -1,0 +1,38 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../../helpers/test-app.js';
+
+describe('concurrent registrations of one email', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t?.close());
+
+  it('20 at once (mixed case): exactly one 201, the rest 409 EMAIL_TAKEN, one users row, no 500', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        t.app.inject({
+          method: 'POST',
+          url: '/auth/register',
+          payload: {
+            email: i % 2 ? 'Race@Example.com' : 'race@example.com',
+            password: 'SecurePassword123!',
+            name: `r${i}`,
+          },
+        }),
+      ),
+    );
+    const statuses = responses.map((r) => r.statusCode).sort();
+    expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+    expect(statuses.filter((s) => s === 409)).toHaveLength(19);
+    for (const r of responses.filter((x) => x.statusCode === 409)) expect(r.json().error.code).toBe('EMAIL_TAKEN');
+    const { rows } = await t.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM users WHERE lower(email) = 'race@example.com'",
+    );
+    expect(rows[0]?.n).toBe(1);
+    const creds = await t.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM user_credentials c JOIN users u ON u.id = c.user_id WHERE lower(u.email) = 'race@example.com'",
+    );
+    expect(creds.rows[0]?.n).toBe(1);
+  });
+});

@@ -1,0 +1,147 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+// Every error code of the core routes, with its status and the one JSON shape.
+describe('error responses', () => {
+  let t: TestApp;
+  let user: Awaited<ReturnType<typeof registerUser>>;
+  beforeAll(async () => {
+    t = await createTestApp();
+    user = await registerUser(t.app, { email: 'taken@example.com' });
+  });
+  afterAll(() => t?.close());
+
+  const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
+    t.app.inject({
+      method: 'POST',
+      url,
+      payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+
+  const expectError = (res: { statusCode: number; json(): unknown; body: string }, status: number, code: string) => {
+    expect(res.statusCode, res.body).toBe(status);
+    const body = res.json() as { success: boolean; error: { code: string; message: string } };
+    expect(body.success).toBe(false);
+    expect(body.error.code).toBe(code);
+    expect(typeof body.error.message).toBe('string');
+    expect(res.body).not.toMatch(/at .*\.(ts|js):\d+/); // no stack trace
+    return body.error as { code: string; message: string; field?: string };
+  };
+
+  it.each([
+    ['missing email', { password: 'SecurePassword123!', name: 'x' }, 'email'],
+    ['not an email', { email: 'nope', password: 'SecurePassword123!' }, 'email'],
+    ['short password', { email: 'a@example.com', password: 'short' }, 'password'],
+    ['password not a string', { email: 'a@example.com', password: 12345678 }, 'password'],
+    ['password over the maximum', { email: 'a@example.com', password: 'x'.repeat(129) }, 'password'],
+    ['name too long', { email: 'a@example.com', password: 'SecurePassword123!', name: 'n'.repeat(101) }, 'name'],
+  ])('register: 400 VALIDATION_FAILED naming the field (%s)', async (_label, body, field) => {
+    const error = expectError(await post('/auth/register', body), 400, 'VALIDATION_FAILED');
+    expect(error.field).toBe(field);
+    expect(error.message).toContain(field);
+  });
+
+  it('register: a body that is not an object', async () => {
+    expectError(await post('/auth/register', '[1,2]'), 400, 'VALIDATION_FAILED');
+    expectError(await post('/auth/register', '"string"'), 400, 'VALIDATION_FAILED');
+  });
+
+  it('400 MALFORMED_JSON for broken JSON and an empty JSON body', async () => {
+    expectError(await post('/auth/login', '{"email": "x'), 400, 'MALFORMED_JSON');
+    expectError(await post('/auth/login', ''), 400, 'MALFORMED_JSON');
+  });
+
+  it('401 INVALID_CREDENTIALS: the same code and message for an unknown email and a wrong password', async () => {
+    const unknown = expectError(
+      await post('/auth/login', { email: 'nobody@example.com', password: 'SecurePassword123!' }),
+      401,
+      'INVALID_CREDENTIALS',
+    );
+    const wrong = expectError(
+      await post('/auth/login', { email: user.email, password: 'WrongPassword123!' }),
+      401,
+      'INVALID_CREDENTIALS',
+    );
+    expect(unknown).toEqual(wrong);
+  });
+
+  it('409 EMAIL_TAKEN, whatever the case and surrounding spaces', async () => {
+    expectError(
+      await post('/auth/register', { email: '  TAKEN@Example.COM ', password: 'SecurePassword123!' }),
+      409,
+      'EMAIL_TAKEN',
+    );
+  });
+
+  it('413 BODY_TOO_LARGE', async () => {
+    const big = JSON.stringify({ email: 'a@example.com', password: 'x'.repeat(t.config.server.body_limit) });
+    expectError(await post('/auth/login', big), 413, 'BODY_TOO_LARGE');
+  });
+
+  it('415 UNSUPPORTED_MEDIA_TYPE', async () => {
+    expectError(await post('/auth/login', 'email=a', { 'content-type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    expectError(
+      await post('/auth/login', 'email=a&password=b', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
+  });
+
+  it('404 NOT_FOUND as JSON for unknown routes and methods', async () => {
+    expectError(await t.app.inject({ url: '/nope' }), 404, 'NOT_FOUND');
+    expectError(await t.app.inject({ method: 'DELETE', url: '/auth/login' }), 404, 'NOT_FOUND');
+  });
+
+  it('401 AUTH_REQUIRED without credentials, INVALID_TOKEN with a bad one', async () => {
+    expectError(await t.app.inject({ url: '/auth/session' }), 401, 'AUTH_REQUIRED');
+    expectError(
+      await t.app.inject({ url: '/auth/session', headers: { authorization: 'Bearer nope' } }),
+      401,
+      'INVALID_TOKEN',
+    );
+    expectError(
+      await t.app.inject({ url: '/auth/session', headers: { authorization: 'Basic abc' } }),
+      401,
+      'INVALID_TOKEN',
+    );
+    expectError(await t.app.inject({ method: 'POST', url: '/auth/logout' }), 401, 'AUTH_REQUIRED');
+    expectError(
+      await t.app.inject({ url: '/api/auth/get-session', headers: { authorization: 'Bearer a.b.c' } }),
+      401,
+      'INVALID_TOKEN',
+    );
+  });
+
+  it('every response carries a request id', async () => {
+    const res = await t.app.inject({ url: '/auth/health', headers: { 'x-request-id': 'abc-123' } });
+    expect(res.headers['x-request-id']).toBe('abc-123');
+    const hostile = await t.app.inject({ url: '/auth/health', headers: { 'x-request-id': 'a\nb c'.repeat(30) } });
+    expect(hostile.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+// Only a database server can go away under a running gateway; the embedded one lives and dies with the process.
+describe.skipIf(!process.env.TEST_DATABASE_URL)('503 when the database is unreachable', () => {
+  it('answers DATABASE_UNAVAILABLE on routes and 503 on health, never a 500', async () => {
+    const t = await createTestApp();
+    const { token } = await registerUser(t.app);
+    await t.db.close(); // the database goes away under the running app
+    try {
+      const health = await t.app.inject({ url: '/auth/health' });
+      expect(health.statusCode).toBe(503);
+      expect(health.json()).toMatchObject({
+        success: false,
+        status: 'unavailable',
+        error: { code: 'DATABASE_UNAVAILABLE' },
+      });
+      const session = await t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
+      expect(session.statusCode).toBe(503);
+      expect(session.json().error.code).toBe('DATABASE_UNAVAILABLE');
+      expect(session.headers['retry-after']).toBeDefined();
+    } finally {
+      await t.app.close();
+      await t.testDb.drop().catch(() => {});
+    }
+  });
+});

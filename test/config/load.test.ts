@@ -1,0 +1,152 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, EXAMPLE_SECRET, loadConfig } from '../../src/config/index.js';
+import { REPO_ROOT } from '../helpers/test-app.js';
+
+const dir = () => mkdtempSync(join(tmpdir(), 'gw-config-'));
+
+function load(files: { config?: string; secrets?: string }, env: Record<string, string> = {}) {
+  const d = dir();
+  const configFile = join(d, 'config.yaml');
+  const secretsFile = join(d, 'secrets.yaml');
+  if (files.config !== undefined) writeFileSync(configFile, files.config);
+  writeFileSync(secretsFile, files.secrets ?? '');
+  return {
+    dir: d,
+    configFile,
+    secretsFile,
+    load: () =>
+      loadConfig({
+        env: { CONFIG_FILE: configFile, SECRETS_FILE: secretsFile, DATA_DIR: join(d, 'data'), ...env },
+        cwd: d,
+      }),
+  };
+}
+
+const errorOf = (fn: () => unknown): ConfigError => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('loadConfig', () => {
+  it('loads the shipped config.yaml with defaults and freezes it', () => {
+    const config = loadConfig({
+      env: { CONFIG_FILE: join(REPO_ROOT, 'config.yaml'), DATA_DIR: join(dir(), 'data'), AUTH_SECRET: 'x'.repeat(40) },
+      cwd: REPO_ROOT,
+    });
+    expect(config.server.port).toBe(3000);
+    expect(config.server.base_url).toBe('http://localhost:3000');
+    expect(config.auth.argon2).toEqual({ memory_cost: 19456, time_cost: 2, parallelism: 1 });
+    expect(config.auth.session).toEqual({ expires_in: 604800, update_age: 86400 });
+    expect(config.licenses.default_type).toBe('free');
+    expect(Object.isFrozen(config.server)).toBe(true);
+  });
+
+  it('applies every documented env override', () => {
+    const { load: run } = load(
+      { config: '' },
+      {
+        PORT: '4000',
+        HOST: '127.0.0.1',
+        BASE_URL: 'https://auth.example.com',
+        DATABASE_URL: 'postgres://u:p@db:5432/auth',
+        AUTH_SECRET: 's'.repeat(32),
+        LOG_LEVEL: 'debug',
+        SMTP_URL: 'smtp://mail:25',
+      },
+    );
+    const c = run();
+    expect(c.server.port).toBe(4000);
+    expect(c.server.host).toBe('127.0.0.1');
+    expect(c.server.base_url).toBe('https://auth.example.com');
+    expect(c.database.url).toBe('postgres://u:p@db:5432/auth');
+    expect(c.auth.secret).toBe('s'.repeat(32));
+    expect(c.log.level).toBe('debug');
+    expect(c.email.smtp_url).toBe('smtp://mail:25');
+  });
+
+  it('names the key and the file for a wrong type', () => {
+    const t = load({ config: 'server:\n  port: "eighty"\n' });
+    const err = errorOf(t.load);
+    expect(err.message).toContain('server.port');
+    expect(err.message).toContain(t.configFile);
+    expect(err.message.split('\n')).toHaveLength(1);
+  });
+
+  it('names an unknown key and the file', () => {
+    const t = load({ config: 'server:\n  prot: 80\n' });
+    const err = errorOf(t.load);
+    expect(err.message).toMatch(/^server\.prot: unknown key/);
+    expect(err.message).toContain(t.configFile);
+  });
+
+  it('names an unknown top-level key', () => {
+    const err = errorOf(load({ config: 'nonsense: 1\n' }).load);
+    expect(err.message).toMatch(/^nonsense: unknown key/);
+  });
+
+  it('names the env variable for a bad override', () => {
+    const err = errorOf(load({ config: '' }, { PORT: 'abc' }).load);
+    expect(err.message).toBe('server.port: must be an integer (environment variable PORT)');
+  });
+
+  it('names the secrets file for a bad secret entry', () => {
+    const t = load({ config: '', secrets: 'auth:\n  secrte: x\n' });
+    const err = errorOf(t.load);
+    expect(err.message).toContain('auth.secrte');
+    expect(err.message).toContain(t.secretsFile);
+  });
+
+  it('refuses invalid YAML and a missing explicit file with one line', () => {
+    expect(errorOf(load({ config: 'server: [\n' }).load).message).toMatch(/not valid YAML/);
+    expect(errorOf(load({}).load).message).toMatch(/config\.yaml: file not found$/);
+  });
+
+  it('refuses a bad URL and an unknown default license type', () => {
+    expect(errorOf(load({ config: 'server:\n  base_url: not a url\n' }).load).message).toMatch(
+      /^server\.base_url: not a valid URL/,
+    );
+    expect(errorOf(load({ config: 'licenses:\n  default_type: gold\n' }).load).message).toMatch(
+      /^licenses\.default_type/,
+    );
+  });
+
+  describe('secrets in production', () => {
+    const prod = { NODE_ENV: 'production' };
+    it('refuses to start without a secret', () => {
+      expect(errorOf(load({ config: '' }, prod).load).message).toMatch(/^auth\.secret: missing value/);
+    });
+    it('refuses the example secret', () => {
+      const err = errorOf(load({ config: '', secrets: `auth:\n  secret: "${EXAMPLE_SECRET}"\n` }, prod).load);
+      expect(err.message).toMatch(/example secret/);
+    });
+    it('refuses a secret shorter than 32 bytes', () => {
+      expect(errorOf(load({ config: '' }, { ...prod, AUTH_SECRET: 'short' }).load).message).toMatch(
+        /at least 32 bytes/,
+      );
+    });
+    it('accepts a 32-byte secret from the secrets file', () => {
+      const c = load({ config: '', secrets: `auth:\n  secret: "${'k'.repeat(32)}"\n` }, prod).load();
+      expect(c.production).toBe(true);
+      expect(c.devSecret).toBe(false);
+    });
+  });
+
+  it('outside production generates a development secret once and keeps it under data_dir', () => {
+    const t = load({ config: '' });
+    const first = t.load();
+    expect(first.devSecret).toBe(true);
+    expect(first.auth.secret.length).toBeGreaterThanOrEqual(32);
+    const file = join(t.dir, 'data', '.dev-auth-secret');
+    expect(existsSync(file)).toBe(true);
+    expect(readFileSync(file, 'utf8').trim()).toBe(first.auth.secret);
+    expect(t.load().auth.secret).toBe(first.auth.secret);
+  });
+});

@@ -1,0 +1,139 @@
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate, SCHEMA_FILE } from '../../src/db/index.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
+
+// Storage tests: CI runs this folder on PostgreSQL and again on PGlite (npm run test:storage).
+describe(`schema.sql (${process.env.TEST_DATABASE_URL ? 'PostgreSQL' : 'PGlite'})`, () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(() => t?.drop());
+
+  const columns = async (table: string) =>
+    (
+      await t.db.query<{ column_name: string }>(
+        'SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position',
+        [table],
+      )
+    ).rows.map((r) => r.column_name);
+
+  it('has the design’s seven tables with the design’s column names', async () => {
+    expect(await columns('users')).toEqual(
+      expect.arrayContaining(['id', 'email', 'email_verified', 'name', 'created_at', 'updated_at']),
+    );
+    expect(await columns('user_credentials')).toEqual(expect.arrayContaining(['user_id', 'password_hash']));
+    expect(await columns('sessions')).toEqual(
+      expect.arrayContaining(['id', 'user_id', 'expires_at', 'ip_address', 'user_agent']),
+    );
+    expect(await columns('passkeys')).toEqual(
+      expect.arrayContaining(['id', 'user_id', 'credential_id', 'credential_public_key', 'counter', 'transports']),
+    );
+    expect(await columns('verification_tokens')).toEqual(expect.arrayContaining(['identifier', 'token', 'expires_at']));
+    expect(await columns('user_licenses')).toEqual(
+      expect.arrayContaining(['user_id', 'license_type', 'features', 'resource_limits']),
+    );
+    expect(await columns('user_channel_links')).toEqual(
+      expect.arrayContaining(['user_id', 'channel_type', 'channel_user_id']),
+    );
+  });
+
+  it('applies again without changing or failing anything', async () => {
+    await t.db.query("INSERT INTO users (id, email) VALUES ('user_keep', 'keep@example.com')");
+    await migrate(t.db);
+    await migrate(t.db);
+    const { rows } = await t.db.query("SELECT id FROM users WHERE id = 'user_keep'");
+    expect(rows).toHaveLength(1);
+  });
+
+  it('psql -f schema.sql runs on a prepared database, twice, without errors', () => {
+    if (!t.url) return; // psql needs a server
+    for (let i = 0; i < 2; i++) {
+      execFileSync('psql', [t.url, '-v', 'ON_ERROR_STOP=1', '-q', '-f', SCHEMA_FILE], { stdio: 'pipe' });
+    }
+  });
+
+  it('users.email is unique without regard to case', async () => {
+    await t.db.query("INSERT INTO users (id, email) VALUES ('user_a', 'Case@Example.com')");
+    await expect(
+      t.db.query("INSERT INTO users (id, email) VALUES ('user_b', 'case@example.COM')"),
+    ).rejects.toMatchObject({
+      code: '23505',
+    });
+  });
+
+  it('(channel_type, channel_user_id) is unique; the design’s raw insert works; other channel types are accepted', async () => {
+    await t.db.query("INSERT INTO users (id, email) VALUES ('user_tg', 'tg@example.com')");
+    await t.db.query(
+      "INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ('user_tg', 'telegram', '987654321')",
+    );
+    await expect(
+      t.db.query(
+        "INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ('user_a', 'telegram', '987654321')",
+      ),
+    ).rejects.toMatchObject({ code: '23505' });
+    for (const type of ['slack', 'discord', 'websocket', 'matrix']) {
+      await t.db.query('INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, $2, $3)', [
+        'user_tg',
+        type,
+        'x1',
+      ]);
+    }
+    await expect(
+      t.db.query(
+        "INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ('user_tg', 'Bad Type', '1')",
+      ),
+    ).rejects.toMatchObject({ code: '23514' });
+  });
+
+  it('deleting a user cascades to every table that references it', async () => {
+    const id = 'user_cascade';
+    await t.db.query("INSERT INTO users (id, email) VALUES ($1, 'cascade@example.com')", [id]);
+    await t.db.query(
+      "INSERT INTO user_credentials (id, user_id, account_id, provider_id, password_hash) VALUES ('c1', $1, $1, 'credential', 'h')",
+      [id],
+    );
+    await t.db.query(
+      "INSERT INTO sessions (id, user_id, token, expires_at) VALUES ('s1', $1, 'tok1', now() + interval '1 day')",
+      [id],
+    );
+    await t.db.query(
+      "INSERT INTO passkeys (id, user_id, credential_id, credential_public_key) VALUES ('p1', $1, 'cred1', 'pk')",
+      [id],
+    );
+    await t.db.query("INSERT INTO user_licenses (user_id, license_type) VALUES ($1, 'pro')", [id]);
+    await t.db.query(
+      "INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, 'telegram', 'c-1')",
+      [id],
+    );
+    await t.db.query('DELETE FROM users WHERE id = $1', [id]);
+    for (const table of ['user_credentials', 'sessions', 'passkeys', 'user_licenses', 'user_channel_links']) {
+      const { rows } = await t.db.query(`SELECT 1 FROM ${table} WHERE user_id = $1`, [id]);
+      expect(rows, table).toHaveLength(0);
+    }
+  });
+
+  it('passkeys.counter is an integer (pg returns int8 as a string)', async () => {
+    const { rows } = await t.db.query<{ data_type: string }>(
+      "SELECT data_type FROM information_schema.columns WHERE table_name = 'passkeys' AND column_name = 'counter'",
+    );
+    expect(rows[0]?.data_type).toBe('integer');
+  });
+
+  it('has indexes for the hot lookups', async () => {
+    const { rows } = await t.db.query<{ indexname: string }>(
+      'SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()',
+    );
+    const names = rows.map((r) => r.indexname);
+    for (const ix of [
+      'users_email_lower_key',
+      'sessions_user_id_idx',
+      'sessions_token_key',
+      'passkeys_credential_id_key',
+      'user_credentials_user_id_idx',
+    ]) {
+      expect(names).toContain(ix);
+    }
+  });
+});

@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stripQuery } from '../../src/http/logging.js';
+import { createTestApp, type TestApp } from '../helpers/test-app.js';
+
+describe('CORS and security headers', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { server: { trusted_origins: ['http://localhost:5173'] } } });
+  });
+  afterAll(() => t?.close());
+
+  it('a trusted origin gets CORS with credentials, and the token header is exposed', async () => {
+    const res = await t.app.inject({
+      method: 'OPTIONS',
+      url: '/auth/login',
+      headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST' },
+    });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['access-control-allow-origin']).toBe('http://localhost:5173');
+    expect(res.headers['access-control-allow-credentials']).toBe('true');
+    const get = await t.app.inject({ url: '/auth/health', headers: { origin: 'http://localhost:5173' } });
+    expect(String(get.headers['access-control-expose-headers'])).toContain('X-Auth-Token');
+  });
+
+  it('an untrusted origin gets no CORS headers (also on Better Auth routes)', async () => {
+    for (const url of ['/auth/health', '/api/auth/get-session']) {
+      const res = await t.app.inject({ url, headers: { origin: 'https://evil.example' } });
+      expect(res.headers['access-control-allow-origin'], url).toBeUndefined();
+    }
+  });
+
+  it('sends security headers', async () => {
+    const res = await t.app.inject({ url: '/auth/health' });
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(res.headers['x-frame-options']).toBeDefined();
+    expect(res.headers['referrer-policy']).toBe('no-referrer');
+  });
+
+  it('logged URLs keep query names but not values', () => {
+    expect(stripQuery('/api/auth/verify-email?token=secret123&callbackURL=/x')).toBe(
+      '/api/auth/verify-email?token=[redacted]&callbackURL=[redacted]',
+    );
+    expect(stripQuery('/auth/health')).toBe('/auth/health');
+  });
+});
