@@ -42,6 +42,10 @@ function docsPage(): string {
     telemetry: false,
     hideClientButton: true,
     persistAuth: false,
+    // Scalar's hosted extras (AI agent, MCP generator, deploy/share toolbar) talk to scalar.com: off.
+    showDeveloperTools: 'never',
+    agent: { disabled: true },
+    mcp: { disabled: true },
     metaData: { title: 'Auth gateway API' },
   };
   return `<!doctype html>
@@ -103,7 +107,6 @@ export const docsPlugin = fp<DocsOptions>(
         },
         tags: [
           { name: 'auth', description: 'Sign-up, sign-in, sessions: the simplified /auth/* routes' },
-          { name: 'websocket', description: 'WebSocket channels (described; open them with a WebSocket client)' },
           { name: 'console', description: 'Helpers of the web console at /' },
           { name: 'docs', description: 'This document' },
         ],

@@ -148,6 +148,13 @@ export function describeWebSocket(doc: OpenApiDocument, url: string): void {
   op.summary ??= known?.summary ?? `WebSocket ${url}`;
   if (known && (typeof op.description !== 'string' || op.description.length === 0)) op.description = known.description;
   op.tags ??= ['websocket'];
+  doc.tags ??= [];
+  if (!doc.tags.some((t) => t.name === 'websocket')) {
+    doc.tags.push({
+      name: 'websocket',
+      description: 'WebSocket channels (described; open them with a WebSocket client)',
+    });
+  }
   const responses = (op.responses ?? {}) as Json;
   op.responses = responses;
   responses['101'] ??= { description: 'Switching Protocols: the WebSocket is open; the protocol above applies.' };
