@@ -1,5 +1,4 @@
 import { type Static, Type as T } from '@sinclair/typebox';
-import QRCode from 'qrcode';
 
 export const QrBody = T.Object({
   text: T.String({
@@ -14,6 +13,7 @@ export const QrBody = T.Object({
 export type QrBody = Static<typeof QrBody>;
 
 /** The SVG of a QR code: two <path>s with presentation attributes (no style attribute: the console's CSP allows none). */
-export function createQrSvg(text: string): Promise<string> {
+export async function createQrSvg(text: string): Promise<string> {
+  const { default: QRCode } = await import('qrcode'); // loaded when first needed, not at start
   return QRCode.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
 }

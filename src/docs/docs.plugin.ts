@@ -1,6 +1,5 @@
 import swagger from '@fastify/swagger';
-import scalar from '@scalar/fastify-api-reference';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { type ExternalDocument, finishDocument, type OpenApiDocument } from './openapi.document.js';
 
@@ -113,17 +112,20 @@ export const docsPlugin = fp<DocsOptions>(
       },
     });
 
-    let betterAuth: ExternalDocument | null = null;
-    app.addHook('onReady', async () => {
-      betterAuth = (await options.betterAuthDocument?.()) ?? null;
-    });
-
-    let finished: OpenApiDocument | null = null;
-    app.decorate('openapiDocument', (): OpenApiDocument => {
-      // Routes cannot change after ready; one copy serves every request.
-      finished ??= finishDocument(structuredClone(app.swagger() as unknown as OpenApiDocument), {
+    // Built on first use, not at start: Better Auth's generator walks every endpoint, and routes cannot change after
+    // ready, so one copy serves every request.
+    let finished: Promise<OpenApiDocument> | null = null;
+    const build = async (): Promise<OpenApiDocument> => {
+      const betterAuth = (await options.betterAuthDocument?.()) ?? null;
+      return finishDocument(structuredClone(app.swagger() as unknown as OpenApiDocument), {
         betterAuth,
         websocketRoutes,
+      });
+    };
+    app.decorate('openapiDocument', (): Promise<OpenApiDocument> => {
+      finished ??= build().catch((err) => {
+        finished = null;
+        throw err;
       });
       return finished;
     });
@@ -151,18 +153,19 @@ export const docsPlugin = fp<DocsOptions>(
       reply.type('text/html; charset=utf-8').send(docsPage()),
     );
 
-    // Scalar's plugin serves its bundle at SCALAR_SCRIPT and its own page (an inline script, which our CSP forbids)
-    // at SCALAR_PREFIX/: only the bundle is let through.
-    await app.register(scalar, {
-      routePrefix: SCALAR_PREFIX,
-      configuration: { url: '/openapi.json' },
-      hooks: {
-        onRequest: async (request, reply) => {
-          if (request.url.split('?')[0] !== SCALAR_SCRIPT) return reply.callNotFound();
-          reply.header('content-security-policy', DOCS_CSP);
-          reply.header('cache-control', 'public, max-age=3600');
-        },
-      },
+    // Scalar's bundle (about 4 MB of JavaScript inside @scalar/fastify-api-reference) is loaded on the first request
+    // for it, not at start. Only the bundle is taken from Scalar's plugin: its own page has an inline script, which
+    // this CSP forbids.
+    let script: Promise<string> | null = null;
+    app.get(SCALAR_SCRIPT, { schema: { hide: true }, onSend: setDocsCsp }, async (_request, reply) => {
+      script ??= loadScalarBundle().catch((err) => {
+        script = null;
+        throw err;
+      });
+      return reply
+        .type('application/javascript; charset=utf-8')
+        .header('cache-control', 'public, max-age=3600')
+        .send(await script);
     });
   },
   { name: 'docs', dependencies: ['security'] },
@@ -176,11 +179,25 @@ export interface RegisteredRoute {
   websocket: boolean;
 }
 
+/** Scalar's standalone bundle, as its Fastify plugin serves it (the plugin keeps the string to itself). */
+async function loadScalarBundle(): Promise<string> {
+  const { default: scalar } = await import('@scalar/fastify-api-reference');
+  const scratch = Fastify({ logger: false });
+  try {
+    await scratch.register(scalar, { routePrefix: '/scalar', configuration: { url: '/openapi.json' } });
+    const res = await scratch.inject({ method: 'GET', url: '/scalar/js/scalar.js' });
+    if (res.statusCode !== 200) throw new Error(`Scalar's plugin answered ${res.statusCode} for its bundle`);
+    return res.body;
+  } finally {
+    await scratch.close();
+  }
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** Every route registered after the docs plugin (which registers first): what the document must cover. */
     registeredRoutes(): RegisteredRoute[];
     /** The finished OpenAPI document (what GET /openapi.json serves). */
-    openapiDocument(): OpenApiDocument;
+    openapiDocument(): Promise<OpenApiDocument>;
   }
 }
