@@ -66,7 +66,8 @@ export const consolePlugin = fp<ConsoleOptions>(
       serveDotFiles: false,
     });
 
-    await app.register(simplewebauthnVendorRoutes);
+    // The passkey routes may serve the same module at the same URL; then theirs stays and these are not added.
+    if (!app.hasRoute({ method: 'GET', url: SIMPLEWEBAUTHN_URL })) await app.register(simplewebauthnVendorRoutes);
 
     const signedIn = requireAuth(options.authenticator);
     app.post(
@@ -107,8 +108,8 @@ export const consolePlugin = fp<ConsoleOptions>(
 
 /**
  * GET /vendor/simplewebauthn-browser.js (a one-line module re-exporting the package) and its files under
- * /vendor/simplewebauthn-browser/. Named so that a second registration of the same routes (another branch) is easy to
- * find: Fastify refuses the duplicate route at start.
+ * /vendor/simplewebauthn-browser/. Registered only when nothing else serves that URL yet (the passkey routes may);
+ * should another module register it after the console, Fastify refuses the duplicate route at start, naming it.
  */
 async function simplewebauthnVendorRoutes(app: FastifyInstance): Promise<void> {
   app.get(SIMPLEWEBAUTHN_URL, { schema: { hide: true } }, async (_request, reply) =>

@@ -8,7 +8,8 @@ import { createTestDatabase, registerUser, type TestDatabase, testConfig } from 
 
 /**
  * The chat panel against a stand-in /ws/chat that speaks the documented protocol (first message
- * {"type":"auth","token"} -> {"type":"auth_ok"}; {"type":"message","id","text"} echoed with the same id), so the
+ * {"type":"auth","token"} -> {"type":"auth_ok"}; {"type":"message","id","text"} answered by {"type":"reply","id","text"} chunks and {"type":"reply_end","id"}, as the
+ * channels branch speaks it), so the
  * panel is proven on this branch too; the real channel's own test runs in console.features.e2e once it is merged.
  * Also proves that a WebSocket route (hidden from @fastify/swagger by @fastify/websocket) is still documented.
  */
@@ -71,6 +72,7 @@ describe.skipIf(!hasChromium)('chat panel against a stand-in WebSocket route', (
       .poll(() => page.locator('#chat-log li.chat-in').last().textContent())
       .toContain('echo: hello over the socket');
     expect(await page.locator('#chat-log li.chat-out').last().textContent()).toContain('hello over the socket');
+    expect(await page.locator('#chat-log li.chat-in').count()).toBe(1); // two chunks, one line
     await page.locator('#chat-disconnect').click();
     await expect.poll(() => page.locator('#chat .message').textContent()).toBe('Disconnected.');
     expect(cspViolations()).toEqual([]);
@@ -88,7 +90,7 @@ describe.skipIf(!hasChromium)('chat panel against a stand-in WebSocket route', (
     await page.locator('#chat-connect').click();
     await expect
       .poll(() => page.locator('#chat .message.error').textContent())
-      .toBe('The gateway refused this (INVALID_TOKEN). The connection closed: unauthenticated.');
+      .toBe('Authentication failed (INVALID_TOKEN). The connection closed: unauthenticated.');
   });
 
   it('documents the WebSocket route although it hides itself from @fastify/swagger', async () => {

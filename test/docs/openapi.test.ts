@@ -39,7 +39,8 @@ const HIDDEN_ON_PURPOSE: [RegExp, string][] = [
   [/^\/docs(\/|$)/, 'the API reference page and its script'],
 ];
 
-const toOpenApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}');
+// As @fastify/swagger writes them: /a/:id -> /a/{id}, /a/* -> /a/{*}.
+const toOpenApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}').replaceAll('*', '{*}');
 
 function resolveRef(doc: OpenApiDocument, ref: string): unknown {
   if (!ref.startsWith('#/')) return undefined;

@@ -2,7 +2,7 @@
 // send an Authorization header on a WebSocket) and shows the messages both ways.
 import { describe, isAbsent } from '../api.js';
 import { busy, field, h, messageArea } from '../dom.js';
-import { getToken } from '../session.js';
+import { getToken, setToken } from '../session.js';
 
 export const ROUTES = { chat: '/ws/chat' };
 const FEATURE = 'Chat over WebSocket';
@@ -62,6 +62,7 @@ export default {
       connect.disabled = true;
       let opened = false;
       let refusal = null;
+      const replies = new Map();
       const ws = new WebSocket(url);
       socket = ws;
       ws.addEventListener('open', () => {
@@ -77,17 +78,28 @@ export default {
           return line('in', String(event.data));
         }
         if (data.type === 'auth_ok') {
+          if (typeof data.token === 'string') setToken(data.token); // a renewed token for the same session
           setConnected(true);
           message.show('ok', 'Connected and authenticated.');
           line('event', `authenticated${data.license ? ` (${data.license} license)` : ''}`);
           text.input.focus();
         } else if (data.type === 'auth_error' || data.type === 'error') {
-          refusal = `${data.message ?? 'The gateway refused this'} (${data.code ?? data.type}).`;
+          const what = data.type === 'auth_error' ? 'Authentication failed' : 'The gateway answered with an error';
+          refusal = `${data.message ?? what} (${data.code ?? data.type}${data.retryAfter ? `; retry in ${data.retryAfter} s` : ''}).`;
           message.show('error', refusal);
-          line('in', JSON.stringify(data));
-        } else if (data.type === 'message' || typeof data.text === 'string') {
-          line('in', data.text ?? JSON.stringify(data));
-        } else {
+          line('event', refusal);
+        } else if (data.type === 'reply' || data.type === 'message') {
+          // A reply may come in chunks with the id of the message it answers: one line per reply.
+          const open = data.id !== undefined ? replies.get(data.id) : undefined;
+          if (open) open.append(String(data.text ?? ''));
+          else {
+            const body = h('span', { class: 'text' }, String(data.text ?? ''));
+            line('in', body);
+            if (data.id !== undefined) replies.set(data.id, body);
+          }
+        } else if (data.type === 'reply_end') {
+          replies.delete(data.id);
+        } else if (data.type !== 'pong') {
           line('in', JSON.stringify(data));
         }
       });

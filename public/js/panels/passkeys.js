@@ -54,7 +54,7 @@ export default {
   mount(root) {
     const message = messageArea();
     const list = h('div', { id: 'passkey-list' });
-    const name = field('Name for the new passkey (optional)', { name: 'passkey-name', maxLength: 100 });
+    const name = field('Name for the new passkey (optional)', { name: 'passkey-name', maxLength: 64 });
     const form = h(
       'form',
       { id: 'passkey-register-form', class: 'card' },
@@ -145,7 +145,7 @@ export default {
     }
 
     function renameForm(item, id, current) {
-      const input = field('New name', { value: current, maxLength: 100, required: true });
+      const input = field('New name', { value: current, maxLength: 64, required: true });
       const f = h(
         'form',
         { class: 'inline' },

@@ -54,11 +54,13 @@ export default {
           items.map((s) => {
             const id = String(pick(s, ['id']));
             const current = Boolean(pick(s, ['current', 'isCurrent']));
-            const device = pick(s, ['device', 'deviceName', 'userAgent', 'user_agent']) ?? 'Unknown device';
+            const rawDevice = pick(s, ['device', 'deviceName', 'userAgent', 'user_agent']);
+            const device =
+              (rawDevice && typeof rawDevice === 'object' ? pick(rawDevice, ['name']) : rawDevice) ?? 'Unknown device';
             const end = h('button', { type: 'button', class: 'danger' }, current ? 'Sign out here' : 'End session');
             end.setAttribute(
               'aria-label',
-              `End session on ${typeof device === 'object' ? JSON.stringify(device) : device}`,
+              current ? 'End this session (sign out here)' : `End the session on ${device}`,
             );
             end.addEventListener('click', async () => {
               end.disabled = true;

@@ -4,7 +4,7 @@ import { busy, field, h, messageArea, replace } from '../dom.js';
 
 export const ROUTES = {
   enable: '/auth/2fa/enable',
-  verify: '/auth/2fa/verify',
+  confirm: '/auth/2fa/confirm',
   disable: '/auth/2fa/disable',
   /** Server-side QR rendering (the qrcode package has no browser ES module); the URI goes in the body. */
   qr: '/console/qr',
@@ -136,7 +136,7 @@ export default {
     confirmForm.addEventListener('submit', async (event) => {
       event.preventDefault();
       await busy(confirmForm, async () => {
-        const result = await call('POST', ROUTES.verify, { body: { code: code.input.value.trim() } });
+        const result = await call('POST', ROUTES.confirm, { body: { code: code.input.value.trim() } });
         if (!result.ok) return message.show('error', describe(result, FEATURE));
         code.input.value = '';
         confirmForm.hidden = true;
