@@ -155,7 +155,7 @@ describe.skipIf(!hasChromium)('console feature panels in Chromium', () => {
     await expect.poll(() => items.count()).toBe(2);
     const others = page.locator('#session-list li[data-current="false"]');
     await expect.poll(() => others.count()).toBe(1);
-    await others.getByRole('button', { name: /End session/ }).click();
+    await others.getByRole('button', { name: /^End the session on / }).click();
     await expect.poll(() => page.locator('#sessions .message').textContent()).toBe('Session ended.');
     await expect.poll(() => items.count()).toBe(1);
     expect(await page.locator('#session-list li').getAttribute('data-current')).toBe('true');
