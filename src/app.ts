@@ -10,7 +10,14 @@ import {
 } from './account/index.js';
 import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
 import { type AuditLog, createAuditLog } from './audit/index.js';
-import { type AccountHooks, type AuthEngine, betterAuthMount, createAuthEngine, generateId } from './auth/index.js';
+import {
+  type AccountHooks,
+  type AuthEngine,
+  betterAuthMount,
+  betterAuthOpenApi,
+  createAuthEngine,
+  generateId,
+} from './auth/index.js';
 import {
   type Authenticator,
   createAuthenticator,
@@ -30,7 +37,9 @@ import { requireRecentAuth } from './channels/rest/require-recent-auth.js';
 import { twoFactorRoutes } from './channels/rest/two-factor.routes.js';
 import { vendorRoutes } from './channels/rest/vendor.routes.js';
 import type { Config } from './config/index.js';
+import { consolePlugin } from './console/console.plugin.js';
 import { type Database, isUnavailableError } from './db/index.js';
+import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin } from './http/errors.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
@@ -155,6 +164,12 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.decorate('mailer', mailer);
   app.addHook('onClose', async () => mailer.close());
   app.decorateRequest('auth', null);
+  // Before every route: @fastify/swagger builds the OpenAPI document from the routes registered after it.
+  await app.register(docsPlugin, {
+    version: VERSION,
+    baseUrl: config.server.base_url,
+    betterAuthDocument: () => betterAuthOpenApi(engine.betterAuth),
+  });
 
   await app.register(betterAuthMount, {
     engine,
@@ -252,6 +267,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     passwordHash: (userId) => accounts.passwordHash(userId),
   });
   await app.register(channelsPlugin);
+  await app.register(consolePlugin, { authenticator, baseUrl: config.server.base_url });
 
   return app;
 }

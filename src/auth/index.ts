@@ -9,6 +9,7 @@ export {
 } from './engine.js';
 export { generateId } from './ids.js';
 export { betterAuthMount, type MountOptions } from './mount.plugin.js';
+export { type BetterAuthOpenApi, betterAuthOpenApi } from './openapi.js';
 export type { LinkedAccount, ProviderRedirect, SignInMethods } from './sign-in-methods.engine.js';
 export { configuredProviders, OAUTH_COMPLETE_PATH, OAUTH_LINKED_PATH } from './sign-in-methods.js';
 export type { CodeCheck, TwoFactorEngine } from './two-factor.js';
