@@ -12,15 +12,19 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
+import { auditRoutes } from './channels/rest/audit.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin } from './http/errors.plugin.js';
+import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseResolver } from './licenses/index.js';
+import { metricsPlugin } from './metrics/metrics.plugin.js';
 import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
+import { throttlePlugin } from './ratelimit/throttle.plugin.js';
 import { VERSION } from './version.js';
 
 declare module 'fastify' {
@@ -72,11 +76,18 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       timeCost: config.auth.argon2.time_cost,
       parallelism: config.auth.argon2.parallelism,
     },
-    { maxLength: config.auth.password.max_length },
+    {
+      maxLength: config.auth.password.max_length,
+      concurrency: config.auth.argon2.max_concurrent || undefined,
+      maxQueue: config.auth.argon2.max_queue,
+    },
   );
 
   await app.register(errorsPlugin);
-  await app.register(securityPlugin, { origins, https: config.server.base_url.startsWith('https:') });
+  await app.register(securityPlugin, {
+    origins,
+    https: config.server.base_url.startsWith('https:') || config.server.https_only === true,
+  });
   await app.register(fastifyJwt, {
     secret: config.auth.secret,
     sign: { algorithm: 'HS256' },
@@ -90,7 +101,11 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     sessions,
     licenses: createLicenseResolver(config.licenses),
     cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
-    session: { expiresIn: config.auth.session.expires_in, updateAge: config.auth.session.update_age },
+    session: {
+      expiresIn: config.auth.session.expires_in,
+      updateAge: config.auth.session.update_age,
+      idleTimeout: config.auth.session.idle_timeout,
+    },
   });
 
   app.decorate('config', config);
@@ -113,6 +128,21 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.decorate('mailer', mailer);
   app.addHook('onClose', async () => mailer.close());
   app.decorateRequest('auth', null);
+
+  // Before every route: metrics time all of them, HTTPS and the rate limits guard all of them.
+  await app.register(metricsPlugin, {
+    enabled: config.metrics.enabled,
+    token: config.metrics.token,
+    allowedIps: config.metrics.allowed_ips,
+  });
+  if (config.server.https_only === true) await app.register(httpsOnlyPlugin);
+  await app.register(throttlePlugin, {
+    config,
+    db,
+    audit: app.audit,
+    metrics: app.metrics,
+    decodeToken: (token) => app.jwt.decode<{ sub?: string; sid?: string }>(token),
+  });
 
   await app.register(betterAuthMount, {
     engine,
@@ -141,6 +171,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       }
     },
   });
+
+  await app.register(auditRoutes, { audit: app.audit, authenticator });
 
   return app;
 }
