@@ -40,7 +40,9 @@ export interface RedisStoreOptions {
  * Counters in Redis, shared by every gateway process using the same Redis. Commands are never queued while Redis is
  * unreachable (enableOfflineQueue: false): they fail at once, and the caller decides what that means.
  */
-export function createRedisStore(options: RedisStoreOptions): CounterStore & { readonly client: Redis } {
+export function createRedisStore(
+  options: RedisStoreOptions,
+): CounterStore & { readonly client: Redis; ready(timeoutMs: number): Promise<boolean> } {
   const client = new Redis(options.url, {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -50,9 +52,10 @@ export function createRedisStore(options: RedisStoreOptions): CounterStore & { r
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
   client.on('error', (err: Error) => options.onError?.(err));
-  client.connect().catch(() => {
-    // The 'error' listener has it; retryStrategy keeps trying.
-  });
+  const connected = client.connect().then(
+    () => true,
+    () => false, // the 'error' listener has it; retryStrategy keeps trying
+  );
 
   const run = (script: string, keyList: string[], args: Array<string | number>) =>
     client.eval(script, keyList.length, ...keyList, ...args) as Promise<unknown>;
@@ -60,6 +63,14 @@ export function createRedisStore(options: RedisStoreOptions): CounterStore & { r
   return {
     kind: 'redis',
     client,
+    /** Waits for the first connection, at most `timeoutMs`: whether Redis is up. Commands before that fail fast. */
+    ready(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      });
+      return Promise.race([connected, timeout]).finally(() => clearTimeout(timer));
+    },
     async hit(key, windowMs) {
       const [count, ttl] = (await run(HIT, [keys.window(key)], [windowMs])) as [number, number];
       return { count, resetMs: ttl > 0 ? ttl : windowMs };

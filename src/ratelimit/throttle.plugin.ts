@@ -46,7 +46,7 @@ const PASSWORD_ROUTES: Record<string, { api: boolean }> = {
  */
 export const throttlePlugin = fp<ThrottlePluginOptions>(
   async (app: FastifyInstance, { config, db, audit, metrics, decodeToken }) => {
-    const store = buildStore(config, app, metrics);
+    const store = await buildStore(config, app, metrics);
     app.addHook('onClose', () => store.close());
 
     const policy: LockoutPolicy = {
@@ -154,7 +154,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
   { name: 'throttle', dependencies: ['errors'] },
 );
 
-function buildStore(config: Config, app: FastifyInstance, metrics: Metrics): CounterStore {
+async function buildStore(config: Config, app: FastifyInstance, metrics: Metrics): Promise<CounterStore> {
   const memory = createMemoryStore();
   if (!config.redis.url) return memory;
   let lastWarn = 0;
@@ -165,6 +165,8 @@ function buildStore(config: Config, app: FastifyInstance, metrics: Metrics): Cou
     app.log.warn({ err: { message: err.message } }, msg);
   };
   const redis = createRedisStore({ url: config.redis.url, onError: (err) => warn(err, 'redis connection error') });
+  // Start with shared counters when Redis answers within 2 s; if not, start anyway (memory fallback) and heal later.
+  if (!(await redis.ready(2000))) app.log.warn('redis not reachable at start: counters are per process until it is');
   return createResilientStore(redis, memory, (err) => {
     metrics.counterStoreFallbacks.inc();
     warn(err, 'redis unavailable: rate limits and lockouts use this process only');
