@@ -2,6 +2,7 @@ import { APIError } from 'better-auth/api';
 import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
+import { surfaceBusy } from '../passwords/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
 
 export interface NewSession {
@@ -29,11 +30,11 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
   return {
     betterAuth: auth,
-    handle: (request) => auth.handler(request),
+    handle: (request) => surfaceBusy(() => auth.handler(request)),
 
     async signUpEmail(input, headers) {
       try {
-        const res = await auth.api.signUpEmail({ body: input, headers });
+        const res = await surfaceBusy(() => auth.api.signUpEmail({ body: input, headers }));
         if (!res.token) throw new Error('sign-up returned no session');
         return sessionOf(db, res.token);
       } catch (err) {
@@ -47,7 +48,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
     async signInEmail(input, headers) {
       try {
-        const res = await auth.api.signInEmail({ body: input, headers });
+        const res = await surfaceBusy(() => auth.api.signInEmail({ body: input, headers }));
         return sessionOf(db, res.token);
       } catch (err) {
         throw translate(err);

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
 import argon2 from 'argon2';
 import { AppError } from '../errors/index.js';
@@ -47,7 +48,11 @@ export function createLimiter(max: number, maxQueue = Number.POSITIVE_INFINITY) 
   const waiting: Array<() => void> = [];
   return async function run<T>(task: () => Promise<T>): Promise<T> {
     if (active >= max) {
-      if (waiting.length >= maxQueue) throw new AppError('SERVER_BUSY', undefined, { retryAfter: 1 });
+      if (waiting.length >= maxQueue) {
+        const signal = busySignal.getStore();
+        if (signal) signal.busy = true;
+        throw serverBusy();
+      }
       await new Promise<void>((resolve) => waiting.push(resolve));
     }
     active++;
@@ -58,4 +63,24 @@ export function createLimiter(max: number, maxQueue = Number.POSITIVE_INFINITY) 
       waiting.shift()?.();
     }
   };
+}
+
+const serverBusy = () => new AppError('SERVER_BUSY', undefined, { retryAfter: 1 });
+const busySignal = new AsyncLocalStorage<{ busy: boolean }>();
+
+/**
+ * Runs `fn` (a call into the auth engine) and turns a hash refused for a full queue into SERVER_BUSY, even when the
+ * engine caught the refusal and answered with its own error (Better Auth turns a throwing hash function into a 500).
+ */
+export async function surfaceBusy<T>(fn: () => Promise<T>): Promise<T> {
+  const state = { busy: false };
+  let result: T;
+  try {
+    result = await busySignal.run(state, fn);
+  } catch (err) {
+    if (state.busy) throw serverBusy();
+    throw err;
+  }
+  if (state.busy) throw serverBusy();
+  return result;
 }
