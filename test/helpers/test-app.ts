@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { type Database, migrate, openDatabase } from '../../src/db/index.js';
+import { loggerOptions } from '../../src/http/logging.js';
 
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
 export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long!!';
@@ -132,7 +133,9 @@ export async function createTestApp(
   const testDb = await createTestDatabase({ kind: options.kind });
   const config = testConfig(testDb.dataDir, options.config, options.env);
   const logs = new LogCapture();
-  const app = await buildApp({ config, db: testDb.db, logger: { level: 'debug', stream: logs } as never });
+  // The production logger options (redaction, serializers) at debug level, written to `logs`.
+  const logger = { ...(loggerOptions('debug') as object), stream: logs };
+  const app = await buildApp({ config, db: testDb.db, logger: logger as never });
   await app.ready();
   return {
     app,
