@@ -1,3 +1,4 @@
+import argon2 from 'argon2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLimiter } from '../../src/passwords/hasher.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
@@ -25,11 +26,26 @@ describe('a full hash queue answers 503 SERVER_BUSY, never 500, and is not a wro
       config: {
         auth: { argon2: { max_concurrent: 1, max_queue: 0 } },
         rate_limit: { enabled: false },
-        lockout: { max_failures: 2 },
+        lockout: { max_failures: 10 },
       },
     });
   });
   afterAll(() => t?.close());
+
+  // The one hash slot is held by a deliberately expensive verify while the requests arrive, so every one of them
+  // meets a full queue (max_queue 0) whatever the machine's speed.
+  let slowHash = '';
+  beforeAll(async () => {
+    slowHash = await argon2.hash('x', { type: argon2.argon2id, memoryCost: 65536, timeCost: 6, parallelism: 1 });
+  });
+  const holdingTheHashSlot = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const held = t.app.hasher.verify(slowHash, 'x');
+    try {
+      return await fn();
+    } finally {
+      await held;
+    }
+  };
 
   it('parallel sign-ins on both routes beyond the bound get 503 with Retry-After', async () => {
     const user = await registerUser(t.app);
@@ -42,16 +58,24 @@ describe('a full hash queue answers 503 SERVER_BUSY, never 500, and is not a wro
         headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
         payload: JSON.stringify({ email: user.email, password: user.password }),
       });
-    const results = await Promise.all([rest(), api(), rest(), api(), rest(), api()]);
-    const codes = results.map((r) => r.statusCode);
-    expect(codes).toContain(200);
-    expect(codes).toContain(503);
-    expect(codes.every((c) => c === 200 || c === 503)).toBe(true);
-    for (const r of results.filter((x) => x.statusCode === 503)) {
+    const results = await holdingTheHashSlot(() => Promise.all([rest(), api(), rest(), api()]));
+    for (const r of results) {
+      expect(r.statusCode).toBe(503);
       expect(r.json().error.code).toBe('SERVER_BUSY');
       expect(r.headers['retry-after']).toBe('1');
     }
-    // Refused hashes were no verdict: the account is not locked (max_failures is 2).
     expect((await rest()).statusCode).toBe(200);
+    expect((await api()).statusCode).toBe(200);
+  });
+
+  it('a refused hash is no verdict: its lockout slot is given back, not counted as a wrong password', async () => {
+    const user = await registerUser(t.app);
+    const wrong = (i: number) =>
+      t.app.inject({ method: 'POST', url: '/auth/login', payload: { email: user.email, password: `wrong-${i}` } });
+    const burst = await holdingTheHashSlot(() => Promise.all([0, 1, 2, 3, 4, 5].map(wrong)));
+    expect(burst.map((r) => r.statusCode)).toEqual([503, 503, 503, 503, 503, 503]);
+    // max_failures is 10: all 10 wrong guesses are still verified, then the account locks.
+    for (let i = 0; i < 10; i++) expect((await wrong(100 + i)).statusCode).toBe(401);
+    expect((await wrong(200)).statusCode).toBe(429);
   });
 });
