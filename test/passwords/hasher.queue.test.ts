@@ -21,6 +21,7 @@ describe('bounded hash queue', () => {
 
 describe('a full hash queue answers 503 SERVER_BUSY, never 500, and is not a wrong password', () => {
   let t: TestApp;
+  let slowHash = '';
   beforeAll(async () => {
     t = await createTestApp({
       config: {
@@ -29,15 +30,12 @@ describe('a full hash queue answers 503 SERVER_BUSY, never 500, and is not a wro
         lockout: { max_failures: 10 },
       },
     });
+    slowHash = await argon2.hash('x', { type: argon2.argon2id, memoryCost: 65536, timeCost: 6, parallelism: 1 });
   });
   afterAll(() => t?.close());
 
   // The one hash slot is held by a deliberately expensive verify while the requests arrive, so every one of them
   // meets a full queue (max_queue 0) whatever the machine's speed.
-  let slowHash = '';
-  beforeAll(async () => {
-    slowHash = await argon2.hash('x', { type: argon2.argon2id, memoryCost: 65536, timeCost: 6, parallelism: 1 });
-  });
   const holdingTheHashSlot = async <T>(fn: () => Promise<T>): Promise<T> => {
     const held = t.app.hasher.verify(slowHash, 'x');
     try {
