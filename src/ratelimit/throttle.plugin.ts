@@ -31,14 +31,17 @@ export interface ThrottlePluginOptions {
 }
 
 /**
- * Password sign-in routes whose body names an account: the lockout applies to each, whichever route is used.
- * `api` routes are Better Auth's (raw body bytes; this hook also audits and counts them, since no route code of ours
- * sees their outcome).
+ * Better Auth routes that sign in or sign up: no route code of ours sees their outcome, so this plugin audits and
+ * counts them. A passkey login that fails answers 400 or 401 (a refused assertion).
  */
-const PASSWORD_ROUTES: Record<string, { api: boolean }> = {
-  '/auth/login': { api: false },
-  '/api/auth/sign-in/email': { api: true },
+const API_AUTH_EVENTS: Record<string, { kind: 'login' | 'signup'; method: string }> = {
+  '/api/auth/sign-in/email': { kind: 'login', method: 'password' },
+  '/api/auth/passkey/verify-authentication': { kind: 'login', method: 'passkey' },
+  '/api/auth/sign-up/email': { kind: 'signup', method: 'password' },
 };
+
+/** Password sign-in routes whose body names an account: the lockout applies to each, whichever route is used. */
+const PASSWORD_ROUTES = new Set(['/auth/login', '/api/auth/sign-in/email']);
 
 /**
  * Rate limits per client IP on every auth route (a rules table of path prefixes), and the per-account lockout on
@@ -91,8 +94,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
     }
 
     app.addHook('preHandler', async (request) => {
-      const route = PASSWORD_ROUTES[requestPath(request.url)];
-      if (!route || request.method !== 'POST') return;
+      if (request.method !== 'POST' || !PASSWORD_ROUTES.has(requestPath(request.url))) return;
       const email = emailOf(request.body, request.headers['content-type']);
       if (email === null) throw new AppError('VALIDATION_FAILED', 'email is required', { field: 'email' });
       try {
@@ -105,17 +107,23 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
 
     app.addHook('onSend', async (request, reply, payload) => {
       const attempt = request.loginAttempt;
-      if (!attempt) return payload;
-      request.loginAttempt = null;
       const status = reply.statusCode;
-      const outcome = status >= 200 && status < 300 ? 'success' : status === 401 ? 'failure' : null;
-      if (outcome === 'success') await attempt.succeeded();
-      else if (outcome === 'failure') await attempt.failed();
-      else await attempt.released();
-      if (outcome) metrics.loginAttempts.inc({ method: 'password', channel: 'rest', outcome });
-      if (outcome && PASSWORD_ROUTES[requestPath(request.url)]?.api) {
-        await auditApiSignIn(request, reply, payload, outcome);
+      const path = requestPath(request.url);
+      if (attempt) {
+        request.loginAttempt = null;
+        if (status >= 200 && status < 300) await attempt.succeeded();
+        else if (status === 401) await attempt.failed();
+        else await attempt.released();
+        if (path === '/auth/login' && (status < 300 || status === 401)) {
+          metrics.loginAttempts.inc({
+            method: 'password',
+            channel: 'rest',
+            outcome: status < 300 ? 'success' : 'failure',
+          });
+        }
       }
+      const api = API_AUTH_EVENTS[path];
+      if (api && request.method === 'POST') await recordApiEvent(request, reply, payload, api);
       return payload;
     });
     // A request that ended without a reply (client gone, hook error): its slot must not stay taken.
@@ -123,28 +131,30 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       await request.loginAttempt?.released();
     });
 
-    /** /api/auth/sign-in/email: Better Auth answered; record it as /auth/login records its own. */
-    async function auditApiSignIn(
+    /** Better Auth answered one of its sign-in or sign-up routes: record it as our routes record theirs. */
+    async function recordApiEvent(
       request: FastifyRequest,
       reply: FastifyReply,
       payload: unknown,
-      outcome: 'success' | 'failure',
+      api: { kind: 'login' | 'signup'; method: string },
     ): Promise<void> {
-      const details = { method: 'password', api: 'better-auth' };
-      if (outcome === 'failure') {
-        await audit.record({
-          event: 'login.failure',
-          ...origin(request),
-          details: { ...details, reason: 'INVALID_CREDENTIALS' },
-        });
+      const status = reply.statusCode;
+      const ok = status >= 200 && status < 300;
+      if (!ok && !(api.kind === 'login' && (status === 400 || status === 401))) return;
+      const details = { method: api.method, api: 'better-auth' };
+      if (api.kind === 'login') {
+        metrics.loginAttempts.inc({ method: api.method, channel: 'rest', outcome: ok ? 'success' : 'failure' });
+      }
+      if (!ok) {
+        const reason = status === 401 ? 'INVALID_CREDENTIALS' : 'REFUSED';
+        await audit.record({ event: 'login.failure', ...origin(request), details: { ...details, reason } });
         return;
       }
       const token = reply.getHeader('x-auth-token');
       const claims = typeof token === 'string' ? decodeToken(token) : null;
-      const userId = claims?.sub ?? userIdOf(payload);
       await audit.record({
-        event: 'login.success',
-        userId,
+        event: api.kind === 'login' ? 'login.success' : 'signup',
+        userId: claims?.sub ?? userIdOf(payload),
         sessionId: claims?.sid ?? null,
         ...origin(request),
         details,

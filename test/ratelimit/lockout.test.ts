@@ -120,6 +120,29 @@ describe('per-account lockout (memory counters)', () => {
     expect(await auditRows('lockout', user.userId)).toHaveLength(1);
   });
 
+  it("Better Auth's sign-up is audited and sign-ins there are counted in /metrics", async () => {
+    const email = 'api-signup@example.com';
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-up/email',
+      headers: { origin: ORIGIN, 'content-type': 'application/json' },
+      payload: JSON.stringify({ email, password: 'SecurePassword123!', name: 'A' }),
+    });
+    expect(res.statusCode).toBe(200);
+    const { rows } = await t.db.query<{ user_id: string; session_id: string; details: object }>(
+      `SELECT a.user_id, a.session_id, a.details FROM auth_audit_log a JOIN users u ON u.id = a.user_id
+        WHERE a.event = 'signup' AND u.email = $1`,
+      [email],
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.session_id).toMatch(/\S/);
+    expect(rows[0]?.details).toEqual({ method: 'password', api: 'better-auth' });
+    const metrics = (await t.app.inject({ url: '/metrics', remoteAddress: '127.0.0.1' })).body;
+    expect(metrics).toMatch(
+      /^gateway_login_attempts_total\{method="password",channel="rest",outcome="success"\} [1-9]/m,
+    );
+  });
+
   it('a Better Auth sign-in body without an email is refused before anything is verified', async () => {
     const res = await t.app.inject({
       method: 'POST',
