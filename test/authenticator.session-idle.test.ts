@@ -1,10 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, registerUser, type TestApp } from './helpers/test-app.js';
+import {
+  createTestApp,
+  createTestDatabase,
+  registerUser,
+  type TestApp,
+  type TestDatabase,
+} from './helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
 
 describe('session idle timeout (auth.session.idle_timeout)', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ config: { auth: { session: { idle_timeout: 3600 } } } });
+    t = await createTestApp({ shared, config: { auth: { session: { idle_timeout: 3600 } } } });
   });
   afterAll(() => t?.close());
 
@@ -52,7 +65,7 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
 describe('idle timeout off (0, the default)', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp();
+    t = await createTestApp({ shared });
   });
   afterAll(() => t?.close());
 

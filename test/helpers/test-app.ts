@@ -128,9 +128,15 @@ export interface TestApp {
 
 /** A gateway on its own fresh database; logs captured at debug level (for redaction tests). */
 export async function createTestApp(
-  options: { config?: DeepPartial<Config>; env?: Record<string, string>; kind?: 'postgres' | 'pglite' } = {},
+  options: {
+    config?: DeepPartial<Config>;
+    env?: Record<string, string>;
+    kind?: 'postgres' | 'pglite';
+    /** Build on this database instead of a fresh one (one PGlite per file); close() then leaves it to its owner. */
+    shared?: TestDatabase;
+  } = {},
 ): Promise<TestApp> {
-  const testDb = await createTestDatabase({ kind: options.kind });
+  const testDb = options.shared ?? (await createTestDatabase({ kind: options.kind }));
   const config = testConfig(testDb.dataDir, options.config, options.env);
   const logs = new LogCapture();
   // The production logger options (redaction, serializers) at debug level, written to `logs`.
@@ -145,7 +151,7 @@ export async function createTestApp(
     logs,
     async close() {
       await app.close();
-      await testDb.drop();
+      if (!options.shared) await testDb.drop();
     },
   };
 }

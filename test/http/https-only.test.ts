@@ -1,5 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, registerUser, type TestApp, testConfig } from '../helpers/test-app.js';
+import {
+  createTestApp,
+  createTestDatabase,
+  registerUser,
+  type TestApp,
+  type TestDatabase,
+  testConfig,
+} from '../helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
 
 describe('server.https_only default', () => {
   it('is on when NODE_ENV=production and off otherwise', async () => {
@@ -15,7 +29,7 @@ describe('server.https_only default', () => {
 describe('server.https_only: true behind a trusted proxy', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ config: { server: { https_only: true, trust_proxy: '127.0.0.1' } } });
+    t = await createTestApp({ shared, config: { server: { https_only: true, trust_proxy: '127.0.0.1' } } });
   });
   afterAll(() => t?.close());
 
@@ -72,7 +86,7 @@ describe('server.https_only: true behind a trusted proxy', () => {
 describe('server.https_only: false', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ config: { server: { https_only: false } } });
+    t = await createTestApp({ shared, config: { server: { https_only: false } } });
   });
   afterAll(() => t?.close());
 

@@ -1,5 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+import {
+  createTestApp,
+  createTestDatabase,
+  registerUser,
+  type TestApp,
+  type TestDatabase,
+} from '../helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
 
 /** Prometheus text format -> "name{labels}" -> value; comment lines dropped. */
 function parse(text: string): Map<string, number> {
@@ -17,6 +30,7 @@ describe('GET /metrics', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp({
+      shared,
       config: {
         lockout: { max_failures: 2 },
         rate_limit: { enabled: true, rules: [{ prefix: '/auth/login', max: 50, window: 60 }] },
@@ -91,7 +105,7 @@ describe('GET /metrics', () => {
 describe('metrics.enabled: false', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ config: { metrics: { enabled: false } } });
+    t = await createTestApp({ shared, config: { metrics: { enabled: false } } });
   });
   afterAll(() => t?.close());
 

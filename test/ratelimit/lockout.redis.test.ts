@@ -1,7 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
-import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+import {
+  createTestApp,
+  createTestDatabase,
+  registerUser,
+  type TestApp,
+  type TestDatabase,
+} from '../helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
 
 const redisUrl = process.env.TEST_REDIS_URL;
 
@@ -11,6 +24,7 @@ describe.skipIf(!redisUrl)('lockout shared through Redis by two gateway instance
   let second: Awaited<ReturnType<typeof buildApp>>;
   beforeAll(async () => {
     t = await createTestApp({
+      shared,
       config: {
         redis: { url: redisUrl },
         lockout: { max_failures: 4, base_lockout: 120 },
@@ -69,6 +83,7 @@ describe('Redis down: sign-ins keep working and stay throttled per process', () 
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp({
+      shared,
       config: {
         redis: { url: 'redis://127.0.0.1:1' }, // nothing listens there
         lockout: { max_failures: 2 },

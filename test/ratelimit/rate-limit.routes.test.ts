@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/test-app.js';
+import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from '../helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
 
 const rules = [
   { prefix: '/auth/', max: 100, window: 60 },
@@ -13,7 +20,10 @@ const wrong = { email: 'someone@example.com', password: 'not-the-password' };
 describe('per-IP rate limits, socket address (trust_proxy: false)', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ config: { rate_limit: { enabled: true, rules }, lockout: { max_failures: 1000 } } });
+    t = await createTestApp({
+      shared,
+      config: { rate_limit: { enabled: true, rules }, lockout: { max_failures: 1000 } },
+    });
   });
   afterAll(() => t?.close());
 
@@ -76,6 +86,7 @@ describe('per-IP rate limits behind a trusted proxy', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp({
+      shared,
       config: {
         server: { trust_proxy: '127.0.0.1' },
         rate_limit: { enabled: true, rules },
