@@ -31,12 +31,21 @@ export function createRateLimiter(store: CounterStore, rules: readonly RateLimit
   };
 }
 
-/** The path a rule is matched against: no query, percent-decoding applied (find-my-way routes decoded paths). */
+/**
+ * The path a rule is matched against, as the handlers will see it: no query, dot segments resolved (Better Auth
+ * routes on `new URL(...)`, which turns `/api/auth/./sign-in/email` into `/api/auth/sign-in/email`), then
+ * percent-decoded (find-my-way routes decoded paths).
+ */
 export function requestPath(url: string): string {
-  const raw = url.split('?', 1)[0] ?? '/';
+  let path = url.split('?', 1)[0] ?? '/';
   try {
-    return decodeURIComponent(raw);
+    path = new URL(path, 'http://gateway.invalid').pathname;
   } catch {
-    return raw;
+    // keep it as sent
+  }
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
   }
 }

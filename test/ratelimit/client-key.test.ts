@@ -64,5 +64,9 @@ describe('rate limiter rules', () => {
   it('matches the decoded path, as the router does', () => {
     expect(requestPath('/auth/log%69n?x=1')).toBe('/auth/login');
     expect(requestPath('/auth/%E0%A4%A')).toBe('/auth/%E0%A4%A');
+    // Regression: Better Auth resolves dot segments, so /api/auth/./sign-in/email reached sign-in unthrottled.
+    expect(requestPath('/api/auth/./sign-in/email')).toBe('/api/auth/sign-in/email');
+    expect(requestPath('/api/auth/%2e/sign-in/email')).toBe('/api/auth/sign-in/email');
+    expect(requestPath('/api/auth/x/../sign-in/email?a=b')).toBe('/api/auth/sign-in/email');
   });
 });

@@ -143,6 +143,23 @@ describe('per-account lockout (memory counters)', () => {
     );
   });
 
+  // Regression: Better Auth resolves dot segments; the lockout once matched the raw path and missed these.
+  it('spellings of the sign-in path that Better Auth accepts share the lockout', async () => {
+    const user = await registerUser(t.app);
+    const codes = [];
+    for (const url of ['/api/auth/./sign-in/email', '/api/auth/%2e/sign-in/email', '/api/auth/x/../sign-in/email']) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url,
+        headers: { origin: ORIGIN, 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: user.email, password: 'wrong' }),
+      });
+      codes.push(res.statusCode);
+    }
+    expect(codes.slice(0, 3)).toEqual([401, 401, 401]);
+    expect((await login(user.email, user.password)).statusCode).toBe(429);
+  });
+
   it('a Better Auth sign-in body without an email is refused before anything is verified', async () => {
     const res = await t.app.inject({
       method: 'POST',
