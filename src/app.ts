@@ -1,8 +1,16 @@
 import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyServerOptions } from 'fastify';
+import {
+  createAccountHooks,
+  createAccountStore,
+  createEmailVerification,
+  createRecentAuth,
+  type RecentAuth,
+} from './account/index.js';
+import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
 import { type AuditLog, createAuditLog } from './audit/index.js';
-import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
+import { type AccountHooks, type AuthEngine, betterAuthMount, createAuthEngine, generateId } from './auth/index.js';
 import {
   type Authenticator,
   createAuthenticator,
@@ -12,8 +20,15 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
+import { createSessionCache, type SessionCache } from './authenticator/session-cache.js';
+import { bindSessionCache } from './authenticator/session-cache.plugin.js';
+import { accountRoutes } from './channels/rest/account.routes.js';
 import { auditRoutes } from './channels/rest/audit.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
+import { passkeyRoutes } from './channels/rest/passkeys.routes.js';
+import { requireRecentAuth } from './channels/rest/require-recent-auth.js';
+import { twoFactorRoutes } from './channels/rest/two-factor.routes.js';
+import { vendorRoutes } from './channels/rest/vendor.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { createMailer, type Mailer } from './email/index.js';
@@ -23,6 +38,7 @@ import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseResolver } from './licenses/index.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
+import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
 import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
 import { throttlePlugin } from './ratelimit/throttle.plugin.js';
 import { VERSION } from './version.js';
@@ -38,6 +54,10 @@ declare module 'fastify' {
     sessionEvents: SessionEvents;
     audit: AuditLog;
     mailer: Mailer;
+    passkeys: PasskeyService;
+    /** Sensitive operations: requireRecentAuth(app.recentAuth) after requireAuth. */
+    recentAuth: RecentAuth;
+    sessionCache: SessionCache;
   }
 }
 
@@ -94,8 +114,26 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     verify: { algorithms: ['HS256'] },
   });
 
-  const engine = createAuthEngine({ config, db, hasher, trustedOrigins: origins, logger: app.log });
+  // Account emails need the mailer and the audit log, which come later: Better Auth calls these only per request.
+  let accountHooks: AccountHooks | null = null;
+  const lateHooks: AccountHooks = {
+    sendVerificationEmail: (user) => (accountHooks as AccountHooks).sendVerificationEmail(user),
+    sendPasswordReset: (user, token) => (accountHooks as AccountHooks).sendPasswordReset(user, token),
+    passwordReset: (user) => (accountHooks as AccountHooks).passwordReset(user),
+  };
+  const engine = createAuthEngine({
+    config,
+    db,
+    hasher,
+    trustedOrigins: origins,
+    logger: app.log,
+    accountHooks: lateHooks,
+  });
   const sessions = createSessionStore(db);
+  const sessionCache = createSessionCache({
+    maxEntries: config.auth.session_cache.max_entries,
+    ttlMs: config.auth.session_cache.ttl * 1000,
+  });
   const authenticator = createAuthenticator({
     tokens: createTokenCodec(app.jwt),
     sessions,
@@ -106,6 +144,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       updateAge: config.auth.session.update_age,
       idleTimeout: config.auth.session.idle_timeout,
     },
+    cache: sessionCache,
   });
 
   app.decorate('config', config);
@@ -118,6 +157,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await sessionEvents.start();
   app.decorate('sessionEvents', sessionEvents);
   app.addHook('onClose', () => sessionEvents.stop());
+  app.decorate('sessionCache', sessionCache);
+  bindSessionCache(app, sessionCache, sessionEvents);
   app.decorate('audit', createAuditLog(db, app.log));
   const mailer = createMailer({
     from: config.email.from,
@@ -154,12 +195,14 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
   });
 
+  await app.register(signInMethodsPlugin);
   await app.register(authRoutes, {
     config,
     engine,
     authenticator,
     sessions,
     audit: app.audit,
+    anonymous: app.anonymousUsers,
     version: VERSION,
     async health() {
       try {
@@ -170,6 +213,72 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
         return { kind: db.kind, reachable: false };
       }
     },
+  });
+
+  const rp = relyingPartyOf(config);
+  const passkeys = createPasskeyService({
+    db,
+    rp,
+    audit: app.audit,
+    log: app.log,
+    newId: generateId,
+    createSession: (userId, meta) => engine.createSession(userId, meta),
+  });
+  app.decorate('passkeys', passkeys);
+  app.log.info({ rpID: rp.rpID, origins: rp.origins, rpName: rp.rpName }, 'passkeys: relying party');
+  await app.register(vendorRoutes);
+  const verification = createEmailVerification({
+    db,
+    mailer,
+    log: app.log,
+    baseUrl: config.server.base_url,
+    appName: config.email.app_name,
+    ttlSeconds: config.auth.email_verification_ttl,
+    resendIntervalSeconds: config.auth.email_verification_resend_interval,
+  });
+  accountHooks = createAccountHooks({
+    mailer,
+    audit: app.audit,
+    verification,
+    log: app.log,
+    baseUrl: config.server.base_url,
+    appName: config.email.app_name,
+    resetPage: config.auth.password_reset_page,
+    resetTtlSeconds: config.auth.password_reset_ttl,
+  });
+  const accounts = createAccountStore(db, hasher);
+  const recentAuth = createRecentAuth({
+    db,
+    windowSeconds: config.auth.recent_auth_window,
+    checkCode: (userId, code) => engine.twoFactor.checkCode(userId, code),
+  });
+  app.decorate('recentAuth', recentAuth);
+  await app.register(passkeyRoutes, {
+    passkeys,
+    authenticator,
+    sessions,
+    recentAuth: requireRecentAuth(recentAuth),
+    sessionExpiresIn: config.auth.session.expires_in,
+  });
+  await app.register(accountRoutes, {
+    config,
+    engine,
+    authenticator,
+    audit: app.audit,
+    verification,
+    accounts,
+    recentAuth,
+    mailer,
+  });
+  await app.register(twoFactorRoutes, {
+    config,
+    engine,
+    authenticator,
+    sessions,
+    audit: app.audit,
+    recentAuth,
+    hasher,
+    passwordHash: (userId) => accounts.passwordHash(userId),
   });
 
   await app.register(auditRoutes, { audit: app.audit, authenticator });

@@ -24,6 +24,7 @@ async function main(): Promise<void> {
       poolMax: config.database.pool_max,
       connectTimeoutSeconds: config.database.connect_timeout,
       statementTimeoutSeconds: config.database.statement_timeout,
+      listenUrl: config.database.listen_url,
       onBackgroundError: (err) => app?.log.warn({ err: { message: err.message } }, 'database connection lost'),
     });
     await migrate(db);
@@ -65,6 +66,10 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.server.shutdown_timeout * 1000);
     timer.unref();
+    // Node closes the connections idle at this moment; a kept-alive connection whose in-flight request finishes later
+    // would hold close() open until the keep-alive timeout (72 s in Fastify). Close those as they become idle.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+    sweep.unref();
     try {
       await app.close();
       await database.close();

@@ -17,7 +17,11 @@ afterAll(() => shared?.drop());
 describe('session idle timeout (auth.session.idle_timeout)', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ shared, config: { auth: { session: { idle_timeout: 3600 } } } });
+    t = await createTestApp({
+      shared,
+      // No session cache: these tests move last_used_at in the database and expect the next request to see it.
+      config: { auth: { session: { idle_timeout: 3600 }, session_cache: { ttl: 0 } } },
+    });
   });
   afterAll(() => t?.close());
 

@@ -24,7 +24,9 @@ export type AuditEvent =
   | 'session.revoked'
   | 'rate_limit.hit'
   | 'ip.refused'
-  | 'admin.action';
+  | 'admin.action'
+  | 'email.verification_sent'
+  | 'account.deleted';
 
 export interface AuditEntry {
   event: AuditEvent;
@@ -56,7 +58,8 @@ export interface AuditLog {
   listForUser(userId: string, page: { limit: number; before?: string }): Promise<AuditRow[]>;
 }
 
-const SECRET_KEY = /pass(word)?|token|secret|code|otp|credential|cookie|authorization/i;
+// Detail keys that could hold a secret are dropped. ("passkey" and "reason" are fine; "password", "code" are not.)
+const SECRET_KEY = /password|passphrase|secret|token|cookie|authorization|credential|otp|^code$|^backupCodes?$/i;
 
 export function createAuditLog(db: Queryable, log: { error(obj: object, msg: string): void }): AuditLog {
   return {

@@ -1,5 +1,6 @@
 import type { LicenseResolver } from '../licenses/index.js';
 import type { ActiveSession, SessionStore } from './session.store.js';
+import type { SessionCache } from './session-cache.js';
 import type { TokenCodec } from './tokens.js';
 import type { AuthContext, Channel } from './types.js';
 
@@ -19,6 +20,8 @@ export interface AuthenticatorDeps {
   cookieSession(headers: HeadersLike): Promise<string | null>;
   /** Session lifetime and the age after which use extends it, in seconds; idleTimeout 0: no idle limit. */
   session: { expiresIn: number; updateAge: number; idleTimeout?: number };
+  /** Validated sessions kept in memory; emptied by session-end events (see session-cache.ts). None: always query. */
+  cache?: SessionCache;
 }
 
 export interface Authenticator {
@@ -49,18 +52,26 @@ export function bearerToken(header: string | string[] | undefined): string | nul
  * so revocation, expiry and licenses mean the same everywhere.
  */
 export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
-  const { tokens, sessions, licenses } = deps;
+  const { tokens, sessions, licenses, cache } = deps;
+  const findActive = (sessionId: string) => sessions.findActive(sessionId);
+  const activeSession = cache
+    ? (sessionId: string) => cache.lookup(sessionId, findActive)
+    : (sessionId: string) => findActive(sessionId);
   const idleMs = (deps.session.idleTimeout ?? 0) * 1000;
   /** A session unused for longer than the idle timeout is refused, as an expired one is. */
   const idle = (s: ActiveSession) => idleMs > 0 && Date.now() - s.lastUsedAt.getTime() > idleMs;
-  /** Last use is written at most once a minute per session: the idle timeout needs no finer grain. */
-  const touch = (s: ActiveSession) =>
-    Date.now() - s.lastUsedAt.getTime() >= TOUCH_INTERVAL_SECONDS * 1000
-      ? sessions.touch(s.id, TOUCH_INTERVAL_SECONDS)
-      : undefined;
+  /**
+   * Last use is written at most once a minute per session: the idle timeout needs no finer grain. The (possibly
+   * cached) session object is updated too, so a cached session does not trigger a write on every request.
+   */
+  const touch = async (s: ActiveSession) => {
+    if (Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
+    s.lastUsedAt = new Date();
+    await sessions.touch(s.id, TOUCH_INTERVAL_SECONDS);
+  };
 
   async function fromSession(sessionId: string, userId: string | null, channel: Channel): Promise<AuthContext | null> {
-    const session = await sessions.findActive(sessionId);
+    const session = await activeSession(sessionId);
     if (!session || (userId !== null && session.userId !== userId) || idle(session)) return null;
     await touch(session);
     const context: AuthContext = {
@@ -80,6 +91,10 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       if (await sessions.extend(session.id, expiresAt, updateAge / 2)) {
         context.expiresAt = expiresAt;
         context.renewedToken = tokens.sign(session.userId, session.id, expiresAt);
+        cache?.extended(session.id, expiresAt);
+      } else {
+        // Another request or process extended it (or it just ended): re-read it rather than retry on every use.
+        cache?.forget(session.id);
       }
     }
     return context;
@@ -126,7 +141,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     async sessionIdOf(token) {
       const claims = tokens.verify(token);
       if (!claims) return null;
-      const session = await sessions.findActive(claims.sid);
+      const session = await activeSession(claims.sid);
       if (!session || session.userId !== claims.sub || idle(session)) return null;
       await touch(session);
       return session.id;

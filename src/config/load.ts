@@ -22,6 +22,18 @@ const SecretsSchema = T.Object(
     dev_user: T.Optional(T.Object({ password: T.Optional(T.String()) }, { additionalProperties: false })),
     redis: T.Optional(T.Object({ url: T.Optional(T.String()) }, { additionalProperties: false })),
     metrics: T.Optional(T.Object({ token: T.Optional(T.String()) }, { additionalProperties: false })),
+    oauth: T.Optional(
+      T.Object(
+        {
+          google: T.Optional(T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
+          github: T.Optional(T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
+          oidc: T.Optional(
+            T.Record(T.String(), T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -32,6 +44,7 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, ki
   ['HOST', 'server.host', 'string'],
   ['BASE_URL', 'server.base_url', 'string'],
   ['DATABASE_URL', 'database.url', 'string'],
+  ['DATABASE_LISTEN_URL', 'database.listen_url', 'string'],
   ['DATA_DIR', 'data_dir', 'string'],
   ['AUTH_SECRET', 'auth.secret', 'string'],
   ['LOG_LEVEL', 'log.level', 'string'],
@@ -136,6 +149,7 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
     ...config.server.trusted_origins.map((o, i): [string, string] => [`server.trusted_origins.${i}`, o]),
   ];
   if (config.database.url) urls.push(['database.url', config.database.url]);
+  if (config.database.listen_url) urls.push(['database.listen_url', config.database.listen_url]);
   for (const [key, value] of urls) {
     try {
       new URL(value);

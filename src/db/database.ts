@@ -28,8 +28,16 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs a multi-statement SQL script (migrations). */
   exec(sql: string): Promise<void>;
-  /** LISTEN on a channel; the handler gets each payload. Returns an unsubscribe function. */
+  /**
+   * LISTEN on a channel; the handler gets each payload. Returns an unsubscribe function. A lost LISTEN connection
+   * (a restarted server) is re-established with backoff; notifications sent while it is down are lost, which
+   * `onListenerChange` reports so callers can drop whatever those notifications would have invalidated.
+   */
   listen(channel: string, handler: (payload: string) => void): Promise<() => Promise<void>>;
+  /** Whether the LISTEN connection is established right now (always true for the embedded database). */
+  readonly listening: boolean;
+  /** Calls `handler(false)` when the LISTEN connection is lost and `handler(true)` once it listens again. */
+  onListenerChange(handler: (up: boolean) => void): () => void;
   notify(channel: string, payload: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -40,6 +48,11 @@ export interface DatabaseOptions {
   poolMax: number;
   connectTimeoutSeconds: number;
   statementTimeoutSeconds: number;
+  /**
+   * Where the LISTEN connection goes; empty: `url`. LISTEN needs a session-level connection: behind PgBouncer in
+   * transaction mode, point this at PostgreSQL itself (or a session-mode pool) and `url` at PgBouncer.
+   */
+  listenUrl?: string;
   /** Called for errors on idle connections (a restarted server): logged, never fatal. */
   onBackgroundError?: (err: Error) => void;
 }
@@ -58,24 +71,15 @@ function openPostgres(options: DatabaseOptions): Database {
   });
   // An idle client losing its server must not crash the process; the next query reports the outage.
   pool.on('error', (err) => options.onBackgroundError?.(err));
+  // A checked-out client (a transaction, Better Auth's query builder) whose server goes away emits 'error' too, where
+  // the pool's idle handler is not attached: without a listener of its own that would end the process. The query in
+  // flight still rejects, and the pool discards the client on release.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => options.onBackgroundError?.(err));
+  });
   const kysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
-  let listener: pg.Client | null = null;
   const handlers = new Map<string, Set<(payload: string) => void>>();
-
-  async function listenerClient(): Promise<pg.Client> {
-    if (listener) return listener;
-    const client = new pg.Client({ connectionString: options.url });
-    client.on('error', (err) => {
-      options.onBackgroundError?.(err);
-      if (listener === client) listener = null;
-    });
-    client.on('notification', (msg) => {
-      for (const h of handlers.get(msg.channel) ?? []) h(msg.payload ?? '');
-    });
-    await client.connect();
-    listener = client;
-    return client;
-  }
+  const listener = createListener(options, handlers);
 
   return {
     kind: 'postgres',
@@ -108,25 +112,139 @@ function openPostgres(options: DatabaseOptions): Database {
       await pool.query(sql);
     },
     async listen(channel, handler) {
-      const client = await listenerClient();
       let set = handlers.get(channel);
+      const fresh = !set;
       if (!set) {
         set = new Set();
         handlers.set(channel, set);
-        await client.query(`LISTEN ${quoteIdent(channel)}`);
       }
       set.add(handler);
+      // A listener connected from now on LISTENs every channel in `handlers`; LISTEN twice is a no-op.
+      const client = await listener.ensure();
+      if (client && fresh) await client.query(`LISTEN ${quoteIdent(channel)}`).catch(() => {});
       return async () => {
         set.delete(handler);
       };
     },
+    get listening() {
+      return listener.up;
+    },
+    onListenerChange: (handler) => listener.onChange(handler),
     async notify(channel, payload) {
       await pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
     },
     async close() {
-      await listener?.end().catch(() => {});
-      listener = null;
+      await listener.close();
       await kysely.destroy(); // ends the pool
+    },
+  };
+}
+
+/**
+ * The one LISTEN connection of a PostgreSQL database: connects on first use, re-LISTENs every channel after a lost
+ * connection (retrying with capped exponential backoff), and reports up/down changes.
+ */
+function createListener(options: DatabaseOptions, handlers: Map<string, Set<(payload: string) => void>>) {
+  let client: pg.Client | null = null;
+  let connecting: Promise<pg.Client | null> | null = null;
+  let retry: NodeJS.Timeout | null = null;
+  let attempt = 0;
+  let closed = false;
+  let up = false;
+  const watchers = new Set<(up: boolean) => void>();
+
+  const setUp = (value: boolean) => {
+    if (up === value) return;
+    up = value;
+    for (const watcher of watchers) watcher(value);
+  };
+
+  const scheduleRetry = () => {
+    if (closed || retry) return;
+    // 100 ms, 200 ms, ... capped at 5 s: quick after a blip, gentle on a server that is down for long.
+    const delay = Math.min(5000, 100 * 2 ** attempt++);
+    retry = setTimeout(() => {
+      retry = null;
+      void ensure();
+    }, delay);
+    retry.unref();
+  };
+
+  async function connect(): Promise<pg.Client> {
+    const next = new pg.Client({
+      connectionString: options.listenUrl || options.url,
+      keepAlive: true,
+      connectionTimeoutMillis: options.connectTimeoutSeconds * 1000,
+    });
+    let lost = false;
+    const onLost = (err?: Error) => {
+      if (lost) return;
+      lost = true;
+      if (err) options.onBackgroundError?.(err);
+      next.end().catch(() => {});
+      if (client === next) {
+        client = null;
+        setUp(false);
+        scheduleRetry();
+      }
+    };
+    next.on('error', onLost);
+    next.on('end', () => onLost());
+    next.on('notification', (msg) => {
+      for (const h of handlers.get(msg.channel) ?? []) h(msg.payload ?? '');
+    });
+    try {
+      await next.connect();
+      for (const channel of handlers.keys()) await next.query(`LISTEN ${quoteIdent(channel)}`);
+    } catch (err) {
+      lost = true;
+      await next.end().catch(() => {});
+      throw err;
+    }
+    if (lost || closed) {
+      await next.end().catch(() => {});
+      throw new Error('LISTEN connection closed while connecting');
+    }
+    client = next;
+    attempt = 0;
+    setUp(true);
+    return next;
+  }
+
+  /** The connected client, connecting if needed; null (and a retry scheduled) when the server cannot be reached. */
+  function ensure(): Promise<pg.Client | null> {
+    if (client) return Promise.resolve(client);
+    if (closed) return Promise.resolve(null);
+    connecting ??= connect()
+      .catch((err: Error) => {
+        options.onBackgroundError?.(err);
+        scheduleRetry();
+        return null;
+      })
+      .finally(() => {
+        connecting = null;
+      });
+    return connecting;
+  }
+
+  return {
+    ensure,
+    get up() {
+      return up;
+    },
+    onChange(handler: (up: boolean) => void) {
+      watchers.add(handler);
+      return () => watchers.delete(handler);
+    },
+    async close() {
+      closed = true;
+      if (retry) clearTimeout(retry);
+      retry = null;
+      const current = client;
+      client = null;
+      setUp(false);
+      watchers.clear();
+      await current?.end().catch(() => {});
     },
   };
 }
@@ -163,6 +281,9 @@ async function openPglite(options: DatabaseOptions): Promise<Database> {
       const unsubscribe = await db.listen(channel, handler);
       return unsubscribe;
     },
+    // In-process: notifications cannot be lost to a dropped connection.
+    listening: true,
+    onListenerChange: () => () => {},
     async notify(channel, payload) {
       await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
     },

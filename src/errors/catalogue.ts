@@ -20,6 +20,71 @@ export const ERROR_CATALOGUE = {
   SERVER_BUSY: { status: 503, message: 'The server is busy; try again shortly.' },
   ACCOUNT_LOCKED: { status: 429, message: 'Too many failed sign-ins for this account; try again later.' },
   HTTPS_REQUIRED: { status: 403, message: 'This gateway only accepts HTTPS requests.' },
+  PASSKEY_MALFORMED_CREDENTIAL: {
+    status: 400,
+    message:
+      'The passkey credential is not a valid WebAuthn response (send what startRegistration/startAuthentication returned).',
+  },
+  PASSKEY_CHALLENGE_INVALID: {
+    status: 400,
+    message: 'The passkey challenge is unknown, already used, or was issued for another ceremony; request new options.',
+  },
+  PASSKEY_CHALLENGE_EXPIRED: { status: 400, message: 'The passkey challenge has expired; request new options.' },
+  PASSKEY_ORIGIN_MISMATCH: {
+    status: 400,
+    message: 'The passkey ceremony ran on an origin this server does not accept.',
+  },
+  PASSKEY_RPID_MISMATCH: { status: 400, message: 'The passkey was made for another relying party (rpID).' },
+  PASSKEY_VERIFICATION_FAILED: { status: 400, message: 'The passkey response could not be verified.' },
+  PASSKEY_SIGNATURE_INVALID: { status: 401, message: 'The passkey signature is invalid.' },
+  PASSKEY_UNKNOWN_CREDENTIAL: { status: 401, message: 'This passkey is not registered for this account.' },
+  PASSKEY_COUNTER_REGRESSION: {
+    status: 401,
+    message: 'The passkey signature counter went backwards (possibly a cloned authenticator); sign-in refused.',
+  },
+  PASSKEY_ALREADY_REGISTERED: { status: 409, message: 'This passkey is already registered.' },
+  PASSKEY_NOT_FOUND: { status: 404, message: 'No such passkey.' },
+  PASSKEY_SESSION_NOT_FRESH: {
+    status: 403,
+    message: 'Adding a passkey needs a recent sign-in; sign in again and retry.',
+  },
+  PASSKEY_LAST_SIGN_IN_METHOD: {
+    status: 409,
+    message: 'This is the last passkey of an account without a password; add a password or another passkey first.',
+  },
+  EMAIL_NOT_VERIFIED: { status: 403, message: 'Verify your email address first; check your inbox for the link.' },
+  INVALID_VERIFICATION_TOKEN: { status: 400, message: 'The link is invalid, expired or already used.' },
+  INVALID_RESET_TOKEN: { status: 400, message: 'The reset link is invalid, expired or already used.' },
+  INVALID_PASSWORD: { status: 401, message: 'The current password is wrong.' },
+  REAUTH_REQUIRED: {
+    status: 403,
+    message: 'Sign in again (or send a current two-factor code in X-2FA-Code) to do this.',
+  },
+  TWO_FACTOR_ALREADY_ENABLED: { status: 409, message: 'Two-factor authentication is already enabled.' },
+  TWO_FACTOR_NOT_ENABLED: { status: 400, message: 'Two-factor authentication is not enabled.' },
+  TWO_FACTOR_INVALID_CODE: { status: 401, message: 'The two-factor code is wrong.' },
+  TWO_FACTOR_CHALLENGE_INVALID: {
+    status: 401,
+    message: 'The pending sign-in is invalid, expired or already used; sign in again.',
+  },
+  TWO_FACTOR_LOCKED: { status: 429, message: 'Too many wrong two-factor codes; sign in again later.' },
+  // Sign-in by OAuth / OIDC, magic link and anonymous trial (src/accounts/).
+  FEATURE_DISABLED: { status: 404, message: 'This sign-in method is not enabled.' },
+  OAUTH_PROVIDER_UNKNOWN: { status: 404, message: 'No such OAuth provider is configured.' },
+  OAUTH_ACCOUNT_NOT_FOUND: { status: 404, message: 'No linked account of this provider.' },
+  LAST_SIGN_IN_METHOD: { status: 409, message: 'This is the last way to sign in to the account; add another first.' },
+  SESSION_NOT_FRESH: { status: 403, message: 'Sign in again to do this.' },
+  EXCHANGE_CODE_INVALID: { status: 400, message: 'The code is invalid, expired or already used.' },
+  OAUTH_STATE_INVALID: { status: 400, message: 'The sign-in could not be verified (state mismatch); start again.' },
+  OAUTH_ISSUER_MISMATCH: { status: 400, message: 'The identity provider answering is not the one configured.' },
+  OAUTH_ACCOUNT_NOT_LINKED: {
+    status: 409,
+    message: 'An account with this email exists; sign in to it and link the provider from there.',
+  },
+  OAUTH_LINK_REFUSED: { status: 409, message: 'This provider account cannot be linked to your account.' },
+  OAUTH_FAILED: { status: 400, message: 'The sign-in with the identity provider failed.' },
+  MAGIC_LINK_INVALID: { status: 400, message: 'The sign-in link is invalid, expired or already used.' },
+  NOT_ANONYMOUS: { status: 409, message: 'This account is already registered.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -90,6 +90,10 @@ export function testConfig(
   const config = structuredClone(base) as Config & Record<string, unknown>;
   (config.auth.argon2 as { memory_cost: number; time_cost: number }).memory_cost = 1024;
   (config.auth.argon2 as { memory_cost: number; time_cost: number }).time_cost = 1;
+  // Per-IP rate limits off and a lockout no test reaches by accident (all requests come from one address); the tests
+  // of those guards turn them on with their own numbers.
+  (config.rate_limit as { enabled: boolean }).enabled = false;
+  (config.lockout as { max_failures: number }).max_failures = 1000;
   merge(config, overrides as Record<string, unknown>);
   return config;
 }

@@ -1,0 +1,40 @@
+import type { FastifyInstance } from 'fastify';
+import type { SessionCache } from './session-cache.js';
+import type { SessionEvents } from './session-events.js';
+
+/** Methods that may end sessions (sign-out, revocation, password change or reset, account deletion). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Keeps the validated-session cache truthful:
+ * - every session end, in any process, drops its entry (LISTEN/NOTIFY through the sessions DELETE trigger);
+ * - the cache is flushed and bypassed while the LISTEN connection is down, and resumes once it is back;
+ * - a state-changing request in this process waits, before its response leaves, until this process has received the
+ *   events of everything committed so far. So "sign out, then use the token" on the same process is refused even
+ *   though the NOTIFY travels through PostgreSQL. If that cannot be confirmed, the cache is flushed instead.
+ */
+export function bindSessionCache(app: FastifyInstance, cache: SessionCache, events: SessionEvents): void {
+  const offEnded = events.onSessionEnded(({ sessionId }) => cache.forget(sessionId));
+  const offListening = events.onListening((up) => {
+    cache.setEnabled(up);
+    app.log.warn(
+      { listening: up },
+      up ? 'session events restored: session cache on' : 'session events lost: session cache flushed and off',
+    );
+  });
+  cache.setEnabled(events.listening);
+
+  app.addHook('onSend', async (request) => {
+    if (SAFE_METHODS.has(request.method) || cache.size === 0) return;
+    try {
+      await events.sync();
+    } catch {
+      cache.clear();
+    }
+  });
+  app.addHook('onClose', async () => {
+    offEnded();
+    offListening();
+    cache.setEnabled(false);
+  });
+}

@@ -1,0 +1,120 @@
+import type { ActiveSession } from './session.store.js';
+
+/**
+ * Validated sessions by id, so a bearer check does not cost a database round trip per request.
+ *
+ * Correctness rules (a revoked session must stop working at once, in every process):
+ * - Every session end (the sessions DELETE trigger, LISTEN/NOTIFY) calls `forget`; `forgetUser` serves other
+ *   per-user changes (a license or profile change) and `clear` serves a lost listener.
+ * - While the listener is down the cache is empty and bypassed (`setEnabled(false)`): notifications sent meanwhile
+ *   are lost, so nothing cached may be trusted until LISTEN is back.
+ * - A lookup that raced an invalidation is not stored: `load` notes the invalidation epoch before it queries and
+ *   stores the row only if no invalidation happened meanwhile (the NOTIFY may arrive before or after the row).
+ * - An entry is never served past the session's expiresAt, nor older than `ttlMs` (a safety net for anything the
+ *   events do not cover).
+ */
+export interface SessionCache {
+  /** The session, from the cache when fresh, else from `load` (stored when safe). */
+  lookup(sessionId: string, load: (sessionId: string) => Promise<ActiveSession | null>): Promise<ActiveSession | null>;
+  /** Records a new expiry for a cached session (after this process extended it). */
+  extended(sessionId: string, expiresAt: Date): void;
+  forget(sessionId: string): void;
+  forgetUser(userId: string): void;
+  clear(): void;
+  /** Off: flush and bypass (the listener is down). On: start caching again. */
+  setEnabled(enabled: boolean): void;
+  readonly enabled: boolean;
+  readonly size: number;
+}
+
+export interface SessionCacheOptions {
+  /** Most entries kept; the least recently used go first. 0 disables the cache. */
+  maxEntries: number;
+  /** Longest an entry is trusted without a database read, in ms. 0 disables the cache. */
+  ttlMs: number;
+  /** Starts disabled until the session-end listener reports it is up. */
+  enabled?: boolean;
+  now?: () => number;
+}
+
+interface Entry {
+  session: ActiveSession;
+  /** Date.now() after which the entry is stale: min(cached + ttl, session expiry). */
+  staleAt: number;
+}
+
+export function createSessionCache(options: SessionCacheOptions): SessionCache {
+  const now = options.now ?? Date.now;
+  const usable = options.maxEntries > 0 && options.ttlMs > 0;
+  const entries = new Map<string, Entry>();
+  let enabled = usable && (options.enabled ?? false);
+  /** Bumped by every invalidation; a load that saw another epoch at its start does not store its row. */
+  let epoch = 0;
+
+  const invalidate = () => {
+    epoch++;
+  };
+
+  return {
+    async lookup(sessionId, load) {
+      if (enabled) {
+        const entry = entries.get(sessionId);
+        if (entry) {
+          if (now() < entry.staleAt && now() < entry.session.expiresAt.getTime()) {
+            // Refresh its place in the eviction order: Map iterates in insertion order.
+            entries.delete(sessionId);
+            entries.set(sessionId, entry);
+            return entry.session;
+          }
+          entries.delete(sessionId);
+        }
+      }
+      const startEpoch = epoch;
+      const session = await load(sessionId);
+      if (session && enabled && epoch === startEpoch) {
+        entries.set(sessionId, {
+          session,
+          staleAt: Math.min(now() + options.ttlMs, session.expiresAt.getTime()),
+        });
+        if (entries.size > options.maxEntries) {
+          const oldest = entries.keys().next().value;
+          if (oldest !== undefined) entries.delete(oldest);
+        }
+      }
+      return session;
+    },
+
+    extended(sessionId, expiresAt) {
+      const entry = entries.get(sessionId);
+      if (entry) entry.session = { ...entry.session, expiresAt };
+    },
+
+    forget(sessionId) {
+      invalidate();
+      entries.delete(sessionId);
+    },
+
+    forgetUser(userId) {
+      invalidate();
+      for (const [id, entry] of entries) if (entry.session.userId === userId) entries.delete(id);
+    },
+
+    clear() {
+      invalidate();
+      entries.clear();
+    },
+
+    setEnabled(on) {
+      invalidate();
+      entries.clear();
+      enabled = usable && on;
+    },
+
+    get enabled() {
+      return enabled;
+    },
+    get size() {
+      return entries.size;
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { describe, expect, it } from 'vitest';
+import type { ActiveSession } from '../../src/authenticator/session.store.js';
+import { createSessionCache } from '../../src/authenticator/session-cache.js';
+
+// The cache's own rules, with a fake clock and a fake loader (no database).
+const session = (id: string, expiresAt: number, userId = 'u1'): ActiveSession => ({
+  id,
+  userId,
+  expiresAt: new Date(expiresAt),
+  email: 'a@example.com',
+  name: 'A',
+  license: null,
+  lastUsedAt: new Date(),
+});
+
+function setup(options: { maxEntries?: number; ttlMs?: number } = {}) {
+  let clock = 1_000_000;
+  const rows = new Map<string, ActiveSession>();
+  let loads = 0;
+  const load = async (id: string) => {
+    loads++;
+    return rows.get(id) ?? null;
+  };
+  const cache = createSessionCache({
+    maxEntries: options.maxEntries ?? 100,
+    ttlMs: options.ttlMs ?? 30_000,
+    enabled: true,
+    now: () => clock,
+  });
+  return {
+    cache,
+    rows,
+    load,
+    loads: () => loads,
+    tick: (ms: number) => {
+      clock += ms;
+    },
+    now: () => clock,
+  };
+}
+
+describe('session cache', () => {
+  it('serves a validated session from memory after the first load', async () => {
+    const s = setup();
+    s.rows.set('s1', session('s1', s.now() + 60_000));
+    await s.cache.lookup('s1', s.load);
+    await s.cache.lookup('s1', s.load);
+    expect(await s.cache.lookup('s1', s.load)).toMatchObject({ id: 's1' });
+    expect(s.loads()).toBe(1);
+  });
+
+  it('never serves a session past its expiresAt, whatever the ttl', async () => {
+    const s = setup({ ttlMs: 60_000 });
+    s.rows.set('s1', session('s1', s.now() + 1_000));
+    await s.cache.lookup('s1', s.load);
+    s.rows.delete('s1'); // the database no longer returns it once expired
+    s.tick(1_000);
+    expect(await s.cache.lookup('s1', s.load)).toBeNull();
+    expect(s.loads()).toBe(2);
+  });
+
+  it('re-reads an entry older than the ttl', async () => {
+    const s = setup({ ttlMs: 5_000 });
+    s.rows.set('s1', session('s1', s.now() + 60_000));
+    await s.cache.lookup('s1', s.load);
+    s.tick(5_000);
+    await s.cache.lookup('s1', s.load);
+    expect(s.loads()).toBe(2);
+  });
+
+  it('forget, forgetUser and clear drop entries', async () => {
+    const s = setup();
+    for (const [id, user] of [
+      ['a', 'u1'],
+      ['b', 'u1'],
+      ['c', 'u2'],
+    ] as const) {
+      s.rows.set(id, session(id, s.now() + 60_000, user));
+      await s.cache.lookup(id, s.load);
+    }
+    s.cache.forget('a');
+    expect(s.cache.size).toBe(2);
+    s.cache.forgetUser('u1');
+    expect(s.cache.size).toBe(1);
+    s.cache.clear();
+    expect(s.cache.size).toBe(0);
+  });
+
+  it('does not store a row whose load raced an invalidation (the NOTIFY came before the stale row)', async () => {
+    const s = setup();
+    s.rows.set('s1', session('s1', s.now() + 60_000));
+    let release: () => void = () => {};
+    const slowLoad = async (id: string) => {
+      const row = s.rows.get(id) ?? null; // read before the delete commits
+      await new Promise<void>((r) => {
+        release = r;
+      });
+      return row;
+    };
+    const pending = s.cache.lookup('s1', slowLoad);
+    s.rows.delete('s1');
+    s.cache.forget('s1'); // the session-end event arrives while the read is in flight
+    release();
+    expect(await pending).not.toBeNull(); // that one request saw the committed-before state...
+    expect(s.cache.size).toBe(0); // ...but it is not remembered
+    expect(await s.cache.lookup('s1', s.load)).toBeNull();
+  });
+
+  it('disabled (listener down): empty, bypassed, stores nothing; enabled again it caches again', async () => {
+    const s = setup();
+    s.rows.set('s1', session('s1', s.now() + 60_000));
+    await s.cache.lookup('s1', s.load);
+    s.cache.setEnabled(false);
+    expect(s.cache.size).toBe(0);
+    await s.cache.lookup('s1', s.load);
+    await s.cache.lookup('s1', s.load);
+    expect(s.loads()).toBe(3);
+    expect(s.cache.size).toBe(0);
+    s.cache.setEnabled(true);
+    await s.cache.lookup('s1', s.load);
+    await s.cache.lookup('s1', s.load);
+    expect(s.loads()).toBe(4);
+  });
+
+  it('holds at most maxEntries, dropping the least recently used', async () => {
+    const s = setup({ maxEntries: 2 });
+    for (const id of ['a', 'b', 'c']) s.rows.set(id, session(id, s.now() + 60_000));
+    await s.cache.lookup('a', s.load);
+    await s.cache.lookup('b', s.load);
+    await s.cache.lookup('a', s.load); // a is now the most recent
+    await s.cache.lookup('c', s.load); // evicts b
+    expect(s.cache.size).toBe(2);
+    const before = s.loads();
+    await s.cache.lookup('a', s.load);
+    expect(s.loads()).toBe(before);
+    await s.cache.lookup('b', s.load);
+    expect(s.loads()).toBe(before + 1);
+  });
+
+  it('does not cache a missing session (a revoked token is re-checked every time)', async () => {
+    const s = setup();
+    expect(await s.cache.lookup('nope', s.load)).toBeNull();
+    expect(await s.cache.lookup('nope', s.load)).toBeNull();
+    expect(s.loads()).toBe(2);
+  });
+
+  it('ttl 0 or maxEntries 0 disables it entirely', async () => {
+    for (const options of [{ ttlMs: 0 }, { maxEntries: 0 }]) {
+      const s = setup(options);
+      s.rows.set('s1', session('s1', s.now() + 60_000));
+      await s.cache.lookup('s1', s.load);
+      await s.cache.lookup('s1', s.load);
+      expect(s.loads()).toBe(2);
+      expect(s.cache.enabled).toBe(false);
+    }
+  });
+});

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Database, openDatabase } from '../../src/db/index.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
+
+// The LISTEN connection of src/db: its own URL when configured (PgBouncer in transaction mode cannot carry LISTEN),
+// and reconnection with re-LISTEN after the server drops it. PostgreSQL only (PGlite listens in-process).
+describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () => {
+  let t: TestDatabase;
+  let db: Database;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    const listenUrl = new URL(t.url as string);
+    listenUrl.searchParams.set('application_name', 'gw_listener_test');
+    db = await openDatabase({
+      url: t.url as string,
+      listenUrl: listenUrl.toString(),
+      dataDir: t.dataDir,
+      poolMax: 2,
+      connectTimeoutSeconds: 5,
+      statementTimeoutSeconds: 30,
+    });
+  });
+  afterAll(async () => {
+    await db?.close();
+    await t?.drop();
+  });
+
+  const next = (channel: string) =>
+    new Promise<string>((resolve) => {
+      void db.listen(channel, resolve);
+    });
+
+  it('listens on database.listen_url, queries on database.url', async () => {
+    const got = next('gw_test_channel');
+    await new Promise((r) => setTimeout(r, 50));
+    await db.notify('gw_test_channel', 'hello');
+    expect(await got).toBe('hello');
+    const { rows } = await db.query<{ application_name: string }>(
+      `SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`,
+    );
+    expect(rows.map((r) => r.application_name)).toContain('gw_listener_test');
+  });
+
+  it('reports down when the connection is killed, reconnects, and LISTENs again', async () => {
+    const states: boolean[] = [];
+    const back = new Promise<void>((resolve) => {
+      db.onListenerChange((up) => {
+        states.push(up);
+        if (up) resolve();
+      });
+    });
+    await db.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gw_listener_test' AND datname = current_database()`,
+    );
+    await back;
+    expect(states).toEqual([false, true]);
+    expect(db.listening).toBe(true);
+    // A channel LISTENed before the loss (re-LISTENed on reconnect) and one added after.
+    const old = next('gw_test_channel');
+    const added = next('gw_test_channel_2');
+    await new Promise((r) => setTimeout(r, 50));
+    await db.notify('gw_test_channel', 'again');
+    await db.notify('gw_test_channel_2', 'new channel');
+    expect(await old).toBe('again');
+    expect(await added).toBe('new channel');
+  });
+});
