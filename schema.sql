@@ -116,6 +116,9 @@ CREATE TABLE IF NOT EXISTS auth_audit_log (
 CREATE INDEX IF NOT EXISTS auth_audit_log_user_id_idx ON auth_audit_log (user_id, id DESC);
 CREATE INDEX IF NOT EXISTS auth_audit_log_created_at_idx ON auth_audit_log (created_at);
 
+-- Idle timeout (auth.session.idle_timeout): when a session was last used, written at most once a minute.
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS last_used_at TIMESTAMPTZ NOT NULL DEFAULT now();
+
 -- Session end events ---------------------------------------------------------------------------------------------
 -- Every way a session ends by deletion (sign-out through any route or process, revocation, password reset, user
 -- deletion through ON DELETE CASCADE) notifies 'gateway_session_ended' with {"sid","uid"}. Gateway processes LISTEN

@@ -31,6 +31,7 @@ import { createSessionCache, type SessionCache } from './authenticator/session-c
 import { bindSessionCache } from './authenticator/session-cache.plugin.js';
 import { channelsPlugin } from './channels/channels.plugin.js';
 import { accountRoutes } from './channels/rest/account.routes.js';
+import { auditRoutes } from './channels/rest/audit.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import { passkeyRoutes } from './channels/rest/passkeys.routes.js';
 import { requireRecentAuth } from './channels/rest/require-recent-auth.js';
@@ -42,11 +43,14 @@ import { type Database, isUnavailableError } from './db/index.js';
 import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin } from './http/errors.plugin.js';
+import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseResolver } from './licenses/index.js';
+import { metricsPlugin } from './metrics/metrics.plugin.js';
 import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
 import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
+import { throttlePlugin } from './ratelimit/throttle.plugin.js';
 import { VERSION } from './version.js';
 
 declare module 'fastify' {
@@ -102,11 +106,18 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       timeCost: config.auth.argon2.time_cost,
       parallelism: config.auth.argon2.parallelism,
     },
-    { maxLength: config.auth.password.max_length },
+    {
+      maxLength: config.auth.password.max_length,
+      concurrency: config.auth.argon2.max_concurrent || undefined,
+      maxQueue: config.auth.argon2.max_queue,
+    },
   );
 
   await app.register(errorsPlugin);
-  await app.register(securityPlugin, { origins, https: config.server.base_url.startsWith('https:') });
+  await app.register(securityPlugin, {
+    origins,
+    https: config.server.base_url.startsWith('https:') || config.server.https_only === true,
+  });
   await app.register(fastifyJwt, {
     secret: config.auth.secret,
     sign: { algorithm: 'HS256' },
@@ -138,7 +149,11 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     sessions,
     licenses: createLicenseResolver(config.licenses),
     cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
-    session: { expiresIn: config.auth.session.expires_in, updateAge: config.auth.session.update_age },
+    session: {
+      expiresIn: config.auth.session.expires_in,
+      updateAge: config.auth.session.update_age,
+      idleTimeout: config.auth.session.idle_timeout,
+    },
     cache: sessionCache,
   });
 
@@ -169,6 +184,21 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     version: VERSION,
     baseUrl: config.server.base_url,
     betterAuthDocument: () => betterAuthOpenApi(engine.betterAuth),
+  });
+
+  // Before every route: metrics time all of them, HTTPS and the rate limits guard all of them.
+  await app.register(metricsPlugin, {
+    enabled: config.metrics.enabled,
+    token: config.metrics.token,
+    allowedIps: config.metrics.allowed_ips,
+  });
+  if (config.server.https_only === true) await app.register(httpsOnlyPlugin);
+  await app.register(throttlePlugin, {
+    config,
+    db,
+    audit: app.audit,
+    metrics: app.metrics,
+    decodeToken: (token) => app.jwt.decode<{ sub?: string; sid?: string }>(token),
   });
 
   await app.register(betterAuthMount, {
@@ -268,6 +298,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   });
   await app.register(channelsPlugin);
   await app.register(consolePlugin, { authenticator, baseUrl: config.server.base_url });
+
+  await app.register(auditRoutes, { audit: app.audit, authenticator });
 
   return app;
 }

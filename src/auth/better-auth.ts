@@ -125,7 +125,7 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, a
     advanced: {
       database: { generateId: ({ model }) => generateId(model) },
       ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
-      useSecureCookies: config.server.base_url.startsWith('https:'),
+      useSecureCookies: config.server.base_url.startsWith('https:') || config.server.https_only === true,
     },
     plugins: [
       bearer(),

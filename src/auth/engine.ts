@@ -2,6 +2,7 @@ import { APIError } from 'better-auth/api';
 import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
+import { surfaceBusy } from '../passwords/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
 import { createSignInMethods, type SignInMethods } from './sign-in-methods.engine.js';
 import { createTwoFactorEngine, type TwoFactorEngine } from './two-factor.js';
@@ -64,11 +65,11 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
   return {
     betterAuth: auth,
     methods: createSignInMethods(auth, db, deps.config),
-    handle: (request) => auth.handler(request),
+    handle: (request) => surfaceBusy(() => auth.handler(request)),
 
     async signUpEmail(input, headers) {
       try {
-        const res = await auth.api.signUpEmail({ body: input, headers });
+        const res = await surfaceBusy(() => auth.api.signUpEmail({ body: input, headers }));
         if (!res.token) {
           // Verification required: Better Auth made no session (and answers a duplicate email the same way).
           if (!deps.config.auth.require_email_verification) throw new Error('sign-up returned no session');
@@ -86,7 +87,9 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
     async signInEmail(input, headers) {
       try {
-        const { headers: out, response } = await auth.api.signInEmail({ body: input, headers, returnHeaders: true });
+        const { headers: out, response } = await surfaceBusy(() =>
+          auth.api.signInEmail({ body: input, headers, returnHeaders: true }),
+        );
         if ('twoFactorRedirect' in response && response.twoFactorRedirect) {
           const challengeToken = twoFactor.challengeFromCookies(out.getSetCookie());
           if (!challengeToken) throw new Error('two-factor sign-in set no challenge');

@@ -1,8 +1,10 @@
 import type { LicenseResolver } from '../licenses/index.js';
-import type { SessionStore } from './session.store.js';
+import type { ActiveSession, SessionStore } from './session.store.js';
 import type { SessionCache } from './session-cache.js';
 import type { TokenCodec } from './tokens.js';
 import type { AuthContext, Channel } from './types.js';
+
+const TOUCH_INTERVAL_SECONDS = 60;
 
 export interface HeadersLike {
   authorization?: string | string[] | undefined;
@@ -16,8 +18,8 @@ export interface AuthenticatorDeps {
   licenses: LicenseResolver;
   /** Better Auth's cookie session behind these headers, or null. */
   cookieSession(headers: HeadersLike): Promise<string | null>;
-  /** Session lifetime and the age after which use extends it, in seconds. */
-  session: { expiresIn: number; updateAge: number };
+  /** Session lifetime and the age after which use extends it, in seconds; idleTimeout 0: no idle limit. */
+  session: { expiresIn: number; updateAge: number; idleTimeout?: number };
   /** Validated sessions kept in memory; emptied by session-end events (see session-cache.ts). None: always query. */
   cache?: SessionCache;
 }
@@ -55,10 +57,23 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   const activeSession = cache
     ? (sessionId: string) => cache.lookup(sessionId, findActive)
     : (sessionId: string) => findActive(sessionId);
+  const idleMs = (deps.session.idleTimeout ?? 0) * 1000;
+  /** A session unused for longer than the idle timeout is refused, as an expired one is. */
+  const idle = (s: ActiveSession) => idleMs > 0 && Date.now() - s.lastUsedAt.getTime() > idleMs;
+  /**
+   * Last use is written at most once a minute per session: the idle timeout needs no finer grain. The (possibly
+   * cached) session object is updated too, so a cached session does not trigger a write on every request.
+   */
+  const touch = async (s: ActiveSession) => {
+    if (Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
+    s.lastUsedAt = new Date();
+    await sessions.touch(s.id, TOUCH_INTERVAL_SECONDS);
+  };
 
   async function fromSession(sessionId: string, userId: string | null, channel: Channel): Promise<AuthContext | null> {
     const session = await activeSession(sessionId);
-    if (!session || (userId !== null && session.userId !== userId)) return null;
+    if (!session || (userId !== null && session.userId !== userId) || idle(session)) return null;
+    await touch(session);
     const context: AuthContext = {
       userId: session.userId,
       sessionId: session.id,
@@ -127,7 +142,9 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       const claims = tokens.verify(token);
       if (!claims) return null;
       const session = await activeSession(claims.sid);
-      return session && session.userId === claims.sub ? session.id : null;
+      if (!session || session.userId !== claims.sub || idle(session)) return null;
+      await touch(session);
+      return session.id;
     },
 
     issueToken: (userId, sessionId, expiresAt) => tokens.sign(userId, sessionId, expiresAt),

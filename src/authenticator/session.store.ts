@@ -8,6 +8,8 @@ export interface ActiveSession {
   email: string;
   name: string;
   license: LicenseRow | null;
+  /** Last use as recorded (at most once a minute), for the idle timeout. */
+  lastUsedAt: Date;
 }
 
 export interface IdentityRow {
@@ -26,6 +28,7 @@ interface Row {
   license_type: string | null;
   features: Record<string, unknown> | null;
   resource_limits: Record<string, unknown> | null;
+  last_used_at?: Date | string;
 }
 
 const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>): LicenseRow | null =>
@@ -38,7 +41,8 @@ export function createSessionStore(db: Queryable) {
   return {
     async findActive(sessionId: string): Promise<ActiveSession | null> {
       const { rows } = await db.query<Row>(
-        `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits
+        `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits,
+                s.last_used_at
            FROM sessions s
            JOIN users u ON u.id = s.user_id
            LEFT JOIN user_licenses l ON l.user_id = s.user_id
@@ -54,7 +58,17 @@ export function createSessionStore(db: Queryable) {
         email: r.email,
         name: r.name,
         license: licenseOf(r),
+        lastUsedAt: new Date(r.last_used_at ?? Date.now()),
       };
+    },
+
+    /** Records a use unless one was recorded in the last `minIntervalSeconds` (bounds the writes per session). */
+    async touch(sessionId: string, minIntervalSeconds: number): Promise<void> {
+      await db.query(
+        `UPDATE sessions SET last_used_at = now()
+          WHERE id = $1 AND last_used_at < now() - make_interval(secs => $2)`,
+        [sessionId, minIntervalSeconds],
+      );
     },
 
     /**

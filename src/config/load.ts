@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Type as T, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { createIpMatcher } from '../ratelimit/client-key.js';
 import { type Config, ConfigSchema, type RawConfig } from './schema.js';
 
 /** A configuration problem: one line that names the key and where it came from. */
@@ -19,6 +20,8 @@ const SecretsSchema = T.Object(
   {
     auth: T.Optional(T.Object({ secret: T.Optional(T.String()) }, { additionalProperties: false })),
     dev_user: T.Optional(T.Object({ password: T.Optional(T.String()) }, { additionalProperties: false })),
+    redis: T.Optional(T.Object({ url: T.Optional(T.String()) }, { additionalProperties: false })),
+    metrics: T.Optional(T.Object({ token: T.Optional(T.String()) }, { additionalProperties: false })),
     oauth: T.Optional(
       T.Object(
         {
@@ -57,6 +60,8 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, ki
   ['TELEGRAM_API_ROOT', 'telegram.api_root', 'string'],
   ['TELEGRAM_MODE', 'telegram.mode', 'string'],
   ['CHAT_UPSTREAM_URL', 'chat.upstream_url', 'string'],
+  ['REDIS_URL', 'redis.url', 'string'],
+  ['METRICS_TOKEN', 'metrics.token', 'string'],
 ];
 
 type Env = Record<string, string | undefined>;
@@ -107,6 +112,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
   config.email.outbox_dir = config.email.outbox_dir
     ? resolve(cwd, config.email.outbox_dir)
     : join(config.data_dir, 'outbox');
+  config.server.https_only ??= production;
+  validateNetworks(config, (key) => originOf(origin, key) ?? configFile);
   const devSecret = settleSecret(config, production, (key) => originOf(origin, key) ?? secretsFile);
   if (!config.licenses.types[config.licenses.default_type]) {
     throw new ConfigError(
@@ -170,6 +177,23 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
       new URL(value);
     } catch {
       throw new ConfigError(`${key}: not a valid URL (${where(key)})`);
+    }
+  }
+}
+
+function validateNetworks(config: RawConfig, where: (key: string) => string): void {
+  config.metrics.allowed_ips.forEach((range, i) => {
+    try {
+      createIpMatcher([range]);
+    } catch {
+      throw new ConfigError(`metrics.allowed_ips.${i}: not an IP address or CIDR (${where('metrics.allowed_ips')})`);
+    }
+  });
+  if (config.redis.url) {
+    try {
+      new URL(config.redis.url);
+    } catch {
+      throw new ConfigError(`redis.url: not a valid URL (${where('redis.url')})`);
     }
   }
 }

@@ -9,6 +9,45 @@ import { type Static, Type as T } from '@sinclair/typebox';
 const Strict = { additionalProperties: false, default: {} } as const;
 const Seconds = (def: number, description: string) => T.Integer({ minimum: 1, default: def, description });
 
+const RateLimitRule = T.Object(
+  {
+    // Matched against the request path; the longest matching prefix wins, so later routes are covered by config.
+    prefix: T.String({ minLength: 1, pattern: '^/' }),
+    // Requests per window per client IP (IPv6: per /64); 0: not limited.
+    max: T.Integer({ minimum: 0 }),
+    window: Seconds(60, 'window length'),
+  },
+  Strict,
+);
+
+/** Per client IP. Auth routes that do not exist yet are covered by their prefix's rule or a catch-all. */
+export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
+  { prefix: '/auth/', max: 300, window: 60 },
+  { prefix: '/auth/health', max: 0, window: 60 },
+  { prefix: '/auth/login', max: 20, window: 60 },
+  { prefix: '/auth/register', max: 20, window: 3600 },
+  { prefix: '/auth/password/', max: 10, window: 900 },
+  { prefix: '/auth/2fa/', max: 20, window: 300 },
+  { prefix: '/auth/link', max: 20, window: 300 },
+  { prefix: '/auth/passkey/', max: 60, window: 60 },
+  { prefix: '/auth/email/verify', max: 20, window: 900 },
+  { prefix: '/auth/email/verify/resend', max: 5, window: 900 },
+  { prefix: '/auth/magic-link', max: 10, window: 900 },
+  { prefix: '/auth/oauth/', max: 60, window: 60 },
+  { prefix: '/auth/anonymous', max: 10, window: 3600 },
+  { prefix: '/auth/account/delete', max: 10, window: 900 },
+  { prefix: '/api/auth/', max: 300, window: 60 },
+  { prefix: '/api/auth/sign-in/', max: 20, window: 60 },
+  { prefix: '/api/auth/sign-up/', max: 20, window: 3600 },
+  { prefix: '/api/auth/passkey/', max: 60, window: 60 },
+  { prefix: '/api/auth/request-password-reset', max: 10, window: 900 },
+  { prefix: '/api/auth/forget-password', max: 10, window: 900 },
+  { prefix: '/api/auth/reset-password', max: 10, window: 900 },
+  { prefix: '/api/auth/send-verification-email', max: 5, window: 900 },
+  { prefix: '/api/auth/verify-email', max: 20, window: 900 },
+  { prefix: '/api/auth/two-factor/', max: 20, window: 300 },
+];
+
 const LicenseType = T.Object(
   {
     features: T.Record(T.String(), T.Unknown(), { default: {} }),
@@ -30,6 +69,8 @@ export const ConfigSchema = T.Object(
         trust_proxy: T.Union([T.Boolean(), T.Integer({ minimum: 0 }), T.String()], { default: false }),
         body_limit: T.Integer({ minimum: 1024, maximum: 10485760, default: 65536 }),
         shutdown_timeout: Seconds(10, 'seconds to finish in-flight requests after SIGTERM'),
+        // Unset: true when NODE_ENV=production. Secure cookies, HSTS, plain-HTTP requests refused (403 HTTPS_REQUIRED).
+        https_only: T.Optional(T.Boolean()),
       },
       Strict,
     ),
@@ -63,6 +104,8 @@ export const ConfigSchema = T.Object(
           {
             expires_in: Seconds(604800, 'session and token lifetime (7 days)'),
             update_age: Seconds(86400, 'a session used after this age is extended (24 hours)'),
+            // 0: off. A session unused for longer is refused (last use is recorded at most once a minute).
+            idle_timeout: T.Integer({ minimum: 0, default: 0, description: 'seconds' }),
           },
           Strict,
         ),
@@ -81,6 +124,9 @@ export const ConfigSchema = T.Object(
             memory_cost: T.Integer({ minimum: 1024, default: 19456, description: 'KiB' }),
             time_cost: T.Integer({ minimum: 1, default: 2 }),
             parallelism: T.Integer({ minimum: 1, maximum: 16, default: 1 }),
+            // Hashes running at once (0: the core count) and waiting beyond that; more get 503 SERVER_BUSY.
+            max_concurrent: T.Integer({ minimum: 0, maximum: 256, default: 0 }),
+            max_queue: T.Integer({ minimum: 0, maximum: 100000, default: 64 }),
           },
           Strict,
         ),
@@ -133,6 +179,42 @@ export const ConfigSchema = T.Object(
         app_name: T.String({ minLength: 1, default: 'Auth Gateway' }),
       },
       Strict,
+    ),
+    redis: T.Object(
+      {
+        // redis://[:password@]host:6379/0; empty: counters in this process's memory. REDIS_URL overrides.
+        url: T.String({ default: '' }),
+      },
+      { ...Strict, default: {} },
+    ),
+    rate_limit: T.Object(
+      {
+        enabled: T.Boolean({ default: true }),
+        rules: T.Array(RateLimitRule, { default: DEFAULT_RATE_LIMIT_RULES }),
+      },
+      { ...Strict, default: {} },
+    ),
+    lockout: T.Object(
+      {
+        // Failed password sign-ins per account (normalized email, known or not) before it is locked.
+        max_failures: T.Integer({ minimum: 1, maximum: 1000, default: 5 }),
+        base_lockout: Seconds(60, 'first lockout'),
+        factor: T.Number({ minimum: 1, maximum: 10, default: 2 }),
+        max_lockout: Seconds(3600, 'longest lockout'),
+        failure_window: Seconds(900, 'failures are forgotten this long after the first of a series'),
+        forget_after: Seconds(86400, 'past lockouts stop lengthening the next one after this'),
+      },
+      { ...Strict, default: {} },
+    ),
+    metrics: T.Object(
+      {
+        enabled: T.Boolean({ default: true }),
+        // When set, GET /metrics needs Authorization: Bearer <token>. Belongs in the secrets file (or METRICS_TOKEN).
+        token: T.String({ default: '' }),
+        // When not empty, only these addresses/CIDRs may read /metrics. Both conditions apply when both are set.
+        allowed_ips: T.Array(T.String({ minLength: 1 }), { default: ['127.0.0.1', '::1'] }),
+      },
+      { ...Strict, default: {} },
     ),
     dev_user: T.Object(
       {
@@ -254,6 +336,8 @@ export const ConfigSchema = T.Object(
   },
   Strict,
 );
+
+export type RateLimitRule = Static<typeof RateLimitRule>;
 
 export type RawConfig = Static<typeof ConfigSchema>;
 

@@ -18,6 +18,8 @@ export const ERROR_CATALOGUE = {
   INTERNAL_ERROR: { status: 500, message: 'Something went wrong on our side.' },
   DATABASE_UNAVAILABLE: { status: 503, message: 'The database is unavailable; try again shortly.' },
   SERVER_BUSY: { status: 503, message: 'The server is busy; try again shortly.' },
+  ACCOUNT_LOCKED: { status: 429, message: 'Too many failed sign-ins for this account; try again later.' },
+  HTTPS_REQUIRED: { status: 403, message: 'This gateway only accepts HTTPS requests.' },
   PASSKEY_MALFORMED_CREDENTIAL: {
     status: 400,
     message:

@@ -1,5 +1,7 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
 import argon2 from 'argon2';
+import { AppError } from '../errors/index.js';
 
 export interface Argon2Params {
   memoryCost: number;
@@ -16,13 +18,14 @@ export interface PasswordHasher {
 
 /**
  * argon2id with the configured cost. At most `concurrency` hashes run at once (default: the core count): more only
- * queue inside libuv's pool and starve every other request of CPU, so they wait here instead.
+ * queue inside libuv's pool and starve every other request of CPU, so they wait here instead; beyond `maxQueue`
+ * waiting, a hash is refused at once with 503 SERVER_BUSY rather than piling up (default: unbounded).
  */
 export function createPasswordHasher(
   params: Argon2Params,
-  options: { maxLength: number; concurrency?: number },
+  options: { maxLength: number; concurrency?: number; maxQueue?: number },
 ): PasswordHasher {
-  const limit = createLimiter(options.concurrency ?? availableParallelism());
+  const limit = createLimiter(options.concurrency ?? availableParallelism(), options.maxQueue);
   const argonOptions = { type: argon2.argon2id, ...params } as const;
   return {
     maxLength: options.maxLength,
@@ -30,21 +33,28 @@ export function createPasswordHasher(
     async verify(hash, password) {
       // Over-long input never reaches argon2 (routes refuse it first; this guards every other caller).
       if (!hash.startsWith('$argon2') || password.length > options.maxLength) return false;
-      try {
-        return await limit(() => argon2.verify(hash, password));
-      } catch {
-        return false;
-      }
+      // A full queue (SERVER_BUSY) propagates: it is no verdict on the password and must not count as a wrong one.
+      return limit(() => argon2.verify(hash, password).catch(() => false));
     },
   };
 }
 
-/** A counting semaphore: run at most `max` tasks at once, the rest in arrival order. */
-export function createLimiter(max: number) {
+/**
+ * A counting semaphore: run at most `max` tasks at once, the rest in arrival order; with more than `maxQueue`
+ * already waiting, a task is refused with SERVER_BUSY (Retry-After 1 s: about one queue's worth of hashes).
+ */
+export function createLimiter(max: number, maxQueue = Number.POSITIVE_INFINITY) {
   let active = 0;
   const waiting: Array<() => void> = [];
   return async function run<T>(task: () => Promise<T>): Promise<T> {
-    if (active >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+    if (active >= max) {
+      if (waiting.length >= maxQueue) {
+        const signal = busySignal.getStore();
+        if (signal) signal.busy = true;
+        throw serverBusy();
+      }
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
     active++;
     try {
       return await task();
@@ -53,4 +63,24 @@ export function createLimiter(max: number) {
       waiting.shift()?.();
     }
   };
+}
+
+const serverBusy = () => new AppError('SERVER_BUSY', undefined, { retryAfter: 1 });
+const busySignal = new AsyncLocalStorage<{ busy: boolean }>();
+
+/**
+ * Runs `fn` (a call into the auth engine) and turns a hash refused for a full queue into SERVER_BUSY, even when the
+ * engine caught the refusal and answered with its own error (Better Auth turns a throwing hash function into a 500).
+ */
+export async function surfaceBusy<T>(fn: () => Promise<T>): Promise<T> {
+  const state = { busy: false };
+  let result: T;
+  try {
+    result = await busySignal.run(state, fn);
+  } catch (err) {
+    if (state.busy) throw serverBusy();
+    throw err;
+  }
+  if (state.busy) throw serverBusy();
+  return result;
 }

@@ -1,1 +1,7 @@
-export { type Argon2Params, createLimiter, createPasswordHasher, type PasswordHasher } from './hasher.js';
+export {
+  type Argon2Params,
+  createLimiter,
+  createPasswordHasher,
+  type PasswordHasher,
+  surfaceBusy,
+} from './hasher.js';

@@ -10,6 +10,7 @@ const session = (id: string, expiresAt: number, userId = 'u1'): ActiveSession =>
   email: 'a@example.com',
   name: 'A',
   license: null,
+  lastUsedAt: new Date(),
 });
 
 function setup(options: { maxEntries?: number; ttlMs?: number } = {}) {

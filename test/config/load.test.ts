@@ -43,8 +43,8 @@ describe('loadConfig', () => {
     });
     expect(config.server.port).toBe(3000);
     expect(config.server.base_url).toBe('http://localhost:3000');
-    expect(config.auth.argon2).toEqual({ memory_cost: 19456, time_cost: 2, parallelism: 1 });
-    expect(config.auth.session).toEqual({ expires_in: 604800, update_age: 86400 });
+    expect(config.auth.argon2).toMatchObject({ memory_cost: 19456, time_cost: 2, parallelism: 1 });
+    expect(config.auth.session).toMatchObject({ expires_in: 604800, update_age: 86400 });
     expect(config.licenses.default_type).toBe('free');
     expect(Object.isFrozen(config.server)).toBe(true);
   });

@@ -22,6 +22,11 @@ export function testConfigFile(dir: string, patch: (tree: Tree) => void = () => 
   const tree = parse(readFileSync(join(REPO_ROOT, 'config.yaml'), 'utf8')) as Tree;
   tree.auth.argon2 = { memory_cost: 1024, time_cost: 1, parallelism: 1 };
   tree.dev_user = { ...tree.dev_user, enabled: false };
+  // Plain HTTP on loopback although NODE_ENV=production (no TLS proxy in tests), and no per-IP limits or lockouts:
+  // every request comes from 127.0.0.1 and these tests measure other things.
+  tree.server = { ...tree.server, https_only: false };
+  tree.rate_limit = { ...tree.rate_limit, enabled: false };
+  tree.lockout = { ...tree.lockout, max_failures: 1000 };
   patch(tree);
   const file = join(dir, 'config.yaml');
   writeFileSync(file, stringify(tree));

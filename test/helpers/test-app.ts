@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { type Database, migrate, openDatabase } from '../../src/db/index.js';
+import { loggerOptions } from '../../src/http/logging.js';
 
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
 export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long!!';
@@ -89,6 +90,10 @@ export function testConfig(
   const config = structuredClone(base) as Config & Record<string, unknown>;
   (config.auth.argon2 as { memory_cost: number; time_cost: number }).memory_cost = 1024;
   (config.auth.argon2 as { memory_cost: number; time_cost: number }).time_cost = 1;
+  // Per-IP rate limits off and a lockout no test reaches by accident (all requests come from one address); the tests
+  // of those guards turn them on with their own numbers.
+  (config.rate_limit as { enabled: boolean }).enabled = false;
+  (config.lockout as { max_failures: number }).max_failures = 1000;
   merge(config, overrides as Record<string, unknown>);
   return config;
 }
@@ -127,12 +132,20 @@ export interface TestApp {
 
 /** A gateway on its own fresh database; logs captured at debug level (for redaction tests). */
 export async function createTestApp(
-  options: { config?: DeepPartial<Config>; env?: Record<string, string>; kind?: 'postgres' | 'pglite' } = {},
+  options: {
+    config?: DeepPartial<Config>;
+    env?: Record<string, string>;
+    kind?: 'postgres' | 'pglite';
+    /** Build on this database instead of a fresh one (one PGlite per file); close() then leaves it to its owner. */
+    shared?: TestDatabase;
+  } = {},
 ): Promise<TestApp> {
-  const testDb = await createTestDatabase({ kind: options.kind });
+  const testDb = options.shared ?? (await createTestDatabase({ kind: options.kind }));
   const config = testConfig(testDb.dataDir, options.config, options.env);
   const logs = new LogCapture();
-  const app = await buildApp({ config, db: testDb.db, logger: { level: 'debug', stream: logs } as never });
+  // The production logger options (redaction, serializers) at debug level, written to `logs`.
+  const logger = { ...(loggerOptions('debug') as object), stream: logs };
+  const app = await buildApp({ config, db: testDb.db, logger: logger as never });
   await app.ready();
   return {
     app,
@@ -142,7 +155,7 @@ export async function createTestApp(
     logs,
     async close() {
       await app.close();
-      await testDb.drop();
+      if (!options.shared) await testDb.drop();
     },
   };
 }

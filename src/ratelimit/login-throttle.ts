@@ -1,0 +1,61 @@
+import { AppError } from '../errors/index.js';
+import type { CounterStore, LockoutPolicy } from './store.js';
+
+/** One password attempt holding a slot: exactly one of these ends it (later calls do nothing). */
+export interface LoginAttempt {
+  /** The password was right: the account's failures and lockout history are cleared. */
+  succeeded(): Promise<void>;
+  /** The password was wrong: counted; the attempt that reaches the maximum locks the account. */
+  failed(): Promise<void>;
+  /** No verdict (an error before or during verification): the slot is given back. */
+  released(): Promise<void>;
+}
+
+export interface LoginThrottle {
+  /**
+   * Takes a slot for a password attempt on `email` (any spelling: trimmed and lower-cased here) BEFORE the password is
+   * verified. Throws 429 ACCOUNT_LOCKED with retryAfter when the account is locked or all slots are in use.
+   */
+  reserve(email: string): Promise<LoginAttempt>;
+  readonly policy: LockoutPolicy;
+}
+
+export interface LoginThrottleDeps {
+  store: CounterStore;
+  policy: LockoutPolicy;
+  /** The account was just locked (once per lockout, whichever process locked it). */
+  onLockout?(account: string, lockedMs: number): void | Promise<void>;
+}
+
+export const accountKey = (email: string) => email.trim().toLowerCase();
+
+/**
+ * Per-account failed-login throttle. Keyed by the normalized email whether or not an account exists, so a lockout
+ * answers the same for unknown emails and reveals nothing.
+ */
+export function createLoginThrottle({ store, policy, onLockout }: LoginThrottleDeps): LoginThrottle {
+  return {
+    policy,
+    async reserve(email) {
+      const account = accountKey(email);
+      const r = await store.reserve(account, policy);
+      if (r.kind === 'locked') {
+        throw new AppError('ACCOUNT_LOCKED', undefined, { retryAfter: Math.max(1, Math.ceil(r.retryMs / 1000)) });
+      }
+      let done = false;
+      const once = (fn: () => Promise<void>) => async () => {
+        if (done) return;
+        done = true;
+        await fn();
+      };
+      return {
+        succeeded: once(() => store.succeed(account)),
+        failed: once(async () => {
+          const lockedMs = await store.fail(account, r.n, policy);
+          if (lockedMs !== null) await onLockout?.(account, lockedMs);
+        }),
+        released: once(() => store.release(account)),
+      };
+    },
+  };
+}

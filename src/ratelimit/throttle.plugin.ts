@@ -1,0 +1,217 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { AuditLog } from '../audit/index.js';
+import type { Config } from '../config/index.js';
+import type { Queryable } from '../db/index.js';
+import { AppError } from '../errors/index.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { accountKey, createLoginThrottle, type LoginAttempt, type LoginThrottle } from './login-throttle.js';
+import { createRateLimiter, requestPath } from './rate-limiter.js';
+import { createRedisStore } from './redis.store.js';
+import { createResilientStore } from './resilient.store.js';
+import { type CounterStore, createMemoryStore, type LockoutPolicy } from './store.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Per-account failed-login throttle; any route verifying a password for an email reserves a slot first. */
+    loginThrottle: LoginThrottle;
+  }
+  interface FastifyRequest {
+    loginAttempt: LoginAttempt | null;
+  }
+}
+
+export interface ThrottlePluginOptions {
+  config: Config;
+  db: Queryable;
+  audit: AuditLog;
+  metrics: Metrics;
+  /** Our JWT (sent back in X-Auth-Token after a Better Auth sign-in) -> its claims, unverified (we just minted it). */
+  decodeToken(token: string): { sub?: string; sid?: string } | null;
+}
+
+/**
+ * Better Auth routes that sign in or sign up: no route code of ours sees their outcome, so this plugin audits and
+ * counts them. A passkey login that fails answers 400 or 401 (a refused assertion).
+ */
+const API_AUTH_EVENTS: Record<string, { kind: 'login' | 'signup'; method: string }> = {
+  '/api/auth/sign-in/email': { kind: 'login', method: 'password' },
+  '/api/auth/passkey/verify-authentication': { kind: 'login', method: 'passkey' },
+  '/api/auth/sign-up/email': { kind: 'signup', method: 'password' },
+};
+
+/** Password sign-in routes whose body names an account: the lockout applies to each, whichever route is used. */
+const PASSWORD_ROUTES = new Set(['/auth/login', '/api/auth/sign-in/email']);
+
+/**
+ * Rate limits per client IP on every auth route (a rules table of path prefixes), and the per-account lockout on
+ * password sign-ins. Counters are in memory, or in Redis when redis.url is set (shared by every process).
+ */
+export const throttlePlugin = fp<ThrottlePluginOptions>(
+  async (app: FastifyInstance, { config, db, audit, metrics, decodeToken }) => {
+    const store = await buildStore(config, app, metrics);
+    app.addHook('onClose', () => store.close());
+
+    const policy: LockoutPolicy = {
+      maxFailures: config.lockout.max_failures,
+      baseMs: config.lockout.base_lockout * 1000,
+      factor: config.lockout.factor,
+      maxMs: config.lockout.max_lockout * 1000,
+      failureWindowMs: config.lockout.failure_window * 1000,
+      forgetAfterMs: config.lockout.forget_after * 1000,
+    };
+    const throttle = createLoginThrottle({
+      store,
+      policy,
+      async onLockout(account, lockedMs) {
+        metrics.lockouts.inc();
+        const { rows } = await db.query<{ id: string }>('SELECT id FROM users WHERE lower(email) = $1', [account]);
+        await audit.record({
+          event: 'lockout',
+          userId: rows[0]?.id ?? null,
+          details: { failures: policy.maxFailures, lockedSeconds: Math.ceil(lockedMs / 1000) },
+        });
+      },
+    });
+    app.decorate('loginThrottle', throttle);
+    app.decorateRequest('loginAttempt', null);
+
+    if (config.rate_limit.enabled) {
+      const limiter = createRateLimiter(store, config.rate_limit.rules);
+      app.addHook('onRequest', async (request) => {
+        if (request.method === 'OPTIONS') return; // CORS preflights carry no credentials
+        await limiter.check(requestPath(request.url), request.ip, ({ rule, firstOver }) => {
+          metrics.rateLimited.inc({ rule: rule.prefix });
+          if (firstOver) {
+            void audit.record({
+              event: 'rate_limit.hit',
+              ...origin(request),
+              details: { rule: rule.prefix, max: rule.max, window: rule.window },
+            });
+          }
+        });
+      });
+    }
+
+    app.addHook('preHandler', async (request) => {
+      if (request.method !== 'POST' || !PASSWORD_ROUTES.has(requestPath(request.url))) return;
+      const email = emailOf(request.body, request.headers['content-type']);
+      if (email === null) throw new AppError('VALIDATION_FAILED', 'email is required', { field: 'email' });
+      try {
+        request.loginAttempt = await throttle.reserve(email);
+      } catch (err) {
+        metrics.loginAttempts.inc({ method: 'password', channel: 'rest', outcome: 'locked' });
+        throw err;
+      }
+    });
+
+    app.addHook('onSend', async (request, reply, payload) => {
+      const attempt = request.loginAttempt;
+      const status = reply.statusCode;
+      const path = requestPath(request.url);
+      if (attempt) {
+        request.loginAttempt = null;
+        if (status >= 200 && status < 300) await attempt.succeeded();
+        else if (status === 401) await attempt.failed();
+        else await attempt.released();
+        if (path === '/auth/login' && (status < 300 || status === 401)) {
+          metrics.loginAttempts.inc({
+            method: 'password',
+            channel: 'rest',
+            outcome: status < 300 ? 'success' : 'failure',
+          });
+        }
+      }
+      const api = API_AUTH_EVENTS[path];
+      if (api && request.method === 'POST') await recordApiEvent(request, reply, payload, api);
+      return payload;
+    });
+    // A request that ended without a reply (client gone, hook error): its slot must not stay taken.
+    app.addHook('onResponse', async (request) => {
+      await request.loginAttempt?.released();
+    });
+
+    /** Better Auth answered one of its sign-in or sign-up routes: record it as our routes record theirs. */
+    async function recordApiEvent(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      payload: unknown,
+      api: { kind: 'login' | 'signup'; method: string },
+    ): Promise<void> {
+      const status = reply.statusCode;
+      const ok = status >= 200 && status < 300;
+      if (!ok && !(api.kind === 'login' && (status === 400 || status === 401))) return;
+      const details = { method: api.method, api: 'better-auth' };
+      if (api.kind === 'login') {
+        metrics.loginAttempts.inc({ method: api.method, channel: 'rest', outcome: ok ? 'success' : 'failure' });
+      }
+      if (!ok) {
+        const reason = status === 401 ? 'INVALID_CREDENTIALS' : 'REFUSED';
+        await audit.record({ event: 'login.failure', ...origin(request), details: { ...details, reason } });
+        return;
+      }
+      const token = reply.getHeader('x-auth-token');
+      const claims = typeof token === 'string' ? decodeToken(token) : null;
+      await audit.record({
+        event: api.kind === 'login' ? 'login.success' : 'signup',
+        userId: claims?.sub ?? userIdOf(payload),
+        sessionId: claims?.sid ?? null,
+        ...origin(request),
+        details,
+      });
+    }
+  },
+  { name: 'throttle', dependencies: ['errors'] },
+);
+
+async function buildStore(config: Config, app: FastifyInstance, metrics: Metrics): Promise<CounterStore> {
+  const memory = createMemoryStore();
+  if (!config.redis.url) return memory;
+  let lastWarn = 0;
+  // One warning per 10 s at most: a Redis outage must not flood the log at request rate.
+  const warn = (err: Error, msg: string) => {
+    if (Date.now() - lastWarn < 10_000) return;
+    lastWarn = Date.now();
+    app.log.warn({ err: { message: err.message } }, msg);
+  };
+  const redis = createRedisStore({ url: config.redis.url, onError: (err) => warn(err, 'redis connection error') });
+  // Start with shared counters when Redis answers within 2 s; if not, start anyway (memory fallback) and heal later.
+  if (!(await redis.ready(2000))) app.log.warn('redis not reachable at start: counters are per process until it is');
+  return createResilientStore(redis, memory, (err) => {
+    metrics.counterStoreFallbacks.inc();
+    warn(err, 'redis unavailable: rate limits and lockouts use this process only');
+  });
+}
+
+/** The email of a sign-in body: parsed JSON (our routes) or raw bytes (Better Auth's mount: JSON or a form). */
+function emailOf(body: unknown, contentType: string | undefined): string | null {
+  let value: unknown = body;
+  if (Buffer.isBuffer(body)) {
+    const text = body.toString('utf8');
+    if ((contentType ?? '').includes('application/x-www-form-urlencoded')) {
+      return new URLSearchParams(text).get('email');
+    }
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return null;
+    }
+  }
+  const email = (value as { email?: unknown } | null)?.email;
+  return typeof email === 'string' && email.trim() !== '' ? accountKey(email) : null;
+}
+
+function userIdOf(payload: unknown): string | null {
+  try {
+    const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : typeof payload === 'string' ? payload : '';
+    const id = (JSON.parse(text) as { user?: { id?: unknown } }).user?.id;
+    return typeof id === 'string' ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+function origin(request: FastifyRequest) {
+  const ua = request.headers['user-agent'];
+  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
+}

@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createTestApp,
+  createTestDatabase,
+  registerUser,
+  type TestApp,
+  type TestDatabase,
+} from './helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
+
+describe('session idle timeout (auth.session.idle_timeout)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      shared,
+      // No session cache: these tests move last_used_at in the database and expect the next request to see it.
+      config: { auth: { session: { idle_timeout: 3600 }, session_cache: { ttl: 0 } } },
+    });
+  });
+  afterAll(() => t?.close());
+
+  const session = (token: string) =>
+    t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
+  const sessionIdOf = async (token: string) => (await session(token)).json().session.id as string;
+  const setLastUsed = (id: string, ago: string) =>
+    t.db.query(`UPDATE sessions SET last_used_at = now() - $2::interval WHERE id = $1`, [id, ago]);
+  const secondsSinceUse = async (id: string) =>
+    Number(
+      (
+        await t.db.query<{ s: string }>(
+          'SELECT extract(epoch FROM now() - last_used_at)::int AS s FROM sessions WHERE id = $1',
+          [id],
+        )
+      ).rows[0]?.s,
+    );
+
+  it('refuses a session unused for longer than the idle timeout, on /auth/* and /api/auth/*', async () => {
+    const user = await registerUser(t.app);
+    const id = await sessionIdOf(user.token);
+    await setLastUsed(id, '2 hours');
+    const res = await session(user.token);
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('INVALID_TOKEN');
+    const api = await t.app.inject({
+      url: '/api/auth/get-session',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(api.statusCode).toBe(401);
+  });
+
+  it('records use at most once a minute', async () => {
+    const user = await registerUser(t.app);
+    const id = await sessionIdOf(user.token);
+    await setLastUsed(id, '5 minutes');
+    expect((await session(user.token)).statusCode).toBe(200);
+    expect(await secondsSinceUse(id)).toBeLessThan(60);
+    await setLastUsed(id, '30 seconds');
+    expect((await session(user.token)).statusCode).toBe(200);
+    expect(await secondsSinceUse(id)).toBeGreaterThanOrEqual(29); // not rewritten within the minute
+  });
+});
+
+describe('idle timeout off (0, the default)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ shared });
+  });
+  afterAll(() => t?.close());
+
+  it('keeps a long-unused session until it expires', async () => {
+    const user = await registerUser(t.app);
+    await t.db.query(`UPDATE sessions SET last_used_at = now() - interval '6 days' WHERE user_id = $1`, [user.userId]);
+    const res = await t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${user.token}` } });
+    expect(res.statusCode).toBe(200);
+  });
+});

@@ -1,0 +1,152 @@
+import type { InjectOptions } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../helpers/test-app.js';
+
+// Drives every route, including failures, with recognisable secrets and proves none reaches a log line
+// (the app logs at debug level here).
+describe('no secret in any log line', () => {
+  let t: TestApp;
+  const secrets: string[] = [];
+  const secret = (name: string) => {
+    const value = `S3cret-${name}-${Math.random().toString(36).slice(2, 10)}`;
+    secrets.push(value);
+    return value;
+  };
+  const origin = 'http://localhost:3000';
+  const json = { 'content-type': 'application/json', origin };
+
+  beforeAll(async () => {
+    t = await createTestApp({
+      config: {
+        lockout: { max_failures: 2 },
+        rate_limit: { enabled: true, rules: [{ prefix: '/auth/register', max: 3, window: 60 }] },
+        metrics: { token: 'metrics-token-S3cret-value' },
+      },
+    });
+    secrets.push('metrics-token-S3cret-value');
+  });
+  afterAll(() => t?.close());
+
+  /** Every token, cookie and header value the gateway handed out must stay out of the log as well. */
+  const collect = <R extends { headers: Record<string, unknown>; body: string }>(res: R): R => {
+    const token = res.headers['x-auth-token'];
+    if (typeof token === 'string') secrets.push(token);
+    for (const c of ([] as string[]).concat((res.headers['set-cookie'] as string[] | string | undefined) ?? [])) {
+      const value = /^[^=]+=([^;]*)/.exec(c)?.[1];
+      if (value && value.length > 8) secrets.push(decodeURIComponent(value).split('.')[0] as string);
+    }
+    try {
+      const body = JSON.parse(res.body) as { token?: string };
+      if (typeof body.token === 'string') secrets.push(body.token);
+    } catch {
+      // not JSON
+    }
+    return res;
+  };
+
+  it('drives the routes', async () => {
+    const email = 'redact@example.com';
+    const password = secret('password');
+    const reg = collect(
+      await t.app.inject({ method: 'POST', url: '/auth/register', payload: { email, password, name: 'R' } }),
+    );
+    expect(reg.statusCode).toBe(201);
+    const token = reg.json().token as string;
+
+    const inject = async (opts: InjectOptions) => collect(await t.app.inject(opts));
+    const bearer = { authorization: `Bearer ${token}` };
+
+    await inject({ method: 'POST', url: '/auth/register', payload: { email, password: secret('dup-password') } });
+    await inject({ method: 'POST', url: '/auth/register', payload: { email: 'x', password: secret('short') } });
+    await inject({ method: 'POST', url: '/auth/register', payload: { email: 'y@example.com', password: 'short' } });
+    await inject({ method: 'POST', url: '/auth/login', payload: { email, password } });
+    await inject({ method: 'POST', url: '/auth/login', payload: { email, password: secret('wrong-1') } });
+    await inject({ method: 'POST', url: '/auth/login', payload: { email, password: secret('wrong-2') } });
+    await inject({ method: 'POST', url: '/auth/login', payload: { email, password: secret('locked') } });
+    await inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'content-type': 'application/json' },
+      payload: `{"email":"${email}","password":"${secret('badjson')}"`,
+    });
+    await inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `email=a&password=${secret('form')}`,
+    });
+    await inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email, password: secret('oversized').padEnd(200_000, 'x') },
+    });
+    await inject({ url: '/auth/session', headers: bearer });
+    await inject({ url: '/auth/session', headers: { authorization: `Bearer ${secret('garbage-token')}` } });
+    await inject({ url: '/auth/session', headers: { authorization: `Bearer eyJ${secret('jwtish')}.eyJx.sig` } });
+    await inject({ url: '/auth/session', headers: { cookie: `better-auth.session_token=${secret('cookie')}` } });
+    await inject({ url: `/auth/session?token=${secret('query')}` });
+    await inject({ url: '/auth/audit?limit=5', headers: bearer });
+    await inject({ url: `/auth/audit?cursor=${secret('cursor')}`, headers: bearer });
+    await inject({ url: '/auth/health', headers: { 'x-telegram-bot-api-secret-token': secret('telegram') } });
+    await inject({ url: '/metrics', remoteAddress: '127.0.0.1', headers: { authorization: `Bearer ${secret('m')}` } });
+    await inject({
+      url: '/metrics',
+      remoteAddress: '127.0.0.1',
+      headers: { authorization: 'Bearer metrics-token-S3cret-value' },
+    });
+
+    const apiUser = 'api-redact@example.com';
+    const apiPassword = secret('api-password');
+    await inject({
+      method: 'POST',
+      url: '/api/auth/sign-up/email',
+      headers: json,
+      payload: JSON.stringify({ email: apiUser, password: apiPassword, name: 'A' }),
+    });
+    const signIn = await inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: json,
+      payload: JSON.stringify({ email: apiUser, password: apiPassword }),
+    });
+    expect(signIn.statusCode).toBe(200);
+    await inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: json,
+      payload: JSON.stringify({ email: apiUser, password: secret('api-wrong') }),
+    });
+    await inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: json,
+      payload: `{"password":"${secret('api-bad')}"`,
+    });
+    await inject({ url: '/api/auth/get-session', headers: bearer });
+    await inject({ url: '/api/auth/get-session', headers: { authorization: `Bearer ${secret('api-bearer')}` } });
+    await inject({
+      url: '/api/auth/get-session',
+      headers: { cookie: `better-auth.session_token=${secret('api-cookie')}` },
+    });
+    await inject({ url: `/api/auth/verify-email?token=${secret('verify')}&callbackURL=/` });
+    await inject({ method: 'POST', url: '/auth/logout', headers: bearer });
+    await inject({ method: 'POST', url: '/auth/logout', headers: bearer }); // a revoked token
+    for (let i = 0; i < 3; i++) {
+      await inject({
+        method: 'POST',
+        url: '/auth/register',
+        payload: { email: `rl${i}@example.com`, password: secret(`rl${i}`) },
+      });
+    }
+  });
+
+  it('wrote log lines, none of them with a secret', () => {
+    expect(t.logs.lines.length).toBeGreaterThan(40);
+    expect(t.logs.text).toContain('"reqId"'); // a request id on request lines
+    expect(secrets.length).toBeGreaterThan(30);
+    for (const s of secrets) {
+      const line = t.logs.lines.find((l) => l.includes(s));
+      expect(line, `secret ${s.slice(0, 20)}... found in a log line`).toBeUndefined();
+    }
+  });
+});

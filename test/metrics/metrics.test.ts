@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createTestApp,
+  createTestDatabase,
+  registerUser,
+  type TestApp,
+  type TestDatabase,
+} from '../helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
+
+/** Prometheus text format -> "name{labels}" -> value; comment lines dropped. */
+function parse(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (!m) throw new Error(`not a Prometheus sample line: ${line}`);
+    samples.set(m[1] as string, Number(m[2]));
+  }
+  return samples;
+}
+
+describe('GET /metrics', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      shared,
+      config: {
+        lockout: { max_failures: 2 },
+        rate_limit: { enabled: true, rules: [{ prefix: '/auth/login', max: 50, window: 60 }] },
+        metrics: { token: 'metrics-token-for-tests', allowed_ips: ['127.0.0.1', '10.1.0.0/16'] },
+      },
+    });
+  });
+  afterAll(() => t?.close());
+
+  const scrape = async () => {
+    const res = await t.app.inject({
+      url: '/metrics',
+      remoteAddress: '10.1.2.3',
+      headers: { authorization: 'Bearer metrics-token-for-tests' },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/plain');
+    return parse(res.body);
+  };
+
+  it('counts sign-ins by method, channel and outcome, lockouts, and times requests by route pattern', async () => {
+    const user = await registerUser(t.app);
+    const login = (password: string) =>
+      t.app.inject({ method: 'POST', url: '/auth/login', payload: { email: user.email, password } });
+    expect((await login(user.password)).statusCode).toBe(200);
+    expect((await login('wrong-1')).statusCode).toBe(401);
+    expect((await login('wrong-2')).statusCode).toBe(401);
+    expect((await login(user.password)).statusCode).toBe(429);
+    await t.app.inject({ url: '/auth/session', headers: { authorization: 'Bearer not.a.jwt' } });
+    await t.app.inject({ url: '/no/such/route/12345' });
+
+    const m = await scrape();
+    expect(m.get('gateway_login_attempts_total{method="password",channel="rest",outcome="success"}')).toBe(1);
+    expect(m.get('gateway_login_attempts_total{method="password",channel="rest",outcome="failure"}')).toBe(2);
+    expect(m.get('gateway_login_attempts_total{method="password",channel="rest",outcome="locked"}')).toBe(1);
+    expect(m.get('gateway_lockouts_total')).toBe(1);
+    expect(m.get('gateway_websocket_connections')).toBe(0);
+    expect(
+      m.get('gateway_http_request_duration_seconds_count{method="POST",route="/auth/login",status_code="401"}'),
+    ).toBe(2);
+    expect(
+      m.get('gateway_http_request_duration_seconds_count{method="GET",route="/auth/session",status_code="401"}'),
+    ).toBe(1);
+    // Unmatched URLs share one label: raw paths never become label values.
+    expect([...m.keys()].some((k) => k.includes('12345'))).toBe(false);
+    expect(m.get('gateway_http_request_duration_seconds_count{method="GET",route="unmatched",status_code="404"}')).toBe(
+      1,
+    );
+  });
+
+  it('the gauge is shared: another module sets it through app.metrics', async () => {
+    t.app.metrics.wsConnections.inc();
+    t.app.metrics.wsConnections.inc();
+    expect((await scrape()).get('gateway_websocket_connections')).toBe(2);
+    t.app.metrics.wsConnections.dec(2);
+  });
+
+  it('refuses a wrong or missing token and addresses outside allowed_ips', async () => {
+    const from = (remoteAddress: string, authorization?: string) =>
+      t.app.inject({ url: '/metrics', remoteAddress, headers: authorization ? { authorization } : {} });
+    const noToken = await from('127.0.0.1');
+    expect(noToken.statusCode).toBe(401);
+    expect(noToken.json().error.code).toBe('AUTH_REQUIRED');
+    expect((await from('127.0.0.1', 'Bearer metrics-token-for-test')).json().error.code).toBe('INVALID_TOKEN');
+    const outside = await from('192.0.2.1', 'Bearer metrics-token-for-tests');
+    expect(outside.statusCode).toBe(403);
+    expect(outside.json().error.code).toBe('FORBIDDEN');
+    expect(t.logs.text).not.toContain('metrics-token-for-tests');
+  });
+});
+
+describe('metrics.enabled: false', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ shared, config: { metrics: { enabled: false } } });
+  });
+  afterAll(() => t?.close());
+
+  it('serves no /metrics route', async () => {
+    const res = await t.app.inject({ url: '/metrics', remoteAddress: '127.0.0.1' });
+    expect(res.statusCode).toBe(404);
+  });
+});

@@ -1,0 +1,173 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+
+const ORIGIN = 'http://localhost:3000';
+
+describe('per-account lockout (memory counters)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      config: {
+        lockout: { max_failures: 3, base_lockout: 60, factor: 2, max_lockout: 300 },
+        rate_limit: { enabled: false },
+      },
+    });
+  });
+  afterAll(() => t?.close());
+
+  let ip = 0;
+  const login = (email: string, password: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      remoteAddress: `10.0.${Math.floor(++ip / 250)}.${(ip % 250) + 1}`, // a new IP each time: the lock is per account
+      payload: { email, password },
+    });
+  const auditRows = async (event: string, userId?: string) =>
+    (
+      await t.db.query<{ user_id: string | null; details: Record<string, unknown> }>(
+        `SELECT user_id, details FROM auth_audit_log WHERE event = $1 ${userId ? 'AND user_id = $2' : ''} ORDER BY id`,
+        userId ? [event, userId] : [event],
+      )
+    ).rows;
+
+  it('locks after max_failures from different IPs and spellings; even the right password gets 429 then', async () => {
+    const user = await registerUser(t.app, { email: 'lock.me@example.com' });
+    expect((await login('lock.me@example.com', 'wrong-password-1')).statusCode).toBe(401);
+    expect((await login('  LOCK.me@Example.COM ', 'wrong-password-2')).statusCode).toBe(401);
+    expect((await login('Lock.Me@example.com', 'wrong-password-3')).statusCode).toBe(401);
+    const locked = await login('lock.me@example.com', user.password);
+    expect(locked.statusCode).toBe(429);
+    expect(locked.json().error.code).toBe('ACCOUNT_LOCKED');
+    expect(Number(locked.headers['retry-after'])).toBeGreaterThan(50);
+    expect(Number(locked.headers['retry-after'])).toBeLessThanOrEqual(60);
+
+    const lockouts = await auditRows('lockout', user.userId);
+    expect(lockouts).toHaveLength(1);
+    expect(lockouts[0]?.details).toMatchObject({ failures: 3, lockedSeconds: 60 });
+    const failures = await auditRows('login.failure');
+    expect(failures.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('throttles unknown emails the same way, with the same answers', async () => {
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await login('nobody.here@example.com', `guess-${i}`)).statusCode);
+    expect(statuses).toEqual([401, 401, 401]);
+    const locked = await login('nobody.here@example.com', 'guess-4');
+    expect(locked.statusCode).toBe(429);
+    expect(locked.json()).toEqual({
+      success: false,
+      error: { code: 'ACCOUNT_LOCKED', message: 'Too many failed sign-ins for this account; try again later.' },
+    });
+  });
+
+  it('a successful login resets the count', async () => {
+    const user = await registerUser(t.app);
+    expect((await login(user.email, 'wrong-1')).statusCode).toBe(401);
+    expect((await login(user.email, 'wrong-2')).statusCode).toBe(401);
+    expect((await login(user.email, user.password)).statusCode).toBe(200);
+    expect((await login(user.email, 'wrong-3')).statusCode).toBe(401);
+    expect((await login(user.email, 'wrong-4')).statusCode).toBe(401);
+    expect((await login(user.email, user.password)).statusCode).toBe(200);
+  });
+
+  it('20 parallel wrong passwords: at most max_failures reach the hasher, the rest get 429', async () => {
+    const user = await registerUser(t.app);
+    const verify = t.app.hasher.verify;
+    let verified = 0;
+    (t.app.hasher as { verify: typeof verify }).verify = (hash, password) => {
+      verified++;
+      return verify(hash, password);
+    };
+    try {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => login(user.email, `parallel-${i}`)));
+      const codes = results.map((r) => r.statusCode);
+      expect(verified).toBeLessThanOrEqual(3);
+      expect(codes.filter((c) => c === 401).length).toBeLessThanOrEqual(3);
+      expect(codes.filter((c) => c === 429)).toHaveLength(20 - codes.filter((c) => c === 401).length);
+      expect(results.filter((r) => r.statusCode === 429).every((r) => r.headers['retry-after'])).toBe(true);
+    } finally {
+      (t.app.hasher as { verify: typeof verify }).verify = verify;
+    }
+  });
+
+  it("Better Auth's /api/auth/sign-in/email shares the account's count, and is audited", async () => {
+    const user = await registerUser(t.app);
+    const apiSignIn = (password: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        headers: { origin: ORIGIN, 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: user.email.toUpperCase(), password }),
+      });
+    const ok = await apiSignIn(user.password);
+    expect(ok.statusCode).toBe(200);
+    const success = await t.db.query<{ session_id: string | null; details: Record<string, unknown> }>(
+      `SELECT session_id, details FROM auth_audit_log WHERE event = 'login.success' AND user_id = $1`,
+      [user.userId],
+    );
+    expect(success.rows).toHaveLength(1);
+    expect(success.rows[0]?.session_id).toMatch(/\S/);
+    expect(success.rows[0]?.details).toMatchObject({ method: 'password', api: 'better-auth' });
+
+    expect((await apiSignIn('wrong-api-1')).statusCode).toBe(401);
+    expect((await login(user.email, 'wrong-rest-2')).statusCode).toBe(401);
+    expect((await apiSignIn('wrong-api-3')).statusCode).toBe(401);
+    const locked = await apiSignIn(user.password);
+    expect(locked.statusCode).toBe(429);
+    expect(locked.json().error.code).toBe('ACCOUNT_LOCKED');
+    expect((await login(user.email, user.password)).statusCode).toBe(429);
+    expect(await auditRows('lockout', user.userId)).toHaveLength(1);
+  });
+
+  it("Better Auth's sign-up is audited and sign-ins there are counted in /metrics", async () => {
+    const email = 'api-signup@example.com';
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-up/email',
+      headers: { origin: ORIGIN, 'content-type': 'application/json' },
+      payload: JSON.stringify({ email, password: 'SecurePassword123!', name: 'A' }),
+    });
+    expect(res.statusCode).toBe(200);
+    const { rows } = await t.db.query<{ user_id: string; session_id: string; details: object }>(
+      `SELECT a.user_id, a.session_id, a.details FROM auth_audit_log a JOIN users u ON u.id = a.user_id
+        WHERE a.event = 'signup' AND u.email = $1`,
+      [email],
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.session_id).toMatch(/\S/);
+    expect(rows[0]?.details).toEqual({ method: 'password', api: 'better-auth' });
+    const metrics = (await t.app.inject({ url: '/metrics', remoteAddress: '127.0.0.1' })).body;
+    expect(metrics).toMatch(
+      /^gateway_login_attempts_total\{method="password",channel="rest",outcome="success"\} [1-9]/m,
+    );
+  });
+
+  // Regression: Better Auth resolves dot segments; the lockout once matched the raw path and missed these.
+  it('spellings of the sign-in path that Better Auth accepts share the lockout', async () => {
+    const user = await registerUser(t.app);
+    const codes = [];
+    for (const url of ['/api/auth/./sign-in/email', '/api/auth/%2e/sign-in/email', '/api/auth/x/../sign-in/email']) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url,
+        headers: { origin: ORIGIN, 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: user.email, password: 'wrong' }),
+      });
+      codes.push(res.statusCode);
+    }
+    expect(codes.slice(0, 3)).toEqual([401, 401, 401]);
+    expect((await login(user.email, user.password)).statusCode).toBe(429);
+  });
+
+  it('a Better Auth sign-in body without an email is refused before anything is verified', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: ORIGIN, 'content-type': 'application/json' },
+      payload: '{"password":"x"',
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().success).toBe(false);
+  });
+});

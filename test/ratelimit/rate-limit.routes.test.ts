@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from '../helpers/test-app.js';
+
+// One database for the file (each app below gets its own config on it): fewer embedded databases to start.
+let shared: TestDatabase;
+beforeAll(async () => {
+  shared = await createTestDatabase();
+});
+afterAll(() => shared?.drop());
+
+const rules = [
+  { prefix: '/auth/', max: 100, window: 60 },
+  { prefix: '/auth/login', max: 3, window: 60 },
+  { prefix: '/auth/health', max: 0, window: 60 },
+  { prefix: '/api/auth/', max: 100, window: 60 },
+  { prefix: '/api/auth/sign-up/', max: 2, window: 3600 },
+];
+const wrong = { email: 'someone@example.com', password: 'not-the-password' };
+
+describe('per-IP rate limits, socket address (trust_proxy: false)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      shared,
+      config: { rate_limit: { enabled: true, rules }, lockout: { max_failures: 1000 } },
+    });
+  });
+  afterAll(() => t?.close());
+
+  const login = (remoteAddress: string, headers: Record<string, string> = {}) =>
+    t.app.inject({ method: 'POST', url: '/auth/login', remoteAddress, headers, payload: wrong });
+
+  it('429 RATE_LIMITED with Retry-After over the limit; a spoofed X-Forwarded-For does not help', async () => {
+    for (let i = 0; i < 3; i++) {
+      expect((await login('192.0.2.10', { 'x-forwarded-for': `198.51.100.${i}` })).statusCode).toBe(401);
+    }
+    const res = await login('192.0.2.10', { 'x-forwarded-for': '198.51.100.99' });
+    expect(res.statusCode).toBe(429);
+    expect(res.json().error.code).toBe('RATE_LIMITED');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(60);
+    expect((await login('192.0.2.11')).statusCode).toBe(401); // another client is not affected
+  });
+
+  it('groups IPv6 clients by /64', async () => {
+    for (let i = 1; i <= 3; i++) expect((await login(`2001:db8:aa:bb::${i}`)).statusCode).toBe(401);
+    expect((await login('2001:db8:aa:bb:ffff:1:2:3')).statusCode).toBe(429);
+    expect((await login('2001:db8:aa:bc::1')).statusCode).toBe(401);
+  });
+
+  it("covers Better Auth's routes by prefix, and exempts health", async () => {
+    const signUp = (i: number) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-up/email',
+        remoteAddress: '192.0.2.20',
+        headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: `rl${i}@example.com`, password: 'SecurePassword123!', name: 'x' }),
+      });
+    expect((await signUp(1)).statusCode).toBe(200);
+    expect((await signUp(2)).statusCode).toBe(200);
+    const third = await signUp(3);
+    expect(third.statusCode).toBe(429);
+    expect(third.json().error.code).toBe('RATE_LIMITED');
+    for (let i = 0; i < 5; i++) {
+      expect((await t.app.inject({ url: '/auth/health', remoteAddress: '192.0.2.20' })).statusCode).toBe(200);
+    }
+  });
+
+  it('audits the first hit over a limit per window (not every refused request) and counts every one', async () => {
+    const { rows } = await t.db.query<{ ip_address: string; details: Record<string, unknown> }>(
+      `SELECT ip_address, details FROM auth_audit_log WHERE event = 'rate_limit.hit' ORDER BY id`,
+    );
+    expect(rows.map((r) => [r.ip_address, r.details.rule])).toEqual([
+      ['192.0.2.10', '/auth/login'],
+      ['2001:db8:aa:bb:ffff:1:2:3', '/auth/login'],
+      ['192.0.2.20', '/api/auth/sign-up/'],
+    ]);
+    const metrics = await t.app.inject({ url: '/metrics', remoteAddress: '127.0.0.1' });
+    expect(metrics.body).toContain('gateway_rate_limited_total{rule="/auth/login"} 2');
+    expect(metrics.body).toContain('gateway_rate_limited_total{rule="/api/auth/sign-up/"} 1');
+  });
+});
+
+describe('per-IP rate limits behind a trusted proxy', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      shared,
+      config: {
+        server: { trust_proxy: '127.0.0.1' },
+        rate_limit: { enabled: true, rules },
+        lockout: { max_failures: 1000 },
+      },
+    });
+  });
+  afterAll(() => t?.close());
+
+  const viaProxy = (client: string, remoteAddress = '127.0.0.1') =>
+    t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      remoteAddress,
+      headers: { 'x-forwarded-for': client },
+      payload: wrong,
+    });
+
+  it('counts the client named by the trusted proxy, IPv6 by /64', async () => {
+    for (let i = 1; i <= 3; i++) expect((await viaProxy(`2001:db8:1:2::${i}`)).statusCode).toBe(401);
+    expect((await viaProxy('2001:db8:1:2::ff')).statusCode).toBe(429);
+    expect((await viaProxy('2001:db8:1:3::1')).statusCode).toBe(401);
+    expect((await viaProxy('203.0.113.5')).statusCode).toBe(401);
+  });
+
+  it('ignores X-Forwarded-For from an address that is not the trusted proxy', async () => {
+    for (let i = 0; i < 3; i++) expect((await viaProxy(`203.0.113.${100 + i}`, '192.0.2.77')).statusCode).toBe(401);
+    expect((await viaProxy('203.0.113.200', '192.0.2.77')).statusCode).toBe(429);
+  });
+});

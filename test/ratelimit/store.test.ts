@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedisStore } from '../../src/ratelimit/redis.store.js';
+import { createResilientStore } from '../../src/ratelimit/resilient.store.js';
+import { type CounterStore, createMemoryStore, keys, type LockoutPolicy } from '../../src/ratelimit/store.js';
+
+const policy: LockoutPolicy = {
+  maxFailures: 3,
+  baseMs: 60_000,
+  factor: 2,
+  maxMs: 200_000,
+  failureWindowMs: 900_000,
+  forgetAfterMs: 86_400_000,
+};
+
+/** Three failures lock; returns the lock length. */
+async function failThrice(store: CounterStore, account: string): Promise<number | null> {
+  let locked: number | null = null;
+  for (let i = 0; i < 3; i++) {
+    const r = await store.reserve(account, policy);
+    if (r.kind !== 'slot') throw new Error(`expected a slot, got ${JSON.stringify(r)}`);
+    locked = await store.fail(account, r.n, policy);
+  }
+  return locked;
+}
+
+describe('memory store', () => {
+  it('lockouts grow by factor up to the cap, and a success forgets the history', async () => {
+    let now = 1_000_000;
+    const store = createMemoryStore(() => now);
+    expect(await failThrice(store, 'a')).toBe(60_000);
+    expect(await store.reserve('a', policy)).toEqual({ kind: 'locked', retryMs: 60_000 });
+    now += 60_001;
+    expect(await failThrice(store, 'a')).toBe(120_000);
+    now += 120_001;
+    expect(await failThrice(store, 'a')).toBe(200_000); // 240 s capped at 200 s
+    now += 200_001;
+    const r = await store.reserve('a', policy);
+    await store.succeed('a');
+    expect(r.kind).toBe('slot');
+    expect(await failThrice(store, 'a')).toBe(60_000);
+    await store.close();
+  });
+
+  it('a released slot is given back; slots beyond the maximum are refused', async () => {
+    const store = createMemoryStore();
+    for (let i = 0; i < 3; i++) await store.reserve('b', policy);
+    await store.release('b');
+    expect(await store.reserve('b', policy)).toEqual({ kind: 'slot', n: 3 });
+    expect(await store.reserve('b', policy)).toEqual({ kind: 'locked', retryMs: 60_000 });
+    await store.close();
+  });
+});
+
+const redisUrl = process.env.TEST_REDIS_URL;
+
+describe.skipIf(!redisUrl)('redis store (real Redis)', () => {
+  const prefix = `t${Date.now()}${Math.random().toString(36).slice(2, 6)}`;
+  const store = createRedisStore({ url: redisUrl ?? '' });
+  beforeAll(async () => {
+    expect(await store.ready(5000)).toBe(true);
+  });
+  afterAll(async () => {
+    const ks = await store.client.keys(`gw:*${prefix}*`);
+    if (ks.length) await store.client.del(...ks);
+    await store.close();
+  });
+
+  it('counts a fixed window atomically under 50 parallel hits', async () => {
+    const hits = await Promise.all(Array.from({ length: 50 }, () => store.hit(`${prefix}:w`, 60_000)));
+    expect(hits.map((h) => h.count).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(hits.every((h) => h.resetMs > 0 && h.resetMs <= 60_000)).toBe(true);
+  });
+
+  it('lockouts grow by factor, capped; at most maxFailures parallel slots', async () => {
+    const account = `${prefix}:acct`;
+    expect(await failThrice(store, account)).toBe(60_000);
+    const locked = await store.reserve(account, policy);
+    expect(locked.kind).toBe('locked');
+    await store.client.del(keys.lock(account)); // the lock "expires"
+    expect(await failThrice(store, account)).toBe(120_000);
+    await store.client.del(keys.lock(account));
+    expect(await failThrice(store, account)).toBe(200_000);
+    await store.client.del(keys.lock(account));
+    await store.succeed(account);
+    const parallel = await Promise.all(Array.from({ length: 20 }, () => store.reserve(account, policy)));
+    expect(parallel.filter((r) => r.kind === 'slot')).toHaveLength(3);
+    await store.succeed(account);
+    await store.reserve(account, policy);
+    await store.release(account);
+    await store.release(account); // never below zero: a late release cannot buy an extra guess
+    expect(await store.client.get(keys.attempts(account))).toBe('0');
+  });
+
+  it('a Redis that is down falls back to process memory instead of failing', async () => {
+    const dead = createRedisStore({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 200 });
+    const errors: Error[] = [];
+    const resilient = createResilientStore(dead, createMemoryStore(), (err) => errors.push(err));
+    expect((await resilient.hit(`${prefix}:dead`, 60_000)).count).toBe(1);
+    expect((await resilient.hit(`${prefix}:dead`, 60_000)).count).toBe(2);
+    expect(await failThrice(resilient, `${prefix}:dead`)).toBe(60_000);
+    expect(errors.length).toBeGreaterThan(0);
+    await resilient.close();
+  });
+});
