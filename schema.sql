@@ -132,6 +132,26 @@ $$;
 CREATE OR REPLACE TRIGGER sessions_ended AFTER DELETE ON sessions
   FOR EACH ROW EXECUTE FUNCTION gateway_notify_session_ended();
 
+-- A user's identity or license changed (email, name, role, disabled, license...): processes drop cached sessions of
+-- that user so the change shows on the next request. Same channel as session ends, so both stay in commit order.
+CREATE OR REPLACE FUNCTION gateway_notify_user_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  -- Through jsonb: NEW of user_licenses has no "id" and NEW of users no "user_id".
+  uid TEXT := CASE
+    WHEN TG_TABLE_NAME = 'users' THEN to_jsonb(NEW) ->> 'id'
+    WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ->> 'user_id'
+    ELSE to_jsonb(NEW) ->> 'user_id'
+  END;
+BEGIN
+  PERFORM pg_notify('gateway_session_ended', json_build_object('uid', uid, 'user', true)::text);
+  RETURN NULL;
+END;
+$$;
+CREATE OR REPLACE TRIGGER users_changed AFTER UPDATE ON users
+  FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION gateway_notify_user_changed();
+CREATE OR REPLACE TRIGGER user_licenses_changed_cache AFTER INSERT OR UPDATE OR DELETE ON user_licenses
+  FOR EACH ROW EXECUTE FUNCTION gateway_notify_user_changed();
+
 -- Two-factor (TOTP) ---------------------------------------------------------------------------------------------
 -- Better Auth's twoFactor plugin model. secret and backup_codes are encrypted with auth.secret by the plugin; a row
 -- with verified = false is an enrolment not yet confirmed with a first code. The failure counter and lock implement the

@@ -17,5 +17,29 @@ export async function betterAuthOpenApi(auth: BetterAuthInstance): Promise<Bette
   const endpoint = openAPI({ disableDefaultReference: true }).endpoints.generateOpenAPISchema as unknown as (ctx: {
     context: unknown;
   }) => Promise<BetterAuthOpenApi>;
-  return endpoint({ context: await auth.$context });
+  const doc = await endpoint({ context: await auth.$context });
+  for (const item of Object.values(doc.paths)) {
+    for (const operation of Object.values(item)) sanitizeMediaTypes(operation);
+  }
+  return doc;
+}
+
+const MEDIA_TYPE_KEYS = new Set(['schema', 'example', 'examples', 'encoding']);
+
+/**
+ * Better Auth's generator puts some schema keywords (e.g. `required` of the anonymous plugin's error responses) on the
+ * media type object itself, which OpenAPI 3.1 forbids; drop them so the merged document stays valid.
+ */
+function sanitizeMediaTypes(operation: unknown): void {
+  const responses = (operation as { responses?: Record<string, { content?: Record<string, Record<string, unknown>> }> })
+    ?.responses;
+  const bodies = [
+    ...Object.values(responses ?? {}).map((r) => r?.content),
+    (operation as { requestBody?: { content?: Record<string, Record<string, unknown>> } })?.requestBody?.content,
+  ];
+  for (const content of bodies) {
+    for (const media of Object.values(content ?? {})) {
+      for (const key of Object.keys(media)) if (!MEDIA_TYPE_KEYS.has(key)) delete media[key];
+    }
+  }
 }

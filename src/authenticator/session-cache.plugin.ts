@@ -8,6 +8,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /**
  * Keeps the validated-session cache truthful:
  * - every session end, in any process, drops its entry (LISTEN/NOTIFY through the sessions DELETE trigger);
+ * - every change to a user's row or license drops that user's entries (the users / user_licenses triggers);
  * - the cache is flushed and bypassed while the LISTEN connection is down, and resumes once it is back;
  * - a state-changing request in this process waits, before its response leaves, until this process has received the
  *   events of everything committed so far. So "sign out, then use the token" on the same process is refused even
@@ -15,6 +16,8 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
  */
 export function bindSessionCache(app: FastifyInstance, cache: SessionCache, events: SessionEvents): void {
   const offEnded = events.onSessionEnded(({ sessionId }) => cache.forget(sessionId));
+  // A changed email, name, license, role or disabled flag must show on the user's next request.
+  const offUser = events.onUserChanged((userId) => cache.forgetUser(userId));
   const offListening = events.onListening((up) => {
     cache.setEnabled(up);
     app.log.warn(
@@ -34,6 +37,7 @@ export function bindSessionCache(app: FastifyInstance, cache: SessionCache, even
   });
   app.addHook('onClose', async () => {
     offEnded();
+    offUser();
     offListening();
     cache.setEnabled(false);
   });

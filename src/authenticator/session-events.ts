@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../db/index.js';
 
-/** The channel schema.sql's trigger notifies on every deleted session row. */
+/**
+ * The channel schema.sql's triggers notify on: every deleted session row ({"sid","uid"}), and every change to a user's
+ * identity or license ({"uid","user":true}: users UPDATE, user_licenses INSERT/UPDATE/DELETE). One channel keeps the
+ * two kinds in commit order, which sync() relies on.
+ */
 export const SESSION_ENDED_CHANNEL = 'gateway_session_ended';
 
 export interface SessionEnded {
@@ -12,6 +16,8 @@ export interface SessionEnded {
 export interface SessionEvents {
   /** Calls `handler` for every session that ends, in this process or any other on the same database. */
   onSessionEnded(handler: (event: SessionEnded) => void): () => void;
+  /** Calls `handler` when a user's row or license changes, in this process or any other on the same database. */
+  onUserChanged(handler: (userId: string) => void): () => void;
   /** Whether events are being received (false while the LISTEN connection is down: events are then lost). */
   readonly listening: boolean;
   /** Calls `handler(false)` when the LISTEN connection drops and `handler(true)` once it is back. */
@@ -28,15 +34,20 @@ export interface SessionEvents {
 /** Session-end events from PostgreSQL LISTEN/NOTIFY (fed by the sessions_ended trigger), fanned out in-process. */
 export function createSessionEvents(db: Database, log: { warn(obj: object, msg: string): void }): SessionEvents {
   const handlers = new Set<(event: SessionEnded) => void>();
+  const userHandlers = new Set<(userId: string) => void>();
   let unlisten: (() => Promise<void>) | null = null;
   const syncWaiters = new Map<string, () => void>();
 
   const dispatch = (payload: string) => {
     let event: SessionEnded;
     try {
-      const parsed = JSON.parse(payload) as { sid?: unknown; uid?: unknown; sync?: unknown };
+      const parsed = JSON.parse(payload) as { sid?: unknown; uid?: unknown; sync?: unknown; user?: unknown };
       if (typeof parsed.sync === 'string') {
         syncWaiters.get(parsed.sync)?.();
+        return;
+      }
+      if (parsed.user === true && typeof parsed.uid === 'string') {
+        for (const handler of userHandlers) handler(parsed.uid);
         return;
       }
       if (typeof parsed.sid !== 'string' || typeof parsed.uid !== 'string') return;
@@ -52,6 +63,10 @@ export function createSessionEvents(db: Database, log: { warn(obj: object, msg: 
     onSessionEnded(handler) {
       handlers.add(handler);
       return () => handlers.delete(handler);
+    },
+    onUserChanged(handler) {
+      userHandlers.add(handler);
+      return () => userHandlers.delete(handler);
     },
     get listening() {
       return unlisten !== null && db.listening;
@@ -81,6 +96,7 @@ export function createSessionEvents(db: Database, log: { warn(obj: object, msg: 
       await unlisten?.();
       unlisten = null;
       handlers.clear();
+      userHandlers.clear();
     },
   };
 }

@@ -9,6 +9,8 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["x-telegram-bot-api-secret-token"]',
+  'req.headers["x-2fa-code"]',
+  'req.headers["x-device-id"]',
   'res.headers["set-cookie"]',
   'res.headers["x-auth-token"]',
   '*.password',
@@ -18,6 +20,12 @@ export const REDACT_PATHS = [
   '*.secret',
   '*.code',
   '*.credential',
+  '*.challengeToken',
+  '*.backupCodes',
+  '*.otpauthUri',
+  '*.client_secret',
+  '*.bot_token',
+  '*.webhook_secret',
 ];
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;

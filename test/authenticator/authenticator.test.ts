@@ -33,6 +33,7 @@ describe('Authenticator', () => {
        VALUES ($1, 'pro', '{"beta": true}', '{"messages_per_minute": 999}')`,
       [user.userId],
     );
+    await t.app.sessionEvents.sync(); // the change reaches this process (and drops its cached session) by NOTIFY
     const ctx = await t.app.authenticator.authenticateToken(user.token);
     expect(ctx?.license.type).toBe('pro');
     expect(ctx?.license.features).toMatchObject({ ...t.config.licenses.types.pro?.features, beta: true });
