@@ -4,7 +4,7 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import WebSocket from 'ws';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import {
   freePort,
   GATEWAY_DIR,
@@ -40,10 +40,25 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WS_CONNECTIONS = Number(process.env.BENCH_WS_CONNECTIONS ?? 10_000);
 const REVOCATIONS = Number(process.env.BENCH_REVOCATIONS ?? 1000);
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const CONFIG_FILE = process.env.BENCH_CONFIG_FILE ?? join(GATEWAY_DIR, 'config.yaml');
+const CONFIG_FILE = process.env.BENCH_CONFIG_FILE ?? benchConfig(join(GATEWAY_DIR, 'config.yaml'));
 const CORES = availableParallelism();
 const SECRET = randomBytes(32).toString('base64url');
 const PASSWORD = 'SecurePassword123!';
+
+/**
+ * The repository's config.yaml (production argon2 parameters) with what would distort a load test switched off: the
+ * load generator is one client IP hammering one account over plain HTTP on loopback, which the per-IP limits, the
+ * account lockout and https_only (on under NODE_ENV=production) exist to refuse.
+ */
+function benchConfig(base: string): string {
+  const tree = parseYaml(readFileSync(base, 'utf8')) as Record<string, Record<string, unknown>>;
+  tree.server = { ...tree.server, https_only: false };
+  tree.rate_limit = { ...tree.rate_limit, enabled: false };
+  tree.lockout = { ...tree.lockout, max_failures: 1000 };
+  const file = join(mkdtempSync(join(tmpdir(), 'bench-config-')), 'config.yaml');
+  writeFileSync(file, stringifyYaml(tree));
+  return file;
+}
 
 const yaml = parseYaml(readFileSync(CONFIG_FILE, 'utf8')) as {
   auth?: { argon2?: { memory_cost?: number; time_cost?: number; parallelism?: number } };
