@@ -80,16 +80,22 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       const limiter = createRateLimiter(store, config.rate_limit.rules);
       app.addHook('onRequest', async (request) => {
         if (request.method === 'OPTIONS') return; // CORS preflights carry no credentials
-        await limiter.check(requestPath(request.url), request.ip, ({ rule, firstOver }) => {
-          metrics.rateLimited.inc({ rule: rule.prefix });
-          if (firstOver) {
-            void audit.record({
-              event: 'rate_limit.hit',
-              ...origin(request),
-              details: { rule: rule.prefix, max: rule.max, window: rule.window },
-            });
-          }
-        });
+        // The audit row (written once per window and client) is in before the 429 leaves: no lost or late rows.
+        let audited: Promise<void> | undefined;
+        try {
+          await limiter.check(requestPath(request.url), request.ip, ({ rule, firstOver }) => {
+            metrics.rateLimited.inc({ rule: rule.prefix });
+            if (firstOver) {
+              audited = audit.record({
+                event: 'rate_limit.hit',
+                ...origin(request),
+                details: { rule: rule.prefix, max: rule.max, window: rule.window },
+              });
+            }
+          });
+        } finally {
+          await audited;
+        }
       });
     }
 
