@@ -1,6 +1,11 @@
 import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyServerOptions } from 'fastify';
+import { accessPlugin } from './access/access.plugin.js';
+import { createIpPolicy, type IpPolicy } from './access/ip-policy.js';
+import { createSignInGuard } from './access/sign-in-guard.js';
+import { createAccountsStore, createAdminStore } from './accounts/accounts.store.js';
+import { createDeviceStore, type DeviceStore, deviceKeyOf } from './accounts/devices.js';
 import { type AuditLog, createAuditLog } from './audit/index.js';
 import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
 import {
@@ -12,6 +17,8 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
+import { accountRoutes } from './channels/rest/account.routes.js';
+import { adminRoutes } from './channels/rest/admin.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
@@ -19,7 +26,7 @@ import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin } from './http/errors.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
-import { createLicenseResolver } from './licenses/index.js';
+import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
 import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
 import { VERSION } from './version.js';
 
@@ -34,6 +41,11 @@ declare module 'fastify' {
     sessionEvents: SessionEvents;
     audit: AuditLog;
     mailer: Mailer;
+    /** License changes from any process (trigger on user_licenses): refresh open sockets' limits. */
+    licenseEvents: LicenseEvents;
+    /** Devices; two-factor asks devices.isTrusted(userId, deviceKeyOf(request.headers)). */
+    devices: DeviceStore;
+    ipPolicy: IpPolicy;
   }
 }
 
@@ -83,7 +95,22 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     verify: { algorithms: ['HS256'] },
   });
 
-  const engine = createAuthEngine({ config, db, hasher, trustedOrigins: origins, logger: app.log });
+  const audit = createAuditLog(db, app.log);
+  const ipPolicy = createIpPolicy(config.ip_restrictions);
+  const devices = createDeviceStore(db);
+  const signInGuard = createSignInGuard({ db, ipPolicy, devices, audit, adminEmails: config.admin.emails });
+  const engine = createAuthEngine({
+    config,
+    db,
+    hasher,
+    trustedOrigins: origins,
+    logger: app.log,
+    sessionGuard: {
+      beforeSession: (session) => signInGuard.beforeSession(session),
+      afterSession: ({ headers, ...session }) =>
+        signInGuard.afterSession({ ...session, deviceKey: headers ? deviceKeyOf(headers) : null }),
+    },
+  });
   const sessions = createSessionStore(db);
   const authenticator = createAuthenticator({
     tokens: createTokenCodec(app.jwt),
@@ -91,6 +118,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     licenses: createLicenseResolver(config.licenses),
     cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
     session: { expiresIn: config.auth.session.expires_in, updateAge: config.auth.session.update_age },
+    ipPolicy,
+    onIpRefused: ({ reason, ...event }) => audit.record({ event: 'ip.refused', ...event, details: { reason } }),
   });
 
   app.decorate('config', config);
@@ -103,7 +132,13 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await sessionEvents.start();
   app.decorate('sessionEvents', sessionEvents);
   app.addHook('onClose', () => sessionEvents.stop());
-  app.decorate('audit', createAuditLog(db, app.log));
+  app.decorate('audit', audit);
+  app.decorate('devices', devices);
+  app.decorate('ipPolicy', ipPolicy);
+  const licenseEvents = createLicenseEvents(db, createLicenseResolver(config.licenses), app.log);
+  await licenseEvents.start();
+  app.decorate('licenseEvents', licenseEvents);
+  app.addHook('onClose', () => licenseEvents.stop());
   const mailer = createMailer({
     from: config.email.from,
     smtpUrl: config.email.smtp_url,
@@ -113,6 +148,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.decorate('mailer', mailer);
   app.addHook('onClose', async () => mailer.close());
   app.decorateRequest('auth', null);
+  await app.register(accessPlugin, { ipPolicy, audit, secureCookies: config.server.base_url.startsWith('https:') });
 
   await app.register(betterAuthMount, {
     engine,
@@ -141,6 +177,26 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       }
     },
   });
+
+  const admin = createAdminStore(db);
+  await app.register(accountRoutes, {
+    authenticator,
+    accounts: createAccountsStore(db),
+    devices,
+    ipPolicy,
+    audit,
+    trustedDeviceDays: config.auth.trusted_device_days,
+  });
+  await app.register(adminRoutes, {
+    config,
+    db,
+    authenticator,
+    admin,
+    accounts: createAccountsStore(db),
+    licenses: createLicenseResolver(config.licenses),
+    audit,
+  });
+  await admin.promoteAdmins(config.admin.emails);
 
   return app;
 }

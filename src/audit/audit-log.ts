@@ -24,7 +24,10 @@ export type AuditEvent =
   | 'session.revoked'
   | 'rate_limit.hit'
   | 'ip.refused'
-  | 'admin.action';
+  | 'admin.action'
+  | 'ip_allowlist.changed'
+  | 'device.updated'
+  | 'device.removed';
 
 export interface AuditEntry {
   event: AuditEvent;

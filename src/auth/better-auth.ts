@@ -1,7 +1,9 @@
 import { betterAuth } from 'better-auth';
+import { APIError } from 'better-auth/api';
 import { bearer } from 'better-auth/plugins/bearer';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/index.js';
+import { AppError } from '../errors/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
 import { generateId } from './ids.js';
 
@@ -19,13 +21,35 @@ export interface BetterAuthDeps {
     error(obj: object, msg: string): void;
     debug(obj: object, msg: string): void;
   };
+  /** Runs around every session Better Auth creates (any sign-in method): may refuse it with an AppError. */
+  sessionGuard?: SessionGuardHooks;
+}
+
+export interface SessionGuardHooks {
+  beforeSession(input: { userId: string; ip: string | undefined; userAgent: string | null }): Promise<void>;
+  afterSession(input: {
+    sessionId: string;
+    userId: string;
+    userAgent: string | null;
+    headers: Headers | null;
+  }): Promise<void>;
+}
+
+/** Better Auth answers only its own APIError; ours become one with our code and public message. */
+async function asApiError(run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    throw new APIError(err.status === 403 ? 'FORBIDDEN' : 'BAD_REQUEST', { code: err.code, message: err.message });
+  }
 }
 
 /**
  * The one betterAuth({...}) call. Its models are mapped onto the design's snake_case tables (schema.sql); passwords
  * are hashed by our argon2id hasher; ids take the design's form; rate limiting is ours, not Better Auth's.
  */
-export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }: BetterAuthDeps) {
+export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, sessionGuard }: BetterAuthDeps) {
   const ts = { createdAt: 'created_at', updatedAt: 'updated_at' } as const;
   return betterAuth({
     appName: 'auth-gateway',
@@ -91,6 +115,27 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger }:
       useSecureCookies: config.server.base_url.startsWith('https:'),
     },
     plugins: [bearer()],
+    databaseHooks: sessionGuard && {
+      session: {
+        create: {
+          before: (session) =>
+            asApiError(() =>
+              sessionGuard.beforeSession({
+                userId: session.userId,
+                ip: session.ipAddress || undefined,
+                userAgent: session.userAgent || null,
+              }),
+            ),
+          after: (session, ctx) =>
+            sessionGuard.afterSession({
+              sessionId: session.id,
+              userId: session.userId,
+              userAgent: session.userAgent || null,
+              headers: ctx?.headers ?? ctx?.request?.headers ?? null,
+            }),
+        },
+      },
+    },
   });
 }
 

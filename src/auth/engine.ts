@@ -105,6 +105,9 @@ function translate(err: unknown): unknown {
         { field: 'email' },
         { cause: err },
       );
+    case 'IP_NOT_ALLOWED':
+    case 'ACCOUNT_DISABLED':
+      return new AppError(code, undefined, {}, { cause: err });
     default:
       if (err.statusCode >= 400 && err.statusCode < 500) {
         return new AppError('BAD_REQUEST', err.message || undefined, {}, { cause: err });

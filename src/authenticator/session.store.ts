@@ -8,7 +8,14 @@ export interface ActiveSession {
   email: string;
   name: string;
   license: LicenseRow | null;
+  /** The user's own IP allow list (null: none). */
+  ipAllowlist: string[] | null;
+  /** When the session was last used (written at most once per LAST_USED_THROTTLE_SECONDS); null: not since sign-in. */
+  lastUsedAt: Date | null;
 }
+
+/** last_used_at is written at most this often per session: a write per request would double the database load. */
+export const LAST_USED_THROTTLE_SECONDS = 60;
 
 export interface IdentityRow {
   userId: string;
@@ -26,6 +33,8 @@ interface Row {
   license_type: string | null;
   features: Record<string, unknown> | null;
   resource_limits: Record<string, unknown> | null;
+  ip_allowlist?: string[] | null;
+  last_used_at?: Date | string | null;
 }
 
 const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>): LicenseRow | null =>
@@ -38,11 +47,12 @@ export function createSessionStore(db: Queryable) {
   return {
     async findActive(sessionId: string): Promise<ActiveSession | null> {
       const { rows } = await db.query<Row>(
-        `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits
+        `SELECT s.id, s.user_id, s.expires_at, s.last_used_at, u.email, u.name, u.ip_allowlist,
+                l.license_type, l.features, l.resource_limits
            FROM sessions s
            JOIN users u ON u.id = s.user_id
            LEFT JOIN user_licenses l ON l.user_id = s.user_id
-          WHERE s.id = $1 AND s.expires_at > now()`,
+          WHERE s.id = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
         [sessionId],
       );
       const r = rows[0];
@@ -54,7 +64,18 @@ export function createSessionStore(db: Queryable) {
         email: r.email,
         name: r.name,
         license: licenseOf(r),
+        ipAllowlist: r.ip_allowlist ?? null,
+        lastUsedAt: r.last_used_at ? new Date(r.last_used_at) : null,
       };
+    },
+
+    /** Records a use of the session, at most once per LAST_USED_THROTTLE_SECONDS (concurrent callers write once). */
+    async touch(sessionId: string, channel: string): Promise<void> {
+      await db.query(
+        `UPDATE sessions SET last_used_at = now(), last_channel = $3
+          WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+        [sessionId, LAST_USED_THROTTLE_SECONDS, channel],
+      );
     },
 
     /**
@@ -91,7 +112,7 @@ export function createSessionStore(db: Queryable) {
            FROM user_channel_links c
            JOIN users u ON u.id = c.user_id
            LEFT JOIN user_licenses l ON l.user_id = u.id
-          WHERE c.channel_type = $1 AND c.channel_user_id = $2`,
+          WHERE c.channel_type = $1 AND c.channel_user_id = $2 AND u.disabled_at IS NULL`,
         [channelType, channelUserId],
       );
       const r = rows[0];

@@ -81,6 +81,8 @@ export const ConfigSchema = T.Object(
           },
           Strict,
         ),
+        // How long a device marked trusted stays trusted (two-factor consults isDeviceTrusted).
+        trusted_device_days: T.Integer({ minimum: 1, maximum: 400, default: 30 }),
       },
       Strict,
     ),
@@ -110,6 +112,21 @@ export const ConfigSchema = T.Object(
         email: T.String({ minLength: 3, default: 'dev@example.com' }),
         password: T.String({ default: '' }),
         license: T.String({ minLength: 1, default: 'pro' }),
+      },
+      Strict,
+    ),
+    // CIDRs (IPv4 or IPv6; a bare address is a /32 or /128). deny wins; a non-empty allow admits only its ranges.
+    ip_restrictions: T.Object(
+      {
+        allow: T.Array(T.String({ minLength: 1 }), { default: [] }),
+        deny: T.Array(T.String({ minLength: 1 }), { default: [] }),
+      },
+      Strict,
+    ),
+    admin: T.Object(
+      {
+        // Users with these emails get role 'admin' at start (when they exist) and when they register.
+        emails: T.Array(T.String({ minLength: 3 }), { default: [] }),
       },
       Strict,
     ),

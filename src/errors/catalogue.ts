@@ -18,6 +18,16 @@ export const ERROR_CATALOGUE = {
   INTERNAL_ERROR: { status: 500, message: 'Something went wrong on our side.' },
   DATABASE_UNAVAILABLE: { status: 503, message: 'The database is unavailable; try again shortly.' },
   SERVER_BUSY: { status: 503, message: 'The server is busy; try again shortly.' },
+  IP_NOT_ALLOWED: { status: 403, message: 'Access from this IP address is not allowed.' },
+  ACCOUNT_DISABLED: { status: 403, message: 'This account is disabled.' },
+  ADMIN_REQUIRED: { status: 403, message: 'This action requires an administrator.' },
+  SESSION_NOT_FOUND: { status: 404, message: 'No such session.' },
+  DEVICE_NOT_FOUND: { status: 404, message: 'No such device.' },
+  USER_NOT_FOUND: { status: 404, message: 'No such user.' },
+  IP_ALLOWLIST_LOCKOUT: {
+    status: 409,
+    message: 'This allow list does not include the address you are connecting from; it would lock you out.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
