@@ -5,6 +5,9 @@ type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 /** Parses "10.0.0.0/8", "2001:db8::/32" or a bare address (a /32 or /128); null when it is neither. */
 export function parseCidr(text: string): Range | null {
   const value = text.trim();
+  // Dotted quads only: ipaddr.js also reads legacy forms ("10.0.0", "0x0a.1") that nobody means in an allow list.
+  const address = value.split('/', 1)[0] ?? '';
+  if (!address.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(address)) return null;
   try {
     if (value.includes('/')) {
       const [addr, bits] = ipaddr.parseCIDR(value);
