@@ -91,8 +91,8 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
       },
     },
     async (request) => {
-      const limit = request.query.limit ?? 20;
-      const offset = request.query.offset ?? 0;
+      const limit = Number(request.query.limit ?? 20);
+      const offset = Number(request.query.offset ?? 0);
       const { users, total } = await admin.listUsers({ query: request.query.q || undefined, limit, offset });
       return { success: true as const, users: users.map(view), total, limit, offset };
     },

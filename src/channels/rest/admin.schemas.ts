@@ -12,8 +12,9 @@ export type UserIdParams = Static<typeof UserIdParams>;
 
 export const UserListQuery = T.Object({
   q: T.Optional(T.String({ maxLength: 254, description: 'Matches email, name or id (case-insensitive substring)' })),
-  limit: T.Optional(T.Integer({ minimum: 1, maximum: 100, default: 20 })),
-  offset: T.Optional(T.Integer({ minimum: 0, maximum: 1_000_000, default: 0 })),
+  // Strings: the app validates without type coercion (coerceTypes: false), and a query string is text.
+  limit: T.Optional(T.String({ pattern: '^(?:[1-9]|[1-9][0-9]|100)$', description: '1-100, default 20' })),
+  offset: T.Optional(T.String({ pattern: '^[0-9]{1,7}$', description: 'default 0' })),
 });
 export type UserListQuery = Static<typeof UserListQuery>;
 
