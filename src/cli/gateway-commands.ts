@@ -303,4 +303,3 @@ export async function runGateway(argv: string[], io: GatewayIo): Promise<number>
     await (db as Database | null)?.close().catch(() => {});
   }
 }
-
