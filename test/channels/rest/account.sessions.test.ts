@@ -53,6 +53,27 @@ describe('GET/DELETE /auth/sessions, POST /auth/sessions/revoke-others', () => {
     }
   });
 
+  it('records the last use at most once a minute per session (a write per request would double the load)', async () => {
+    const user = await registerUser(t.app);
+    const lastUsed = async () =>
+      (await t.db.query<{ at: Date }>('SELECT last_used_at AS at FROM sessions WHERE user_id = $1', [user.userId]))
+        .rows[0]?.at;
+    await sessionOk(user.token);
+    const first = await lastUsed();
+    expect(first).toBeTruthy();
+    await sessionOk(user.token);
+    expect(await lastUsed()).toEqual(first); // within the minute: not written again
+    await t.db.query("UPDATE sessions SET last_used_at = now() - interval '2 minutes' WHERE user_id = $1", [
+      user.userId,
+    ]);
+    const stale = await lastUsed();
+    await t.app.authenticator.authenticateToken(user.token, 'websocket', '192.0.2.1');
+    const after = await lastUsed();
+    expect(new Date(after as Date).getTime()).toBeGreaterThan(new Date(stale as Date).getTime());
+    const sessions = await list(user.token);
+    expect(sessions[0]?.channel).toBe('websocket');
+  });
+
   it('requires a signed-in caller', async () => {
     const res = await t.app.inject({ method: 'GET', url: '/auth/sessions' });
     expect(res.statusCode).toBe(401);

@@ -152,6 +152,7 @@ describe('admin API (/admin/*)', () => {
     expect((await call('POST', `/admin/users/${user.userId}/disable`)).statusCode).toBe(200);
 
     expect(await status(user.token)).toBe(401);
+    expect(await t.app.authenticator.authenticateWebSocket({ headers: as(user.token), ip: '192.0.2.1' })).toBeNull();
     expect(await t.app.authenticator.authenticateTelegram(777001)).toBeNull();
     const login = await t.app.inject({
       method: 'POST',
