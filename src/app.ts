@@ -17,9 +17,9 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
-import { accountRoutes } from './channels/rest/account.routes.js';
 import { adminRoutes } from './channels/rest/admin.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
+import { sessionsRoutes } from './channels/rest/sessions.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { createMailer, type Mailer } from './email/index.js';
@@ -179,7 +179,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   });
 
   const admin = createAdminStore(db);
-  await app.register(accountRoutes, {
+  await app.register(sessionsRoutes, {
     authenticator,
     accounts: createAccountsStore(db),
     devices,

@@ -7,7 +7,6 @@ import type { Config } from '../../config/index.js';
 import type { Queryable } from '../../db/index.js';
 import { AppError } from '../../errors/index.js';
 import type { LicenseResolver } from '../../licenses/index.js';
-import { IpAllowlistResponse, RevokedResponse } from './account.schemas.js';
 import {
   AdminIpAllowlistBody,
   LicenseBody,
@@ -22,6 +21,7 @@ import {
 import { ErrorResponse } from './auth.schemas.js';
 import { requireAdmin } from './require-admin.js';
 import { authOf } from './require-auth.js';
+import { IpAllowlistResponse, RevokedResponse } from './sessions.schemas.js';
 
 export interface AdminRoutesDeps {
   config: Config;

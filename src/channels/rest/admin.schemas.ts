@@ -1,6 +1,6 @@
 import { type Static, Type as T } from '@sinclair/typebox';
-import { Cidrs } from './account.schemas.js';
 import { License } from './auth.schemas.js';
+import { Cidrs } from './sessions.schemas.js';
 
 /** Schemas of the admin API (/admin/*). */
 

@@ -5,6 +5,8 @@ import type { DeviceStore } from '../../accounts/devices.js';
 import type { AuditLog } from '../../audit/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
+import { ErrorResponse } from './auth.schemas.js';
+import { authOf, requireAuth } from './require-auth.js';
 import {
   DeviceResponse,
   DevicesResponse,
@@ -14,11 +16,9 @@ import {
   IpAllowlistResponse,
   RevokedResponse,
   SessionsResponse,
-} from './account.schemas.js';
-import { ErrorResponse } from './auth.schemas.js';
-import { authOf, requireAuth } from './require-auth.js';
+} from './sessions.schemas.js';
 
-export interface AccountRoutesDeps {
+export interface SessionsRoutesDeps {
   authenticator: Authenticator;
   accounts: AccountsStore;
   devices: DeviceStore;
@@ -31,7 +31,7 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 const secured = { security: [{ bearer: [] }] };
 
 /** The signed-in user's own sessions, devices and IP allow list. Another user's session or device is a 404. */
-export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDeps): Promise<void> {
+export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesDeps): Promise<void> {
   const { accounts, devices, audit } = deps;
   const preHandler = requireAuth(deps.authenticator);
 
