@@ -129,6 +129,47 @@ $$;
 CREATE OR REPLACE TRIGGER sessions_ended AFTER DELETE ON sessions
   FOR EACH ROW EXECUTE FUNCTION gateway_notify_session_ended();
 
+-- Two-factor (TOTP) ---------------------------------------------------------------------------------------------
+-- Better Auth's twoFactor plugin model. secret and backup_codes are encrypted with auth.secret by the plugin; a row
+-- with verified = false is an enrolment not yet confirmed with a first code. The failure counter and lock implement the
+-- per-account lockout on wrong codes.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS two_factor_enabled BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE IF NOT EXISTS two_factor (
+  id                        TEXT PRIMARY KEY,
+  user_id                   TEXT NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE,
+  secret                    TEXT NOT NULL,
+  backup_codes              TEXT NOT NULL,
+  verified                  BOOLEAN NOT NULL DEFAULT TRUE,
+  failed_verification_count INTEGER NOT NULL DEFAULT 0,
+  locked_until              TIMESTAMPTZ,
+  -- The last TOTP time step accepted by the gateway's own checks (confirm, re-authentication): no replays.
+  last_used_step            BIGINT
+);
+-- Sign-in by OAuth, magic link and anonymous trial (src/accounts/) ------------------------------------------------
+ALTER TABLE users ADD COLUMN IF NOT EXISTS is_anonymous BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX IF NOT EXISTS users_anonymous_created_idx ON users (created_at) WHERE is_anonymous;
+
+-- One-time codes that end a browser sign-in (OAuth, magic link): POST /auth/oauth/exchange turns one into the JWT of
+-- its session. Only the SHA-256 of the code is stored; a code lives code_ttl seconds and is used once.
+CREATE TABLE IF NOT EXISTS auth_exchange_codes (
+  code_hash  TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  expires_at TIMESTAMPTZ NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS auth_exchange_codes_expires_at_idx ON auth_exchange_codes (expires_at);
+
+-- Magic links: the SHA-256 of the emailed token; used_at marks single use; rows also count requests per address.
+CREATE TABLE IF NOT EXISTS magic_link_tokens (
+  token_hash TEXT PRIMARY KEY,
+  email      TEXT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL,
+  used_at    TIMESTAMPTZ,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS magic_link_tokens_email_idx ON magic_link_tokens (email, created_at);
+
 -- Accounts: devices, last use, IP allow lists, roles, disabling, license events (src/accounts, src/licenses) ------
 -- A device is what a client keeps across sign-ins: a gateway-minted (or client-chosen, >= 22 chars) key sent as
 -- X-Device-Id or the gateway_device cookie; only its SHA-256 is stored. Sessions signed in with it share device_id.

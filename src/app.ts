@@ -4,10 +4,18 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import { accessPlugin } from './access/access.plugin.js';
 import { createIpPolicy, type IpPolicy } from './access/ip-policy.js';
 import { createSignInGuard } from './access/sign-in-guard.js';
+import {
+  createAccountHooks,
+  createAccountStore,
+  createEmailVerification,
+  createRecentAuth,
+  type RecentAuth,
+} from './account/index.js';
 import { createAccountsStore, createAdminStore } from './accounts/accounts.store.js';
 import { createDeviceStore, type DeviceStore, deviceKeyOf } from './accounts/devices.js';
+import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
 import { type AuditLog, createAuditLog } from './audit/index.js';
-import { type AuthEngine, betterAuthMount, createAuthEngine } from './auth/index.js';
+import { type AccountHooks, type AuthEngine, betterAuthMount, createAuthEngine, generateId } from './auth/index.js';
 import {
   type Authenticator,
   createAuthenticator,
@@ -17,9 +25,14 @@ import {
   type SessionEvents,
   type SessionStore,
 } from './authenticator/index.js';
+import { accountRoutes } from './channels/rest/account.routes.js';
 import { adminRoutes } from './channels/rest/admin.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
+import { passkeyRoutes } from './channels/rest/passkeys.routes.js';
+import { requireRecentAuth } from './channels/rest/require-recent-auth.js';
 import { sessionsRoutes } from './channels/rest/sessions.routes.js';
+import { twoFactorRoutes } from './channels/rest/two-factor.routes.js';
+import { vendorRoutes } from './channels/rest/vendor.routes.js';
 import type { Config } from './config/index.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { createMailer, type Mailer } from './email/index.js';
@@ -27,6 +40,7 @@ import { errorsPlugin } from './http/errors.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
+import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
 import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
 import { VERSION } from './version.js';
 
@@ -41,6 +55,9 @@ declare module 'fastify' {
     sessionEvents: SessionEvents;
     audit: AuditLog;
     mailer: Mailer;
+    passkeys: PasskeyService;
+    /** Sensitive operations: requireRecentAuth(app.recentAuth) after requireAuth. */
+    recentAuth: RecentAuth;
     /** License changes from any process (trigger on user_licenses): refresh open sockets' limits. */
     licenseEvents: LicenseEvents;
     /** Devices; two-factor asks devices.isTrusted(userId, deviceKeyOf(request.headers)). */
@@ -95,6 +112,13 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     verify: { algorithms: ['HS256'] },
   });
 
+  // Account emails need the mailer and the audit log, which come later: Better Auth calls these only per request.
+  let accountHooks: AccountHooks | null = null;
+  const lateHooks: AccountHooks = {
+    sendVerificationEmail: (user) => (accountHooks as AccountHooks).sendVerificationEmail(user),
+    sendPasswordReset: (user, token) => (accountHooks as AccountHooks).sendPasswordReset(user, token),
+    passwordReset: (user) => (accountHooks as AccountHooks).passwordReset(user),
+  };
   const audit = createAuditLog(db, app.log);
   const ipPolicy = createIpPolicy(config.ip_restrictions);
   const devices = createDeviceStore(db);
@@ -105,6 +129,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     hasher,
     trustedOrigins: origins,
     logger: app.log,
+    accountHooks: lateHooks,
     sessionGuard: {
       beforeSession: (session) => signInGuard.beforeSession(session),
       afterSession: ({ headers, ...session }) =>
@@ -160,12 +185,14 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
   });
 
+  await app.register(signInMethodsPlugin);
   await app.register(authRoutes, {
     config,
     engine,
     authenticator,
     sessions,
     audit: app.audit,
+    anonymous: app.anonymousUsers,
     version: VERSION,
     async health() {
       try {
@@ -178,6 +205,71 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
   });
 
+  const rp = relyingPartyOf(config);
+  const passkeys = createPasskeyService({
+    db,
+    rp,
+    audit: app.audit,
+    log: app.log,
+    newId: generateId,
+    createSession: (userId, meta) => engine.createSession(userId, meta),
+  });
+  app.decorate('passkeys', passkeys);
+  app.log.info({ rpID: rp.rpID, origins: rp.origins, rpName: rp.rpName }, 'passkeys: relying party');
+  await app.register(vendorRoutes);
+  const verification = createEmailVerification({
+    db,
+    mailer,
+    log: app.log,
+    baseUrl: config.server.base_url,
+    appName: config.email.app_name,
+    ttlSeconds: config.auth.email_verification_ttl,
+    resendIntervalSeconds: config.auth.email_verification_resend_interval,
+  });
+  accountHooks = createAccountHooks({
+    mailer,
+    audit: app.audit,
+    verification,
+    log: app.log,
+    baseUrl: config.server.base_url,
+    appName: config.email.app_name,
+    resetPage: config.auth.password_reset_page,
+    resetTtlSeconds: config.auth.password_reset_ttl,
+  });
+  const accounts = createAccountStore(db, hasher);
+  const recentAuth = createRecentAuth({
+    db,
+    windowSeconds: config.auth.recent_auth_window,
+    checkCode: (userId, code) => engine.twoFactor.checkCode(userId, code),
+  });
+  app.decorate('recentAuth', recentAuth);
+  await app.register(passkeyRoutes, {
+    passkeys,
+    authenticator,
+    sessions,
+    recentAuth: requireRecentAuth(recentAuth),
+    sessionExpiresIn: config.auth.session.expires_in,
+  });
+  await app.register(accountRoutes, {
+    config,
+    engine,
+    authenticator,
+    audit: app.audit,
+    verification,
+    accounts,
+    recentAuth,
+    mailer,
+  });
+  await app.register(twoFactorRoutes, {
+    config,
+    engine,
+    authenticator,
+    sessions,
+    audit: app.audit,
+    recentAuth,
+    hasher,
+    passwordHash: (userId) => accounts.passwordHash(userId),
+  });
   const admin = createAdminStore(db);
   await app.register(sessionsRoutes, {
     authenticator,

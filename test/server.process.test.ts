@@ -56,7 +56,7 @@ async function start(env: Record<string, string>, waitHealthy = true): Promise<R
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const base = `http://127.0.0.1:${port}`;
   if (waitHealthy) {
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + 90_000; // a fresh embedded database initialises in seconds, more on a loaded machine
     for (;;) {
       if (child.exitCode !== null) throw new Error(`gateway exited early:\n${output}`);
       const ok = await fetch(`${base}/auth/health`).then(
@@ -64,7 +64,7 @@ async function start(env: Record<string, string>, waitHealthy = true): Promise<R
         () => false,
       );
       if (ok) break;
-      if (Date.now() > deadline) throw new Error(`gateway not healthy in 30 s:\n${output}`);
+      if (Date.now() > deadline) throw new Error(`gateway not healthy in 90 s:\n${output}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -77,7 +77,7 @@ const json = (body: unknown) => ({
   body: JSON.stringify(body),
 });
 
-describe('the gateway process on the embedded database', () => {
+describe('the gateway process on the embedded database', { timeout: 180_000 }, () => {
   it('logs where the data lives, prints the dev password once, keeps data across a restart, exits 0 on SIGTERM', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'gw-data-'));
     const first = await start({ DATA_DIR: dataDir });
@@ -139,7 +139,7 @@ describe('the gateway process on the embedded database', () => {
   });
 });
 
-describe.skipIf(!process.env.TEST_DATABASE_URL)('the gateway process on PostgreSQL', () => {
+describe.skipIf(!process.env.TEST_DATABASE_URL)('the gateway process on PostgreSQL', { timeout: 120_000 }, () => {
   it('uses DATABASE_URL, says so without the password, and answers the design examples', async () => {
     const url = new URL(process.env.TEST_DATABASE_URL as string);
     const dataDir = mkdtempSync(join(tmpdir(), 'gw-data-'));

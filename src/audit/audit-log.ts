@@ -25,6 +25,8 @@ export type AuditEvent =
   | 'rate_limit.hit'
   | 'ip.refused'
   | 'admin.action'
+  | 'email.verification_sent'
+  | 'account.deleted'
   | 'ip_allowlist.changed'
   | 'device.updated'
   | 'device.removed';
@@ -59,7 +61,8 @@ export interface AuditLog {
   listForUser(userId: string, page: { limit: number; before?: string }): Promise<AuditRow[]>;
 }
 
-const SECRET_KEY = /pass(word)?|token|secret|code|otp|credential|cookie|authorization/i;
+// Detail keys that could hold a secret are dropped. ("passkey" and "reason" are fine; "password", "code" are not.)
+const SECRET_KEY = /password|passphrase|secret|token|cookie|authorization|credential|otp|^code$|^backupCodes?$/i;
 
 export function createAuditLog(db: Queryable, log: { error(obj: object, msg: string): void }): AuditLog {
   return {

@@ -1,11 +1,15 @@
 import { betterAuth } from 'better-auth';
 import { APIError } from 'better-auth/api';
 import { bearer } from 'better-auth/plugins/bearer';
+import { twoFactor } from 'better-auth/plugins/two-factor';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/index.js';
 import { AppError } from '../errors/index.js';
+import { relyingPartyOf } from '../passkeys/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
 import { generateId } from './ids.js';
+import { passkeyPlugin } from './passkey.js';
+import { signInMethodOptions } from './sign-in-methods.js';
 
 /** Header that carries Fastify's `request.ip` (which honours trust_proxy) into Better Auth; clients' copies are dropped. */
 export const CLIENT_IP_HEADER = 'x-gateway-client-ip';
@@ -21,8 +25,17 @@ export interface BetterAuthDeps {
     error(obj: object, msg: string): void;
     debug(obj: object, msg: string): void;
   };
+  /** Account emails and events (src/account): Better Auth decides when, these send and record. */
+  accountHooks?: AccountHooks;
   /** Runs around every session Better Auth creates (any sign-in method): may refuse it with an AppError. */
   sessionGuard?: SessionGuardHooks;
+}
+
+/** What Better Auth calls for account emails. Each returns at once: sending is deferred (no timing oracle). */
+export interface AccountHooks {
+  sendVerificationEmail(user: { id: string; email: string; name: string }): Promise<void>;
+  sendPasswordReset(user: { id: string; email: string; name: string }, token: string): Promise<void>;
+  passwordReset(user: { id: string; email: string; name: string }): Promise<void>;
 }
 
 export interface SessionGuardHooks {
@@ -49,8 +62,17 @@ async function asApiError(run: () => Promise<void>): Promise<void> {
  * The one betterAuth({...}) call. Its models are mapped onto the design's snake_case tables (schema.sql); passwords
  * are hashed by our argon2id hasher; ids take the design's form; rate limiting is ours, not Better Auth's.
  */
-export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, sessionGuard }: BetterAuthDeps) {
+export function createBetterAuth({
+  config,
+  db,
+  hasher,
+  trustedOrigins,
+  logger,
+  accountHooks,
+  sessionGuard,
+}: BetterAuthDeps) {
   const ts = { createdAt: 'created_at', updatedAt: 'updated_at' } as const;
+  const methods = signInMethodOptions(config, db, logger);
   return betterAuth({
     appName: 'auth-gateway',
     baseURL: config.server.base_url,
@@ -59,7 +81,12 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, s
     trustedOrigins,
     database: { db: db.kysely, type: 'postgres' },
     telemetry: { enabled: false },
+    socialProviders: methods.socialProviders,
+    onAPIError: methods.onAPIError,
     rateLimit: { enabled: false },
+    // Sensitive changes go through our routes, which also demand a recent authentication (POST /auth/password/change,
+    // POST /auth/2fa/disable); Better Auth's HTTP copies would skip that. Direct auth.api calls are unaffected.
+    disabledPaths: ['/change-password', '/two-factor/disable'],
     logger: {
       // Better Auth's warnings repeat what the audit log records (e.g. "Invalid password") without a request id.
       level: 'error',
@@ -79,7 +106,21 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, s
         hash: (password) => hasher.hash(password),
         verify: ({ hash, password }) => hasher.verify(hash, password),
       },
+      requireEmailVerification: config.auth.require_email_verification,
+      resetPasswordTokenExpiresIn: config.auth.password_reset_ttl,
+      revokeSessionsOnPasswordReset: true,
+      ...(accountHooks && {
+        sendResetPassword: ({ user, token }) => accountHooks.sendPasswordReset(user, token),
+        onPasswordReset: ({ user }) => accountHooks.passwordReset(user),
+      }),
     },
+    ...(accountHooks && {
+      emailVerification: {
+        sendOnSignUp: config.auth.require_email_verification,
+        // Better Auth's own link (a reusable JWT) is discarded: ours is single-use (src/account/email-verification.ts).
+        sendVerificationEmail: ({ user }) => accountHooks.sendVerificationEmail(user),
+      },
+    }),
     session: {
       modelName: 'sessions',
       expiresIn: config.auth.session.expires_in,
@@ -104,19 +145,48 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, s
         refreshTokenExpiresAt: 'refresh_token_expires_at',
         ...ts,
       },
+      accountLinking: methods.accountLinking,
     },
     verification: {
       modelName: 'verification_tokens',
       fields: { identifier: 'identifier', value: 'token', expiresAt: 'expires_at', ...ts },
+      // Identifiers carry the secrets handed out (reset tokens, 2FA challenges): store only their SHA-256.
+      storeIdentifier: 'hashed',
     },
     advanced: {
       database: { generateId: ({ model }) => generateId(model) },
       ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
       useSecureCookies: config.server.base_url.startsWith('https:'),
     },
-    plugins: [bearer()],
-    databaseHooks: sessionGuard && {
-      session: {
+    plugins: [
+      bearer(),
+      passkeyPlugin(relyingPartyOf(config), db),
+      twoFactor({
+        issuer: config.auth.two_factor.issuer,
+        twoFactorCookieMaxAge: config.auth.two_factor.challenge_ttl,
+        accountLockout: {
+          maxFailedAttempts: config.auth.two_factor.lockout_threshold,
+          durationSeconds: config.auth.two_factor.lockout_duration,
+        },
+        schema: {
+          user: { fields: { twoFactorEnabled: 'two_factor_enabled' } },
+          twoFactor: {
+            modelName: 'two_factor',
+            fields: {
+              userId: 'user_id',
+              backupCodes: 'backup_codes',
+              failedVerificationCount: 'failed_verification_count',
+              lockedUntil: 'locked_until',
+            },
+          },
+        },
+      }),
+      ...methods.plugins,
+    ],
+    databaseHooks: {
+      ...methods.databaseHooks,
+      // Every session, whatever created it (password, passkey, OAuth, magic link, anonymous): the sign-in guard.
+      session: sessionGuard && {
         create: {
           before: (session) =>
             asApiError(() =>

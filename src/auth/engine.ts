@@ -3,10 +3,25 @@ import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { createSignInMethods, type SignInMethods } from './sign-in-methods.engine.js';
+import { createTwoFactorEngine, type TwoFactorEngine } from './two-factor.js';
 
 export interface NewSession {
   userId: string;
   sessionId: string;
+}
+
+/** Sign-up while auth.require_email_verification is on: no session until the emailed link is followed. */
+export interface PendingVerification {
+  userId: string;
+  sessionId: null;
+  verificationRequired: true;
+}
+
+/** A correct password for an account with 2FA: no session yet, a challenge for POST /auth/2fa/verify. */
+export interface TwoFactorPending {
+  twoFactorRequired: true;
+  challengeToken: string;
 }
 
 /**
@@ -15,26 +30,50 @@ export interface NewSession {
 export interface AuthEngine {
   /** Better Auth's own routes (/api/auth/*), as a fetch-style handler. */
   handle(request: Request): Promise<Response>;
-  signUpEmail(input: { email: string; password: string; name: string }, headers: Headers): Promise<NewSession>;
-  signInEmail(input: { email: string; password: string }, headers: Headers): Promise<NewSession>;
+  signUpEmail(
+    input: { email: string; password: string; name: string },
+    headers: Headers,
+  ): Promise<NewSession | PendingVerification>;
+  signInEmail(input: { email: string; password: string }, headers: Headers): Promise<NewSession | TwoFactorPending>;
   /** The session a Better Auth cookie (or Better Auth bearer token) names, or null. */
   sessionIdFromHeaders(headers: Headers): Promise<string | null>;
   /** Better Auth's opaque token of a session: lets our JWT stand in for Better Auth's cookie on /api/auth/*. */
   sessionToken(sessionId: string): Promise<string | null>;
+  /** A session for a user another ceremony (a passkey) has authenticated: the same row a password sign-in makes. */
+  createSession(userId: string, meta: { ip: string; userAgent: string | null }): Promise<NewSession>;
+  /** Sends a reset link when the address has an account; returns the same (nothing) either way. */
+  requestPasswordReset(email: string, headers: Headers): Promise<void>;
+  /** Sets the password of the token's user (single use) and ends all of their sessions. */
+  resetPassword(token: string, newPassword: string): Promise<void>;
+  /** The session Better Auth created for an opaque session token (after a 2FA verification). */
+  sessionOfToken(token: string): Promise<NewSession>;
+  twoFactor: TwoFactorEngine;
+  /** OAuth / OIDC, magic-link sessions and anonymous users (src/auth/sign-in-methods*.ts). */
+  readonly methods: SignInMethods;
 }
 
 export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly betterAuth: BetterAuthInstance } {
   const auth = createBetterAuth(deps);
   const { db } = deps;
+  const twoFactor = createTwoFactorEngine(auth, db, {
+    secureCookies: deps.config.server.base_url.startsWith('https:'),
+    lockoutThreshold: deps.config.auth.two_factor.lockout_threshold,
+    lockoutDuration: deps.config.auth.two_factor.lockout_duration,
+  });
 
   return {
     betterAuth: auth,
+    methods: createSignInMethods(auth, db, deps.config),
     handle: (request) => auth.handler(request),
 
     async signUpEmail(input, headers) {
       try {
         const res = await auth.api.signUpEmail({ body: input, headers });
-        if (!res.token) throw new Error('sign-up returned no session');
+        if (!res.token) {
+          // Verification required: Better Auth made no session (and answers a duplicate email the same way).
+          if (!deps.config.auth.require_email_verification) throw new Error('sign-up returned no session');
+          return { userId: res.user.id, sessionId: null, verificationRequired: true };
+        }
         return sessionOf(db, res.token);
       } catch (err) {
         // Two sign-ups of one email can both pass Better Auth's existence check; the unique index decides.
@@ -47,8 +86,14 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
     async signInEmail(input, headers) {
       try {
-        const res = await auth.api.signInEmail({ body: input, headers });
-        return sessionOf(db, res.token);
+        const { headers: out, response } = await auth.api.signInEmail({ body: input, headers, returnHeaders: true });
+        if ('twoFactorRedirect' in response && response.twoFactorRedirect) {
+          const challengeToken = twoFactor.challengeFromCookies(out.getSetCookie());
+          if (!challengeToken) throw new Error('two-factor sign-in set no challenge');
+          return { twoFactorRequired: true, challengeToken };
+        }
+        if (!('token' in response) || !response.token) throw new Error('sign-in returned no session');
+        return sessionOf(db, response.token);
       } catch (err) {
         throw translate(err);
       }
@@ -59,6 +104,18 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       return found?.session.id ?? null;
     },
 
+    async createSession(userId, meta) {
+      const context = await auth.$context;
+      // The sign-in guard runs inside (disabled user, IP restrictions): its refusal becomes our AppError.
+      const session = await context.internalAdapter
+        .createSession(userId, false, { ipAddress: meta.ip, userAgent: meta.userAgent ?? '' })
+        .catch((err: unknown) => {
+          throw translate(err);
+        });
+      if (!session) throw new Error('Better Auth created no session');
+      return { userId, sessionId: session.id };
+    },
+
     async sessionToken(sessionId) {
       const { rows } = await db.query<{ token: string }>(
         'SELECT token FROM sessions WHERE id = $1 AND expires_at > now()',
@@ -66,6 +123,25 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       );
       return rows[0]?.token ?? null;
     },
+
+    async requestPasswordReset(email, headers) {
+      await auth.api.requestPasswordReset({ body: { email }, headers });
+    },
+
+    async resetPassword(token, newPassword) {
+      try {
+        await auth.api.resetPassword({ body: { token, newPassword } });
+      } catch (err) {
+        const code = err instanceof APIError ? (err.body as { code?: string } | undefined)?.code : undefined;
+        if (code === 'INVALID_TOKEN' || code === 'USER_NOT_FOUND') {
+          throw new AppError('INVALID_RESET_TOKEN', undefined, { field: 'token' }, { cause: err });
+        }
+        throw translate(err);
+      }
+    },
+
+    sessionOfToken: (token) => sessionOf(db, token),
+    twoFactor,
   };
 }
 
@@ -98,6 +174,8 @@ function translate(err: unknown): unknown {
     case 'PASSWORD_TOO_SHORT':
     case 'PASSWORD_TOO_LONG':
       return new AppError('VALIDATION_FAILED', err.message, { field: 'password' }, { cause: err });
+    case 'EMAIL_NOT_VERIFIED':
+      return new AppError('EMAIL_NOT_VERIFIED', undefined, {}, { cause: err });
     case 'INVALID_EMAIL':
       return new AppError(
         'VALIDATION_FAILED',

@@ -6,6 +6,7 @@ const PREFIX: Record<string, string> = {
   account: 'cred',
   verification: 'vt',
   passkey: 'pk',
+  twoFactor: 'tf',
 };
 
 /**

@@ -1,4 +1,14 @@
+export type { AccountHooks } from './better-auth.js';
 export { CLIENT_IP_HEADER } from './better-auth.js';
-export { type AuthEngine, createAuthEngine, type NewSession } from './engine.js';
+export {
+  type AuthEngine,
+  createAuthEngine,
+  type NewSession,
+  type PendingVerification,
+  type TwoFactorPending,
+} from './engine.js';
 export { generateId } from './ids.js';
 export { betterAuthMount, type MountOptions } from './mount.plugin.js';
+export type { LinkedAccount, ProviderRedirect, SignInMethods } from './sign-in-methods.engine.js';
+export { configuredProviders, OAUTH_COMPLETE_PATH, OAUTH_LINKED_PATH } from './sign-in-methods.js';
+export type { CodeCheck, TwoFactorEngine } from './two-factor.js';

@@ -20,6 +20,18 @@ const SecretsSchema = T.Object(
   {
     auth: T.Optional(T.Object({ secret: T.Optional(T.String()) }, { additionalProperties: false })),
     dev_user: T.Optional(T.Object({ password: T.Optional(T.String()) }, { additionalProperties: false })),
+    oauth: T.Optional(
+      T.Object(
+        {
+          google: T.Optional(T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
+          github: T.Optional(T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
+          oidc: T.Optional(
+            T.Record(T.String(), T.Object({ client_secret: T.Optional(T.String()) }, { additionalProperties: false })),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -81,6 +81,23 @@ export const ConfigSchema = T.Object(
           },
           Strict,
         ),
+        // Account emails, password reset, two-factor and re-authentication (README: "Email verification", ...).
+        require_email_verification: T.Boolean({ default: false }),
+        email_verification_ttl: Seconds(86400, 'lifetime of an email verification link (24 hours)'),
+        email_verification_resend_interval: Seconds(60, 'per account: at most one verification email this often'),
+        password_reset_ttl: Seconds(3600, 'lifetime of a password reset link (1 hour)'),
+        // The web page (relative to server.base_url, or absolute) that reads ?token= and POSTs /auth/password/reset.
+        password_reset_page: T.String({ minLength: 1, default: '/reset-password' }),
+        recent_auth_window: Seconds(600, 'sensitive operations need a session younger than this, or a TOTP code'),
+        two_factor: T.Object(
+          {
+            issuer: T.String({ minLength: 1, default: 'Auth Gateway' }),
+            challenge_ttl: Seconds(300, 'lifetime of the pending login after a correct password'),
+            lockout_threshold: T.Integer({ minimum: 1, default: 10, description: 'wrong codes in a row' }),
+            lockout_duration: Seconds(900, 'how long 2FA stays locked after lockout_threshold wrong codes'),
+          },
+          { ...Strict, default: {} },
+        ),
         // How long a device marked trusted stays trusted (two-factor consults isDeviceTrusted).
         trusted_device_days: T.Integer({ minimum: 1, maximum: 400, default: 30 }),
       },
@@ -102,6 +119,8 @@ export const ConfigSchema = T.Object(
         smtp_url: T.String({ default: '' }),
         // Empty: <data_dir>/outbox.
         outbox_dir: T.String({ default: '' }),
+        // The product name in account emails' subjects and text.
+        app_name: T.String({ minLength: 1, default: 'Auth Gateway' }),
       },
       Strict,
     ),
@@ -115,20 +134,88 @@ export const ConfigSchema = T.Object(
       },
       Strict,
     ),
+    passkeys: T.Object(
+      {
+        rp_name: T.String({ minLength: 1, maxLength: 64, default: 'Dexorder AI' }),
+        // WebAuthn's own recommended ceremony timeout is 5 minutes; a challenge older than that is refused.
+        challenge_ttl: T.Integer({ minimum: 10, maximum: 3600, default: 300, description: 'seconds' }),
+      },
+      Strict,
+    ),
+    oauth: T.Object(
+      {
+        // Front-end URL that receives ?code=<one-time code> (or ?error=<CODE>) after an OAuth or magic-link sign-in;
+        // empty: /auth/oauth/complete answers JSON instead of redirecting.
+        redirect_url: T.String({ default: '' }),
+        code_ttl: Seconds(60, 'lifetime of the one-time code POST /auth/oauth/exchange accepts'),
+        // A signed-in user may link a provider account whose (verified) email differs from theirs.
+        link_different_emails: T.Boolean({ default: true }),
+        google: T.Object(
+          { client_id: T.String({ default: '' }), client_secret: T.String({ default: '' }) },
+          { ...Strict, default: {} },
+        ),
+        github: T.Object(
+          { client_id: T.String({ default: '' }), client_secret: T.String({ default: '' }) },
+          { ...Strict, default: {} },
+        ),
+        // Generic OpenID Connect providers by id (used in URLs: /auth/oauth/<id>); the secret sits in the secrets file.
+        oidc: T.Record(
+          T.String({ pattern: '^[a-z][a-z0-9-]{0,31}$' }),
+          T.Object(
+            {
+              issuer: T.String({ minLength: 1 }),
+              client_id: T.String({ minLength: 1 }),
+              // Optional, not defaulted: TypeBox fills no defaults inside a Record (src/auth/sign-in-methods.ts does).
+              client_secret: T.Optional(T.String()),
+              name: T.Optional(T.String({ description: 'shown to users; default: the id' })),
+              scopes: T.Optional(T.Array(T.String(), { description: 'default: openid, email, profile' })),
+              token_auth: T.Optional(
+                T.Union([T.Literal('client_secret_basic'), T.Literal('client_secret_post')], {
+                  description: 'default: client_secret_basic',
+                }),
+              ),
+            },
+            Strict,
+          ),
+          { default: {} },
+        ),
+      },
+      { ...Strict, default: {} },
+    ),
+    magic_link: T.Object(
+      {
+        enabled: T.Boolean({ default: true }),
+        expires_in: Seconds(600, 'lifetime of a magic link (10 minutes)'),
+        // false: an unknown address gets no email (the answer is the same); true: the link creates the account.
+        create_accounts: T.Boolean({ default: false }),
+        // At most max_per_window links per address per window seconds (a small built-in limit).
+        max_per_window: T.Integer({ minimum: 1, default: 3 }),
+        window: Seconds(900, 'seconds over which max_per_window counts'),
+      },
+      { ...Strict, default: {} },
+    ),
+    anonymous: T.Object(
+      {
+        enabled: T.Boolean({ default: true }),
+        max_age: Seconds(2592000, 'anonymous users older than this are deleted (30 days)'),
+        cleanup_interval: Seconds(3600, 'seconds between cleanup runs'),
+      },
+      { ...Strict, default: {} },
+    ),
     // CIDRs (IPv4 or IPv6; a bare address is a /32 or /128). deny wins; a non-empty allow admits only its ranges.
     ip_restrictions: T.Object(
       {
         allow: T.Array(T.String({ minLength: 1 }), { default: [] }),
         deny: T.Array(T.String({ minLength: 1 }), { default: [] }),
       },
-      Strict,
+      { ...Strict, default: {} },
     ),
     admin: T.Object(
       {
         // Users with these emails get role 'admin' at start (when they exist) and when they register.
         emails: T.Array(T.String({ minLength: 3 }), { default: [] }),
       },
-      Strict,
+      { ...Strict, default: {} },
     ),
   },
   Strict,

@@ -1,1 +1,2 @@
 export { createMailer, type EmailMessage, type Mailer, type MailerOptions } from './mailer.js';
+export { type LinkEmailInput, passwordChangedEmail, passwordResetEmail, verificationEmail } from './templates.js';

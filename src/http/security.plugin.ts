@@ -17,7 +17,7 @@ export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
       origin: origins,
       credentials: true,
       methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      allowedHeaders: ['Content-Type', 'Authorization', 'X-Request-Id'],
+      allowedHeaders: ['Content-Type', 'Authorization', 'X-Request-Id', 'X-2FA-Code'],
       exposedHeaders: ['X-Auth-Token', 'X-Request-Id', 'Retry-After'],
       maxAge: 600,
     });

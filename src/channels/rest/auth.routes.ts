@@ -1,4 +1,6 @@
-import type { FastifyInstance } from 'fastify';
+import { Type as T } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AnonymousUsers } from '../../accounts/index.js';
 import type { AuditLog } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import { CLIENT_IP_HEADER } from '../../auth/index.js';
@@ -14,6 +16,8 @@ import {
   type RegisterBody,
   SessionResponse,
   TokenResponse,
+  TwoFactorRequiredResponse,
+  VerificationRequiredResponse,
 } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
 
@@ -25,6 +29,8 @@ export interface AuthRoutesDeps {
   audit: AuditLog;
   health(): Promise<{ kind: string; reachable: boolean }>;
   version: string;
+  /** Registering with an anonymous user's token upgrades that user in place (src/accounts/). */
+  anonymous?: AnonymousUsers;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -59,19 +65,56 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         summary: 'Register with email and password, and sign in',
         tags: ['auth'],
         body: makeRegisterBody(password),
-        response: { 201: TokenResponse, ...errors(400, 409, 413, 415, 503) },
+        response: {
+          201: T.Union([TokenResponse, VerificationRequiredResponse]),
+          ...errors(400, 401, 409, 413, 415, 503),
+        },
       },
     },
     async (request, reply) => {
       const { email, password: pw, name } = request.body;
+      if (request.headers.authorization !== undefined && deps.anonymous) {
+        return upgradeAnonymous(request, reply, deps.anonymous);
+      }
       const { userId, sessionId } = await engine.signUpEmail(
         { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() },
         engineHeaders(request),
       );
+      // auth.require_email_verification: no session (and no token) until the emailed link is followed.
+      if (sessionId === null) return reply.status(201).send({ success: true, userId, verificationRequired: true });
       await audit.record({ event: 'signup', userId, sessionId, ...origin(request), details: { method: 'password' } });
       return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
     },
   );
+
+  /**
+   * Registering while holding an anonymous user's token: that user gets the email and password, keeping its id,
+   * sessions, links and data. Any other token is refused rather than silently creating a second account.
+   */
+  const upgradeAnonymous = async (
+    request: FastifyRequest<{ Body: RegisterBody }>,
+    reply: FastifyReply,
+    anonymous: AnonymousUsers,
+  ) => {
+    const context = await authenticator.authenticateRequest(request);
+    if (!context?.sessionId) throw new AppError('INVALID_TOKEN');
+    if (!(await anonymous.isAnonymous(context.userId))) throw new AppError('NOT_ANONYMOUS');
+    const { email, password: pw, name } = request.body;
+    await anonymous.upgradeWithPassword(context.userId, {
+      email: normalizeEmail(email),
+      password: pw,
+      name: (name ?? '').trim(),
+    });
+    const { userId, sessionId } = context;
+    await audit.record({
+      event: 'signup',
+      userId,
+      sessionId,
+      ...origin(request),
+      details: { method: 'password', upgraded: 'anonymous' },
+    });
+    return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
+  };
 
   app.post<{ Body: LoginBody }>(
     '/auth/login',
@@ -80,12 +123,12 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         summary: 'Sign in with email and password',
         tags: ['auth'],
         body: makeLoginBody(password),
-        response: { 200: TokenResponse, ...errors(400, 401, 413, 415, 503) },
+        response: { 200: T.Union([TokenResponse, TwoFactorRequiredResponse]), ...errors(400, 401, 403, 413, 415, 503) },
       },
     },
     async (request) => {
       const { email, password: pw } = request.body;
-      let session: { userId: string; sessionId: string };
+      let session: Awaited<ReturnType<AuthEngine['signInEmail']>>;
       try {
         session = await engine.signInEmail({ email: normalizeEmail(email), password: pw }, engineHeaders(request));
       } catch (err) {
@@ -93,6 +136,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         await audit.record({ event: 'login.failure', ...origin(request), details: { method: 'password', reason } });
         throw err;
       }
+      // An account with 2FA: the password was right; POST /auth/2fa/verify completes the sign-in.
+      if ('twoFactorRequired' in session) return { success: true as const, ...session };
       const { userId, sessionId } = session;
       await audit.record({
         event: 'login.success',

@@ -6,7 +6,8 @@ import { type Static, Type as T } from '@sinclair/typebox';
 export const Email = T.String({
   minLength: 3,
   maxLength: 254,
-  pattern: '^\\s*[^\\s@]+@[^\\s@]+\\s*$',
+  // No control characters (NUL would reach PostgreSQL, which refuses it in text).
+  pattern: '^\\s*[^\\s@\\u0000-\\u001f\\u007f]+@[^\\s@\\u0000-\\u001f\\u007f]+\\s*$',
   description: 'Email address; case and surrounding spaces are ignored',
   examples: ['user@example.com'],
 });
@@ -27,6 +28,23 @@ export const TokenResponse = T.Object({
   success: T.Literal(true),
   userId: T.String({ examples: ['user_1234567890_abc123'] }),
   token: T.String({ description: 'HS256 JWT; send as Authorization: Bearer <token>' }),
+});
+
+export const VerificationRequiredResponse = T.Object({
+  success: T.Literal(true),
+  userId: T.String(),
+  verificationRequired: T.Literal(true, {
+    description: 'auth.require_email_verification is on: follow the emailed link, then sign in',
+  }),
+});
+
+export const TwoFactorRequiredResponse = T.Object({
+  success: T.Literal(true),
+  twoFactorRequired: T.Literal(true),
+  challengeToken: T.String({
+    description:
+      'Single-use handle of this pending sign-in (auth.two_factor.challenge_ttl); send to POST /auth/2fa/verify',
+  }),
 });
 
 export const makeRegisterBody = (password: { min: number; max: number }) =>

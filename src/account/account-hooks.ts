@@ -1,0 +1,48 @@
+import type { AuditLog } from '../audit/index.js';
+import type { AccountHooks } from '../auth/index.js';
+import { type Mailer, passwordChangedEmail, passwordResetEmail } from '../email/index.js';
+import { sendDeferred } from './deferred.js';
+import type { EmailVerification } from './email-verification.js';
+
+export interface AccountHooksOptions {
+  mailer: Mailer;
+  audit: AuditLog;
+  verification: EmailVerification;
+  log: { error(obj: object, msg: string): void };
+  baseUrl: string;
+  appName: string;
+  /** The web page that reads ?token= and POSTs /auth/password/reset; relative to baseUrl or absolute. */
+  resetPage: string;
+  resetTtlSeconds: number;
+}
+
+/** What Better Auth calls when it has decided to send an account email or has reset a password. */
+export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
+  const { mailer, audit, log } = options;
+  return {
+    sendVerificationEmail: (user) => options.verification.issueLimited(user),
+
+    async sendPasswordReset(user, token) {
+      const link = new URL(options.resetPage, options.baseUrl);
+      link.searchParams.set('token', token);
+      sendDeferred(
+        mailer,
+        passwordResetEmail({
+          to: user.email,
+          name: user.name,
+          link: link.toString(),
+          ttlSeconds: options.resetTtlSeconds,
+          appName: options.appName,
+        }),
+        log,
+      );
+      // Not awaited: a known address must cost what an unknown one costs (audit.record never throws).
+      void audit.record({ event: 'password.reset_requested', userId: user.id, channel: 'rest' });
+    },
+
+    async passwordReset(user) {
+      await audit.record({ event: 'password.reset_completed', userId: user.id, channel: 'rest' });
+      sendDeferred(mailer, passwordChangedEmail({ to: user.email, name: user.name, appName: options.appName }), log);
+    },
+  };
+}

@@ -1,0 +1,4 @@
+export { type AnonymousUsers, createAnonymousUsers } from './anonymous-users.js';
+export { createExchangeCodes, type ExchangeCodes } from './exchange-codes.js';
+export { createMagicLinks, MAGIC_LINK_VERIFY_PATH, type MagicLinks } from './magic-links.js';
+export { hashSecret, newSecret, SECRET_PATTERN } from './secrets.js';

@@ -1,0 +1,105 @@
+import type { Database } from '../db/index.js';
+import type { Mailer } from '../email/index.js';
+import { AppError } from '../errors/index.js';
+import { hashSecret, newSecret } from './secrets.js';
+
+export interface MagicLinkSettings {
+  baseUrl: string;
+  expiresIn: number;
+  createAccounts: boolean;
+  maxPerWindow: number;
+  window: number;
+}
+
+export interface MagicLinkDeps {
+  db: Database;
+  mailer: Mailer;
+  /** Creates a passwordless user (create_accounts) and returns its id. */
+  createUser(email: string): Promise<string>;
+  log: { error(obj: object, msg: string): void };
+}
+
+export interface MagicLinks {
+  /**
+   * Emails a sign-in link to `email` if it has an account (or accounts may be created). The caller learns nothing
+   * about the address: the same answer, and the email is sent after the answer. Throws RATE_LIMITED past the limit.
+   */
+  request(email: string): Promise<void>;
+  /** The user a valid link signs in (the token is used up), or null. */
+  verify(token: string): Promise<{ userId: string; created: boolean } | null>;
+  /** Deletes rows past both their expiry and the rate-limit window. */
+  purgeExpired(): Promise<number>;
+}
+
+export const MAGIC_LINK_VERIFY_PATH = '/auth/magic-link/verify';
+
+export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDeps): MagicLinks {
+  const { db, mailer } = deps;
+
+  return {
+    async request(email) {
+      const token = newSecret();
+      const { allowed, known } = await db.transaction(async (tx) => {
+        // Serialises requests for one address, so a burst cannot slip past the count.
+        await tx.query('SELECT pg_advisory_xact_lock(727210002, hashtext($1))', [email]);
+        const { rows } = await tx.query<{ n: string | number }>(
+          `SELECT count(*) AS n FROM magic_link_tokens
+            WHERE email = $1 AND created_at > now() - make_interval(secs => $2)`,
+          [email, settings.window],
+        );
+        if (Number(rows[0]?.n ?? 0) >= settings.maxPerWindow) return { allowed: false, known: false };
+        // A row is written for unknown addresses too (its token is never sent): the limit counts every request alike.
+        await tx.query(
+          `INSERT INTO magic_link_tokens (token_hash, email, expires_at)
+           VALUES ($1, $2, now() + make_interval(secs => $3))`,
+          [hashSecret(token), email, settings.expiresIn],
+        );
+        const user = await tx.query('SELECT 1 FROM users WHERE lower(email) = $1 AND NOT is_anonymous', [email]);
+        return { allowed: true, known: user.rows.length > 0 };
+      });
+      if (!allowed) throw new AppError('RATE_LIMITED', undefined, { retryAfter: settings.window });
+      if (!known && !settings.createAccounts) return;
+
+      const url = `${settings.baseUrl}${MAGIC_LINK_VERIFY_PATH}?token=${token}`;
+      const minutes = Math.max(1, Math.round(settings.expiresIn / 60));
+      // Not awaited: an answer that waits for SMTP would tell known addresses from unknown ones by its timing.
+      void mailer
+        .send({
+          to: email,
+          subject: 'Your sign-in link',
+          text: `Sign in by opening this link (valid ${minutes} minutes, once):\n\n${url}\n\nIf you did not ask for it, ignore this email.`,
+          html: `<p>Sign in by opening this link (valid ${minutes} minutes, once):</p><p><a href="${url}">Sign in</a></p><p>If you did not ask for it, ignore this email.</p>`,
+        })
+        .catch((err: Error) => deps.log.error({ err: { message: err.message } }, 'magic link email failed'));
+    },
+
+    async verify(token) {
+      const { rows } = await db.query<{ email: string }>(
+        `UPDATE magic_link_tokens SET used_at = now()
+          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+          RETURNING email`,
+        [hashSecret(token)],
+      );
+      const email = rows[0]?.email;
+      if (!email) return null;
+      const found = await db.query<{ id: string }>(
+        `UPDATE users SET email_verified = TRUE, updated_at = now()
+          WHERE lower(email) = $1 AND NOT is_anonymous RETURNING id`,
+        [email],
+      );
+      const id = found.rows[0]?.id;
+      if (id) return { userId: id, created: false };
+      if (!settings.createAccounts) return null;
+      return { userId: await deps.createUser(email), created: true };
+    },
+
+    async purgeExpired() {
+      const { rowCount } = await db.query(
+        `DELETE FROM magic_link_tokens
+          WHERE expires_at <= now() AND created_at <= now() - make_interval(secs => $1)`,
+        [settings.window],
+      );
+      return rowCount;
+    },
+  };
+}

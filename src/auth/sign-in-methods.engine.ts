@@ -1,0 +1,185 @@
+import { APIError } from 'better-auth/api';
+import type { Config } from '../config/index.js';
+import type { Database } from '../db/index.js';
+import { AppError } from '../errors/index.js';
+import { type BetterAuthInstance, CLIENT_IP_HEADER } from './better-auth.js';
+import type { NewSession } from './engine.js';
+import { OAUTH_COMPLETE_PATH, OAUTH_LINKED_PATH } from './sign-in-methods.js';
+
+/** A provider redirect to send the browser to, with the cookies (OAuth state) the browser must carry back. */
+export interface ProviderRedirect {
+  url: string;
+  cookies: string[];
+}
+
+export interface LinkedAccount {
+  providerId: string;
+  accountId: string;
+  createdAt: string;
+}
+
+/** What the OAuth, magic-link and anonymous routes need from the auth engine. */
+export interface SignInMethods {
+  /** Starts an OAuth sign-in: the provider's authorize URL, PKCE and state kept by Better Auth (state cookie). */
+  startOAuth(provider: string, headers: Headers): Promise<ProviderRedirect>;
+  /** Starts linking a provider to the user of `sessionId`. */
+  startLink(provider: string, sessionId: string, headers: Headers): Promise<ProviderRedirect>;
+  /** Removes the user's account of `providerId` (not the last way to sign in). */
+  unlink(providerId: string, userId: string, sessionId: string): Promise<void>;
+  listAccounts(userId: string): Promise<LinkedAccount[]>;
+  /** A fresh anonymous user (users.is_anonymous) and their session. */
+  signInAnonymous(headers: Headers): Promise<NewSession>;
+  /** A session for an existing user (magic link): the same rows Better Auth creates on sign-in. */
+  createSession(userId: string, headers: Headers): Promise<NewSession>;
+  /** A user without a password (magic link sign-up); the address counts as verified. */
+  createUser(email: string): Promise<string>;
+}
+
+export function createSignInMethods(auth: BetterAuthInstance, db: Database, config: Config): SignInMethods {
+  const base = config.server.base_url;
+  const baBearer = async (sessionId: string) => {
+    const { rows } = await db.query<{ token: string }>(
+      'SELECT token FROM sessions WHERE id = $1 AND expires_at > now()',
+      [sessionId],
+    );
+    const token = rows[0]?.token;
+    if (!token) throw new AppError('INVALID_TOKEN');
+    return token;
+  };
+  // The typed surface of the plugins depends on which are configured; these calls use the stable core endpoints.
+  const api = auth.api as unknown as Record<string, (input: object) => Promise<unknown>>;
+  const call = async (name: string, input: object) => {
+    const fn = api[name];
+    if (!fn) throw new Error(`Better Auth endpoint ${name} is not available`);
+    return fn(input);
+  };
+
+  const redirectOf = (result: unknown): ProviderRedirect => {
+    const { headers, response } = result as { headers: Headers; response: { url?: string } };
+    if (!response.url) throw new Error('Better Auth returned no authorization URL');
+    return { url: response.url, cookies: headers.getSetCookie() };
+  };
+
+  return {
+    async startOAuth(provider, headers) {
+      try {
+        const result = await call('signInSocial', {
+          body: {
+            provider,
+            callbackURL: `${base}${OAUTH_COMPLETE_PATH}`,
+            errorCallbackURL: `${base}${OAUTH_COMPLETE_PATH}`,
+            disableRedirect: true,
+          },
+          headers,
+          returnHeaders: true,
+        });
+        return redirectOf(result);
+      } catch (err) {
+        throw translate(err);
+      }
+    },
+
+    async startLink(provider, sessionId, headers) {
+      const h = new Headers(headers);
+      h.set('authorization', `Bearer ${await baBearer(sessionId)}`);
+      try {
+        const result = await call('linkSocialAccount', {
+          body: {
+            provider,
+            callbackURL: `${base}${OAUTH_LINKED_PATH}?provider=${encodeURIComponent(provider)}`,
+            errorCallbackURL: `${base}${OAUTH_COMPLETE_PATH}`,
+            disableRedirect: true,
+          },
+          headers: h,
+          returnHeaders: true,
+        });
+        return redirectOf(result);
+      } catch (err) {
+        throw translate(err);
+      }
+    },
+
+    async unlink(providerId, userId, sessionId) {
+      const { rows } = await db.query<{ id: string }>(
+        `SELECT id FROM user_credentials WHERE user_id = $1 AND provider_id = $2 AND provider_id <> 'credential'`,
+        [userId, providerId],
+      );
+      const row = rows[0];
+      if (!row) throw new AppError('OAUTH_ACCOUNT_NOT_FOUND');
+      const headers = new Headers({ authorization: `Bearer ${await baBearer(sessionId)}` });
+      try {
+        await call('unlinkAccount', { body: { accountId: row.id }, headers });
+      } catch (err) {
+        throw translate(err);
+      }
+    },
+
+    async listAccounts(userId) {
+      const { rows } = await db.query<{ provider_id: string; account_id: string; created_at: Date | string }>(
+        `SELECT provider_id, account_id, created_at FROM user_credentials
+          WHERE user_id = $1 AND provider_id <> 'credential' ORDER BY created_at`,
+        [userId],
+      );
+      return rows.map((r) => ({
+        providerId: r.provider_id,
+        accountId: r.account_id,
+        createdAt: new Date(r.created_at).toISOString(),
+      }));
+    },
+
+    async signInAnonymous(headers) {
+      const res = (await call('signInAnonymous', { headers })) as { token?: string } | null;
+      if (!res?.token) throw new Error('anonymous sign-in returned no session');
+      return sessionByToken(db, res.token);
+    },
+
+    async createSession(userId, headers) {
+      const ctx = await auth.$context;
+      const session = await ctx.internalAdapter.createSession(userId, false, {
+        ipAddress: headers.get(CLIENT_IP_HEADER) ?? '',
+        userAgent: headers.get('user-agent') ?? '',
+      });
+      if (!session) throw new Error('session not created');
+      return { userId, sessionId: session.id };
+    },
+
+    async createUser(email) {
+      const ctx = await auth.$context;
+      const user = await ctx.internalAdapter.createUser(
+        { email, name: '', emailVerified: true },
+        { method: 'magic-link' },
+      );
+      if (!user) throw new Error('user not created');
+      return user.id;
+    },
+  };
+}
+
+async function sessionByToken(db: Database, token: string): Promise<NewSession> {
+  const { rows } = await db.query<{ id: string; user_id: string }>(
+    'SELECT id, user_id FROM sessions WHERE token = $1',
+    [token],
+  );
+  const row = rows[0];
+  if (!row) throw new Error('session created by Better Auth was not found');
+  return { userId: row.user_id, sessionId: row.id };
+}
+
+/** Better Auth's refusals on these routes, as our stable codes. */
+function translate(err: unknown): unknown {
+  if (!(err instanceof APIError)) return err;
+  const code = (err.body as { code?: string } | undefined)?.code ?? '';
+  if (code === 'PROVIDER_NOT_FOUND' || code === 'OAUTH_PROVIDER_NOT_FOUND') {
+    return new AppError('OAUTH_PROVIDER_UNKNOWN', undefined, {}, { cause: err });
+  }
+  if (code === 'OAUTH_ISSUER_MISMATCH') return new AppError('OAUTH_ISSUER_MISMATCH', undefined, {}, { cause: err });
+  if (code === 'FAILED_TO_UNLINK_LAST_ACCOUNT')
+    return new AppError('LAST_SIGN_IN_METHOD', undefined, {}, { cause: err });
+  if (code === 'SESSION_NOT_FRESH') return new AppError('SESSION_NOT_FRESH', undefined, {}, { cause: err });
+  if (code === 'ACCOUNT_NOT_FOUND') return new AppError('OAUTH_ACCOUNT_NOT_FOUND', undefined, {}, { cause: err });
+  if (err.statusCode === 401) return new AppError('INVALID_TOKEN', undefined, {}, { cause: err });
+  if (err.statusCode >= 400 && err.statusCode < 500) {
+    return new AppError('BAD_REQUEST', err.message || undefined, {}, { cause: err });
+  }
+  return err;
+}

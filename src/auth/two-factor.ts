@@ -1,0 +1,217 @@
+import { createHash } from 'node:crypto';
+import { APIError } from 'better-auth/api';
+import { symmetricDecrypt } from 'better-auth/crypto';
+import * as OTPAuth from 'otpauth';
+import type { Database } from '../db/index.js';
+import { AppError } from '../errors/index.js';
+import type { BetterAuthInstance } from './better-auth.js';
+
+/**
+ * Two-factor (TOTP) on Better Auth's twoFactor plugin. The plugin owns enrolment (secret and backup codes encrypted with
+ * auth.secret), the pending sign-in (a signed, single-use, expiring challenge bound to the user and stored hashed), the
+ * per-challenge attempt budget (5) and the per-account lockout. We add what the plugin does only with cookie sessions
+ * or not at all: confirming and disabling without replacing the caller's session (our JWT names it), and checking a
+ * code for re-authentication against the same lockout counters.
+ */
+
+/** The plugin's signed cookie carrying the pending sign-in; its value is our challengeToken. */
+const CHALLENGE_COOKIE = 'better-auth.two_factor';
+const BASE32_PREFIX = 'base32:';
+// RFC 6238 defaults, as the plugin uses them: 6 digits, 30-second steps, SHA-1; one step of clock skew either way.
+const TOTP = { digits: 6, period: 30, algorithm: 'SHA1' } as const;
+const SKEW_STEPS = 1;
+
+export type CodeCheck = 'ok' | 'invalid' | 'locked' | 'not_enabled';
+
+export interface TwoFactorEngine {
+  /** Starts enrolment: not active until confirm(). Requires the password. */
+  enable(sessionToken: string, password: string): Promise<{ otpauthUri: string; backupCodes: string[] }>;
+  /** Activates a pending enrolment with a first code. */
+  confirm(userId: string, code: string): Promise<CodeCheck>;
+  /** Turns 2FA off: deletes the secret and backup codes. */
+  disable(userId: string): Promise<void>;
+  isEnabled(userId: string): Promise<boolean>;
+  /** A TOTP code of an active enrolment; wrong codes count toward the account lockout. */
+  checkCode(userId: string, code: string): Promise<CodeCheck>;
+  /** The pending sign-in's challenge from Better Auth's sign-in response cookies, or null. */
+  challengeFromCookies(setCookies: string[]): string | null;
+  /** The user a challenge belongs to (for the audit log), or null when it is not a live challenge. */
+  challengeUser(challenge: string): Promise<string | null>;
+  /** Completes a pending sign-in with a TOTP or backup code; returns Better Auth's new session token. */
+  verifyChallenge(
+    challenge: string,
+    code: string,
+    headers: Headers,
+  ): Promise<{ sessionToken: string; method: 'totp' | 'backup_code' }>;
+}
+
+export function createTwoFactorEngine(
+  auth: BetterAuthInstance,
+  db: Database,
+  options: { secureCookies: boolean; lockoutThreshold: number; lockoutDuration: number },
+): TwoFactorEngine {
+  const cookieName = options.secureCookies ? `__Secure-${CHALLENGE_COOKIE}` : CHALLENGE_COOKIE;
+
+  async function totpOf(userId: string, verified: boolean) {
+    const { rows } = await db.query<{ id: string; secret: string; locked: boolean }>(
+      `SELECT id, secret, coalesce(locked_until > now(), false) AS locked FROM two_factor
+        WHERE user_id = $1 AND verified = $2`,
+      [userId, verified],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    const context = await auth.$context;
+    const secret = await symmetricDecrypt({ key: context.secretConfig, data: row.secret });
+    // The plugin keys HMAC with the secret string's bytes (a base32: prefix marks an imported base32 secret).
+    const bytes = secret.startsWith(BASE32_PREFIX)
+      ? OTPAuth.Secret.fromBase32(secret.slice(BASE32_PREFIX.length).toUpperCase()).bytes
+      : new TextEncoder().encode(secret);
+    const totp = new OTPAuth.TOTP({ ...TOTP, secret: new OTPAuth.Secret({ buffer: toArrayBuffer(bytes) }) });
+    return { id: row.id, locked: row.locked, totp };
+  }
+
+  async function check(userId: string, code: string, verified: boolean): Promise<CodeCheck> {
+    const found = await totpOf(userId, verified);
+    if (!found) return 'not_enabled';
+    if (found.locked) return 'locked';
+    const delta = /^\d{6}$/.test(code) ? found.totp.validate({ token: code, window: SKEW_STEPS }) : null;
+    if (delta !== null) {
+      // Each time step's code is accepted once (RFC 6238 §5.2): a code seen in transit cannot be replayed, and parallel
+      // uses of one code yield one success. A replay counts as a wrong code.
+      const step = Math.floor(Date.now() / 1000 / TOTP.period) + delta;
+      const { rowCount } = await db.query(
+        `UPDATE two_factor SET failed_verification_count = 0, locked_until = NULL, last_used_step = $2
+          WHERE id = $1 AND (last_used_step IS NULL OR last_used_step < $2)`,
+        [found.id, step],
+      );
+      if (rowCount > 0) return 'ok';
+    }
+    // One atomic statement: parallel wrong codes cannot lose an increment or skip the lock. A lock that has run out
+    // starts a fresh count (as the plugin does on its sign-in path).
+    const { rows } = await db.query<{ locked: boolean }>(
+      `WITH current AS (
+         SELECT id, CASE WHEN locked_until <= now() THEN 0 ELSE failed_verification_count END + 1 AS failures
+           FROM two_factor WHERE id = $1 FOR UPDATE)
+       UPDATE two_factor t
+          SET failed_verification_count = c.failures,
+              locked_until = CASE WHEN c.failures >= $2 THEN now() + make_interval(secs => $3)
+                                  WHEN t.locked_until <= now() THEN NULL ELSE t.locked_until END
+         FROM current c
+        WHERE t.id = c.id
+        RETURNING coalesce(t.locked_until > now(), false) AS locked`,
+      [found.id, options.lockoutThreshold, options.lockoutDuration],
+    );
+    return rows[0]?.locked ? 'locked' : 'invalid';
+  }
+
+  return {
+    async enable(sessionToken, password) {
+      try {
+        const res = await auth.api.enableTwoFactor({
+          body: { password },
+          headers: new Headers({ authorization: `Bearer ${sessionToken}` }),
+        });
+        if (!('totpURI' in res) || !res.totpURI || !res.backupCodes) throw new Error('two-factor enable gave no URI');
+        return { otpauthUri: res.totpURI, backupCodes: res.backupCodes };
+      } catch (err) {
+        throw translateTwoFactor(err);
+      }
+    },
+
+    async confirm(userId, code) {
+      const result = await check(userId, code, false);
+      if (result !== 'ok') return result;
+      await db.transaction(async (tx) => {
+        await tx.query('UPDATE two_factor SET verified = true WHERE user_id = $1', [userId]);
+        await tx.query('UPDATE users SET two_factor_enabled = true, updated_at = now() WHERE id = $1', [userId]);
+      });
+      return 'ok';
+    },
+
+    async disable(userId) {
+      await db.transaction(async (tx) => {
+        await tx.query('DELETE FROM two_factor WHERE user_id = $1', [userId]);
+        await tx.query('UPDATE users SET two_factor_enabled = false, updated_at = now() WHERE id = $1', [userId]);
+      });
+    },
+
+    async isEnabled(userId) {
+      const { rows } = await db.query<{ on: boolean }>('SELECT two_factor_enabled AS on FROM users WHERE id = $1', [
+        userId,
+      ]);
+      return rows[0]?.on === true;
+    },
+
+    checkCode: (userId, code) => check(userId, code, true),
+
+    challengeFromCookies(setCookies) {
+      for (const cookie of setCookies) {
+        const eq = cookie.indexOf('=');
+        if (cookie.slice(0, eq) !== cookieName) continue;
+        const value = decodeURIComponent(cookie.slice(eq + 1).split(';')[0] ?? '');
+        if (value) return value;
+      }
+      return null;
+    },
+
+    async challengeUser(challenge) {
+      const identifier = challenge.slice(0, challenge.lastIndexOf('.'));
+      if (!identifier.startsWith('2fa-')) return null;
+      // Better Auth stores identifiers hashed (verification.storeIdentifier: 'hashed'): SHA-256, base64url.
+      const stored = createHash('sha256').update(identifier).digest('base64url');
+      const { rows } = await db.query<{ token: string }>(
+        'SELECT token FROM verification_tokens WHERE identifier = $1 AND expires_at > now()',
+        [stored],
+      );
+      return rows[0]?.token ?? null;
+    },
+
+    async verifyChallenge(challenge, code, headers) {
+      const withCookie = new Headers(headers);
+      withCookie.set('cookie', `${cookieName}=${encodeURIComponent(challenge)}`);
+      const method = /^\d{6}$/.test(code) ? 'totp' : 'backup_code';
+      try {
+        const res =
+          method === 'totp'
+            ? await auth.api.verifyTOTP({ body: { code }, headers: withCookie })
+            : await auth.api.verifyBackupCode({ body: { code }, headers: withCookie });
+        const sessionToken = (res as { token?: string }).token;
+        if (!sessionToken) throw new Error('two-factor verification gave no session');
+        return { sessionToken, method };
+      } catch (err) {
+        throw translateTwoFactor(err);
+      }
+    },
+  };
+}
+
+function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+/** The plugin's error codes mapped onto our catalogue. */
+export function translateTwoFactor(err: unknown): unknown {
+  if (!(err instanceof APIError)) return err;
+  const code = (err.body as { code?: string } | undefined)?.code ?? '';
+  switch (code) {
+    case 'INVALID_CODE':
+    case 'INVALID_BACKUP_CODE':
+      return new AppError('TWO_FACTOR_INVALID_CODE', undefined, {}, { cause: err });
+    case 'TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE':
+    case 'ACCOUNT_TEMPORARILY_LOCKED':
+      return new AppError('TWO_FACTOR_LOCKED', undefined, {}, { cause: err });
+    case 'INVALID_TWO_FACTOR_COOKIE':
+    case 'TOTP_NOT_ENABLED':
+    case 'BACKUP_CODES_NOT_ENABLED':
+      return new AppError('TWO_FACTOR_CHALLENGE_INVALID', undefined, {}, { cause: err });
+    case 'TOTP_ALREADY_ENABLED':
+      return new AppError('TWO_FACTOR_ALREADY_ENABLED', undefined, {}, { cause: err });
+    case 'INVALID_PASSWORD':
+      return new AppError('INVALID_PASSWORD', undefined, { field: 'password' }, { cause: err });
+    default:
+      if (err.statusCode >= 400 && err.statusCode < 500) {
+        return new AppError('BAD_REQUEST', err.message || undefined, {}, { cause: err });
+      }
+      return err;
+  }
+}

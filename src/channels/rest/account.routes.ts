@@ -1,0 +1,181 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { type AccountStore, type EmailVerification, type RecentAuth, sendDeferred } from '../../account/index.js';
+import type { AuditLog } from '../../audit/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
+import type { Authenticator } from '../../authenticator/index.js';
+import type { Config } from '../../config/index.js';
+import { type Mailer, passwordChangedEmail } from '../../email/index.js';
+import {
+  type ChangeBody,
+  EmailBody,
+  makeChangeBody,
+  makeResetBody,
+  type ResetBody,
+  SuccessResponse,
+  TokenQuery,
+  TokenRefreshResponse,
+} from './account.schemas.js';
+import { normalizeEmail } from './auth.routes.js';
+import { ErrorResponse } from './auth.schemas.js';
+import { authOf, requireAuth } from './require-auth.js';
+import { requireRecentAuth } from './require-recent-auth.js';
+
+export interface AccountRoutesDeps {
+  config: Config;
+  engine: AuthEngine;
+  authenticator: Authenticator;
+  audit: AuditLog;
+  verification: EmailVerification;
+  accounts: AccountStore;
+  recentAuth: RecentAuth;
+  mailer: Mailer;
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+
+const SAME_ANSWER = 'If an account exists for this address, an email is on its way.';
+
+/** Email verification, password reset and change, account deletion. */
+export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDeps): Promise<void> {
+  const { config, engine, audit, verification, accounts } = deps;
+  const password = { min: config.auth.password.min_length, max: config.auth.password.max_length };
+  const signedIn = requireAuth(deps.authenticator);
+  const recent = requireRecentAuth(deps.recentAuth);
+
+  const verifyEmail = async (token: string, request: FastifyRequest) => {
+    const { userId } = await verification.verify(token);
+    await audit.record({ event: 'email.verified', userId, ...origin(request) });
+    return { success: true as const, message: 'Your email address is verified; you can sign in.' };
+  };
+  const verifySchema = {
+    summary: 'Follow an email verification link: verifies the address (each link works once, then expires)',
+    tags: ['account'],
+    response: { 200: SuccessResponse, ...errors(400, 503) },
+  };
+  app.get<{ Querystring: TokenQuery }>(
+    '/auth/email/verify',
+    { schema: { ...verifySchema, querystring: TokenQuery } },
+    (r) => verifyEmail(r.query.token, r),
+  );
+  app.post<{ Body: TokenQuery }>('/auth/email/verify', { schema: { ...verifySchema, body: TokenQuery } }, (r) =>
+    verifyEmail(r.body.token, r),
+  );
+
+  app.post<{ Body: EmailBody }>(
+    '/auth/email/verify/resend',
+    {
+      schema: {
+        summary: 'Send the verification email again (same answer whatever the address; once per resend interval)',
+        tags: ['account'],
+        body: EmailBody,
+        response: { 202: SuccessResponse, ...errors(400, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { userId } = await verification.resend(normalizeEmail(request.body.email));
+      if (userId) await audit.record({ event: 'email.verification_sent', userId, ...origin(request) });
+      return reply.status(202).send({ success: true, message: SAME_ANSWER });
+    },
+  );
+
+  app.post<{ Body: EmailBody }>(
+    '/auth/password/forgot',
+    {
+      schema: {
+        summary: 'Email a single-use password reset link (same answer whatever the address)',
+        tags: ['account'],
+        body: EmailBody,
+        response: { 202: SuccessResponse, ...errors(400, 503) },
+      },
+    },
+    async (request, reply) => {
+      const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+      await engine.requestPasswordReset(normalizeEmail(request.body.email), headers);
+      return reply.status(202).send({ success: true, message: SAME_ANSWER });
+    },
+  );
+
+  app.post<{ Body: ResetBody }>(
+    '/auth/password/reset',
+    {
+      schema: {
+        summary: 'Set a new password with a reset link token; ends every session of the user',
+        tags: ['account'],
+        body: makeResetBody(password),
+        response: { 200: SuccessResponse, ...errors(400, 503) },
+      },
+    },
+    async (request) => {
+      await engine.resetPassword(request.body.token, request.body.password);
+      return { success: true as const, message: 'Your password is changed; sign in with it.' };
+    },
+  );
+
+  app.post<{ Body: ChangeBody }>(
+    '/auth/password/change',
+    {
+      preHandler: [signedIn, recent],
+      schema: {
+        summary: 'Change the password (needs the current one and a recent sign-in); ends the other sessions',
+        tags: ['account'],
+        security: [{ bearer: [] }],
+        body: makeChangeBody(password),
+        response: { 200: TokenRefreshResponse, ...errors(400, 401, 403, 429, 503) },
+      },
+    },
+    async (request) => {
+      const { userId, sessionId } = authOf(request);
+      const { endedSessions } = await accounts.changePassword({
+        userId,
+        keepSessionId: sessionId,
+        currentPassword: request.body.currentPassword,
+        newPassword: request.body.newPassword,
+      });
+      await audit.record({
+        event: 'password.changed',
+        userId,
+        sessionId,
+        ...origin(request),
+        details: { endedSessions },
+      });
+      const user = await accounts.userEmail(userId);
+      if (user) {
+        const notice = passwordChangedEmail({ to: user.email, name: user.name, appName: config.email.app_name });
+        sendDeferred(deps.mailer, notice, request.log);
+      }
+      return { success: true as const, endedSessions };
+    },
+  );
+
+  app.post(
+    '/auth/account/delete',
+    {
+      preHandler: [signedIn, recent],
+      schema: {
+        summary: 'Delete the account and everything attached to it (needs a recent sign-in or X-2FA-Code)',
+        tags: ['account'],
+        security: [{ bearer: [] }],
+        response: { 200: SuccessResponse, ...errors(401, 403, 429, 503) },
+      },
+    },
+    async (request) => {
+      const { userId, sessionId } = authOf(request);
+      // Recorded first: the row outlives the user (user_id becomes NULL), the id stays in details.
+      await audit.record({
+        event: 'account.deleted',
+        userId,
+        sessionId,
+        ...origin(request),
+        details: { deletedUserId: userId },
+      });
+      await accounts.deleteUser(userId);
+      return { success: true as const, message: 'Your account is deleted.' };
+    },
+  );
+}
+
+/** Where a REST request came from, for the audit log. */
+export function origin(request: { ip: string; headers: Record<string, unknown> }) {
+  const ua = request.headers['user-agent'];
+  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
+}

@@ -1,0 +1,114 @@
+import { Type as T } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { type ExchangeCodes, type MagicLinks, SECRET_PATTERN } from '../../accounts/index.js';
+import type { AuditLog } from '../../audit/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
+import type { Authenticator, SessionStore } from '../../authenticator/index.js';
+import { AppError } from '../../errors/index.js';
+import { normalizeEmail } from './auth.routes.js';
+import { ErrorResponse, TokenResponse } from './auth.schemas.js';
+import type { BrowserFinish } from './browser-finish.js';
+import {
+  type MagicLinkBody,
+  MagicLinkBody as MagicLinkBodySchema,
+  MagicLinkResponse,
+  MagicLinkVerifyQuery,
+} from './sign-in-methods.schemas.js';
+
+export interface MagicLinkRoutesDeps {
+  enabled: boolean;
+  /** Where the browser goes after a valid link; empty: the verify route answers the token as JSON. */
+  redirectUrl: string;
+  engine: AuthEngine;
+  authenticator: Authenticator;
+  sessions: SessionStore;
+  audit: AuditLog;
+  links: MagicLinks;
+  codes: ExchangeCodes;
+  finish: BrowserFinish;
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+const TOKEN = new RegExp(SECRET_PATTERN);
+
+/** Passwordless sign-in by a single-use link sent by email. */
+export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoutesDeps): Promise<void> {
+  const { engine, authenticator, sessions, audit, links, finish } = deps;
+  const origin = (request: FastifyRequest) => {
+    const ua = request.headers['user-agent'];
+    return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
+  };
+  const enabled = () => {
+    if (!deps.enabled) throw new AppError('FEATURE_DISABLED');
+  };
+
+  app.post<{ Body: MagicLinkBody }>(
+    '/auth/magic-link',
+    {
+      schema: {
+        summary: 'Email a sign-in link (the same answer whether or not the address has an account)',
+        tags: ['magic-link'],
+        body: MagicLinkBodySchema,
+        response: { 200: MagicLinkResponse, ...errors(400, 404, 413, 415, 429, 503) },
+      },
+    },
+    async (request) => {
+      enabled();
+      const email = normalizeEmail(request.body.email);
+      try {
+        await links.request(email);
+      } catch (err) {
+        if (err instanceof AppError && err.code === 'RATE_LIMITED') {
+          await audit.record({ event: 'rate_limit.hit', ...origin(request), details: { route: 'magic-link' } });
+        }
+        throw err;
+      }
+      return { success: true as const, message: 'If the address can sign in, a link is on its way.' };
+    },
+  );
+
+  app.get<{ Querystring: { token: string } }>(
+    '/auth/magic-link/verify',
+    {
+      schema: {
+        summary: 'Open a sign-in link: redirects with a one-time code (or answers the token without a redirect URL)',
+        tags: ['magic-link'],
+        querystring: MagicLinkVerifyQuery,
+        response: {
+          200: T.Union([TokenResponse, T.Object({ success: T.Literal(true), code: T.String() })]),
+          ...errors(400, 404, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      enabled();
+      const { token } = request.query;
+      const found = TOKEN.test(token) ? await links.verify(token) : null;
+      if (!found) {
+        await audit.record({
+          event: 'login.failure',
+          ...origin(request),
+          details: { method: 'magic_link', reason: 'MAGIC_LINK_INVALID' },
+        });
+        return finish.failure(reply, 'MAGIC_LINK_INVALID');
+      }
+      const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+      const ua = request.headers['user-agent'];
+      if (typeof ua === 'string') headers.set('user-agent', ua);
+      const session = await engine.methods.createSession(found.userId, headers);
+      if (found.created) {
+        await audit.record({ event: 'signup', ...session, ...origin(request), details: { method: 'magic_link' } });
+      }
+      await audit.record({ event: 'login.success', ...session, ...origin(request), details: { method: 'magic_link' } });
+      if (deps.redirectUrl) return finish.success(reply, session);
+      const active = await sessions.findActive(session.sessionId);
+      if (!active) throw new Error('the session just created is not active');
+      reply.header('cache-control', 'no-store');
+      return {
+        success: true as const,
+        userId: session.userId,
+        token: authenticator.issueToken(session.userId, session.sessionId, active.expiresAt),
+      };
+    },
+  );
+}

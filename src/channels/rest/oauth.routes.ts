@@ -1,0 +1,283 @@
+import { Type as T } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ExchangeCodes } from '../../accounts/index.js';
+import type { AuditLog } from '../../audit/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER, configuredProviders } from '../../auth/index.js';
+import type { Authenticator, SessionStore } from '../../authenticator/index.js';
+import type { Config } from '../../config/index.js';
+import type { Database } from '../../db/index.js';
+import { AppError, type ErrorCode } from '../../errors/index.js';
+import { ErrorResponse, TokenResponse } from './auth.schemas.js';
+import type { BrowserFinish } from './browser-finish.js';
+import { authOf, requireAuth } from './require-auth.js';
+import {
+  AccountsResponse,
+  CompleteQuery,
+  ExchangeBody,
+  LinkedQuery,
+  LinkResponse,
+  ProviderIdParams,
+  ProviderParams,
+  ProvidersResponse,
+  SuccessResponse,
+} from './sign-in-methods.schemas.js';
+
+export interface OAuthRoutesDeps {
+  config: Config;
+  db: Database;
+  engine: AuthEngine;
+  authenticator: Authenticator;
+  sessions: SessionStore;
+  audit: AuditLog;
+  codes: ExchangeCodes;
+  finish: BrowserFinish;
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+
+/** Better Auth's redirect error codes (?error=...) as our stable ones. */
+const CALLBACK_ERRORS: Record<string, ErrorCode> = {
+  state_mismatch: 'OAUTH_STATE_INVALID',
+  state_invalid: 'OAUTH_STATE_INVALID',
+  state_not_found: 'OAUTH_STATE_INVALID',
+  state_security_mismatch: 'OAUTH_STATE_INVALID',
+  issuer_mismatch: 'OAUTH_ISSUER_MISMATCH',
+  issuer_missing: 'OAUTH_ISSUER_MISMATCH',
+  account_not_linked: 'OAUTH_ACCOUNT_NOT_LINKED',
+  unable_to_link_account: 'OAUTH_LINK_REFUSED',
+  email_does_not_match: 'OAUTH_LINK_REFUSED',
+  account_already_linked_to_different_user: 'OAUTH_LINK_REFUSED',
+};
+
+/** A session Better Auth created for this callback: older ones do not mint codes (a stale cookie is not a sign-in). */
+const FRESH_SESSION_SECONDS = 600;
+
+const SESSION_COOKIES = ['better-auth.session_token', 'better-auth.session_data', 'better-auth.dont_remember'];
+
+/**
+ * OAuth / OpenID Connect sign-in, completion, code exchange, and linking. Better Auth runs the protocol (PKCE, state
+ * cookie, token exchange, id token checks) behind /api/auth/callback/<id>; these routes start it and end it.
+ */
+export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): Promise<void> {
+  const { config, db, engine, authenticator, sessions, audit, codes, finish } = deps;
+  const providers = configuredProviders(config);
+  const known = new Set(providers.map((p) => p.id));
+  const signedIn = requireAuth(authenticator);
+  const base = config.server.base_url;
+  const secure = base.startsWith('https:');
+
+  const engineHeaders = (request: FastifyRequest) => {
+    const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+    const ua = request.headers['user-agent'];
+    if (typeof ua === 'string') headers.set('user-agent', ua);
+    return headers;
+  };
+  const origin = (request: FastifyRequest) => {
+    const ua = request.headers['user-agent'];
+    return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
+  };
+  const requireProvider = (id: string) => {
+    if (!known.has(id)) throw new AppError('OAUTH_PROVIDER_UNKNOWN');
+  };
+
+  app.get(
+    '/auth/oauth/providers',
+    {
+      schema: {
+        summary: 'The configured OAuth / OIDC providers',
+        tags: ['oauth'],
+        response: { 200: ProvidersResponse },
+      },
+    },
+    async () => ({
+      success: true as const,
+      providers: providers.map((p) => ({ ...p, authorizeUrl: `${base}/auth/oauth/${p.id}` })),
+    }),
+  );
+
+  app.get<{ Params: ProviderParams }>(
+    '/auth/oauth/:provider',
+    {
+      schema: {
+        summary: "Start signing in with a provider: redirects the browser to the provider's authorization page",
+        tags: ['oauth'],
+        params: ProviderParams,
+        response: { ...errors(400, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      requireProvider(request.params.provider);
+      const { url, cookies } = await engine.methods.startOAuth(request.params.provider, engineHeaders(request));
+      reply.header('set-cookie', cookies).header('cache-control', 'no-store');
+      return reply.redirect(url, 302);
+    },
+  );
+
+  app.get<{ Querystring: CompleteQuery }>(
+    '/auth/oauth/complete',
+    {
+      schema: {
+        summary: 'Where Better Auth returns the browser: mints the one-time code and redirects to oauth.redirect_url',
+        tags: ['oauth'],
+        querystring: CompleteQuery,
+        response: {
+          200: T.Object({ success: T.Literal(true), code: T.String() }),
+          ...errors(400, 401, 409, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      clearSessionCookies(reply, secure);
+      if (request.query.error !== undefined) {
+        const code = CALLBACK_ERRORS[request.query.error] ?? 'OAUTH_FAILED';
+        await audit.record({
+          event: 'login.failure',
+          ...origin(request),
+          details: { method: 'oauth', reason: code, provider_error: request.query.error.slice(0, 64) },
+        });
+        return finish.failure(reply, code);
+      }
+      const sessionId = request.headers.cookie ? await engine.sessionIdFromHeaders(toHeaders(request.headers)) : null;
+      const { rows } = sessionId
+        ? await db.query<{ user_id: string }>(
+            `SELECT user_id FROM sessions
+              WHERE id = $1 AND expires_at > now() AND created_at > now() - make_interval(secs => $2)`,
+            [sessionId, FRESH_SESSION_SECONDS],
+          )
+        : { rows: [] };
+      const userId = rows[0]?.user_id;
+      if (!sessionId || !userId) return finish.failure(reply, 'OAUTH_FAILED');
+      await audit.record({
+        event: 'login.success',
+        userId,
+        sessionId,
+        ...origin(request),
+        details: { method: 'oauth' },
+      });
+      return finish.success(reply, { sessionId, userId });
+    },
+  );
+
+  app.get<{ Querystring: LinkedQuery }>(
+    '/auth/oauth/linked',
+    {
+      schema: {
+        summary: 'Where Better Auth returns the browser after linking: redirects to oauth.redirect_url?linked=<id>',
+        tags: ['oauth'],
+        querystring: LinkedQuery,
+        response: { 200: T.Object({ success: T.Literal(true), linked: T.String() }), ...errors(400) },
+      },
+    },
+    async (request, reply) => finish.linked(reply, request.query.provider ?? ''),
+  );
+
+  app.post<{ Body: ExchangeBody }>(
+    '/auth/oauth/exchange',
+    {
+      schema: {
+        summary: 'Trade a one-time code (OAuth or magic link) for the session token',
+        tags: ['oauth'],
+        body: ExchangeBody,
+        response: { 200: TokenResponse, ...errors(400, 413, 415, 503) },
+      },
+    },
+    async (request, reply) => {
+      reply.header('cache-control', 'no-store');
+      const found = await codes.consume(request.body.code);
+      const session = found ? await sessions.findActive(found.sessionId) : null;
+      if (!found || !session || session.userId !== found.userId) throw new AppError('EXCHANGE_CODE_INVALID');
+      return {
+        success: true as const,
+        userId: session.userId,
+        token: authenticator.issueToken(session.userId, session.id, session.expiresAt),
+      };
+    },
+  );
+
+  app.post<{ Params: ProviderParams }>(
+    '/auth/oauth/link/:provider',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: "Start linking a provider to the signed-in account: returns the provider's URL (and a state cookie)",
+        tags: ['oauth'],
+        security: [{ bearer: [] }],
+        params: ProviderParams,
+        response: { 200: LinkResponse, ...errors(400, 401, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      requireProvider(request.params.provider);
+      const auth = authOf(request);
+      if (!auth.sessionId) throw new AppError('AUTH_REQUIRED');
+      const { url, cookies } = await engine.methods.startLink(
+        request.params.provider,
+        auth.sessionId,
+        engineHeaders(request),
+      );
+      reply.header('set-cookie', cookies).header('cache-control', 'no-store');
+      return { success: true as const, url };
+    },
+  );
+
+  app.get(
+    '/auth/oauth/accounts',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: 'Provider accounts linked to the signed-in user',
+        tags: ['oauth'],
+        security: [{ bearer: [] }],
+        response: { 200: AccountsResponse, ...errors(401, 503) },
+      },
+    },
+    async (request) => ({
+      success: true as const,
+      accounts: await engine.methods.listAccounts(authOf(request).userId),
+    }),
+  );
+
+  app.delete<{ Params: ProviderIdParams }>(
+    '/auth/oauth/accounts/:providerId',
+    {
+      preHandler: signedIn,
+      schema: {
+        summary: 'Unlink a provider from the signed-in user (refused for the last way to sign in)',
+        tags: ['oauth'],
+        security: [{ bearer: [] }],
+        params: ProviderIdParams,
+        response: { 200: SuccessResponse, ...errors(400, 401, 403, 404, 409, 503) },
+      },
+    },
+    async (request) => {
+      const auth = authOf(request);
+      if (!auth.sessionId) throw new AppError('AUTH_REQUIRED');
+      await engine.methods.unlink(request.params.providerId, auth.userId, auth.sessionId);
+      await audit.record({
+        event: 'channel.unlinked',
+        userId: auth.userId,
+        sessionId: auth.sessionId,
+        ...origin(request),
+        details: { provider: request.params.providerId },
+      });
+      return { success: true as const };
+    },
+  );
+}
+
+/** The browser keeps no Better Auth session cookie after an OAuth sign-in: the front end holds the JWT instead. */
+function clearSessionCookies(reply: { header(name: string, value: string[]): unknown }, secure: boolean): void {
+  const names = secure ? SESSION_COOKIES.map((n) => `__Secure-${n}`) : SESSION_COOKIES;
+  reply.header(
+    'set-cookie',
+    names.map((n) => `${n}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`),
+  );
+}
+
+function toHeaders(headers: Record<string, string | string[] | undefined>): Headers {
+  const out = new Headers();
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) out.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return out;
+}

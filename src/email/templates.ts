@@ -1,0 +1,92 @@
+import type { EmailMessage } from './mailer.js';
+
+/**
+ * The account emails: plain text and HTML from one set of strings. Links are absolute (built by the caller from
+ * server.base_url); every interpolated value is HTML-escaped, so a user's name cannot inject markup.
+ */
+
+export interface LinkEmailInput {
+  to: string;
+  /** The user's display name; may be empty. */
+  name: string;
+  /** Absolute URL carrying the single-use token. */
+  link: string;
+  /** Seconds the link stays valid, stated in the message. */
+  ttlSeconds: number;
+  appName: string;
+}
+
+export function verificationEmail(input: LinkEmailInput): EmailMessage {
+  return linkEmail(input, {
+    subject: `Verify your email address for ${input.appName}`,
+    lead: `Confirm that ${input.to} is your email address by opening this link:`,
+    action: 'Verify email address',
+    ignore: 'If you did not create an account, ignore this email.',
+  });
+}
+
+export function passwordResetEmail(input: LinkEmailInput): EmailMessage {
+  return linkEmail(input, {
+    subject: `Reset your ${input.appName} password`,
+    lead: 'Someone (hopefully you) asked to reset the password of your account. Choose a new password here:',
+    action: 'Choose a new password',
+    ignore: 'If you did not ask for this, ignore this email: your password stays as it is.',
+  });
+}
+
+/** Sent after a password change or reset: the owner learns of it even if someone else did it. */
+export function passwordChangedEmail(input: { to: string; name: string; appName: string }): EmailMessage {
+  const greeting = greet(input.name);
+  const body = `The password of your ${input.appName} account was just changed and your other sessions were signed out.`;
+  const warn = 'If this was not you, reset your password at once and review your account.';
+  return {
+    to: input.to,
+    subject: `Your ${input.appName} password was changed`,
+    text: `${greeting}\n\n${body}\n\n${warn}\n`,
+    html: page(`<p>${escapeHtml(greeting)}</p><p>${escapeHtml(body)}</p><p>${escapeHtml(warn)}</p>`),
+  };
+}
+
+function linkEmail(
+  input: LinkEmailInput,
+  copy: { subject: string; lead: string; action: string; ignore: string },
+): EmailMessage {
+  const greeting = greet(input.name);
+  const expiry = `The link works once and expires in ${describeDuration(input.ttlSeconds)}.`;
+  const text = `${greeting}\n\n${copy.lead}\n\n${input.link}\n\n${expiry}\n${copy.ignore}\n`;
+  const href = escapeHtml(input.link);
+  const html = page(
+    `<p>${escapeHtml(greeting)}</p>
+<p>${escapeHtml(copy.lead)}</p>
+<p><a href="${href}" style="display:inline-block;padding:10px 16px;background:#1a56db;color:#fff;text-decoration:none;border-radius:4px">${escapeHtml(copy.action)}</a></p>
+<p style="font-size:13px;color:#555">Or paste this address into your browser:<br><a href="${href}">${href}</a></p>
+<p style="font-size:13px;color:#555">${escapeHtml(expiry)} ${escapeHtml(copy.ignore)}</p>`,
+  );
+  return { to: input.to, subject: copy.subject, text, html };
+}
+
+const greet = (name: string) => (name.trim() ? `Hello ${name.trim()},` : 'Hello,');
+
+function page(body: string): string {
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"></head>
+<body style="font-family:system-ui,sans-serif;line-height:1.5;color:#111;max-width:560px">
+${body}
+</body></html>
+`;
+}
+
+export function describeDuration(seconds: number): string {
+  const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (seconds % 86400 === 0) return plural(seconds / 86400, 'day');
+  if (seconds % 3600 === 0) return plural(seconds / 3600, 'hour');
+  if (seconds >= 60) return plural(Math.round(seconds / 60), 'minute');
+  return plural(seconds, 'second');
+}
+
+export function escapeHtml(value: string): string {
+  return value.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string,
+  );
+}

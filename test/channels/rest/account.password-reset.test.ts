@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+describe('password reset by real email', () => {
+  let t: TestApp;
+  let smtp: SmtpSink;
+  beforeAll(async () => {
+    smtp = await startSmtpSink();
+    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await smtp?.close();
+  });
+
+  const forgot = (email: string) => t.app.inject({ method: 'POST', url: '/auth/password/forgot', payload: { email } });
+  const reset = (token: string, password: string) =>
+    t.app.inject({ method: 'POST', url: '/auth/password/reset', payload: { token, password } });
+  const login = (email: string, password: string) =>
+    t.app.inject({ method: 'POST', url: '/auth/login', payload: { email, password } });
+  const session = (token: string) =>
+    t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
+
+  async function resetTokenFor(email: string): Promise<string> {
+    const before = smtp.messages.length;
+    expect((await forgot(email)).statusCode).toBe(202);
+    const mail = await smtp.waitFor((m) => addressOf(m) === email && smtp.messages.indexOf(m) >= before);
+    expect(mail.subject).toMatch(/Reset your .* password/);
+    expect(mail.html).toContain('href="http://localhost:3000/reset-password?token=');
+    const link = linkIn(mail, '/reset-password');
+    expect(link.origin).toBe(new URL(t.config.server.base_url).origin);
+    return link.searchParams.get('token') ?? '';
+  }
+
+  it('answers the same for a known and an unknown address, and mails only the known one', async () => {
+    const user = await registerUser(t.app);
+    const known = await forgot(user.email);
+    const unknown = await forgot('nobody-here@example.com');
+    expect(known.statusCode).toBe(unknown.statusCode);
+    expect(known.json()).toEqual(unknown.json());
+    await smtp.waitFor((m) => addressOf(m) === user.email);
+    // Spellings of the known address behave like it (and still answer the same).
+    expect((await forgot(`  ${user.email.toUpperCase()} `)).json()).toEqual(unknown.json());
+    expect(smtp.messages.some((m) => addressOf(m) === 'nobody-here@example.com')).toBe(false);
+  });
+
+  it('stores only a hash of the token', async () => {
+    const user = await registerUser(t.app);
+    const token = await resetTokenFor(user.email);
+    const { rows } = await t.db.query<{ identifier: string }>('SELECT identifier FROM verification_tokens');
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.some((r) => r.identifier.includes(token))).toBe(false);
+  });
+
+  it('follows the link: sets the new password, ends every session (old token 401), works once', async () => {
+    const user = await registerUser(t.app);
+    const second = (await login(user.email, user.password)).json().token as string;
+    const token = await resetTokenFor(user.email);
+    // What closes sockets in every process: the session-ended event, fed by the sessions trigger.
+    const ended: string[] = [];
+    const off = t.app.sessionEvents.onSessionEnded((e) => {
+      if (e.userId === user.userId) ended.push(e.sessionId);
+    });
+
+    const res = await reset(token, 'BrandNewPassword456!');
+    expect(res.statusCode).toBe(200);
+    expect(res.json().success).toBe(true);
+    await expect.poll(() => ended.length).toBe(2);
+    off();
+
+    for (const old of [user.token, second]) {
+      const s = await session(old);
+      expect(s.statusCode).toBe(401);
+      expect(s.json().error.code).toBe('INVALID_TOKEN');
+    }
+    expect((await login(user.email, user.password)).statusCode).toBe(401);
+    expect((await login(user.email, 'BrandNewPassword456!')).statusCode).toBe(200);
+
+    const again = await reset(token, 'YetAnotherPassword789!');
+    expect(again.statusCode).toBe(400);
+    expect(again.json().error.code).toBe('INVALID_RESET_TOKEN');
+
+    const { rows } = await t.db.query<{ event: string }>(
+      'SELECT event FROM auth_audit_log WHERE user_id = $1 ORDER BY id',
+      [user.userId],
+    );
+    const events = rows.map((r) => r.event);
+    expect(events).toContain('password.reset_requested');
+    expect(events).toContain('password.reset_completed');
+    // The owner is told their password changed.
+    await smtp.waitFor((m) => addressOf(m) === user.email && /password was changed/.test(m.subject ?? ''));
+  });
+
+  it('refuses an expired link', async () => {
+    const user = await registerUser(t.app);
+    const token = await resetTokenFor(user.email);
+    await t.db.query(`UPDATE verification_tokens SET expires_at = now() - interval '1 second'`);
+    const res = await reset(token, 'BrandNewPassword456!');
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('INVALID_RESET_TOKEN');
+    expect((await login(user.email, user.password)).statusCode).toBe(200);
+  });
+
+  it('50 parallel uses of one token: exactly one succeeds', async () => {
+    const user = await registerUser(t.app);
+    const token = await resetTokenFor(user.email);
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => reset(token, `ParallelPassword-${String(i).padStart(2, '0')}`)),
+    );
+    const ok = results.filter((r) => r.statusCode === 200);
+    expect(ok).toHaveLength(1);
+    for (const r of results.filter((r) => r.statusCode !== 200)) {
+      expect(r.statusCode).toBe(400);
+      expect(r.json().error.code).toBe('INVALID_RESET_TOKEN');
+    }
+    const winner = results.indexOf(ok[0] as (typeof results)[number]);
+    expect((await login(user.email, `ParallelPassword-${String(winner).padStart(2, '0')}`)).statusCode).toBe(200);
+  });
+
+  it('refuses junk tokens and short passwords with 400 JSON', async () => {
+    const bad = await reset('not a token!', 'BrandNewPassword456!');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('VALIDATION_FAILED');
+    const unknown = await reset('a'.repeat(24), 'BrandNewPassword456!');
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error.code).toBe('INVALID_RESET_TOKEN');
+    const short = await reset('a'.repeat(24), 'short');
+    expect(short.statusCode).toBe(400);
+    expect(short.json().error.field).toBe('password');
+  });
+});

@@ -1,0 +1,194 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMagicLinks } from '../../../src/accounts/index.js';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
+import { type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+const FRONT = 'http://localhost:5173/signed-in';
+
+/** The sign-in link in a received message: the path and query to inject. */
+const linkIn = (text: string | undefined) => {
+  const m = /http:\/\/localhost:3000(\/auth\/magic-link\/verify\?token=[\w-]+)/.exec(text ?? '');
+  if (!m?.[1]) throw new Error(`no link in: ${text}`);
+  return m[1];
+};
+
+describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
+  let smtp: SmtpSink;
+  let t: TestApp;
+  beforeAll(async () => {
+    smtp = await startSmtpSink();
+    t = await createTestApp({ config: { oauth: { redirect_url: FRONT }, email: { smtp_url: smtp.url } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await smtp?.close();
+  });
+
+  const request = (email: string) => t.app.inject({ method: 'POST', url: '/auth/magic-link', payload: { email } });
+  const open = (path: string) => t.app.inject({ method: 'GET', url: path });
+
+  it('emails a link that signs in: verify -> redirect with a code -> exchange -> session', async () => {
+    const user = await registerUser(t.app, { email: 'link.user@example.com' });
+    const res = await request('  Link.User@Example.com ');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ success: true, message: expect.any(String) });
+
+    const mail = await smtp.waitFor((m) => m.rcpt.includes('link.user@example.com'));
+    expect(mail.subject).toBe('Your sign-in link');
+    const path = linkIn(mail.text);
+    const verify = await open(path);
+    expect(verify.statusCode).toBe(302);
+    const front = new URL(verify.headers.location as string);
+    expect(front.origin + front.pathname).toBe(FRONT);
+    expect(front.searchParams.get('token')).toBeNull();
+    const ex = await t.app.inject({
+      method: 'POST',
+      url: '/auth/oauth/exchange',
+      payload: { code: front.searchParams.get('code') },
+    });
+    expect(ex.statusCode).toBe(200);
+    expect(ex.json().userId).toBe(user.userId);
+    const me = await t.app.inject({
+      method: 'GET',
+      url: '/auth/session',
+      headers: { authorization: `Bearer ${ex.json().token}` },
+    });
+    expect(me.json().user.email).toBe('link.user@example.com');
+    const { rows } = await t.db.query<{ email_verified: boolean }>('SELECT email_verified FROM users WHERE id = $1', [
+      user.userId,
+    ]);
+    expect(rows[0]?.email_verified).toBe(true);
+
+    // Single use.
+    const again = await open(path);
+    expect(new URL(again.headers.location as string).searchParams.get('error')).toBe('MAGIC_LINK_INVALID');
+    // Only the hash of the token is stored.
+    const token = path.split('token=')[1] as string;
+    const stored = await t.db.query('SELECT 1 FROM magic_link_tokens WHERE token_hash = $1', [token]);
+    expect(stored.rows).toHaveLength(0);
+  });
+
+  it('an unknown address gets the same answer and no email, and no account (create_accounts: false)', async () => {
+    const unknown = await request('nobody@example.com');
+    await registerUser(t.app, { email: 'marker@example.com' });
+    const known = await request('marker@example.com');
+    expect(unknown.statusCode).toBe(known.statusCode);
+    expect(unknown.json()).toEqual(known.json());
+    // The unknown address was answered before the known one was even asked for: a message to it would have been
+    // handed to SMTP first.
+    await smtp.waitFor((m) => m.rcpt.includes('marker@example.com'));
+    expect(smtp.messages.some((m) => m.rcpt.includes('nobody@example.com'))).toBe(false);
+    const users = await t.db.query("SELECT 1 FROM users WHERE email = 'nobody@example.com'");
+    expect(users.rows).toHaveLength(0);
+  });
+
+  it('an expired link is refused', async () => {
+    await registerUser(t.app, { email: 'late@example.com' });
+    await request('late@example.com');
+    const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes('late@example.com'))).text);
+    await t.db.query(
+      `UPDATE magic_link_tokens SET expires_at = now() - interval '1 second' WHERE email = 'late@example.com'`,
+    );
+    const res = await open(path);
+    expect(new URL(res.headers.location as string).searchParams.get('error')).toBe('MAGIC_LINK_INVALID');
+  });
+
+  it('malformed, unknown and oversized tokens are refused without a 500', async () => {
+    for (const token of ['abc', 'A'.repeat(43), '%00%ff', '']) {
+      const res = await open(`/auth/magic-link/verify?token=${token}`);
+      expect(res.statusCode).toBe(302);
+      expect(new URL(res.headers.location as string).searchParams.get('error')).toBe('MAGIC_LINK_INVALID');
+    }
+    const huge = await open(`/auth/magic-link/verify?token=${'A'.repeat(5000)}`);
+    expect(huge.statusCode).toBe(400);
+    const none = await open('/auth/magic-link/verify');
+    expect(none.statusCode).toBe(400);
+    const badEmail = await t.app.inject({
+      method: 'POST',
+      url: '/auth/magic-link',
+      payload: { email: 'not-an-email' },
+    });
+    expect(badEmail.statusCode).toBe(400);
+    expect(badEmail.json().error.code).toBe('VALIDATION_FAILED');
+  });
+
+  it('concurrent opens of one link: exactly one signs in', async () => {
+    await registerUser(t.app, { email: 'race@example.com' });
+    await request('race@example.com');
+    const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes('race@example.com'))).text);
+    const results = await Promise.all([1, 2, 3, 4].map(() => open(path)));
+    const codes = results.map((r) => new URL(r.headers.location as string).searchParams.get('code')).filter(Boolean);
+    expect(codes).toHaveLength(1);
+  });
+
+  it('rate-limited per address (magic_link.max_per_window, default 3), known or not', async () => {
+    for (const email of ['limited@example.com', 'limited-unknown@example.com']) {
+      if (email === 'limited@example.com') await registerUser(t.app, { email });
+      for (let i = 0; i < 3; i++) expect((await request(email)).statusCode).toBe(200);
+      const fourth = await request(email);
+      expect(fourth.statusCode).toBe(429);
+      expect(fourth.json().error.code).toBe('RATE_LIMITED');
+      expect(Number(fourth.headers['retry-after'])).toBeGreaterThan(0);
+    }
+    // Another address is not affected.
+    expect((await request('free@example.com')).statusCode).toBe(200);
+  });
+
+  it('a burst of requests for one address sends at most max_per_window links', async () => {
+    const results = await Promise.all(Array.from({ length: 8 }, () => request('burst@example.com')));
+    expect(results.filter((r) => r.statusCode === 200)).toHaveLength(3);
+    expect(results.filter((r) => r.statusCode === 429)).toHaveLength(5);
+  });
+
+  it('with create_accounts, a link to a new address creates a verified, passwordless account (factory)', async () => {
+    const sent: Array<{ to: string; text: string }> = [];
+    const links = createMagicLinks(
+      { baseUrl: 'http://localhost:3000', expiresIn: 600, createAccounts: true, maxPerWindow: 3, window: 900 },
+      {
+        db: t.db,
+        mailer: { kind: 'outbox', send: async (m) => void sent.push(m), close() {} },
+        createUser: (email) => t.app.engine.methods.createUser(email),
+        log: { error() {} },
+      },
+    );
+    await links.request('newcomer@example.com');
+    await new Promise((r) => setImmediate(r));
+    const token = linkIn(sent[0]?.text).split('token=')[1] as string;
+    const found = await links.verify(token);
+    expect(found?.created).toBe(true);
+    const { rows } = await t.db.query<{ email: string; email_verified: boolean }>(
+      'SELECT email, email_verified FROM users WHERE id = $1',
+      [found?.userId],
+    );
+    expect(rows[0]).toEqual({ email: 'newcomer@example.com', email_verified: true });
+    expect(await links.verify(token)).toBeNull();
+  });
+
+  describe('without a front-end URL (oauth.redirect_url empty)', () => {
+    let json: Awaited<ReturnType<typeof createSiblingApp>>;
+    beforeAll(async () => {
+      json = await createSiblingApp(t, { email: { smtp_url: smtp.url }, oauth: { redirect_url: '' } });
+    });
+    afterAll(() => json?.close());
+
+    it('verify answers {success, userId, token} as JSON (no token in any URL)', async () => {
+      const user = await registerUser(json, { email: 'json@example.com' });
+      await json.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'json@example.com' } });
+      const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes('json@example.com'))).text);
+      const res = await json.inject({ method: 'GET', url: path });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.json().userId).toBe(user.userId);
+      const me = await json.inject({
+        method: 'GET',
+        url: '/auth/session',
+        headers: { authorization: `Bearer ${res.json().token}` },
+      });
+      expect(me.statusCode).toBe(200);
+      const again = await json.inject({ method: 'GET', url: path });
+      expect(again.statusCode).toBe(400);
+      expect(again.json().error.code).toBe('MAGIC_LINK_INVALID');
+    });
+  });
+});

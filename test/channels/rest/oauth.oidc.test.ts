@@ -1,0 +1,339 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authorizeAtProvider, CookieJar, type OidcProvider, startOidcProvider } from '../../helpers/oidc-provider.js';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+// A real OpenID Connect provider (oidc-provider) on 127.0.0.1; the gateway runs in-process (inject) at its default
+// base_url, http://localhost:3000, which is the redirect_uri registered at the provider.
+const BASE = 'http://localhost:3000';
+const FRONT = 'http://localhost:5173/signed-in';
+
+describe('OAuth / OIDC sign-in against a real provider', () => {
+  let idp: OidcProvider;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    idp = await startOidcProvider({ redirectUris: [`${BASE}/api/auth/callback/corp`] });
+    t = await createTestApp({
+      config: {
+        oauth: {
+          redirect_url: FRONT,
+          oidc: {
+            corp: {
+              issuer: idp.issuer,
+              client_id: idp.clientId,
+              client_secret: idp.clientSecret,
+              name: 'Corp SSO',
+              scopes: ['openid', 'email', 'profile'],
+              token_auth: 'client_secret_basic',
+            },
+          },
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await idp?.close();
+  });
+
+  /** GET /auth/oauth/corp, with an optional bearer (link) or start URL; returns the jar and the provider URL. */
+  const start = async () => {
+    const jar = new CookieJar();
+    const res = await t.app.inject({ method: 'GET', url: '/auth/oauth/corp' });
+    expect(res.statusCode).toBe(302);
+    jar.store(res.headers['set-cookie'] as string[]);
+    return { jar, authorizeUrl: new URL(res.headers.location as string) };
+  };
+  /** Delivers the provider's redirect to the gateway's callback, then follows to /auth/oauth/complete. */
+  const finish = async (jar: CookieJar, callback: URL) => {
+    const cb = await t.app.inject({
+      method: 'GET',
+      url: `${callback.pathname}${callback.search}`,
+      headers: { cookie: jar.header() },
+    });
+    expect(cb.statusCode).toBe(302);
+    jar.store(cb.headers['set-cookie'] as string[]);
+    const next = new URL(cb.headers.location as string, BASE);
+    expect(next.origin + next.pathname).toMatch(/\/auth\/oauth\/(complete|linked)$/);
+    const done = await t.app.inject({
+      method: 'GET',
+      url: `${next.pathname}${next.search}`,
+      headers: { cookie: jar.header() },
+    });
+    expect(done.statusCode).toBe(302);
+    return { callback: cb, done, front: new URL(done.headers.location as string) };
+  };
+  const exchange = (code: string) => t.app.inject({ method: 'POST', url: '/auth/oauth/exchange', payload: { code } });
+  const session = (token: string) =>
+    t.app.inject({ method: 'GET', url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
+  const signIn = async (accountId: string) => {
+    const { jar, authorizeUrl } = await start();
+    return finish(jar, await authorizeAtProvider(authorizeUrl.toString(), accountId));
+  };
+  const countSessions = async () =>
+    Number((await t.db.query<{ n: string }>('SELECT count(*) AS n FROM sessions')).rows[0]?.n);
+
+  it('authorization code + PKCE + state: sign-in -> one-time code -> exchange -> GET /auth/session', async () => {
+    idp.accounts.alice = { email: 'alice@corp.example', email_verified: true, name: 'Alice' };
+    const { jar, authorizeUrl } = await start();
+    expect(authorizeUrl.origin).toBe(new URL(idp.issuer).origin);
+    const q = authorizeUrl.searchParams;
+    expect(q.get('client_id')).toBe(idp.clientId);
+    expect(q.get('redirect_uri')).toBe(`${BASE}/api/auth/callback/corp`);
+    expect(q.get('response_type')).toBe('code');
+    expect(q.get('code_challenge_method')).toBe('S256');
+    expect(q.get('code_challenge')).toMatch(/^[\w-]{43}$/);
+    expect(q.get('state')).toBeTruthy();
+
+    const callback = await authorizeAtProvider(authorizeUrl.toString(), 'alice');
+    expect(callback.searchParams.get('iss')).toBe(idp.issuer);
+    const { done, front } = await finish(jar, callback);
+    expect(front.origin + front.pathname).toBe(FRONT);
+    expect(front.searchParams.get('token')).toBeNull();
+    const code = front.searchParams.get('code') as string;
+    expect(code).toMatch(/^[\w-]{43}$/);
+    // The browser keeps no Better Auth session cookie: the front end holds the JWT.
+    const cleared = (done.headers['set-cookie'] as string[]).find((c) => c.startsWith('better-auth.session_token='));
+    expect(cleared).toMatch(/Max-Age=0/);
+
+    const ex = await exchange(code);
+    expect(ex.statusCode).toBe(200);
+    const { userId, token } = ex.json();
+    const me = await session(token);
+    expect(me.statusCode).toBe(200);
+    expect(me.json().user).toEqual({ id: userId, email: 'alice@corp.example', name: 'Alice' });
+
+    // Single use; only the hash is stored.
+    const again = await exchange(code);
+    expect(again.statusCode).toBe(400);
+    expect(again.json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    const stored = await t.db.query('SELECT 1 FROM auth_exchange_codes WHERE code_hash = $1', [code]);
+    expect(stored.rows).toHaveLength(0);
+
+    // Signing in again with the same provider account finds the same user.
+    const second = await signIn('alice');
+    const ex2 = await exchange(second.front.searchParams.get('code') as string);
+    expect(ex2.json().userId).toBe(userId);
+  });
+
+  it('a forged state is refused with OAUTH_STATE_INVALID and creates no session', async () => {
+    idp.accounts.mallory = { email: 'mallory@corp.example', email_verified: true };
+    const before = await countSessions();
+    const { jar, authorizeUrl } = await start();
+    const callback = await authorizeAtProvider(authorizeUrl.toString(), 'mallory');
+    callback.searchParams.set('state', 'forged-state-value-forged-state-value');
+    const { front } = await finish(jar, callback);
+    expect(front.searchParams.get('error')).toBe('OAUTH_STATE_INVALID');
+    expect(front.searchParams.get('code')).toBeNull();
+    expect(await countSessions()).toBe(before);
+    const users = await t.db.query("SELECT 1 FROM users WHERE email = 'mallory@corp.example'");
+    expect(users.rows).toHaveLength(0);
+  });
+
+  it('a callback without the state cookie (another browser) is refused', async () => {
+    idp.accounts.mallory2 = { email: 'mallory2@corp.example', email_verified: true };
+    const before = await countSessions();
+    const { authorizeUrl } = await start();
+    const callback = await authorizeAtProvider(authorizeUrl.toString(), 'mallory2');
+    const { front } = await finish(new CookieJar(), callback);
+    expect(front.searchParams.get('error')).toBe('OAUTH_STATE_INVALID');
+    expect(await countSessions()).toBe(before);
+  });
+
+  it('a response from another issuer (iss mismatch, a mix-up) is refused with OAUTH_ISSUER_MISMATCH', async () => {
+    idp.accounts.trent = { email: 'trent@corp.example', email_verified: true };
+    const before = await countSessions();
+    const { jar, authorizeUrl } = await start();
+    const callback = await authorizeAtProvider(authorizeUrl.toString(), 'trent');
+    callback.searchParams.set('iss', 'http://127.0.0.1:1/other-issuer');
+    const { front } = await finish(jar, callback);
+    expect(front.searchParams.get('error')).toBe('OAUTH_ISSUER_MISMATCH');
+    expect(await countSessions()).toBe(before);
+  });
+
+  it('an unverified provider email matching an existing account is not linked (OAUTH_ACCOUNT_NOT_LINKED)', async () => {
+    const existing = await registerUser(t.app, { email: 'bob@corp.example' });
+    await t.db.query('UPDATE users SET email_verified = TRUE WHERE id = $1', [existing.userId]);
+    idp.accounts.bob = { email: 'bob@corp.example', email_verified: false };
+    const { front } = await signIn('bob');
+    expect(front.searchParams.get('error')).toBe('OAUTH_ACCOUNT_NOT_LINKED');
+    const links = await t.db.query("SELECT 1 FROM user_credentials WHERE user_id = $1 AND provider_id = 'corp'", [
+      existing.userId,
+    ]);
+    expect(links.rows).toHaveLength(0);
+  });
+
+  it('a verified provider email matching a verified account signs in to that account', async () => {
+    const existing = await registerUser(t.app, { email: 'carol@corp.example' });
+    await t.db.query('UPDATE users SET email_verified = TRUE WHERE id = $1', [existing.userId]);
+    idp.accounts.carol = { email: 'carol@corp.example', email_verified: true };
+    const { front } = await signIn('carol');
+    const ex = await exchange(front.searchParams.get('code') as string);
+    expect(ex.json().userId).toBe(existing.userId);
+  });
+
+  it('a signed-in user links and unlinks a provider; the last sign-in method cannot be unlinked', async () => {
+    const user = await registerUser(t.app, { email: 'dave@example.com' });
+    idp.accounts.dave = { email: 'dave.at.work@corp.example', email_verified: true };
+    const link = await t.app.inject({
+      method: 'POST',
+      url: '/auth/oauth/link/corp',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(link.statusCode).toBe(200);
+    const jar = new CookieJar();
+    jar.store(link.headers['set-cookie'] as string[]);
+    const { front } = await finish(jar, await authorizeAtProvider(link.json().url, 'dave'));
+    expect(front.searchParams.get('linked')).toBe('corp');
+
+    const accounts = await t.app.inject({
+      method: 'GET',
+      url: '/auth/oauth/accounts',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(accounts.json().accounts.map((a: { providerId: string }) => a.providerId)).toEqual(['corp']);
+
+    const viaCorp = await signIn('dave');
+    expect((await exchange(viaCorp.front.searchParams.get('code') as string)).json().userId).toBe(user.userId);
+
+    // Another user cannot unlink what is not theirs.
+    const other = await registerUser(t.app);
+    const notTheirs = await t.app.inject({
+      method: 'DELETE',
+      url: '/auth/oauth/accounts/corp',
+      headers: { authorization: `Bearer ${other.token}` },
+    });
+    expect(notTheirs.statusCode).toBe(404);
+    expect(notTheirs.json().error.code).toBe('OAUTH_ACCOUNT_NOT_FOUND');
+
+    const unlink = await t.app.inject({
+      method: 'DELETE',
+      url: '/auth/oauth/accounts/corp',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(unlink.statusCode).toBe(200);
+    const rows = await t.db.query("SELECT 1 FROM user_credentials WHERE user_id = $1 AND provider_id = 'corp'", [
+      user.userId,
+    ]);
+    expect(rows.rows).toHaveLength(0);
+
+    // An OAuth-only user keeps their only way in.
+    idp.accounts.olga = { email: 'olga@corp.example', email_verified: true };
+    const olga = await exchange((await signIn('olga')).front.searchParams.get('code') as string);
+    const last = await t.app.inject({
+      method: 'DELETE',
+      url: '/auth/oauth/accounts/corp',
+      headers: { authorization: `Bearer ${olga.json().token}` },
+    });
+    expect(last.statusCode).toBe(409);
+    expect(last.json().error.code).toBe('LAST_SIGN_IN_METHOD');
+  });
+
+  it('a provider account linked to one user cannot be linked to another (OAUTH_LINK_REFUSED)', async () => {
+    idp.accounts.paul = { email: 'paul@corp.example', email_verified: true };
+    await exchange((await signIn('paul')).front.searchParams.get('code') as string);
+    const user = await registerUser(t.app);
+    const link = await t.app.inject({
+      method: 'POST',
+      url: '/auth/oauth/link/corp',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    const jar = new CookieJar();
+    jar.store(link.headers['set-cookie'] as string[]);
+    const { front } = await finish(jar, await authorizeAtProvider(link.json().url, 'paul'));
+    expect(front.searchParams.get('error')).toBe('OAUTH_LINK_REFUSED');
+  });
+
+  it('an anonymous user linking a provider becomes that user: same id, is_anonymous off, verified email', async () => {
+    const anon = (await t.app.inject({ method: 'POST', url: '/auth/anonymous' })).json();
+    idp.accounts.erin = { email: 'erin@corp.example', email_verified: true };
+    const link = await t.app.inject({
+      method: 'POST',
+      url: '/auth/oauth/link/corp',
+      headers: { authorization: `Bearer ${anon.token}` },
+    });
+    expect(link.statusCode).toBe(200);
+    const jar = new CookieJar();
+    jar.store(link.headers['set-cookie'] as string[]);
+    const { front } = await finish(jar, await authorizeAtProvider(link.json().url, 'erin'));
+    expect(front.searchParams.get('linked')).toBe('corp');
+    const { rows } = await t.db.query<{ is_anonymous: boolean; email: string; email_verified: boolean }>(
+      'SELECT is_anonymous, email, email_verified FROM users WHERE id = $1',
+      [anon.userId],
+    );
+    expect(rows[0]).toEqual({ is_anonymous: false, email: 'erin@corp.example', email_verified: true });
+    const later = await signIn('erin');
+    expect((await exchange(later.front.searchParams.get('code') as string)).json().userId).toBe(anon.userId);
+    expect((await session(anon.token)).statusCode).toBe(200);
+  });
+
+  it('refuses: unknown provider, malformed and unknown codes, complete without a session', async () => {
+    const unknown = await t.app.inject({ method: 'GET', url: '/auth/oauth/nope' });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json().error.code).toBe('OAUTH_PROVIDER_UNKNOWN');
+    const bad = await exchange('short');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('VALIDATION_FAILED');
+    const none = await exchange('A'.repeat(43));
+    expect(none.json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    const complete = await t.app.inject({ method: 'GET', url: '/auth/oauth/complete' });
+    expect(new URL(complete.headers.location as string).searchParams.get('error')).toBe('OAUTH_FAILED');
+    const hostile = await t.app.inject({ method: 'GET', url: `/auth/oauth/complete?error=${'x'.repeat(5000)}` });
+    expect(hostile.statusCode).toBe(400);
+    const unauth = await t.app.inject({ method: 'POST', url: '/auth/oauth/link/corp' });
+    expect(unauth.statusCode).toBe(401);
+  });
+
+  it('an expired code, or the code of a revoked session, is refused', async () => {
+    const user = await registerUser(t.app);
+    const sid = (await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [user.userId])).rows[0]
+      ?.id as string;
+    const late = await t.app.exchangeCodes.mint(sid, user.userId);
+    await t.db.query(`UPDATE auth_exchange_codes SET expires_at = now() - interval '1 second'`);
+    expect((await exchange(late)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    const orphan = await t.app.exchangeCodes.mint(sid, user.userId);
+    await t.db.query('DELETE FROM sessions WHERE id = $1', [sid]);
+    expect((await exchange(orphan)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+  });
+
+  it('concurrent exchanges of one code: exactly one succeeds', async () => {
+    idp.accounts.zoe = { email: 'zoe@corp.example', email_verified: true };
+    const code = (await signIn('zoe')).front.searchParams.get('code') as string;
+    const results = await Promise.all([1, 2, 3, 4].map(() => exchange(code)));
+    expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
+  });
+
+  // OpenID Connect Discovery 1.0, section 4.3: the announced issuer must be the one configured.
+  describe('a provider whose discovery announces another issuer', () => {
+    let other: OidcProvider;
+    let app: Awaited<ReturnType<typeof createSiblingApp>>;
+    beforeAll(async () => {
+      // Listens at http://127.0.0.1:<port> but announces http://127.0.0.1:<port>/tenant-b as its issuer.
+      other = await startOidcProvider({ redirectUris: [`${BASE}/api/auth/callback/corp`], issuerPath: '/tenant-b' });
+      app = await createSiblingApp(t, {
+        oauth: {
+          redirect_url: FRONT,
+          oidc: { corp: { issuer: other.url, client_id: other.clientId, client_secret: other.clientSecret } },
+        },
+      });
+    });
+    afterAll(async () => {
+      await app?.close();
+      await other?.close();
+    });
+
+    it('refuses to start a sign-in (OAUTH_ISSUER_MISMATCH), through our route and Better Auth own', async () => {
+      const res = await app.inject({ method: 'GET', url: '/auth/oauth/corp' });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error.code).toBe('OAUTH_ISSUER_MISMATCH');
+      const direct = await app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/social',
+        payload: { provider: 'corp', callbackURL: `${BASE}/auth/oauth/complete` },
+      });
+      expect(direct.statusCode).toBe(400);
+      expect(direct.json().code).toBe('OAUTH_ISSUER_MISMATCH');
+    });
+  });
+});

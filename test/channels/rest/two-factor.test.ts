@@ -1,0 +1,232 @@
+import * as OTPAuth from 'otpauth';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+type User = Awaited<ReturnType<typeof registerUser>>;
+
+describe('TOTP two-factor', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t?.close());
+
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const post = (url: string, payload: object, token?: string) =>
+    t.app.inject({ method: 'POST', url, payload, headers: token ? bearer(token) : {} });
+  const login = (u: User) => post('/auth/login', { email: u.email, password: u.password });
+  const verify = (challengeToken: string, code: string) => post('/auth/2fa/verify', { challengeToken, code });
+  /** A code that is valid at no moment near now (10 minutes ahead). */
+  const wrongCode = (totp: OTPAuth.TOTP) => totp.generate({ timestamp: Date.now() + 600_000 });
+
+  async function enrolled(): Promise<{ user: User; totp: OTPAuth.TOTP; backupCodes: string[] }> {
+    const user = await registerUser(t.app);
+    const res = await post('/auth/2fa/enable', { password: user.password }, user.token);
+    expect(res.statusCode).toBe(200);
+    const { otpauthUri, backupCodes } = res.json();
+    const totp = OTPAuth.URI.parse(otpauthUri) as OTPAuth.TOTP;
+    expect((await post('/auth/2fa/confirm', { code: totp.generate() }, user.token)).statusCode).toBe(200);
+    return { user, totp, backupCodes };
+  }
+
+  async function challenge(user: User): Promise<string> {
+    const res = await login(user);
+    expect(res.statusCode).toBe(200);
+    return res.json().challengeToken;
+  }
+
+  it('enable returns an otpauth URI and backup codes; inactive until confirmed with a first code', async () => {
+    const user = await registerUser(t.app);
+    const wrongPw = await post('/auth/2fa/enable', { password: 'WrongPassword123!' }, user.token);
+    expect(wrongPw.statusCode).toBe(401);
+    expect(wrongPw.json().error.code).toBe('INVALID_PASSWORD');
+
+    const res = await post('/auth/2fa/enable', { password: user.password }, user.token);
+    expect(res.statusCode).toBe(200);
+    const { otpauthUri, backupCodes } = res.json();
+    expect(otpauthUri).toMatch(/^otpauth:\/\/totp\/Auth%20Gateway:/);
+    expect(backupCodes).toHaveLength(10);
+    const totp = OTPAuth.URI.parse(otpauthUri) as OTPAuth.TOTP;
+
+    // Secret and backup codes are stored encrypted, not as given.
+    const { rows } = await t.db.query<{ secret: string; backup_codes: string; verified: boolean }>(
+      'SELECT secret, backup_codes, verified FROM two_factor WHERE user_id = $1',
+      [user.userId],
+    );
+    expect(rows[0]?.verified).toBe(false);
+    expect(rows[0]?.secret).not.toContain(totp.secret.base32);
+    expect(rows[0]?.backup_codes).not.toContain(backupCodes[0]);
+
+    // Not confirmed yet: login still answers a token at once.
+    expect((await login(user)).json().token).toMatch(/^eyJ/);
+
+    const wrong = await post('/auth/2fa/confirm', { code: wrongCode(totp) }, user.token);
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    expect((await post('/auth/2fa/confirm', { code: totp.generate() }, user.token)).statusCode).toBe(200);
+    // The caller's session (and token) survive the confirmation.
+    expect((await t.app.inject({ url: '/auth/session', headers: bearer(user.token) })).statusCode).toBe(200);
+    const again = await post('/auth/2fa/enable', { password: user.password }, user.token);
+    expect(again.statusCode).toBe(409);
+    expect(again.json().error.code).toBe('TWO_FACTOR_ALREADY_ENABLED');
+  });
+
+  it('login answers twoFactorRequired with a challenge and no token; the code completes it once', async () => {
+    const { user, totp } = await enrolled();
+    const res = await login(user);
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(Object.keys(body).sort()).toEqual(['challengeToken', 'success', 'twoFactorRequired']);
+    expect(body.twoFactorRequired).toBe(true);
+    // The challenge is no bearer token.
+    const asBearer = await t.app.inject({ url: '/auth/session', headers: bearer(body.challengeToken) });
+    expect(asBearer.statusCode).toBe(401);
+
+    const ok = await verify(body.challengeToken, totp.generate());
+    expect(ok.statusCode).toBe(200);
+    expect(Object.keys(ok.json()).sort()).toEqual(['success', 'token', 'userId']);
+    expect(ok.json().userId).toBe(user.userId);
+    const session = await t.app.inject({ url: '/auth/session', headers: bearer(ok.json().token) });
+    expect(session.statusCode).toBe(200);
+
+    const replay = await verify(body.challengeToken, totp.generate());
+    expect(replay.statusCode).toBe(401);
+    expect(replay.json().error.code).toBe('TWO_FACTOR_CHALLENGE_INVALID');
+
+    const { rows } = await t.db.query<{ event: string; details: Record<string, unknown> }>(
+      `SELECT event, details FROM auth_audit_log WHERE user_id = $1 ORDER BY id`,
+      [user.userId],
+    );
+    expect(rows.map((r) => r.event)).toEqual(expect.arrayContaining(['twofactor.enabled', 'twofactor.used']));
+    expect(rows.at(-1)).toMatchObject({ event: 'login.success', details: { secondFactor: 'totp' } });
+  });
+
+  it('a tampered, expired or foreign challenge is refused', async () => {
+    const { user, totp } = await enrolled();
+    const c = await challenge(user);
+    const tampered = await verify(`${c.slice(0, -3)}AA=`, totp.generate());
+    expect(tampered.json().error.code).toBe('TWO_FACTOR_CHALLENGE_INVALID');
+    const made = await verify('2fa-abcdefghijklmnopqrst.forged', totp.generate());
+    expect(made.json().error.code).toBe('TWO_FACTOR_CHALLENGE_INVALID');
+
+    await t.db.query(`UPDATE verification_tokens SET expires_at = now() - interval '1 second'`);
+    const expired = await verify(c, totp.generate());
+    expect(expired.statusCode).toBe(401);
+    expect(expired.json().error.code).toBe('TWO_FACTOR_CHALLENGE_INVALID');
+
+    // Another user's code does not complete this user's login.
+    const other = await enrolled();
+    const c2 = await challenge(user);
+    const foreign = await verify(c2, other.totp.generate());
+    expect(foreign.statusCode).toBe(401);
+  });
+
+  it('parallel uses of one challenge with the right code: exactly one session', async () => {
+    const { user, totp } = await enrolled();
+    const c = await challenge(user);
+    const { rows: before } = await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
+    const results = await Promise.all(Array.from({ length: 10 }, () => verify(c, totp.generate())));
+    expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
+    const { rows: after } = await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(after.length - before.length).toBe(1);
+  });
+
+  it('backup codes complete a login once each', async () => {
+    const { user, backupCodes } = await enrolled();
+    const code = backupCodes[0] as string;
+    const ok = await verify(await challenge(user), code);
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json().token).toMatch(/^eyJ/);
+    const reused = await verify(await challenge(user), code);
+    expect(reused.statusCode).toBe(401);
+    expect(reused.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    expect((await verify(await challenge(user), backupCodes[1] as string)).statusCode).toBe(200);
+  });
+
+  it('wrong codes: the 6th try on one challenge voids it (429), 10 in a row lock the account (429)', async () => {
+    const { user, totp } = await enrolled();
+    const c = await challenge(user);
+    for (let i = 0; i < 5; i++) {
+      const r = await verify(c, wrongCode(totp));
+      expect(r.statusCode).toBe(401);
+      expect(r.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    }
+    const sixth = await verify(c, totp.generate());
+    expect(sixth.statusCode).toBe(429);
+    expect(sixth.json().error.code).toBe('TWO_FACTOR_LOCKED');
+    const after = await verify(c, totp.generate());
+    expect(after.statusCode).toBe(401);
+    expect(after.json().error.code).toBe('TWO_FACTOR_CHALLENGE_INVALID');
+
+    // A new login: 5 more wrong codes reach the account threshold (10); even the right code is then refused.
+    const c2 = await challenge(user);
+    for (let i = 0; i < 5; i++) await verify(c2, wrongCode(totp));
+    const c3 = await challenge(user);
+    const locked = await verify(c3, totp.generate());
+    expect(locked.statusCode).toBe(429);
+    expect(locked.json().error.code).toBe('TWO_FACTOR_LOCKED');
+
+    // Once the lock has run out, the right code works again.
+    await t.db.query(`UPDATE two_factor SET locked_until = now() - interval '1 second' WHERE user_id = $1`, [
+      user.userId,
+    ]);
+    expect((await verify(await challenge(user), totp.generate())).statusCode).toBe(200);
+    const { rows } = await t.db.query<{ event: string }>(
+      `SELECT event FROM auth_audit_log WHERE user_id = $1 AND event IN ('twofactor.failed', 'lockout')`,
+      [user.userId],
+    );
+    expect(rows.filter((r) => r.event === 'twofactor.failed').length).toBeGreaterThanOrEqual(10);
+    expect(rows.some((r) => r.event === 'lockout')).toBe(true);
+  });
+
+  it("Better Auth's own sign-in gives the challenge as a cookie; /auth/2fa/verify takes it", async () => {
+    const { user, totp } = await enrolled();
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      payload: { email: user.email, password: user.password },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().twoFactorRedirect).toBe(true);
+    expect(res.headers['x-auth-token']).toBeUndefined();
+    const cookie = ([] as string[])
+      .concat(res.headers['set-cookie'] ?? [])
+      .find((c) => c.startsWith('better-auth.two_factor='));
+    expect(cookie).toBeDefined();
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/verify',
+      payload: { code: totp.generate() },
+      headers: { cookie: (cookie as string).split(';')[0] as string },
+    });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json().userId).toBe(user.userId);
+  });
+
+  it('disable: with a code at once; with the password only after a recent sign-in', async () => {
+    const { user, totp } = await enrolled();
+    const signedIn = (await verify(await challenge(user), totp.generate())).json().token as string;
+    await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 hour' WHERE user_id = $1`, [user.userId]);
+
+    const stale = await post('/auth/2fa/disable', { password: user.password }, signedIn);
+    expect(stale.statusCode).toBe(403);
+    expect(stale.json().error.code).toBe('REAUTH_REQUIRED');
+    const wrong = await post('/auth/2fa/disable', { code: wrongCode(totp) }, signedIn);
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    const empty = await post('/auth/2fa/disable', {}, signedIn);
+    expect(empty.statusCode).toBe(400);
+
+    // The next time step's code: this step's was used by the confirmation (each is accepted once).
+    const ok = await post('/auth/2fa/disable', { code: totp.generate({ timestamp: Date.now() + 30_000 }) }, signedIn);
+    expect(ok.statusCode).toBe(200);
+    expect((await login(user)).json().token).toMatch(/^eyJ/);
+    const { rows } = await t.db.query('SELECT 1 FROM two_factor WHERE user_id = $1', [user.userId]);
+    expect(rows).toHaveLength(0);
+
+    // Password path: a fresh session may disable with the password.
+    const second = await enrolled();
+    const fresh = await post('/auth/2fa/disable', { password: second.user.password }, second.user.token);
+    expect(fresh.statusCode).toBe(200);
+  });
+});

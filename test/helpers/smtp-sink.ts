@@ -1,0 +1,72 @@
+import type { AddressInfo } from 'node:net';
+import { type ParsedMail, simpleParser } from 'mailparser';
+import { SMTPServer } from 'smtp-server';
+
+export interface ReceivedMail extends ParsedMail {
+  /** Envelope recipients. */
+  rcpt: string[];
+}
+
+/** A real SMTP server on 127.0.0.1 (the `smtp-server` package) that parses every message it receives. */
+export interface SmtpSink {
+  url: string;
+  messages: ReceivedMail[];
+  /** Resolves with the first message (received or future) that matches; rejects after `timeoutMs`. */
+  waitFor(match: (mail: ReceivedMail) => boolean, timeoutMs?: number): Promise<ReceivedMail>;
+  close(): Promise<void>;
+}
+
+export async function startSmtpSink(): Promise<SmtpSink> {
+  const messages: ReceivedMail[] = [];
+  const waiters = new Set<{ match: (m: ReceivedMail) => boolean; resolve: (m: ReceivedMail) => void }>();
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, session, callback) {
+      simpleParser(stream)
+        .then((parsed) => {
+          const mail: ReceivedMail = { ...parsed, rcpt: session.envelope.rcptTo.map((r) => r.address) };
+          messages.push(mail);
+          for (const w of waiters) {
+            if (w.match(mail)) {
+              waiters.delete(w);
+              w.resolve(mail);
+            }
+          }
+          callback();
+        })
+        .catch(callback);
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.server.address() as AddressInfo;
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    messages,
+    waitFor(match, timeoutMs = 5000) {
+      const found = messages.find(match);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const waiter = { match, resolve };
+        waiters.add(waiter);
+        setTimeout(() => {
+          if (waiters.delete(waiter)) reject(new Error('no matching email arrived'));
+        }, timeoutMs).unref();
+      });
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+export const addressOf = (mail: ParsedMail): string => {
+  const to = Array.isArray(mail.to) ? mail.to[0] : mail.to;
+  return to?.value[0]?.address ?? '';
+};
+
+/** The first link in a message's plain-text body that contains `path`. */
+export function linkIn(mail: ParsedMail, path: string): URL {
+  const found = (mail.text ?? '').match(/https?:\/\/\S+/g)?.find((u) => u.includes(path));
+  if (!found) throw new Error(`no ${path} link in the email`);
+  return new URL(found);
+}

@@ -1,0 +1,581 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateId } from '../../src/auth/index.js';
+import { createPasskeyService, relyingPartyOf } from '../../src/passkeys/index.js';
+import { createSoftAuthenticator, type SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+import {
+  addPasskey,
+  assertion,
+  authenticationOptions,
+  ORIGIN,
+  postAuthentication,
+  postRegistration,
+  registrationOptions,
+} from './helpers.js';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await createTestApp();
+});
+afterAll(() => t.close());
+
+const count = async (sql: string, params: unknown[] = []) =>
+  Number((await t.db.query<{ n: string | number }>(`SELECT count(*) AS n FROM (${sql}) q`, params)).rows[0]?.n);
+const sessionsOf = (userId: string) => count('SELECT 1 FROM sessions WHERE user_id = $1', [userId]);
+const passkeysOf = (userId: string) => count('SELECT 1 FROM passkeys WHERE user_id = $1', [userId]);
+const counterOf = async (id: string) =>
+  (await t.db.query<{ counter: number }>('SELECT counter FROM passkeys WHERE id = $1', [id])).rows[0]?.counter;
+const lastRefusal = async () =>
+  (
+    await t.db.query<{ user_id: string | null; details: { reason: string; ceremony: string } }>(
+      `SELECT user_id, details FROM auth_audit_log WHERE event = 'passkey.refused' ORDER BY id DESC LIMIT 1`,
+    )
+  ).rows[0];
+
+/** A user with one passkey on `authenticator`. */
+async function userWithPasskey(authenticator: SoftAuthenticator = createSoftAuthenticator()) {
+  const user = await registerUser(t.app);
+  const passkey = await addPasskey(t.app, user.token, authenticator);
+  return { ...user, authenticator, passkey };
+}
+
+describe('challenges are bound to their purpose', () => {
+  it('a registration challenge cannot complete a sign-in, and stays usable for registration', async () => {
+    const u = await userWithPasskey();
+    const before = await sessionsOf(u.userId);
+    const regOptions = await registrationOptions(t.app, u.token);
+    const authOptions = await authenticationOptions(t.app);
+    const forged = u.authenticator.getAssertion(authOptions, ORIGIN, { challengeOverride: regOptions.challenge });
+    const res = await postAuthentication(t.app, forged);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_CHALLENGE_INVALID');
+    expect(await sessionsOf(u.userId)).toBe(before);
+    expect((await lastRefusal())?.details).toMatchObject({
+      reason: 'PASSKEY_CHALLENGE_INVALID',
+      ceremony: 'authentication',
+    });
+
+    const ok = await postRegistration(t.app, u.token, createSoftAuthenticator().createCredential(regOptions, ORIGIN));
+    expect(ok.statusCode).toBe(200);
+  });
+
+  it('a sign-in challenge cannot complete a registration', async () => {
+    const user = await registerUser(t.app);
+    const regOptions = await registrationOptions(t.app, user.token);
+    const authOptions = await authenticationOptions(t.app);
+    const credential = createSoftAuthenticator().createCredential(regOptions, ORIGIN, {
+      challengeOverride: authOptions.challenge,
+    });
+    const res = await postRegistration(t.app, user.token, credential);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_CHALLENGE_INVALID');
+    expect(await passkeysOf(user.userId)).toBe(0);
+  });
+
+  it('a registration challenge issued to one user cannot be completed by another', async () => {
+    const alice = await registerUser(t.app);
+    const bob = await registerUser(t.app);
+    const aliceOptions = await registrationOptions(t.app, alice.token);
+    const res = await postRegistration(
+      t.app,
+      bob.token,
+      createSoftAuthenticator().createCredential(aliceOptions, ORIGIN),
+    );
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_CHALLENGE_INVALID');
+    expect(await passkeysOf(bob.userId)).toBe(0);
+    expect(await passkeysOf(alice.userId)).toBe(0);
+  });
+});
+
+describe('adding a passkey needs a recent sign-in', () => {
+  it('a session older than a day cannot ask for options or complete a registration', async () => {
+    const user = await registerUser(t.app);
+    const options = await registrationOptions(t.app, user.token);
+    await t.db.query(`UPDATE sessions SET created_at = now() - interval '25 hours' WHERE user_id = $1`, [user.userId]);
+    const late = await postRegistration(t.app, user.token, createSoftAuthenticator().createCredential(options, ORIGIN));
+    expect(late.statusCode).toBe(403);
+    expect(late.json().error.code).toBe('PASSKEY_SESSION_NOT_FRESH');
+    const again = await t.app.inject({
+      method: 'POST',
+      url: '/auth/passkey/register/options',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(again.statusCode).toBe(403);
+    expect(again.json().error.code).toBe('PASSKEY_SESSION_NOT_FRESH');
+    expect(await passkeysOf(user.userId)).toBe(0);
+  });
+});
+
+describe('challenges are single use and expire', () => {
+  it('a replayed sign-in is refused', async () => {
+    const u = await userWithPasskey();
+    const credential = await assertion(t.app, u.authenticator);
+    expect((await postAuthentication(t.app, credential)).statusCode).toBe(200);
+    const sessions = await sessionsOf(u.userId);
+    const replay = await postAuthentication(t.app, credential);
+    expect(replay.statusCode).toBe(400);
+    expect(replay.json().error.code).toBe('PASSKEY_CHALLENGE_INVALID');
+    expect(await sessionsOf(u.userId)).toBe(sessions);
+  });
+
+  it('a replayed registration is refused', async () => {
+    const user = await registerUser(t.app);
+    const options = await registrationOptions(t.app, user.token);
+    expect(
+      (await postRegistration(t.app, user.token, createSoftAuthenticator().createCredential(options, ORIGIN)))
+        .statusCode,
+    ).toBe(200);
+    const again = await postRegistration(
+      t.app,
+      user.token,
+      createSoftAuthenticator().createCredential(options, ORIGIN),
+    );
+    expect(again.statusCode).toBe(400);
+    expect(again.json().error.code).toBe('PASSKEY_CHALLENGE_INVALID');
+    expect(await passkeysOf(user.userId)).toBe(1);
+  });
+
+  it('an expired challenge is refused, for sign-in and registration', async () => {
+    const u = await userWithPasskey();
+    const credential = await assertion(t.app, u.authenticator);
+    const regOptions = await registrationOptions(t.app, u.token);
+    await t.db.query(
+      `UPDATE verification_tokens SET expires_at = now() - interval '1 second' WHERE identifier LIKE 'passkey:%'`,
+    );
+    // Other clients asking for options meanwhile (which sweeps old challenges) does not turn "expired" into "unknown".
+    await authenticationOptions(t.app);
+    const res = await postAuthentication(t.app, credential);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_CHALLENGE_EXPIRED');
+    const reg = await postRegistration(t.app, u.token, createSoftAuthenticator().createCredential(regOptions, ORIGIN));
+    expect(reg.statusCode).toBe(400);
+    expect(reg.json().error.code).toBe('PASSKEY_CHALLENGE_EXPIRED');
+    expect(await passkeysOf(u.userId)).toBe(1);
+    expect(await counterOf(u.passkey.id)).toBe(0);
+  });
+
+  it('live for passkeys.challenge_ttl seconds (default 300), stored hashed', async () => {
+    const options = await authenticationOptions(t.app);
+    expect(options.timeout).toBe(300_000);
+    const { rows } = await t.db.query<{ identifier: string; ttl: number }>(
+      `SELECT identifier, round(extract(epoch FROM expires_at - created_at))::int AS ttl FROM verification_tokens
+        WHERE identifier LIKE 'passkey:authentication:%' ORDER BY created_at DESC LIMIT 1`,
+    );
+    expect(rows[0]?.ttl).toBe(300);
+    expect(rows[0]?.identifier).not.toContain(options.challenge);
+  });
+
+  it('two, then twenty, concurrent completions of one sign-in challenge: exactly one succeeds', async () => {
+    const u = await userWithPasskey();
+    for (const n of [2, 20]) {
+      const credential = await assertion(t.app, u.authenticator);
+      const before = await sessionsOf(u.userId);
+      const results = await Promise.all(Array.from({ length: n }, () => postAuthentication(t.app, credential)));
+      const ok = results.filter((r) => r.statusCode === 200);
+      expect(ok).toHaveLength(1);
+      for (const r of results.filter((x) => x.statusCode !== 200)) {
+        expect(r.statusCode).toBe(400);
+        expect(r.json().error.code).toBe('PASSKEY_CHALLENGE_INVALID');
+      }
+      expect(await sessionsOf(u.userId)).toBe(before + 1);
+    }
+  });
+
+  it('concurrent completions of one registration challenge store one passkey', async () => {
+    const user = await registerUser(t.app);
+    const options = await registrationOptions(t.app, user.token);
+    const credentials = Array.from({ length: 8 }, () => createSoftAuthenticator().createCredential(options, ORIGIN));
+    const results = await Promise.all(credentials.map((c) => postRegistration(t.app, user.token, c)));
+    expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
+    expect(results.filter((r) => r.statusCode === 400)).toHaveLength(7);
+    expect(await passkeysOf(user.userId)).toBe(1);
+  });
+});
+
+describe('refusals: origin, rpID, signature, credential, user verification', () => {
+  it('a wrong origin is refused (sign-in and registration)', async () => {
+    const u = await userWithPasskey();
+    const options = await authenticationOptions(t.app);
+    const res = await postAuthentication(
+      t.app,
+      u.authenticator.getAssertion(options, ORIGIN, { originOverride: 'https://evil.example' }),
+    );
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_ORIGIN_MISMATCH');
+    expect(await counterOf(u.passkey.id)).toBe(0);
+    expect(await lastRefusal()).toMatchObject({
+      user_id: u.userId,
+      details: { reason: 'PASSKEY_ORIGIN_MISMATCH', ceremony: 'authentication' },
+    });
+
+    const regOptions = await registrationOptions(t.app, u.token);
+    const reg = await postRegistration(
+      t.app,
+      u.token,
+      createSoftAuthenticator().createCredential(regOptions, ORIGIN, { originOverride: 'https://evil.example' }),
+    );
+    expect(reg.statusCode).toBe(400);
+    expect(reg.json().error.code).toBe('PASSKEY_ORIGIN_MISMATCH');
+    expect(await passkeysOf(u.userId)).toBe(1);
+  });
+
+  it('a trusted origin on the rpID host is accepted; one on another host is not', async () => {
+    const u = await userWithPasskey();
+    // config.yaml trusts http://localhost:5173 (same host as the rpID) and the design lists https://yourdomain.com.
+    const ok = await postAuthentication(
+      t.app,
+      u.authenticator.getAssertion(await authenticationOptions(t.app), ORIGIN, {
+        originOverride: 'http://localhost:5173',
+      }),
+    );
+    expect(ok.statusCode).toBe(200);
+    expect(relyingPartyOf(t.config).origins).toEqual(['http://localhost:3000', 'http://localhost:5173']);
+  });
+
+  it('a wrong rpID is refused (sign-in and registration)', async () => {
+    const u = await userWithPasskey();
+    const res = await postAuthentication(
+      t.app,
+      u.authenticator.getAssertion(await authenticationOptions(t.app), ORIGIN, { rpIdOverride: 'evil.example' }),
+    );
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_RPID_MISMATCH');
+    expect(await counterOf(u.passkey.id)).toBe(0);
+
+    const reg = await postRegistration(
+      t.app,
+      u.token,
+      createSoftAuthenticator().createCredential(await registrationOptions(t.app, u.token), ORIGIN, {
+        rpIdOverride: 'evil.example',
+      }),
+    );
+    expect(reg.statusCode).toBe(400);
+    expect(reg.json().error.code).toBe('PASSKEY_RPID_MISMATCH');
+    expect(await passkeysOf(u.userId)).toBe(1);
+  });
+
+  it('a bad signature is refused, and does not move the counter', async () => {
+    for (const algorithm of ['ES256', 'Ed25519'] as const) {
+      const u = await userWithPasskey(createSoftAuthenticator({ algorithm }));
+      const sessions = await sessionsOf(u.userId);
+      const res = await postAuthentication(t.app, await assertion(t.app, u.authenticator, { tamperSignature: true }));
+      expect(res.statusCode).toBe(401);
+      expect(res.json().error.code).toBe('PASSKEY_SIGNATURE_INVALID');
+      expect(await counterOf(u.passkey.id)).toBe(0);
+      expect(await sessionsOf(u.userId)).toBe(sessions);
+      expect((await lastRefusal())?.details.reason).toBe('PASSKEY_SIGNATURE_INVALID');
+    }
+  });
+
+  it('a forged assertion with a stale counter is reported as a bad signature, not a clone', async () => {
+    const u = await userWithPasskey();
+    expect((await postAuthentication(t.app, await assertion(t.app, u.authenticator))).statusCode).toBe(200);
+    const res = await postAuthentication(
+      t.app,
+      await assertion(t.app, u.authenticator, { signCount: 1, tamperSignature: true }),
+    );
+    expect(res.json().error.code).toBe('PASSKEY_SIGNATURE_INVALID');
+  });
+
+  it('an unknown credential is refused', async () => {
+    const stranger = createSoftAuthenticator();
+    const user = await registerUser(t.app);
+    // A real credential, never sent to the server.
+    stranger.createCredential(await registrationOptions(t.app, user.token), ORIGIN);
+    const res = await postAuthentication(t.app, await assertion(t.app, stranger));
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('PASSKEY_UNKNOWN_CREDENTIAL');
+  });
+
+  it('an assertion without user verification is refused', async () => {
+    const u = await userWithPasskey();
+    const res = await postAuthentication(t.app, await assertion(t.app, u.authenticator, { userVerified: false }));
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_VERIFICATION_FAILED');
+  });
+
+  it('a passkey already registered is refused with a conflict', async () => {
+    const u = await userWithPasskey();
+    const options = await registrationOptions(t.app, u.token);
+    const dup = createSoftAuthenticator().createCredential(options, ORIGIN);
+    // The credential id is already on file (credential ids are unique across all users).
+    await t.db.query('UPDATE passkeys SET credential_id = $1 WHERE id = $2', [dup.id, u.passkey.id]);
+    const res = await postRegistration(t.app, u.token, dup);
+    expect(res.statusCode).toBe(409);
+    expect(res.json().error.code).toBe('PASSKEY_ALREADY_REGISTERED');
+    expect(await passkeysOf(u.userId)).toBe(1);
+  });
+});
+
+describe('malformed credentials', () => {
+  const clientData = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const cases: [string, unknown][] = [
+    ['a string', 'not-a-credential'],
+    ['an array', [1, 2]],
+    ['null', null],
+    ['an empty object', {}],
+    ['a non-base64url id', { id: '!!', rawId: '!!', type: 'public-key', response: {} }],
+    ['a wrong type', { id: 'AAAA', rawId: 'AAAA', type: 'password', response: {} }],
+    ['rawId differing from id', { id: 'AAAA', rawId: 'BBBB', type: 'public-key', response: {} }],
+    ['no response', { id: 'AAAA', rawId: 'AAAA', type: 'public-key' }],
+    [
+      'clientDataJSON that is not JSON',
+      {
+        id: 'AAAA',
+        type: 'public-key',
+        response: { clientDataJSON: 'bm90IGpzb24', authenticatorData: 'AAAA', signature: 'AAAA' },
+      },
+    ],
+    [
+      'clientDataJSON without a challenge',
+      {
+        id: 'AAAA',
+        type: 'public-key',
+        response: {
+          clientDataJSON: clientData({ type: 'webauthn.get' }),
+          authenticatorData: 'AAAA',
+          signature: 'AAAA',
+        },
+      },
+    ],
+    [
+      'a huge signature',
+      {
+        id: 'AAAA',
+        type: 'public-key',
+        response: {
+          clientDataJSON: clientData({ challenge: 'AAAA' }),
+          authenticatorData: 'AAAA',
+          signature: 'A'.repeat(5000),
+        },
+      },
+    ],
+  ];
+
+  it.each(cases)('sign-in with %s: 400 PASSKEY_MALFORMED_CREDENTIAL', async (_name, credential) => {
+    const res = await postAuthentication(t.app, credential);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_MALFORMED_CREDENTIAL');
+  });
+
+  it('registration with a garbage attestation object: a 400, never a 500', async () => {
+    const user = await registerUser(t.app);
+    const options = await registrationOptions(t.app, user.token);
+    const good = createSoftAuthenticator().createCredential(options, ORIGIN);
+    const res = await postRegistration(t.app, user.token, {
+      ...good,
+      response: { ...good.response, attestationObject: 'AAECAwQFBgcICQ' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(['PASSKEY_MALFORMED_CREDENTIAL', 'PASSKEY_VERIFICATION_FAILED']).toContain(res.json().error.code);
+    expect(await passkeysOf(user.userId)).toBe(0);
+  });
+
+  it('registration with a credential that is not an object: 400 PASSKEY_MALFORMED_CREDENTIAL', async () => {
+    const user = await registerUser(t.app);
+    const res = await postRegistration(t.app, user.token, 42);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('PASSKEY_MALFORMED_CREDENTIAL');
+  });
+
+  it('a body that is not JSON, or lacks credential, gets the core codes', async () => {
+    const bad = await t.app.inject({
+      method: 'POST',
+      url: '/auth/passkey/authenticate',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"credential":',
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('MALFORMED_JSON');
+    const missing = await t.app.inject({ method: 'POST', url: '/api/auth/passkey/authenticate', payload: {} });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'credential' });
+  });
+});
+
+describe('signature counters', () => {
+  it('a cloned authenticator replaying a used counter is refused and logged', async () => {
+    const u = await userWithPasskey();
+    const clone = u.authenticator.clone();
+    expect((await postAuthentication(t.app, await assertion(t.app, u.authenticator))).statusCode).toBe(200);
+    expect(await counterOf(u.passkey.id)).toBe(1);
+    const sessions = await sessionsOf(u.userId);
+
+    // The clone still holds counter 0, so its next signature carries 1: not greater than the stored 1.
+    const res = await postAuthentication(t.app, await assertion(t.app, clone));
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('PASSKEY_COUNTER_REGRESSION');
+    expect(await counterOf(u.passkey.id)).toBe(1);
+    expect(await sessionsOf(u.userId)).toBe(sessions);
+    expect(await lastRefusal()).toMatchObject({ user_id: u.userId, details: { reason: 'PASSKEY_COUNTER_REGRESSION' } });
+    const line = t.logs.lines.find((l) => l.includes('possible cloned authenticator'));
+    expect(line).toBeDefined();
+    expect(JSON.parse(line ?? '{}')).toMatchObject({
+      level: 40,
+      keyId: u.passkey.id,
+      storedCounter: 1,
+      receivedCounter: 1,
+    });
+
+    // A counter that went down is refused the same way; one that moved forward signs in.
+    const lower = await postAuthentication(t.app, await assertion(t.app, u.authenticator, { signCount: 0 }));
+    expect(lower.json().error.code).toBe('PASSKEY_COUNTER_REGRESSION');
+    const forward = await postAuthentication(t.app, await assertion(t.app, u.authenticator, { signCount: 7 }));
+    expect(forward.statusCode).toBe(200);
+    expect(await counterOf(u.passkey.id)).toBe(7);
+  });
+
+  it('authenticators without a counter (always 0) keep signing in', async () => {
+    const u = await userWithPasskey();
+    for (let i = 0; i < 2; i++) {
+      const res = await postAuthentication(t.app, await assertion(t.app, u.authenticator, { signCount: 0 }));
+      expect(res.statusCode).toBe(200);
+    }
+  });
+
+  it('two clones signing the same counter at once: at most one gets in', async () => {
+    const u = await userWithPasskey();
+    const clone = u.authenticator.clone();
+    const [a, b] = await Promise.all([assertion(t.app, u.authenticator), assertion(t.app, clone)]);
+    const results = await Promise.all([postAuthentication(t.app, a), postAuthentication(t.app, b)]);
+    expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
+    expect(results.find((r) => r.statusCode !== 200)?.json().error.code).toBe('PASSKEY_COUNTER_REGRESSION');
+  });
+});
+
+describe('one user cannot touch another’s passkeys', () => {
+  it('cannot see, rename or delete them', async () => {
+    const alice = await userWithPasskey();
+    const bob = await userWithPasskey();
+    const asBob = { authorization: `Bearer ${bob.token}` };
+
+    const list = await t.app.inject({ method: 'GET', url: '/auth/passkeys', headers: asBob });
+    expect(list.json().passkeys.map((p: { id: string }) => p.id)).toEqual([bob.passkey.id]);
+
+    const rename = await t.app.inject({
+      method: 'PATCH',
+      url: `/auth/passkeys/${alice.passkey.id}`,
+      headers: asBob,
+      payload: { name: 'mine now' },
+    });
+    expect(rename.statusCode).toBe(404);
+    expect(rename.json().error.code).toBe('PASSKEY_NOT_FOUND');
+    const del = await t.app.inject({ method: 'DELETE', url: `/auth/passkeys/${alice.passkey.id}`, headers: asBob });
+    expect(del.statusCode).toBe(404);
+    expect(del.json().error.code).toBe('PASSKEY_NOT_FOUND');
+    const { rows } = await t.db.query<{ name: string | null }>('SELECT name FROM passkeys WHERE id = $1', [
+      alice.passkey.id,
+    ]);
+    expect(rows).toEqual([{ name: null }]);
+
+    // Better Auth's own routes refuse too.
+    const baDelete = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/passkey/delete-passkey',
+      headers: { ...asBob, origin: ORIGIN },
+      payload: { id: alice.passkey.id },
+    });
+    expect(baDelete.statusCode).toBeGreaterThanOrEqual(400);
+    expect(baDelete.statusCode).toBeLessThan(500);
+    expect(await passkeysOf(alice.userId)).toBe(1);
+  });
+
+  it('options narrowed to one account do not accept another account’s passkey', async () => {
+    const alice = await userWithPasskey();
+    const bob = await userWithPasskey();
+    const options = await authenticationOptions(t.app, alice.email);
+    const res = await postAuthentication(
+      t.app,
+      bob.authenticator.getAssertion({ ...options, allowCredentials: [] }, ORIGIN),
+    );
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('PASSKEY_UNKNOWN_CREDENTIAL');
+    expect(await counterOf(bob.passkey.id)).toBe(0);
+  });
+});
+
+describe('the last passkey of an account without a password', () => {
+  const remove = (token: string, id: string) =>
+    t.app.inject({ method: 'DELETE', url: `/auth/passkeys/${id}`, headers: { authorization: `Bearer ${token}` } });
+
+  it('cannot be deleted; with a password it can', async () => {
+    const u = await userWithPasskey();
+    const second = await addPasskey(t.app, u.token, createSoftAuthenticator());
+    await t.db.query('UPDATE user_credentials SET password_hash = NULL WHERE user_id = $1', [u.userId]);
+
+    expect((await remove(u.token, second.id)).statusCode).toBe(200);
+    const last = await remove(u.token, u.passkey.id);
+    expect(last.statusCode).toBe(409);
+    expect(last.json().error.code).toBe('PASSKEY_LAST_SIGN_IN_METHOD');
+    expect(await passkeysOf(u.userId)).toBe(1);
+    expect((await lastRefusal())?.details.reason).toBe('PASSKEY_LAST_SIGN_IN_METHOD');
+
+    const withPassword = await userWithPasskey();
+    expect((await remove(withPassword.token, withPassword.passkey.id)).statusCode).toBe(200);
+    expect(await passkeysOf(withPassword.userId)).toBe(0);
+  });
+
+  it('two concurrent deletes of an account’s two passkeys leave one', async () => {
+    const u = await userWithPasskey();
+    const second = await addPasskey(t.app, u.token, createSoftAuthenticator());
+    await t.db.query('UPDATE user_credentials SET password_hash = NULL WHERE user_id = $1', [u.userId]);
+    const results = await Promise.all([remove(u.token, u.passkey.id), remove(u.token, second.id)]);
+    expect(results.map((r) => r.statusCode).sort()).toEqual([200, 409]);
+    expect(await passkeysOf(u.userId)).toBe(1);
+  });
+});
+
+describe('relying party', () => {
+  it('rpID is base_url’s hostname; origins are base_url plus trusted origins on that host or its subdomains', () => {
+    const rp = relyingPartyOf({
+      server: {
+        ...t.config.server,
+        base_url: 'https://auth.example.com/gateway',
+        trusted_origins: [
+          'https://app.auth.example.com',
+          'https://example.com',
+          'https://auth.example.com:8443',
+          'https://evilauth.example.com',
+          'not a url',
+          'https://auth.example.com',
+        ],
+      },
+      passkeys: { rp_name: 'X', challenge_ttl: 60 },
+    });
+    expect(rp).toEqual({
+      rpID: 'auth.example.com',
+      rpName: 'X',
+      origins: ['https://auth.example.com', 'https://app.auth.example.com', 'https://auth.example.com:8443'],
+      challengeTtlSeconds: 60,
+    });
+  });
+
+  it('is logged at start', () => {
+    const line = t.logs.lines.find((l) => l.includes('passkeys: relying party'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({
+      rpID: 'localhost',
+      origins: ['http://localhost:3000', 'http://localhost:5173'],
+    });
+  });
+});
+
+describe('passkeys.challenge_ttl', () => {
+  it('sets the options timeout and the challenge expiry', async () => {
+    const service = createPasskeyService({
+      db: t.db,
+      rp: { ...relyingPartyOf(t.config), challengeTtlSeconds: 60 },
+      audit: t.app.audit,
+      log: t.app.log,
+      newId: generateId,
+      createSession: () => Promise.reject(new Error('not used')),
+    });
+    const options = await service.authenticationOptions();
+    expect(options.timeout).toBe(60_000);
+    const { rows } = await t.db.query<{ ttl: number }>(
+      `SELECT round(extract(epoch FROM expires_at - created_at))::int AS ttl FROM verification_tokens
+        WHERE identifier LIKE 'passkey:authentication:%' ORDER BY created_at DESC LIMIT 1`,
+    );
+    expect(rows).toEqual([{ ttl: 60 }]);
+  });
+});
