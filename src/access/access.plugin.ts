@@ -10,12 +10,18 @@ import {
 import type { AuditLog } from '../audit/index.js';
 import { AppError } from '../errors/index.js';
 import type { IpPolicy } from './ip-policy.js';
+import { signInContext } from './sign-in-guard.js';
 
-/** Everything that can start a session: our sign-in routes and all of Better Auth's (passkey, OAuth callback, ...). */
-const SIGN_IN_PATH = /^\/(?:api\/auth\/|auth\/(?:login|register|anonymous|oauth\/|magic-link\/)(?:$|[/?]))/;
+/**
+ * Everything that can start a session: our sign-in routes (password, anonymous, OAuth, magic link, passkey, the 2FA
+ * step) and all of Better Auth's. Signed-in routes under these prefixes (e.g. /auth/oauth/accounts) are refused for
+ * the same addresses by the Authenticator anyway.
+ */
+const SIGN_IN_PATH =
+  /^\/(?:api\/auth\/|auth\/(?:login|register|anonymous|oauth|magic-link|passkey\/authenticate|2fa\/verify)(?:$|[/?]))/;
 /** Of those, the ones that create a session (their response carries the device key back). */
 const SESSION_PATH =
-  /^\/(?:auth\/(?:login|register|anonymous|oauth\/exchange|magic-link\/verify)|api\/auth\/(?:sign-in\/|sign-up\/|passkey\/verify-authentication|callback\/|magic-link\/verify))/;
+  /^\/(?:auth\/(?:login|register|anonymous|magic-link\/verify|passkey\/authenticate|2fa\/verify)|api\/auth\/(?:sign-in\/[\w-]+|sign-up\/[\w-]+|passkey\/authenticate|passkey\/verify-authentication|callback\/[\w-]+|magic-link\/verify))$/;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -61,6 +67,14 @@ export const accessPlugin = fp<AccessOptions>(
         request.deviceKey = key;
         request.headers[DEVICE_HEADER] = key;
       }
+    });
+
+    // Routes that build their own headers for the engine (anonymous, magic link, passkeys) still get the device: the
+    // key travels with the request's async context to the sign-in guard. preHandler, not onRequest: body parsing
+    // resumes from socket events, outside a context entered earlier.
+    app.addHook('preHandler', (request, _reply, done) => {
+      if (request.deviceKey) signInContext.run({ deviceKey: request.deviceKey }, done);
+      else done();
     });
 
     app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload) => {

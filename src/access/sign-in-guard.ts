@@ -1,8 +1,12 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DeviceStore } from '../accounts/devices.js';
 import type { AuditLog } from '../audit/index.js';
 import type { Queryable } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import type { IpPolicy } from './ip-policy.js';
+
+/** The device key of the sign-in request being served (set by the access plugin), for sessions created deep inside. */
+export const signInContext = new AsyncLocalStorage<{ deviceKey: string }>();
 
 export interface SessionAboutToStart {
   userId: string;
@@ -54,7 +58,8 @@ export function createSignInGuard(deps: {
     },
 
     async afterSession({ sessionId, userId, userAgent, deviceKey }: SessionStarted): Promise<void> {
-      if (deviceKey) await deps.devices.bindSession({ sessionId, userId, key: deviceKey, userAgent });
+      const key = deviceKey ?? signInContext.getStore()?.deviceKey ?? null;
+      if (key) await deps.devices.bindSession({ sessionId, userId, key, userAgent });
       if (adminEmails.length > 0) {
         await deps.db.query(
           `UPDATE users SET role = 'admin' WHERE id = $1 AND lower(email) = ANY($2::text[]) AND role <> 'admin'`,
