@@ -9,9 +9,9 @@ export interface ActiveSession {
   name: string;
   license: LicenseRow | null;
   /** The user's own IP allow list (null: none). */
-  ipAllowlist: string[] | null;
+  ipAllowlist?: string[] | null;
   /** When the session was last used (written at most once per LAST_USED_THROTTLE_SECONDS); null: not since sign-in. */
-  lastUsedAt: Date | null;
+  lastUsedAt?: Date | null;
 }
 
 /** last_used_at is written at most this often per session: a write per request would double the database load. */

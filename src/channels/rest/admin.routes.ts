@@ -31,6 +31,8 @@ export interface AdminRoutesDeps {
   accounts: AccountsStore;
   licenses: LicenseResolver;
   audit: AuditLog;
+  /** Drops the user's cached sessions in this process: a license or allow-list change applies to the next request. */
+  forgetUser?(userId: string): void;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -162,6 +164,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
       if (!(await admin.setLicense(request.params.id, { type, features, resourceLimits }))) {
         throw new AppError('USER_NOT_FOUND');
       }
+      deps.forgetUser?.(request.params.id);
       await record(request, 'license.set', request.params.id, { type });
       return { success: true as const, license: deps.licenses(await admin.licenseRow(request.params.id)) };
     },
@@ -206,6 +209,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
       async (request) => {
         if (disabled) notSelf(request, request.params.id, 'disable');
         if (!(await admin.setDisabled(request.params.id, disabled))) throw new AppError('USER_NOT_FOUND');
+        deps.forgetUser?.(request.params.id);
         await record(request, disabled ? 'user.disable' : 'user.enable', request.params.id);
         return { success: true as const };
       },
@@ -253,6 +257,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
         });
       }
       if (!(await accounts.setIpAllowlist(request.params.id, cidrs))) throw new AppError('USER_NOT_FOUND');
+      deps.forgetUser?.(request.params.id);
       await record(request, 'ip_allowlist.set', request.params.id, { entries: cidrs.length });
       return { success: true as const, cidrs };
     },

@@ -25,6 +25,8 @@ export interface SessionsRoutesDeps {
   ipPolicy: IpPolicy;
   audit: AuditLog;
   trustedDeviceDays: number;
+  /** Drops the user's cached sessions in this process, so a new allow list applies to the next request. */
+  forgetUser?(userId: string): void;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -259,6 +261,7 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
         throw new AppError('IP_ALLOWLIST_LOCKOUT');
       }
       await accounts.setIpAllowlist(auth.userId, cidrs);
+      deps.forgetUser?.(auth.userId);
       await audit.record({
         event: 'ip_allowlist.changed',
         userId: auth.userId,
