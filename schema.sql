@@ -203,5 +203,42 @@ CREATE TABLE IF NOT EXISTS channel_link_codes (
   created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS channel_link_codes_user_id_idx ON channel_link_codes (user_id);
+-- Accounts: devices, last use, IP allow lists, roles, disabling, license events (src/accounts, src/licenses) ------
+-- A device is what a client keeps across sign-ins: a gateway-minted (or client-chosen, >= 22 chars) key sent as
+-- X-Device-Id or the gateway_device cookie; only its SHA-256 is stored. Sessions signed in with it share device_id.
+CREATE TABLE IF NOT EXISTS devices (
+  id            TEXT PRIMARY KEY,
+  user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  key_hash      TEXT NOT NULL,
+  name          TEXT NOT NULL DEFAULT '',
+  user_agent    TEXT,
+  trusted_until TIMESTAMPTZ,
+  created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+  last_seen_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE (user_id, key_hash)
+);
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS device_id TEXT REFERENCES devices (id) ON DELETE CASCADE;
+CREATE INDEX IF NOT EXISTS sessions_device_id_idx ON sessions (device_id);
+-- Written at most once a minute per session by the Authenticator (see LAST_USED_THROTTLE_SECONDS).
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS last_used_at TIMESTAMPTZ;
+-- The channel of that last recorded use: rest, websocket.
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS last_channel TEXT;
+-- Per-user allow list of CIDRs; NULL or empty: no per-user restriction (the global lists still apply).
+ALTER TABLE users ADD COLUMN IF NOT EXISTS ip_allowlist TEXT[];
+ALTER TABLE users ADD COLUMN IF NOT EXISTS role TEXT NOT NULL DEFAULT 'user';
+-- Set: the user cannot sign in or authenticate on any channel; disabling also deletes their sessions.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS disabled_at TIMESTAMPTZ;
+
+-- Every license change (admin API, CLI, psql) notifies 'gateway_license_changed' with {"uid"}: open sockets
+-- refresh their limits without a new login.
+CREATE OR REPLACE FUNCTION gateway_notify_license_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('gateway_license_changed',
+    json_build_object('uid', CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END)::text);
+  RETURN NULL;
+END;
+$$;
+CREATE OR REPLACE TRIGGER user_licenses_changed AFTER INSERT OR UPDATE OR DELETE ON user_licenses
+  FOR EACH ROW EXECUTE FUNCTION gateway_notify_license_changed();
 
 COMMIT;

@@ -1,6 +1,9 @@
 import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyServerOptions } from 'fastify';
+import { accessPlugin } from './access/access.plugin.js';
+import { createIpPolicy, type IpPolicy } from './access/ip-policy.js';
+import { createSignInGuard } from './access/sign-in-guard.js';
 import {
   createAccountHooks,
   createAccountStore,
@@ -8,6 +11,8 @@ import {
   createRecentAuth,
   type RecentAuth,
 } from './account/index.js';
+import { createAccountsStore, createAdminStore } from './accounts/accounts.store.js';
+import { createDeviceStore, type DeviceStore, deviceKeyOf } from './accounts/devices.js';
 import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
 import { type AuditLog, createAuditLog } from './audit/index.js';
 import {
@@ -31,10 +36,12 @@ import { createSessionCache, type SessionCache } from './authenticator/session-c
 import { bindSessionCache } from './authenticator/session-cache.plugin.js';
 import { channelsPlugin } from './channels/channels.plugin.js';
 import { accountRoutes } from './channels/rest/account.routes.js';
+import { adminRoutes } from './channels/rest/admin.routes.js';
 import { auditRoutes } from './channels/rest/audit.routes.js';
 import { authRoutes } from './channels/rest/auth.routes.js';
 import { passkeyRoutes } from './channels/rest/passkeys.routes.js';
 import { requireRecentAuth } from './channels/rest/require-recent-auth.js';
+import { sessionsRoutes } from './channels/rest/sessions.routes.js';
 import { twoFactorRoutes } from './channels/rest/two-factor.routes.js';
 import { vendorRoutes } from './channels/rest/vendor.routes.js';
 import type { Config } from './config/index.js';
@@ -46,7 +53,7 @@ import { errorsPlugin } from './http/errors.plugin.js';
 import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
-import { createLicenseResolver } from './licenses/index.js';
+import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
 import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
 import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
@@ -68,6 +75,11 @@ declare module 'fastify' {
     /** Sensitive operations: requireRecentAuth(app.recentAuth) after requireAuth. */
     recentAuth: RecentAuth;
     sessionCache: SessionCache;
+    /** License changes from any process (trigger on user_licenses): refresh open sockets' limits. */
+    licenseEvents: LicenseEvents;
+    /** Devices; two-factor asks devices.isTrusted(userId, deviceKeyOf(request.headers)). */
+    devices: DeviceStore;
+    ipPolicy: IpPolicy;
   }
 }
 
@@ -131,6 +143,10 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     sendPasswordReset: (user, token) => (accountHooks as AccountHooks).sendPasswordReset(user, token),
     passwordReset: (user) => (accountHooks as AccountHooks).passwordReset(user),
   };
+  const audit = createAuditLog(db, app.log);
+  const ipPolicy = createIpPolicy(config.ip_restrictions);
+  const devices = createDeviceStore(db);
+  const signInGuard = createSignInGuard({ db, ipPolicy, devices, audit, adminEmails: config.admin.emails });
   const engine = createAuthEngine({
     config,
     db,
@@ -138,6 +154,11 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     trustedOrigins: origins,
     logger: app.log,
     accountHooks: lateHooks,
+    sessionGuard: {
+      beforeSession: (session) => signInGuard.beforeSession(session),
+      afterSession: ({ headers, ...session }) =>
+        signInGuard.afterSession({ ...session, deviceKey: headers ? deviceKeyOf(headers) : null }),
+    },
   });
   const sessions = createSessionStore(db);
   const sessionCache = createSessionCache({
@@ -155,6 +176,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       idleTimeout: config.auth.session.idle_timeout,
     },
     cache: sessionCache,
+    ipPolicy,
+    onIpRefused: ({ reason, ...event }) => audit.record({ event: 'ip.refused', ...event, details: { reason } }),
   });
 
   app.decorate('config', config);
@@ -169,7 +192,13 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.addHook('onClose', () => sessionEvents.stop());
   app.decorate('sessionCache', sessionCache);
   bindSessionCache(app, sessionCache, sessionEvents);
-  app.decorate('audit', createAuditLog(db, app.log));
+  app.decorate('audit', audit);
+  app.decorate('devices', devices);
+  app.decorate('ipPolicy', ipPolicy);
+  const licenseEvents = createLicenseEvents(db, createLicenseResolver(config.licenses), app.log);
+  await licenseEvents.start();
+  app.decorate('licenseEvents', licenseEvents);
+  app.addHook('onClose', () => licenseEvents.stop());
   const mailer = createMailer({
     from: config.email.from,
     smtpUrl: config.email.smtp_url,
@@ -200,6 +229,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     metrics: app.metrics,
     decodeToken: (token) => app.jwt.decode<{ sub?: string; sid?: string }>(token),
   });
+  await app.register(accessPlugin, { ipPolicy, audit, secureCookies: config.server.base_url.startsWith('https:') });
 
   await app.register(betterAuthMount, {
     engine,
@@ -300,6 +330,27 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await app.register(consolePlugin, { authenticator, baseUrl: config.server.base_url });
 
   await app.register(auditRoutes, { audit: app.audit, authenticator });
+  const admin = createAdminStore(db);
+  await app.register(sessionsRoutes, {
+    authenticator,
+    accounts: createAccountsStore(db),
+    devices,
+    ipPolicy,
+    audit,
+    trustedDeviceDays: config.auth.trusted_device_days,
+    forgetUser: (userId) => sessionCache.forgetUser(userId),
+  });
+  await app.register(adminRoutes, {
+    config,
+    db,
+    authenticator,
+    admin,
+    accounts: createAccountsStore(db),
+    licenses: createLicenseResolver(config.licenses),
+    audit,
+    forgetUser: (userId) => sessionCache.forgetUser(userId),
+  });
+  await admin.promoteAdmins(config.admin.emails);
 
   return app;
 }

@@ -27,7 +27,10 @@ export type AuditEvent =
   | 'admin.action'
   | 'email.verification_sent'
   | 'account.deleted'
-  | 'channel.link_refused';
+  | 'channel.link_refused'
+  | 'ip_allowlist.changed'
+  | 'device.updated'
+  | 'device.removed';
 
 export interface AuditEntry {
   event: AuditEvent;

@@ -1,8 +1,10 @@
 import { betterAuth } from 'better-auth';
+import { APIError } from 'better-auth/api';
 import { bearer } from 'better-auth/plugins/bearer';
 import { twoFactor } from 'better-auth/plugins/two-factor';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/index.js';
+import { AppError } from '../errors/index.js';
 import { relyingPartyOf } from '../passkeys/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
 import { generateId } from './ids.js';
@@ -25,6 +27,8 @@ export interface BetterAuthDeps {
   };
   /** Account emails and events (src/account): Better Auth decides when, these send and record. */
   accountHooks?: AccountHooks;
+  /** Runs around every session Better Auth creates (any sign-in method): may refuse it with an AppError. */
+  sessionGuard?: SessionGuardHooks;
 }
 
 /** What Better Auth calls for account emails. Each returns at once: sending is deferred (no timing oracle). */
@@ -34,11 +38,39 @@ export interface AccountHooks {
   passwordReset(user: { id: string; email: string; name: string }): Promise<void>;
 }
 
+export interface SessionGuardHooks {
+  beforeSession(input: { userId: string; ip: string | undefined; userAgent: string | null }): Promise<void>;
+  afterSession(input: {
+    sessionId: string;
+    userId: string;
+    userAgent: string | null;
+    headers: Headers | null;
+  }): Promise<void>;
+}
+
+/** Better Auth answers only its own APIError; ours become one with our code and public message. */
+async function asApiError(run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    throw new APIError(err.status === 403 ? 'FORBIDDEN' : 'BAD_REQUEST', { code: err.code, message: err.message });
+  }
+}
+
 /**
  * The one betterAuth({...}) call. Its models are mapped onto the design's snake_case tables (schema.sql); passwords
  * are hashed by our argon2id hasher; ids take the design's form; rate limiting is ours, not Better Auth's.
  */
-export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, accountHooks }: BetterAuthDeps) {
+export function createBetterAuth({
+  config,
+  db,
+  hasher,
+  trustedOrigins,
+  logger,
+  accountHooks,
+  sessionGuard,
+}: BetterAuthDeps) {
   const ts = { createdAt: 'created_at', updatedAt: 'updated_at' } as const;
   const methods = signInMethodOptions(config, db, logger);
   return betterAuth({
@@ -51,7 +83,6 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, a
     telemetry: { enabled: false },
     socialProviders: methods.socialProviders,
     onAPIError: methods.onAPIError,
-    databaseHooks: methods.databaseHooks,
     rateLimit: { enabled: false },
     // Sensitive changes go through our routes, which also demand a recent authentication (POST /auth/password/change,
     // POST /auth/2fa/disable); Better Auth's HTTP copies would skip that. Direct auth.api calls are unaffected.
@@ -152,6 +183,29 @@ export function createBetterAuth({ config, db, hasher, trustedOrigins, logger, a
       }),
       ...methods.plugins,
     ],
+    databaseHooks: {
+      ...methods.databaseHooks,
+      // Every session, whatever created it (password, passkey, OAuth, magic link, anonymous): the sign-in guard.
+      session: sessionGuard && {
+        create: {
+          before: (session) =>
+            asApiError(() =>
+              sessionGuard.beforeSession({
+                userId: session.userId,
+                ip: session.ipAddress || undefined,
+                userAgent: session.userAgent || null,
+              }),
+            ),
+          after: (session, ctx) =>
+            sessionGuard.afterSession({
+              sessionId: session.id,
+              userId: session.userId,
+              userAgent: session.userAgent || null,
+              headers: ctx?.headers ?? ctx?.request?.headers ?? null,
+            }),
+        },
+      },
+    },
   });
 }
 

@@ -109,10 +109,12 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
     async createSession(userId, meta) {
       const context = await auth.$context;
-      const session = await context.internalAdapter.createSession(userId, false, {
-        ipAddress: meta.ip,
-        userAgent: meta.userAgent ?? '',
-      });
+      // The sign-in guard runs inside (disabled user, IP restrictions): its refusal becomes our AppError.
+      const session = await context.internalAdapter
+        .createSession(userId, false, { ipAddress: meta.ip, userAgent: meta.userAgent ?? '' })
+        .catch((err: unknown) => {
+          throw translate(err);
+        });
       if (!session) throw new Error('Better Auth created no session');
       return { userId, sessionId: session.id };
     },
@@ -184,6 +186,9 @@ function translate(err: unknown): unknown {
         { field: 'email' },
         { cause: err },
       );
+    case 'IP_NOT_ALLOWED':
+    case 'ACCOUNT_DISABLED':
+      return new AppError(code, undefined, {}, { cause: err });
     default:
       if (err.statusCode >= 400 && err.statusCode < 500) {
         return new AppError('BAD_REQUEST', err.message || undefined, {}, { cause: err });

@@ -1,3 +1,5 @@
+import type { IpPolicy, IpRefusal } from '../access/ip-policy.js';
+import { AppError } from '../errors/index.js';
 import type { LicenseResolver } from '../licenses/index.js';
 import type { ActiveSession, SessionStore } from './session.store.js';
 import type { SessionCache } from './session-cache.js';
@@ -22,15 +24,37 @@ export interface AuthenticatorDeps {
   session: { expiresIn: number; updateAge: number; idleTimeout?: number };
   /** Validated sessions kept in memory; emptied by session-end events (see session-cache.ts). None: always query. */
   cache?: SessionCache;
+  /** IP restrictions (global lists and each user's own allow list); absent: none. */
+  ipPolicy?: IpPolicy;
+  /** Told about each refusal by IP address (the audit log); awaited before the refusal is thrown. */
+  onIpRefused?(event: IpRefusedEvent): Promise<void>;
+}
+
+export interface IpRefusedEvent {
+  userId: string | null;
+  sessionId: string | null;
+  channel: Channel;
+  ip: string;
+  reason: IpRefusal;
+}
+
+/** Where a request comes from: the client address as the channel saw it (Fastify's request.ip honours trust_proxy). */
+export interface RequestLike {
+  headers: HeadersLike;
+  ip?: string | undefined;
 }
 
 export interface Authenticator {
-  /** A bearer token -> its context, or null when the token is not valid, or its session is gone or expired. */
-  authenticateToken(token: string, channel?: Channel): Promise<AuthContext | null>;
+  /**
+   * A bearer token -> its context, or null when the token is not valid, or its session is gone or expired (or its user
+   * disabled). With `ip`, the IP restrictions apply: a valid credential from a refused address throws
+   * AppError('IP_NOT_ALLOWED') (403), audited as 'ip.refused'. The same holds for the methods below.
+   */
+  authenticateToken(token: string, channel?: Channel, ip?: string): Promise<AuthContext | null>;
   /** A REST request: `Authorization: Bearer` first; without that header, a Better Auth session cookie. */
-  authenticateRequest(request: { headers: HeadersLike }): Promise<AuthContext | null>;
+  authenticateRequest(request: RequestLike): Promise<AuthContext | null>;
   /** A WebSocket upgrade request carrying `Authorization: Bearer`. */
-  authenticateWebSocket(request: { headers: HeadersLike }): Promise<AuthContext | null>;
+  authenticateWebSocket(request: RequestLike): Promise<AuthContext | null>;
   /** A Telegram user, through their row in user_channel_links. */
   authenticateTelegram(telegramUserId: string | number): Promise<AuthContext | null>;
   /** The session id a token names if the token is valid and its session active (for bridging to Better Auth). */
@@ -64,16 +88,30 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
    * Last use is written at most once a minute per session: the idle timeout needs no finer grain. The (possibly
    * cached) session object is updated too, so a cached session does not trigger a write on every request.
    */
-  const touch = async (s: ActiveSession) => {
+  const touch = async (s: ActiveSession, channel: Channel) => {
     if (Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
     s.lastUsedAt = new Date();
-    await sessions.touch(s.id, TOUCH_INTERVAL_SECONDS);
+    await sessions.touch(s.id, TOUCH_INTERVAL_SECONDS, channel);
   };
 
-  async function fromSession(sessionId: string, userId: string | null, channel: Channel): Promise<AuthContext | null> {
+  async function refuseIp(event: IpRefusedEvent): Promise<never> {
+    await deps.onIpRefused?.(event);
+    throw new AppError('IP_NOT_ALLOWED');
+  }
+
+  async function fromSession(
+    sessionId: string,
+    userId: string | null,
+    channel: Channel,
+    ip: string | undefined,
+  ): Promise<AuthContext | null> {
     const session = await activeSession(sessionId);
     if (!session || (userId !== null && session.userId !== userId) || idle(session)) return null;
-    await touch(session);
+    const refusal = deps.ipPolicy?.refuse(ip, session.ipAllowlist) ?? null;
+    if (refusal && ip !== undefined) {
+      await refuseIp({ userId: session.userId, sessionId: session.id, channel, ip, reason: refusal });
+    }
+    await touch(session, channel);
     const context: AuthContext = {
       userId: session.userId,
       sessionId: session.id,
@@ -100,10 +138,15 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     return context;
   }
 
-  async function authenticateToken(token: string, channel: Channel = 'rest'): Promise<AuthContext | null> {
+  async function authenticateToken(token: string, channel: Channel = 'rest', ip?: string): Promise<AuthContext | null> {
     const claims = tokens.verify(token);
     if (!claims) return null;
-    return fromSession(claims.sid, claims.sub, channel);
+    // The global lists need no database: refuse before the session lookup.
+    const refusal = deps.ipPolicy?.refuseGlobally(ip) ?? null;
+    if (refusal && ip !== undefined) {
+      await refuseIp({ userId: claims.sub, sessionId: claims.sid, channel, ip, reason: refusal });
+    }
+    return fromSession(claims.sid, claims.sub, channel, ip);
   }
 
   return {
@@ -112,16 +155,16 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     async authenticateRequest(request) {
       if (request.headers.authorization !== undefined) {
         const token = bearerToken(request.headers.authorization);
-        return token ? authenticateToken(token, 'rest') : null;
+        return token ? authenticateToken(token, 'rest', request.ip) : null;
       }
       if (!request.headers.cookie) return null;
       const sessionId = await deps.cookieSession(request.headers);
-      return sessionId ? fromSession(sessionId, null, 'rest') : null;
+      return sessionId ? fromSession(sessionId, null, 'rest', request.ip) : null;
     },
 
     async authenticateWebSocket(request) {
       const token = bearerToken(request.headers.authorization);
-      return token ? authenticateToken(token, 'websocket') : null;
+      return token ? authenticateToken(token, 'websocket', request.ip) : null;
     },
 
     async authenticateTelegram(telegramUserId) {
@@ -143,7 +186,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       if (!claims) return null;
       const session = await activeSession(claims.sid);
       if (!session || session.userId !== claims.sub || idle(session)) return null;
-      await touch(session);
+      await touch(session, 'rest');
       return session.id;
     },
 

@@ -10,6 +10,8 @@ export interface ActiveSession {
   license: LicenseRow | null;
   /** Last use as recorded (at most once a minute), for the idle timeout. */
   lastUsedAt: Date;
+  /** The user's own IP allow list (null: none). */
+  ipAllowlist: string[] | null;
 }
 
 export interface IdentityRow {
@@ -29,6 +31,7 @@ interface Row {
   features: Record<string, unknown> | null;
   resource_limits: Record<string, unknown> | null;
   last_used_at?: Date | string;
+  ip_allowlist?: string[] | null;
 }
 
 const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>): LicenseRow | null =>
@@ -42,11 +45,11 @@ export function createSessionStore(db: Queryable) {
     async findActive(sessionId: string): Promise<ActiveSession | null> {
       const { rows } = await db.query<Row>(
         `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits,
-                s.last_used_at
+                s.last_used_at, u.ip_allowlist
            FROM sessions s
            JOIN users u ON u.id = s.user_id
            LEFT JOIN user_licenses l ON l.user_id = s.user_id
-          WHERE s.id = $1 AND s.expires_at > now()`,
+          WHERE s.id = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
         [sessionId],
       );
       const r = rows[0];
@@ -59,15 +62,16 @@ export function createSessionStore(db: Queryable) {
         name: r.name,
         license: licenseOf(r),
         lastUsedAt: new Date(r.last_used_at ?? Date.now()),
+        ipAllowlist: r.ip_allowlist ?? null,
       };
     },
 
     /** Records a use unless one was recorded in the last `minIntervalSeconds` (bounds the writes per session). */
-    async touch(sessionId: string, minIntervalSeconds: number): Promise<void> {
+    async touch(sessionId: string, minIntervalSeconds: number, channel: string): Promise<void> {
       await db.query(
-        `UPDATE sessions SET last_used_at = now()
-          WHERE id = $1 AND last_used_at < now() - make_interval(secs => $2)`,
-        [sessionId, minIntervalSeconds],
+        `UPDATE sessions SET last_used_at = now(), last_channel = $3
+          WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+        [sessionId, minIntervalSeconds, channel],
       );
     },
 
@@ -105,7 +109,7 @@ export function createSessionStore(db: Queryable) {
            FROM user_channel_links c
            JOIN users u ON u.id = c.user_id
            LEFT JOIN user_licenses l ON l.user_id = u.id
-          WHERE c.channel_type = $1 AND c.channel_user_id = $2`,
+          WHERE c.channel_type = $1 AND c.channel_user_id = $2 AND u.disabled_at IS NULL`,
         [channelType, channelUserId],
       );
       const r = rows[0];

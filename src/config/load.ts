@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Type as T, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { invalidCidr } from '../access/ip-policy.js';
 import { createIpMatcher } from '../ratelimit/client-key.js';
 import { type Config, ConfigSchema, type RawConfig } from './schema.js';
 
@@ -177,6 +178,14 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
       new URL(value);
     } catch {
       throw new ConfigError(`${key}: not a valid URL (${where(key)})`);
+    }
+  }
+  for (const list of ['allow', 'deny'] as const) {
+    const entries = config.ip_restrictions[list];
+    const bad = invalidCidr(entries);
+    if (bad !== null) {
+      const key = `ip_restrictions.${list}.${entries.indexOf(bad)}`;
+      throw new ConfigError(`${key}: "${bad}" is not a CIDR or IP address (${where(key)})`);
     }
   }
 }

@@ -156,6 +156,8 @@ export const ConfigSchema = T.Object(
           },
           { ...Strict, default: {} },
         ),
+        // How long a device marked trusted stays trusted (two-factor consults isDeviceTrusted).
+        trusted_device_days: T.Integer({ minimum: 1, maximum: 400, default: 30 }),
       },
       Strict,
     ),
@@ -332,6 +334,21 @@ export const ConfigSchema = T.Object(
         widget_max_age: Seconds(600, 'seconds a Login Widget auth_date stays fresh'),
       },
       Strict,
+    ),
+    // CIDRs (IPv4 or IPv6; a bare address is a /32 or /128). deny wins; a non-empty allow admits only its ranges.
+    ip_restrictions: T.Object(
+      {
+        allow: T.Array(T.String({ minLength: 1 }), { default: [] }),
+        deny: T.Array(T.String({ minLength: 1 }), { default: [] }),
+      },
+      { ...Strict, default: {} },
+    ),
+    admin: T.Object(
+      {
+        // Users with these emails get role 'admin' at start (when they exist) and when they register.
+        emails: T.Array(T.String({ minLength: 3 }), { default: [] }),
+      },
+      { ...Strict, default: {} },
     ),
   },
   Strict,

@@ -93,6 +93,16 @@ export const ERROR_CATALOGUE = {
   TELEGRAM_WEBHOOK_SECRET_INVALID: { status: 401, message: 'The webhook secret token is wrong.' },
   WIDGET_SIGNATURE_INVALID: { status: 401, message: 'The Telegram login data is not signed by our bot.' },
   WIDGET_EXPIRED: { status: 401, message: 'The Telegram login data is too old; log in with the widget again.' },
+  IP_NOT_ALLOWED: { status: 403, message: 'Access from this IP address is not allowed.' },
+  ACCOUNT_DISABLED: { status: 403, message: 'This account is disabled.' },
+  ADMIN_REQUIRED: { status: 403, message: 'This action requires an administrator.' },
+  SESSION_NOT_FOUND: { status: 404, message: 'No such session.' },
+  DEVICE_NOT_FOUND: { status: 404, message: 'No such device.' },
+  USER_NOT_FOUND: { status: 404, message: 'No such user.' },
+  IP_ALLOWLIST_LOCKOUT: {
+    status: 409,
+    message: 'This allow list does not include the address you are connecting from; it would lock you out.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -11,6 +11,7 @@ const session = (id: string, expiresAt: number, userId = 'u1'): ActiveSession =>
   name: 'A',
   license: null,
   lastUsedAt: new Date(),
+  ipAllowlist: null,
 });
 
 function setup(options: { maxEntries?: number; ttlMs?: number } = {}) {

@@ -47,6 +47,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
     const ua = request.headers['user-agent'];
     if (typeof ua === 'string') headers.set('user-agent', ua);
+    const device = request.headers['x-device-id']; // set by the access plugin: files the session under its device
+    if (typeof device === 'string') headers.set('x-device-id', device);
     return headers;
   };
 

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws';
 import type { AuthContext, Authenticator, SessionEvents } from '../../authenticator/index.js';
+import { AppError } from '../../errors/index.js';
 import { type ChatService, ChatUpstreamError } from '../chat/chat-service.js';
 import type { UsageLimits } from '../chat/usage-limits.js';
 import {
@@ -42,6 +43,8 @@ interface Conn {
   timer: NodeJS.Timeout | null;
   release: (() => void) | null;
   inflight: Set<AbortController> | null;
+  /** The client address (request.ip, honouring trust_proxy): IP restrictions apply to the auth frame too. */
+  ip: string | undefined;
 }
 
 // setTimeout keeps delays in a signed 32-bit integer; a longer one fires at once.
@@ -136,8 +139,12 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     conn.pending = true;
     let auth: AuthContext | null;
     try {
-      auth = await authenticator.authenticateToken(token, 'websocket');
+      auth = await authenticator.authenticateToken(token, 'websocket', conn.ip);
     } catch (err) {
+      if (err instanceof AppError && err.code === 'IP_NOT_ALLOWED') {
+        refuse(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
+        return;
+      }
       log.warn({ err: { message: (err as Error).message } }, 'websocket authentication failed with an error');
       refuse(conn, 'INTERNAL_ERROR', CloseCode.INTERNAL_ERROR);
       return;
@@ -269,7 +276,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
 
   return {
     /** Takes over an upgraded socket; `auth` when the upgrade request carried a valid bearer token. */
-    accept(socket: WebSocket, auth: AuthContext | null) {
+    accept(socket: WebSocket, auth: AuthContext | null, ip?: string) {
       if (!auth && unauthenticated >= deps.maxUnauthenticated) {
         socket.close(CloseCode.TRY_AGAIN_LATER, 'SERVER_BUSY');
         return;
@@ -283,6 +290,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
         timer: null,
         release: null,
         inflight: null,
+        ip,
       };
       if (conn.waiting) unauthenticated++;
       all.add(conn);

@@ -58,7 +58,7 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
       },
     },
     (socket, request) => {
-      sockets.accept(socket, upgradeAuth.get(request) ?? null);
+      sockets.accept(socket, upgradeAuth.get(request) ?? null, request.ip);
       upgradeAuth.delete(request);
     },
   );

@@ -1,0 +1,91 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import {
+  DEVICE_COOKIE,
+  DEVICE_COOKIE_MAX_AGE,
+  DEVICE_HEADER,
+  deviceKeyOf,
+  mintDeviceKey,
+} from '../accounts/devices.js';
+import type { AuditLog } from '../audit/index.js';
+import { AppError } from '../errors/index.js';
+import type { IpPolicy } from './ip-policy.js';
+import { signInContext } from './sign-in-guard.js';
+
+/**
+ * Everything that can start a session: our sign-in routes (password, anonymous, OAuth, magic link, passkey, the 2FA
+ * step) and all of Better Auth's. Signed-in routes under these prefixes (e.g. /auth/oauth/accounts) are refused for
+ * the same addresses by the Authenticator anyway.
+ */
+const SIGN_IN_PATH =
+  /^\/(?:api\/auth\/|auth\/(?:login|register|anonymous|oauth|magic-link|passkey\/authenticate|2fa\/verify)(?:$|[/?]))/;
+/** Of those, the ones that create a session (their response carries the device key back). */
+const SESSION_PATH =
+  /^\/(?:auth\/(?:login|register|anonymous|magic-link\/verify|passkey\/authenticate|2fa\/verify)|api\/auth\/(?:sign-in\/[\w-]+|sign-up\/[\w-]+|passkey\/authenticate|passkey\/verify-authentication|callback\/[\w-]+|magic-link\/verify))$/;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The device key of a sign-in request (sent by the client, or minted for it). */
+    deviceKey: string | null;
+  }
+}
+
+export interface AccessOptions {
+  ipPolicy: IpPolicy;
+  audit: AuditLog;
+  /** Set the device cookie with Secure (https base URL). */
+  secureCookies: boolean;
+}
+
+/**
+ * Sign-in requests pass the global IP lists before any work (no password is hashed for a refused address), and carry
+ * a device key into the auth engine so the new session is filed under its device. Per-user allow lists and disabled
+ * accounts are checked where the session is created (the sign-in guard), and on every later authentication.
+ */
+export const accessPlugin = fp<AccessOptions>(
+  async (app: FastifyInstance, { ipPolicy, audit, secureCookies }) => {
+    app.decorateRequest('deviceKey', null);
+
+    app.addHook('onRequest', async (request: FastifyRequest) => {
+      const path = request.url.split('?', 1)[0] ?? '';
+      if (!SIGN_IN_PATH.test(path)) return;
+      const refusal = ipPolicy.refuseGlobally(request.ip);
+      if (refusal) {
+        const ua = request.headers['user-agent'];
+        await audit.record({
+          event: 'ip.refused',
+          channel: 'rest',
+          ip: request.ip,
+          userAgent: typeof ua === 'string' ? ua : null,
+          details: { reason: refusal, at: 'sign-in', path },
+        });
+        throw new AppError('IP_NOT_ALLOWED');
+      }
+      if (request.method === 'POST' || request.method === 'GET') {
+        if (!SESSION_PATH.test(path)) return;
+        const key = deviceKeyOf(request.headers) ?? mintDeviceKey();
+        request.deviceKey = key;
+        request.headers[DEVICE_HEADER] = key;
+      }
+    });
+
+    // Routes that build their own headers for the engine (anonymous, magic link, passkeys) still get the device: the
+    // key travels with the request's async context to the sign-in guard. preHandler, not onRequest: body parsing
+    // resumes from socket events, outside a context entered earlier.
+    app.addHook('preHandler', (request, _reply, done) => {
+      if (request.deviceKey) signInContext.run({ deviceKey: request.deviceKey }, done);
+      else done();
+    });
+
+    app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload) => {
+      if (!request.deviceKey || reply.statusCode >= 400) return payload;
+      reply.header(DEVICE_HEADER, request.deviceKey);
+      const cookie = `${DEVICE_COOKIE}=${request.deviceKey}; Path=/; Max-Age=${DEVICE_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax${secureCookies ? '; Secure' : ''}`;
+      const existing = reply.getHeader('set-cookie');
+      const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [String(existing)];
+      reply.header('set-cookie', [...list, cookie]);
+      return payload;
+    });
+  },
+  { name: 'access' },
+);

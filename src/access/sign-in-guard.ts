@@ -1,0 +1,73 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DeviceStore } from '../accounts/devices.js';
+import type { AuditLog } from '../audit/index.js';
+import type { Queryable } from '../db/index.js';
+import { AppError } from '../errors/index.js';
+import type { IpPolicy } from './ip-policy.js';
+
+/** The device key of the sign-in request being served (set by the access plugin), for sessions created deep inside. */
+export const signInContext = new AsyncLocalStorage<{ deviceKey: string }>();
+
+export interface SessionAboutToStart {
+  userId: string;
+  ip: string | undefined;
+  userAgent: string | null;
+}
+
+export interface SessionStarted {
+  sessionId: string;
+  userId: string;
+  userAgent: string | null;
+  deviceKey: string | null;
+}
+
+/**
+ * The policy every sign-in passes, whatever the method (password, passkey, OAuth, magic link): it runs where the auth
+ * engine creates a session, so no sign-in route can forget it. Refuses disabled users (ACCOUNT_DISABLED) and addresses
+ * outside the IP restrictions (IP_NOT_ALLOWED, audited); then files the new session under its device and grants the
+ * admin role to the configured admin emails.
+ */
+export function createSignInGuard(deps: {
+  db: Queryable;
+  ipPolicy: IpPolicy;
+  devices: DeviceStore;
+  audit: AuditLog;
+  adminEmails: readonly string[];
+}) {
+  const adminEmails = deps.adminEmails.map((e) => e.trim().toLowerCase());
+  return {
+    async beforeSession({ userId, ip, userAgent }: SessionAboutToStart): Promise<void> {
+      const { rows } = await deps.db.query<{ disabled: boolean; ip_allowlist: string[] | null }>(
+        'SELECT disabled_at IS NOT NULL AS disabled, ip_allowlist FROM users WHERE id = $1',
+        [userId],
+      );
+      const user = rows[0];
+      if (!user) return; // a user being created in the same sign-up: nothing to refuse yet but the global lists
+      if (user.disabled) throw new AppError('ACCOUNT_DISABLED');
+      const refusal = deps.ipPolicy.refuse(ip, user.ip_allowlist);
+      if (refusal && ip !== undefined) {
+        await deps.audit.record({
+          event: 'ip.refused',
+          userId,
+          ip,
+          userAgent,
+          details: { reason: refusal, at: 'sign-in' },
+        });
+        throw new AppError('IP_NOT_ALLOWED');
+      }
+    },
+
+    async afterSession({ sessionId, userId, userAgent, deviceKey }: SessionStarted): Promise<void> {
+      const key = deviceKey ?? signInContext.getStore()?.deviceKey ?? null;
+      if (key) await deps.devices.bindSession({ sessionId, userId, key, userAgent });
+      if (adminEmails.length > 0) {
+        await deps.db.query(
+          `UPDATE users SET role = 'admin' WHERE id = $1 AND lower(email) = ANY($2::text[]) AND role <> 'admin'`,
+          [userId, adminEmails],
+        );
+      }
+    },
+  };
+}
+
+export type SignInGuard = ReturnType<typeof createSignInGuard>;

@@ -1,0 +1,286 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { invalidCidr } from '../../access/ip-policy.js';
+import type { AccountsStore, AdminStore, UserSummary } from '../../accounts/accounts.store.js';
+import type { AuditLog } from '../../audit/index.js';
+import type { Authenticator } from '../../authenticator/index.js';
+import type { Config } from '../../config/index.js';
+import type { Queryable } from '../../db/index.js';
+import { AppError } from '../../errors/index.js';
+import type { LicenseResolver } from '../../licenses/index.js';
+import {
+  AdminIpAllowlistBody,
+  LicenseBody,
+  LicenseResponse,
+  OkResponse,
+  RoleBody,
+  UserDetailResponse,
+  UserIdParams,
+  UserListQuery,
+  UserListResponse,
+} from './admin.schemas.js';
+import { ErrorResponse } from './auth.schemas.js';
+import { requireAdmin } from './require-admin.js';
+import { authOf } from './require-auth.js';
+import { IpAllowlistResponse, RevokedResponse } from './sessions.schemas.js';
+
+export interface AdminRoutesDeps {
+  config: Config;
+  db: Queryable;
+  authenticator: Authenticator;
+  admin: AdminStore;
+  accounts: AccountsStore;
+  licenses: LicenseResolver;
+  audit: AuditLog;
+  /** Drops the user's cached sessions in this process: a license or allow-list change applies to the next request. */
+  forgetUser?(userId: string): void;
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+
+/** The admin API: users, their licenses, sessions and access. Every call requires role 'admin' and is audited. */
+export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): Promise<void> {
+  const { admin, accounts, audit, config } = deps;
+  const preHandler = requireAdmin(deps);
+  const common = { preHandler, schema: { tags: ['admin'], security: [{ bearer: [] }] } } as const;
+
+  const view = (u: UserSummary) => ({
+    id: u.id,
+    email: u.email,
+    name: u.name,
+    role: u.role,
+    emailVerified: u.emailVerified,
+    disabled: u.disabledAt !== null,
+    disabledAt: u.disabledAt?.toISOString() ?? null,
+    createdAt: u.createdAt.toISOString(),
+    licenseType: u.licenseType ?? config.licenses.default_type,
+  });
+
+  const record = async (request: FastifyRequest, action: string, target: string, details: object = {}) => {
+    const auth = authOf(request);
+    const ua = request.headers['user-agent'];
+    await audit.record({
+      event: 'admin.action',
+      userId: auth.userId,
+      sessionId: auth.sessionId,
+      channel: 'rest',
+      ip: request.ip,
+      userAgent: typeof ua === 'string' ? ua : null,
+      details: { action, target, ...details },
+    });
+  };
+
+  const existing = async (id: string) => {
+    const user = await admin.getUser(id);
+    if (!user) throw new AppError('USER_NOT_FOUND');
+    return user;
+  };
+
+  const notSelf = (request: FastifyRequest, id: string, what: string) => {
+    if (authOf(request).userId === id) {
+      throw new AppError('BAD_REQUEST', `An administrator cannot ${what} their own account through the admin API.`);
+    }
+  };
+
+  app.get<{ Querystring: UserListQuery }>(
+    '/admin/users',
+    {
+      ...common,
+      schema: {
+        ...common.schema,
+        summary: 'List and search users, newest first',
+        querystring: UserListQuery,
+        response: { 200: UserListResponse, ...errors(400, 401, 403, 503) },
+      },
+    },
+    async (request) => {
+      const limit = Number(request.query.limit ?? 20);
+      const offset = Number(request.query.offset ?? 0);
+      const { users, total } = await admin.listUsers({ query: request.query.q || undefined, limit, offset });
+      return { success: true as const, users: users.map(view), total, limit, offset };
+    },
+  );
+
+  app.get<{ Params: UserIdParams }>(
+    '/admin/users/:id',
+    {
+      ...common,
+      schema: {
+        ...common.schema,
+        summary: 'One user with sessions, passkeys, channel links and license',
+        params: UserIdParams,
+        response: { 200: UserDetailResponse, ...errors(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request) => {
+      const user = await existing(request.params.id);
+      const [row, sessions, passkeys, links, ipAllowlist] = await Promise.all([
+        admin.licenseRow(user.id),
+        accounts.listSessions(user.id),
+        admin.passkeys(user.id),
+        admin.channelLinks(user.id),
+        accounts.getIpAllowlist(user.id),
+      ]);
+      return {
+        success: true as const,
+        user: view(user),
+        license: deps.licenses(row),
+        ipAllowlist,
+        sessions: sessions.map((s) => ({
+          id: s.id,
+          createdAt: s.createdAt.toISOString(),
+          lastUsedAt: s.lastUsedAt?.toISOString() ?? null,
+          expiresAt: s.expiresAt.toISOString(),
+          ip: s.ip,
+          deviceName: s.deviceName,
+          channel: s.channel,
+        })),
+        passkeys: passkeys.map((p) => ({ ...p, createdAt: p.createdAt.toISOString() })),
+        channelLinks: links.map((l) => ({ ...l, createdAt: l.createdAt.toISOString() })),
+      };
+    },
+  );
+
+  app.put<{ Params: UserIdParams; Body: LicenseBody }>(
+    '/admin/users/:id/license',
+    {
+      ...common,
+      schema: {
+        ...common.schema,
+        summary: "Set a user's license type, features and resource limits (applies to their next request)",
+        params: UserIdParams,
+        body: LicenseBody,
+        response: { 200: LicenseResponse, ...errors(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request) => {
+      const { type, features, resourceLimits } = request.body;
+      if (!config.licenses.types[type]) {
+        throw new AppError(
+          'VALIDATION_FAILED',
+          `type must be one of: ${Object.keys(config.licenses.types).join(', ')}`,
+          { field: 'type' },
+        );
+      }
+      if (!(await admin.setLicense(request.params.id, { type, features, resourceLimits }))) {
+        throw new AppError('USER_NOT_FOUND');
+      }
+      deps.forgetUser?.(request.params.id);
+      await record(request, 'license.set', request.params.id, { type });
+      return { success: true as const, license: deps.licenses(await admin.licenseRow(request.params.id)) };
+    },
+  );
+
+  app.post<{ Params: UserIdParams }>(
+    '/admin/users/:id/revoke-sessions',
+    {
+      ...common,
+      schema: {
+        ...common.schema,
+        summary: "End all of a user's sessions on every channel",
+        params: UserIdParams,
+        response: { 200: RevokedResponse, ...errors(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request) => {
+      await existing(request.params.id);
+      const revoked = await admin.revokeAllSessions(request.params.id);
+      await record(request, 'sessions.revoke', request.params.id, { revoked });
+      return { success: true as const, revoked };
+    },
+  );
+
+  for (const [path, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
+    app.post<{ Params: UserIdParams }>(
+      `/admin/users/:id/${path}`,
+      {
+        ...common,
+        schema: {
+          ...common.schema,
+          summary: disabled
+            ? 'Disable a user: no sign-in on any channel, and their sessions end'
+            : 'Re-enable a disabled user',
+          params: UserIdParams,
+          response: { 200: OkResponse, ...errors(400, 401, 403, 404, 503) },
+        },
+      },
+      async (request) => {
+        if (disabled) notSelf(request, request.params.id, 'disable');
+        if (!(await admin.setDisabled(request.params.id, disabled))) throw new AppError('USER_NOT_FOUND');
+        deps.forgetUser?.(request.params.id);
+        await record(request, disabled ? 'user.disable' : 'user.enable', request.params.id);
+        return { success: true as const };
+      },
+    );
+  }
+
+  app.put<{ Params: UserIdParams; Body: RoleBody }>(
+    '/admin/users/:id/role',
+    {
+      ...common,
+      schema: {
+        ...common.schema,
+        summary: 'Make a user an administrator, or take the role away',
+        params: UserIdParams,
+        body: RoleBody,
+        response: { 200: OkResponse, ...errors(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request) => {
+      if (request.body.role !== 'admin') notSelf(request, request.params.id, 'demote');
+      if (!(await admin.setRole(request.params.id, request.body.role))) throw new AppError('USER_NOT_FOUND');
+      await record(request, 'role.set', request.params.id, { role: request.body.role });
+      return { success: true as const };
+    },
+  );
+
+  app.put<{ Params: UserIdParams; Body: AdminIpAllowlistBody }>(
+    '/admin/users/:id/ip-allowlist',
+    {
+      ...common,
+      schema: {
+        ...common.schema,
+        summary: "Replace a user's IP allow list (empty: no per-user restriction)",
+        params: UserIdParams,
+        body: AdminIpAllowlistBody,
+        response: { 200: IpAllowlistResponse, ...errors(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request) => {
+      const cidrs = [...new Set(request.body.cidrs.map((c) => c.trim()))];
+      const bad = invalidCidr(cidrs);
+      if (bad !== null) {
+        throw new AppError('VALIDATION_FAILED', `cidrs: "${bad.slice(0, 64)}" is not a CIDR or IP address`, {
+          field: 'cidrs',
+        });
+      }
+      if (!(await accounts.setIpAllowlist(request.params.id, cidrs))) throw new AppError('USER_NOT_FOUND');
+      deps.forgetUser?.(request.params.id);
+      await record(request, 'ip_allowlist.set', request.params.id, { entries: cidrs.length });
+      return { success: true as const, cidrs };
+    },
+  );
+
+  app.delete<{ Params: UserIdParams }>(
+    '/admin/users/:id',
+    {
+      ...common,
+      schema: {
+        ...common.schema,
+        summary: 'Delete a user and everything of theirs; their sessions end on every channel',
+        params: UserIdParams,
+        response: { 200: OkResponse, ...errors(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request) => {
+      notSelf(request, request.params.id, 'delete');
+      const user = await existing(request.params.id);
+      // Recorded first: the audit row's user_id would be nulled with the user, the target id stays in details.
+      await record(request, 'user.delete', user.id, { email: user.email });
+      if (!(await admin.deleteUser(user.id))) throw new AppError('USER_NOT_FOUND');
+      return { success: true as const };
+    },
+  );
+}

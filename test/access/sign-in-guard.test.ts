@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+
+// The guard sits where Better Auth creates sessions, so sign-in methods built by other modules (passkeys, magic links,
+// OAuth, anonymous trials, the 2FA step) cannot skip it.
+describe('sign-in guard: every way a session is created', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { ip_restrictions: { allow: [], deny: ['203.0.113.0/24'] } } });
+  });
+  afterAll(() => t?.close());
+
+  it('refuses a session for a disabled user through engine.createSession (passkey and 2FA sign-ins use it)', async () => {
+    const user = await registerUser(t.app);
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+    await expect(t.app.engine.createSession(user.userId, { ip: '192.0.2.1', userAgent: null })).rejects.toMatchObject({
+      code: 'ACCOUNT_DISABLED',
+      status: 403,
+    });
+    const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(rows).toHaveLength(1); // only the registration's session; disabling through the admin API also ends it
+  });
+
+  it("refuses a session from outside the user's allow list through engine.createSession, audited", async () => {
+    const user = await registerUser(t.app);
+    await t.db.query(`UPDATE users SET ip_allowlist = '{198.51.100.0/24}' WHERE id = $1`, [user.userId]);
+    await expect(t.app.engine.createSession(user.userId, { ip: '192.0.2.1', userAgent: null })).rejects.toMatchObject({
+      code: 'IP_NOT_ALLOWED',
+    });
+    const ok = await t.app.engine.createSession(user.userId, { ip: '198.51.100.3', userAgent: null });
+    expect(ok.userId).toBe(user.userId);
+    const audit = await t.db.query<{ details: { reason: string; at: string } }>(
+      "SELECT details FROM auth_audit_log WHERE event = 'ip.refused' AND user_id = $1",
+      [user.userId],
+    );
+    expect(audit.rows.map((r) => r.details)).toEqual([{ reason: 'user_allow', at: 'sign-in' }]);
+  });
+
+  it('refuses the other sign-in routes from a globally denied address before they do anything', async () => {
+    for (const [method, url, payload] of [
+      ['POST', '/auth/anonymous', {}],
+      ['POST', '/auth/magic-link', { email: 'someone@example.com' }],
+      ['GET', '/auth/oauth/google', undefined],
+      ['POST', '/auth/passkey/authenticate/options', {}],
+      ['POST', '/auth/2fa/verify', { challengeToken: 'x', code: '123456' }],
+    ] as const) {
+      const res = await t.app.inject({ method, url, remoteAddress: '203.0.113.50', ...(payload ? { payload } : {}) });
+      expect(res.statusCode, url).toBe(403);
+      expect(res.json().error.code).toBe('IP_NOT_ALLOWED');
+    }
+    const { rows } = await t.db.query("SELECT 1 FROM users WHERE email LIKE '%anonymous.invalid'");
+    expect(rows).toHaveLength(0);
+  });
+
+  it('files an anonymous trial session under a device too', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/auth/anonymous', payload: {} });
+    expect(res.statusCode).toBeLessThan(300);
+    expect(res.headers['x-device-id']).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const token = res.json().token as string;
+    const devices = await t.app.inject({
+      method: 'GET',
+      url: '/auth/devices',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(devices.json().devices).toHaveLength(1);
+  });
+});

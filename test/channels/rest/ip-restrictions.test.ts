@@ -1,0 +1,224 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../../src/errors/index.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+const DENIED_V4 = '203.0.113.9';
+const DENIED_V6 = '2001:db8:bad::1';
+
+describe('IP restrictions: global lists and per-user allow lists, on REST, sign-in and the Authenticator', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      config: { ip_restrictions: { allow: [], deny: ['203.0.113.0/24', '2001:db8:bad::/48'] } },
+    });
+  });
+  afterAll(() => t?.close());
+
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const login = (user: { email: string; password: string }, remoteAddress: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      remoteAddress,
+      payload: { email: user.email, password: user.password },
+    });
+  const refusals = async (userId: string | null) => {
+    const { rows } = await t.db.query<{ channel: string; ip_address: string; details: { reason: string } }>(
+      `SELECT channel, ip_address, details FROM auth_audit_log
+        WHERE event = 'ip.refused' AND ($1::text IS NULL OR user_id = $1) ORDER BY id`,
+      [userId],
+    );
+    return rows;
+  };
+
+  it('refuses sign-in from a denied address (IPv4 and IPv6) before checking the password', async () => {
+    const user = await registerUser(t.app);
+    for (const ip of [DENIED_V4, DENIED_V6]) {
+      const right = await login(user, ip);
+      expect(right.statusCode).toBe(403);
+      expect(right.json().error.code).toBe('IP_NOT_ALLOWED');
+      const wrong = await login({ ...user, password: 'wrong-password!' }, ip);
+      expect(wrong.statusCode).toBe(403); // no password oracle for refused addresses
+    }
+    expect((await login(user, '198.51.100.1')).statusCode).toBe(200);
+    const rows = await refusals(null);
+    expect(rows.map((r) => r.ip_address)).toEqual(expect.arrayContaining([DENIED_V4, DENIED_V6]));
+    expect(rows[0]?.details.reason).toBe('global_deny');
+  });
+
+  it('refuses registration and Better Auth’s own sign-in routes from a denied address', async () => {
+    const reg = await t.app.inject({
+      method: 'POST',
+      url: '/auth/register',
+      remoteAddress: DENIED_V4,
+      payload: { email: 'denied@example.com', password: 'SecurePassword123!' },
+    });
+    expect(reg.statusCode).toBe(403);
+    const { rows } = await t.db.query("SELECT 1 FROM users WHERE email = 'denied@example.com'");
+    expect(rows).toHaveLength(0);
+    const user = await registerUser(t.app);
+    const ba = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      remoteAddress: DENIED_V6,
+      headers: { 'content-type': 'application/json' },
+      payload: { email: user.email, password: user.password },
+    });
+    expect(ba.statusCode).toBe(403);
+    expect(ba.json().error.code).toBe('IP_NOT_ALLOWED');
+  });
+
+  it('refuses a valid token used from a denied address on REST (403, audited), and accepts it elsewhere', async () => {
+    const user = await registerUser(t.app);
+    const res = await t.app.inject({
+      method: 'GET',
+      url: '/auth/session',
+      remoteAddress: DENIED_V4,
+      headers: bearer(user.token),
+    });
+    expect(res.statusCode).toBe(403);
+    expect(res.json().error.code).toBe('IP_NOT_ALLOWED');
+    const ok = await t.app.inject({ method: 'GET', url: '/auth/session', headers: bearer(user.token) });
+    expect(ok.statusCode).toBe(200);
+    expect((await refusals(user.userId)).map((r) => r.channel)).toEqual(['rest']);
+  });
+
+  it('the Authenticator refuses WebSocket upgrades and first-message tokens by ip (channel websocket)', async () => {
+    const user = await registerUser(t.app);
+    const { authenticator } = t.app;
+    await expect(
+      authenticator.authenticateWebSocket({ headers: bearer(user.token), ip: DENIED_V6 }),
+    ).rejects.toMatchObject({ code: 'IP_NOT_ALLOWED', status: 403 });
+    await expect(authenticator.authenticateToken(user.token, 'websocket', DENIED_V4)).rejects.toBeInstanceOf(AppError);
+    expect((await authenticator.authenticateWebSocket({ headers: bearer(user.token), ip: '192.0.2.1' }))?.userId).toBe(
+      user.userId,
+    );
+    // Without an address (an in-process caller) the lists cannot apply; every channel passes one.
+    expect((await authenticator.authenticateToken(user.token, 'websocket'))?.userId).toBe(user.userId);
+    // An invalid token from a denied address is simply invalid (null), never a 403 that confirms anything.
+    expect(await authenticator.authenticateToken('not-a-token', 'websocket', DENIED_V4)).toBeNull();
+    const rows = await refusals(user.userId);
+    expect(rows.map((r) => [r.channel, r.ip_address])).toEqual([
+      ['websocket', DENIED_V6],
+      ['websocket', DENIED_V4],
+    ]);
+  });
+
+  describe('per-user allow list (PUT /auth/ip-allowlist)', () => {
+    const OFFICE = '198.51.100.0/24';
+    const AT_OFFICE = '198.51.100.20';
+    const AT_HOME = '192.0.2.44';
+
+    it('is set by the user from inside it, and then enforced on REST, sign-in and the Authenticator', async () => {
+      const user = await registerUser(t.app);
+      const lockout = await t.app.inject({
+        method: 'PUT',
+        url: '/auth/ip-allowlist',
+        remoteAddress: AT_HOME,
+        headers: bearer(user.token),
+        payload: { cidrs: [OFFICE] },
+      });
+      expect(lockout.statusCode).toBe(409);
+      expect(lockout.json().error.code).toBe('IP_ALLOWLIST_LOCKOUT');
+
+      const set = await t.app.inject({
+        method: 'PUT',
+        url: '/auth/ip-allowlist',
+        remoteAddress: AT_OFFICE,
+        headers: bearer(user.token),
+        payload: { cidrs: [OFFICE, '2001:db8:1::/48'] },
+      });
+      expect(set.statusCode).toBe(200);
+      expect(set.json()).toEqual({ success: true, cidrs: [OFFICE, '2001:db8:1::/48'] });
+
+      const get = await t.app.inject({
+        method: 'GET',
+        url: '/auth/ip-allowlist',
+        remoteAddress: '2001:db8:1::5',
+        headers: bearer(user.token),
+      });
+      expect(get.json().cidrs).toEqual([OFFICE, '2001:db8:1::/48']);
+
+      const home = await t.app.inject({
+        method: 'GET',
+        url: '/auth/session',
+        remoteAddress: AT_HOME,
+        headers: bearer(user.token),
+      });
+      expect(home.statusCode).toBe(403);
+      expect(home.json().error.code).toBe('IP_NOT_ALLOWED');
+
+      const loginHome = await login(user, AT_HOME);
+      expect(loginHome.statusCode).toBe(403);
+      expect(loginHome.json().error.code).toBe('IP_NOT_ALLOWED');
+      expect((await login(user, AT_OFFICE)).statusCode).toBe(200);
+
+      await expect(
+        t.app.authenticator.authenticateWebSocket({ headers: bearer(user.token), ip: AT_HOME }),
+      ).rejects.toMatchObject({ code: 'IP_NOT_ALLOWED' });
+      expect((await t.app.authenticator.authenticateToken(user.token, 'websocket', AT_OFFICE))?.userId).toBe(
+        user.userId,
+      );
+      const reasons = (await refusals(user.userId)).map((r) => r.details.reason);
+      expect(reasons).toContain('user_allow');
+
+      // Clearing it lifts the restriction.
+      const clear = await t.app.inject({
+        method: 'PUT',
+        url: '/auth/ip-allowlist',
+        remoteAddress: AT_OFFICE,
+        headers: bearer(user.token),
+        payload: { cidrs: [] },
+      });
+      expect(clear.statusCode).toBe(200);
+      expect((await login(user, AT_HOME)).statusCode).toBe(200);
+    });
+
+    it('refuses entries that are not CIDRs or addresses, and oversized lists', async () => {
+      const user = await registerUser(t.app);
+      for (const cidrs of [['10.0.0.0/33'], ['example.com'], [''], Array.from({ length: 101 }, () => '10.0.0.1')]) {
+        const res = await t.app.inject({
+          method: 'PUT',
+          url: '/auth/ip-allowlist',
+          headers: bearer(user.token),
+          payload: { cidrs },
+        });
+        expect(res.statusCode).toBe(400);
+        expect(res.json().error.code).toBe('VALIDATION_FAILED');
+      }
+    });
+  });
+});
+
+describe('IP restrictions: a global allow list', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { ip_restrictions: { allow: ['10.0.0.0/8', '::1/128'], deny: [] } } });
+  });
+  afterAll(() => t?.close());
+
+  it('admits only its ranges', async () => {
+    const inside = await t.app.inject({
+      method: 'POST',
+      url: '/auth/register',
+      remoteAddress: '10.1.2.3',
+      payload: { email: 'inside@example.com', password: 'SecurePassword123!' },
+    });
+    expect(inside.statusCode).toBe(201);
+    const token = inside.json().token as string;
+    const outside = await t.app.inject({
+      method: 'GET',
+      url: '/auth/session',
+      remoteAddress: '127.0.0.1',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(outside.statusCode).toBe(403);
+    const v6 = await t.app.inject({
+      method: 'GET',
+      url: '/auth/session',
+      remoteAddress: '::1',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(v6.statusCode).toBe(200);
+  });
+});

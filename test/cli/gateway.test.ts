@@ -1,0 +1,222 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runGateway } from '../../src/cli/gateway-commands.js';
+import { createTestApp, REPO_ROOT, registerUser, TEST_SECRET, type TestApp } from '../helpers/test-app.js';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+// The CLI is a separate process: it needs a database server both it and the test can reach (PostgreSQL).
+describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway -- <command>)', () => {
+  let t: TestApp;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    t = await createTestApp({ kind: 'postgres' });
+    const secrets = join(t.testDb.dataDir, 'cli-secrets.yaml');
+    writeFileSync(secrets, '{}\n');
+    env = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      DATABASE_URL: t.testDb.url as string,
+      CONFIG_FILE: join(REPO_ROOT, 'config.yaml'),
+      SECRETS_FILE: secrets,
+      DATA_DIR: t.testDb.dataDir,
+      AUTH_SECRET: TEST_SECRET,
+    };
+  });
+  afterAll(() => t?.close());
+
+  /** The real process, as an operator runs it (slow to start under load: used for the exit-code contract). */
+  const spawned = (args: string[], options: { stdin?: string; env?: Record<string, string> } = {}) =>
+    new Promise<Run>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/gateway.ts', ...args], {
+        cwd: REPO_ROOT,
+        env: { ...env, ...options.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => {
+        stdout += d;
+      });
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(options.stdin ?? '');
+    });
+
+  /** The same commands in-process (same code path after argv and the environment). */
+  const gateway = async (args: string[], options: { stdin?: string; env?: Record<string, string> } = {}) => {
+    let stdout = '';
+    let stderr = '';
+    const code = await runGateway(args, {
+      out: (line) => {
+        stdout += `${line}\n`;
+      },
+      err: (line) => {
+        stderr += `${line}\n`;
+      },
+      readStdin: async () => options.stdin ?? '',
+      env: { ...env, ...options.env },
+    });
+    return { code, stdout, stderr } as Run;
+  };
+
+  const login = (email: string, password: string) =>
+    t.app.inject({ method: 'POST', url: '/auth/login', payload: { email, password } });
+
+  it('prints help (exit 0 with --help, 2 without a command) and refuses unknown commands and options with 2', async () => {
+    const help = await spawned(['--help']);
+    expect(help.code).toBe(0);
+    for (const command of [
+      'migrate',
+      'create-user',
+      'set-license',
+      'link-telegram',
+      'revoke-sessions',
+      'create-admin',
+    ]) {
+      expect(help.stdout).toContain(command);
+    }
+    expect((await gateway([])).code).toBe(2);
+    const unknown = await spawned(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const badOption = await gateway(['revoke-sessions', '--force']);
+    expect(badOption.code).toBe(2);
+    const commandHelp = await gateway(['set-license', '--help']);
+    expect(commandHelp.code).toBe(0);
+    expect(commandHelp.stdout).toContain('set-license <user> --type <type>');
+  });
+
+  it('migrate applies the schema again (idempotent), exit 0', async () => {
+    const res = await spawned(['migrate']);
+    expect(res.stderr).toBe('');
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain('schema applied');
+  });
+
+  it('exits 78 on a configuration error, naming the key', async () => {
+    const bad = join(t.testDb.dataDir, 'bad-config.yaml');
+    const shipped = readFileSync(join(REPO_ROOT, 'config.yaml'), 'utf8');
+    writeFileSync(bad, shipped.replace(/^ {2}deny: \[\]/m, '  deny: ["10.0.0.0/99"]'));
+    const res = await spawned(['migrate'], { env: { CONFIG_FILE: bad } });
+    expect(res.code).toBe(78);
+    expect(res.stderr).toContain('ip_restrictions.deny.0');
+  });
+
+  it('create-user with a password from stdin: the user can sign in; a second time fails with 1', async () => {
+    const res = await spawned(
+      ['create-user', '--email', 'Cli.User@Example.com', '--name', 'Cli', '--license', 'pro', '--password-stdin'],
+      {
+        stdin: 'CliPassword123!\n',
+      },
+    );
+    expect(res.stderr).toBe('');
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/created user user_\d+_\w+ <cli.user@example.com> \(license pro\)/);
+    expect(res.stdout).not.toContain('CliPassword123!');
+    const signIn = await login('cli.user@example.com', 'CliPassword123!');
+    expect(signIn.statusCode).toBe(200);
+    const session = await t.app.inject({
+      method: 'GET',
+      url: '/auth/session',
+      headers: { authorization: `Bearer ${signIn.json().token}` },
+    });
+    expect(session.json().license.type).toBe('pro');
+
+    const again = await gateway(['create-user', '--email', 'cli.user@example.com'], {});
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('already exists');
+  });
+
+  it('create-user without --password-stdin prints a generated password once; usage errors exit 2', async () => {
+    const res = await gateway(['create-user', '--email', 'generated@example.com']);
+    expect(res.code).toBe(0);
+    const password = /password: (\S+)/.exec(res.stdout)?.[1] as string;
+    expect(password.length).toBeGreaterThanOrEqual(20);
+    expect((await login('generated@example.com', password)).statusCode).toBe(200);
+    expect((await gateway(['create-user'])).code).toBe(2);
+    expect((await gateway(['create-user', '--email', 'x@example.com', '--license', 'platinum'])).code).toBe(2);
+    const short = await gateway(['create-user', '--email', 'short@example.com', '--password-stdin'], {
+      stdin: 'short',
+    });
+    expect(short.code).toBe(1);
+  });
+
+  it('set-license by email or id; unknown users fail with 1, bad JSON is a usage error', async () => {
+    const user = await registerUser(t.app);
+    const res = await gateway([
+      'set-license',
+      user.email,
+      '--type',
+      'enterprise',
+      '--limits',
+      '{"max_ws_connections":3}',
+    ]);
+    expect(res.stderr).toBe('');
+    expect(res.code).toBe(0);
+    const ctx = await t.app.authenticator.authenticateToken(user.token);
+    expect(ctx?.license).toMatchObject({ type: 'enterprise', resourceLimits: { max_ws_connections: 3 } });
+    expect((await gateway(['set-license', user.userId, '--type', 'free'])).code).toBe(0);
+    expect((await t.app.authenticator.authenticateToken(user.token))?.license.type).toBe('free');
+    const missing = await gateway(['set-license', 'nobody@example.com', '--type', 'pro']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('no user');
+    expect((await gateway(['set-license', user.userId, '--type', 'pro', '--features', '[1]'])).code).toBe(2);
+    expect((await gateway(['set-license', user.userId])).code).toBe(2);
+  });
+
+  it('link-telegram links a numeric id; the Authenticator then knows the user; taken ids fail with 1', async () => {
+    const user = await registerUser(t.app);
+    const res = await gateway(['link-telegram', user.email, '5550001']);
+    expect(res.code).toBe(0);
+    expect((await t.app.authenticator.authenticateTelegram(5550001))?.userId).toBe(user.userId);
+    expect((await gateway(['link-telegram', user.email, '5550001'])).code).toBe(0); // already theirs: idempotent
+    const other = await registerUser(t.app);
+    const taken = await gateway(['link-telegram', other.userId, '5550001']);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain('already linked');
+    expect((await gateway(['link-telegram', other.userId, '@handle'])).code).toBe(2);
+  });
+
+  it("revoke-sessions ends a user's sessions", async () => {
+    const user = await registerUser(t.app);
+    const res = await gateway(['revoke-sessions', user.email]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain('revoked 1 session(s)');
+    expect(await t.app.authenticator.authenticateToken(user.token)).toBeNull();
+  });
+
+  it('create-admin promotes an existing user, or creates an administrator', async () => {
+    const user = await registerUser(t.app);
+    const promote = await gateway(['create-admin', '--email', user.email]);
+    expect(promote.code).toBe(0);
+    const list = await t.app.inject({
+      method: 'GET',
+      url: '/admin/users',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(list.statusCode).toBe(200);
+
+    const created = await gateway(['create-admin', '--email', 'root@example.com', '--password-stdin'], {
+      stdin: 'RootPassword123!',
+    });
+    expect(created.code).toBe(0);
+    const signIn = await login('root@example.com', 'RootPassword123!');
+    expect(signIn.statusCode).toBe(200);
+    const admin = await t.app.inject({
+      method: 'GET',
+      url: '/admin/users?q=root',
+      headers: { authorization: `Bearer ${signIn.json().token}` },
+    });
+    expect(admin.json().users).toMatchObject([{ email: 'root@example.com', role: 'admin' }]);
+  });
+});
