@@ -229,7 +229,12 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     metrics: app.metrics,
     decodeToken: (token) => app.jwt.decode<{ sub?: string; sid?: string }>(token),
   });
-  await app.register(accessPlugin, { ipPolicy, audit, secureCookies: config.server.base_url.startsWith('https:') });
+  await app.register(accessPlugin, {
+    ipPolicy,
+    audit,
+    // The same rule as Better Auth's cookies (useSecureCookies): https base URL, or https_only.
+    secureCookies: config.server.base_url.startsWith('https:') || config.server.https_only === true,
+  });
 
   await app.register(betterAuthMount, {
     engine,

@@ -89,8 +89,10 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
    * cached) session object is updated too, so a cached session does not trigger a write on every request.
    */
   const touch = async (s: ActiveSession, channel: Channel) => {
-    if (Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
+    // The first use after sign-in records its channel; after that, at most one write a minute.
+    if (s.lastChannel !== null && Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
     s.lastUsedAt = new Date();
+    s.lastChannel = channel;
     await sessions.touch(s.id, TOUCH_INTERVAL_SECONDS, channel);
   };
 

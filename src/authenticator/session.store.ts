@@ -12,6 +12,8 @@ export interface ActiveSession {
   lastUsedAt: Date;
   /** The user's own IP allow list (null: none). */
   ipAllowlist: string[] | null;
+  /** The channel of the last recorded use (null: none recorded since sign-in). */
+  lastChannel: string | null;
 }
 
 export interface IdentityRow {
@@ -32,6 +34,7 @@ interface Row {
   resource_limits: Record<string, unknown> | null;
   last_used_at?: Date | string;
   ip_allowlist?: string[] | null;
+  last_channel?: string | null;
 }
 
 const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>): LicenseRow | null =>
@@ -45,7 +48,7 @@ export function createSessionStore(db: Queryable) {
     async findActive(sessionId: string): Promise<ActiveSession | null> {
       const { rows } = await db.query<Row>(
         `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits,
-                s.last_used_at, u.ip_allowlist
+                s.last_used_at, s.last_channel, u.ip_allowlist
            FROM sessions s
            JOIN users u ON u.id = s.user_id
            LEFT JOIN user_licenses l ON l.user_id = s.user_id
@@ -63,6 +66,7 @@ export function createSessionStore(db: Queryable) {
         license: licenseOf(r),
         lastUsedAt: new Date(r.last_used_at ?? Date.now()),
         ipAllowlist: r.ip_allowlist ?? null,
+        lastChannel: r.last_channel ?? null,
       };
     },
 
@@ -70,7 +74,8 @@ export function createSessionStore(db: Queryable) {
     async touch(sessionId: string, minIntervalSeconds: number, channel: string): Promise<void> {
       await db.query(
         `UPDATE sessions SET last_used_at = now(), last_channel = $3
-          WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
+          WHERE id = $1
+            AND (last_used_at IS NULL OR last_channel IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
         [sessionId, minIntervalSeconds, channel],
       );
     },

@@ -180,7 +180,10 @@ function openPostgres(options: DatabaseOptions): Database {
     },
     async close() {
       await listener.close();
-      await kysely.destroy(); // ends the pool
+      // Kysely ends the pool only if it ever used it; a process that only ran raw queries (npm run migrate) would
+      // otherwise wait for the idle timer before exiting.
+      await kysely.destroy();
+      if (!pool.ended) await pool.end();
     },
   };
 }

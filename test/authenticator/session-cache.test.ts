@@ -12,6 +12,7 @@ const session = (id: string, expiresAt: number, userId = 'u1'): ActiveSession =>
   license: null,
   lastUsedAt: new Date(),
   ipAllowlist: null,
+  lastChannel: null,
 });
 
 function setup(options: { maxEntries?: number; ttlMs?: number } = {}) {
