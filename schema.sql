@@ -241,4 +241,15 @@ $$;
 CREATE OR REPLACE TRIGGER user_licenses_changed AFTER INSERT OR UPDATE OR DELETE ON user_licenses
   FOR EACH ROW EXECUTE FUNCTION gateway_notify_license_changed();
 
+-- A passkey makes an anonymous (trial) user permanent: the user can now sign in again, so the cleanup of old
+-- anonymous users must not delete it. A trigger covers every route that adds passkeys (ours and Better Auth's).
+CREATE OR REPLACE FUNCTION gateway_passkey_upgrades_anonymous() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE users SET is_anonymous = FALSE, updated_at = now() WHERE id = NEW.user_id AND is_anonymous;
+  RETURN NULL;
+END;
+$$;
+CREATE OR REPLACE TRIGGER passkeys_upgrade_anonymous AFTER INSERT ON passkeys
+  FOR EACH ROW EXECUTE FUNCTION gateway_passkey_upgrades_anonymous();
+
 COMMIT;
