@@ -29,6 +29,7 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/auth/password/', max: 10, window: 900 },
   { prefix: '/auth/2fa/', max: 20, window: 300 },
   { prefix: '/auth/link', max: 20, window: 300 },
+  { prefix: '/auth/channels/', max: 30, window: 300 },
   { prefix: '/auth/passkey/', max: 60, window: 60 },
   { prefix: '/auth/email/verify', max: 20, window: 900 },
   { prefix: '/auth/email/verify/resend', max: 5, window: 900 },
