@@ -4,6 +4,7 @@ import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { sessionOf } from './session-of.js';
 import { createSignInMethods, type SignInMethods } from './sign-in-methods.engine.js';
 import { createTwoFactorEngine, type TwoFactorEngine } from './two-factor.js';
 
@@ -146,16 +147,6 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
     sessionOfToken: (token) => sessionOf(db, token),
     twoFactor,
   };
-}
-
-async function sessionOf(db: Database, token: string): Promise<NewSession> {
-  const { rows } = await db.query<{ id: string; user_id: string }>(
-    'SELECT id, user_id FROM sessions WHERE token = $1',
-    [token],
-  );
-  const row = rows[0];
-  if (!row) throw new Error('session created by Better Auth was not found');
-  return { userId: row.user_id, sessionId: row.id };
 }
 
 async function emailExists(db: Database, email: string): Promise<boolean> {

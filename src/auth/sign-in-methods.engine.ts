@@ -4,6 +4,7 @@ import type { Database } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { type BetterAuthInstance, CLIENT_IP_HEADER } from './better-auth.js';
 import type { NewSession } from './engine.js';
+import { sessionOf } from './session-of.js';
 import { OAUTH_COMPLETE_PATH, OAUTH_LINKED_PATH } from './sign-in-methods.js';
 
 /** A provider redirect to send the browser to, with the cookies (OAuth state) the browser must carry back. */
@@ -130,7 +131,7 @@ export function createSignInMethods(auth: BetterAuthInstance, db: Database, conf
     async signInAnonymous(headers) {
       const res = (await call('signInAnonymous', { headers })) as { token?: string } | null;
       if (!res?.token) throw new Error('anonymous sign-in returned no session');
-      return sessionByToken(db, res.token);
+      return sessionOf(db, res.token);
     },
 
     async createSession(userId, headers) {
@@ -153,16 +154,6 @@ export function createSignInMethods(auth: BetterAuthInstance, db: Database, conf
       return user.id;
     },
   };
-}
-
-async function sessionByToken(db: Database, token: string): Promise<NewSession> {
-  const { rows } = await db.query<{ id: string; user_id: string }>(
-    'SELECT id, user_id FROM sessions WHERE token = $1',
-    [token],
-  );
-  const row = rows[0];
-  if (!row) throw new Error('session created by Better Auth was not found');
-  return { userId: row.user_id, sessionId: row.id };
 }
 
 /** Better Auth's refusals on these routes, as our stable codes. */
