@@ -1,6 +1,6 @@
 import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
-import Fastify, { type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyServerOptions } from 'fastify';
 import { accessPlugin } from './access/access.plugin.js';
 import { createIpPolicy, type IpPolicy } from './access/ip-policy.js';
 import { createSignInGuard } from './access/sign-in-guard.js';
@@ -49,7 +49,7 @@ import { consolePlugin } from './console/console.plugin.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
-import { errorsPlugin } from './http/errors.plugin.js';
+import { errorsPlugin, render as renderError } from './http/errors.plugin.js';
 import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
@@ -103,6 +103,14 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     // Fastify accepts a hop count too; its typings lag behind.
     trustProxy: config.server.trust_proxy as boolean | string,
     return503OnClosing: true,
+    // Errors the router raises before any route (a path parameter over maxParamLength, a malformed URL) use the
+    // same JSON envelope as everything else instead of Fastify's default body, which echoes the path.
+    frameworkErrors: (err, request, reply) => {
+      const { status, body } = renderError(err);
+      request.log.info({ code: body.error.code, status }, 'request refused');
+      // The hook's reply is typed for no route at all; the raw send is what it is.
+      (reply as unknown as FastifyReply).status(status).type('application/json; charset=utf-8').send(body);
+    },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
   });
   // The API speaks JSON only: a text/plain body is 415, not a string that fails validation.

@@ -12,6 +12,7 @@ export const ERROR_CATALOGUE = {
   FORBIDDEN: { status: 403, message: 'This action is not allowed.' },
   NOT_FOUND: { status: 404, message: 'No such route.' },
   EMAIL_TAKEN: { status: 409, message: 'An account with this email already exists.' },
+  URI_TOO_LONG: { status: 414, message: 'The request path is too long.' },
   BODY_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported content type; send application/json.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests; try again later.' },

@@ -13,6 +13,16 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_MALFORMED_JSON_BODY: 'MALFORMED_JSON',
 };
 
+/** Other 4xx errors raised by Fastify or its plugins (static files, router limits), by status. */
+const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  413: 'BODY_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  429: 'RATE_LIMITED',
+};
+
 export interface ErrorBody {
   success: false;
   error: { code: ErrorCode; message: string; field?: string };
@@ -42,14 +52,18 @@ export const errorsPlugin = fp(
       return reply.status(status).type('application/json; charset=utf-8').send(body);
     });
 
-    app.setNotFoundHandler((request, reply) =>
-      reply.status(404).send(errorBody('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`)),
-    );
+    app.setNotFoundHandler((request, reply) => {
+      // The path is echoed for the developer's benefit, but never a long (possibly hostile) one.
+      const path = request.url.split('?')[0] ?? '';
+      const shown = path.length > 100 ? `${path.slice(0, 100)}…` : path;
+      return reply.status(404).send(errorBody('NOT_FOUND', `No route ${request.method} ${shown}.`));
+    });
   },
   { name: 'errors' },
 );
 
-function render(err: FastifyError | AppError | Error): { status: number; body: ErrorBody } {
+/** The status and body every error is answered with (also used for errors raised before routing). */
+export function render(err: FastifyError | AppError | Error): { status: number; body: ErrorBody } {
   if (err instanceof AppError) {
     return { status: err.status, body: errorBody(err.code, err.message, err.details.field) };
   }
@@ -71,15 +85,7 @@ function render(err: FastifyError | AppError | Error): { status: number; body: E
   if (isUnavailableError(err)) return { status: 503, body: errorBody('DATABASE_UNAVAILABLE') };
   const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
   if (status >= 400 && status < 500) {
-    const code: ErrorCode =
-      status === 413
-        ? 'BODY_TOO_LARGE'
-        : status === 415
-          ? 'UNSUPPORTED_MEDIA_TYPE'
-          : status === 429
-            ? 'RATE_LIMITED'
-            : 'BAD_REQUEST';
-    return { status, body: errorBody(code) };
+    return { status, body: errorBody(STATUS_CODES[status] ?? 'BAD_REQUEST') };
   }
   return { status: 500, body: errorBody('INTERNAL_ERROR') };
 }

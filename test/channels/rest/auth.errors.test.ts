@@ -93,6 +93,18 @@ describe('error responses', () => {
     expectError(await t.app.inject({ method: 'DELETE', url: '/auth/login' }), 404, 'NOT_FOUND');
   });
 
+  // Regression: the router's own 414 used Fastify's body (and echoed the path); 404 echoed paths of any length.
+  it('414 URI_TOO_LONG for an over-long path parameter, and a 404 that does not echo a long path', async () => {
+    expectError(
+      await t.app.inject({ method: 'DELETE', url: `/auth/passkeys/${'x'.repeat(300)}` }),
+      414,
+      'URI_TOO_LONG',
+    );
+    const res = await t.app.inject({ url: `/nothing${`/${'y'.repeat(100)}`.repeat(20)}` });
+    expectError(res, 404, 'NOT_FOUND');
+    expect(res.body.length).toBeLessThan(400);
+  });
+
   it('401 AUTH_REQUIRED without credentials, INVALID_TOKEN with a bad one', async () => {
     expectError(await t.app.inject({ url: '/auth/session' }), 401, 'AUTH_REQUIRED');
     expectError(
