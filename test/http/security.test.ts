@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stripQuery } from '../../src/http/logging.js';
+import { helmetHeaders } from '../../src/http/security.plugin.js';
 import { createTestApp, type TestApp } from '../helpers/test-app.js';
 
 describe('CORS and security headers', () => {
@@ -29,12 +30,28 @@ describe('CORS and security headers', () => {
     }
   });
 
-  it('sends security headers', async () => {
-    const res = await t.app.inject({ url: '/auth/health' });
-    expect(res.headers['x-content-type-options']).toBe('nosniff');
-    expect(res.headers['content-security-policy']).toContain("default-src 'none'");
-    expect(res.headers['x-frame-options']).toBeDefined();
-    expect(res.headers['referrer-policy']).toBe('no-referrer');
+  it('sends security headers on answers, errors and Better Auth routes alike', async () => {
+    for (const res of [
+      await t.app.inject({ url: '/auth/health' }),
+      await t.app.inject({ url: '/auth/session' }), // 401
+      await t.app.inject({ method: 'POST', url: '/auth/login', payload: '{' }), // 400 from the body parser
+      await t.app.inject({ url: '/api/auth/get-session' }),
+    ]) {
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      // The strictest policy: the API serves JSON, never a page.
+      expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'");
+      expect(res.headers['x-frame-options']).toBe('SAMEORIGIN');
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['cross-origin-resource-policy']).toBe('same-origin');
+      expect(res.headers['strict-transport-security']).toBeUndefined(); // plain-HTTP base URL in tests
+    }
+  });
+
+  it("computes helmet's headers once, as helmet itself sets them", () => {
+    const headers = helmetHeaders({ hsts: { maxAge: 31536000, includeSubDomains: true } });
+    expect(headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+    expect(headers['content-security-policy']).toContain("default-src 'self'");
+    expect(headers['x-powered-by']).toBeUndefined();
   });
 
   it('logged URLs keep query names but not values', () => {
