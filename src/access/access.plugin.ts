@@ -46,27 +46,29 @@ export const accessPlugin = fp<AccessOptions>(
   async (app: FastifyInstance, { ipPolicy, audit, secureCookies }) => {
     app.decorateRequest('deviceKey', null);
 
-    app.addHook('onRequest', async (request: FastifyRequest) => {
+    // Callback-style hooks: every request passes through them, and most (not a sign-in) without any work.
+    app.addHook('onRequest', (request: FastifyRequest, _reply, done) => {
       const path = request.url.split('?', 1)[0] ?? '';
-      if (!SIGN_IN_PATH.test(path)) return;
+      if (!SIGN_IN_PATH.test(path)) return done();
       const refusal = ipPolicy.refuseGlobally(request.ip);
       if (refusal) {
         const ua = request.headers['user-agent'];
-        await audit.record({
-          event: 'ip.refused',
-          channel: 'rest',
-          ip: request.ip,
-          userAgent: typeof ua === 'string' ? ua : null,
-          details: { reason: refusal, at: 'sign-in', path },
-        });
-        throw new AppError('IP_NOT_ALLOWED');
+        return void audit
+          .record({
+            event: 'ip.refused',
+            channel: 'rest',
+            ip: request.ip,
+            userAgent: typeof ua === 'string' ? ua : null,
+            details: { reason: refusal, at: 'sign-in', path },
+          })
+          .then(() => done(new AppError('IP_NOT_ALLOWED')), done);
       }
-      if (request.method === 'POST' || request.method === 'GET') {
-        if (!SESSION_PATH.test(path)) return;
+      if ((request.method === 'POST' || request.method === 'GET') && SESSION_PATH.test(path)) {
         const key = deviceKeyOf(request.headers) ?? mintDeviceKey();
         request.deviceKey = key;
         request.headers[DEVICE_HEADER] = key;
       }
+      done();
     });
 
     // Routes that build their own headers for the engine (anonymous, magic link, passkeys) still get the device: the
@@ -77,14 +79,14 @@ export const accessPlugin = fp<AccessOptions>(
       else done();
     });
 
-    app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload) => {
-      if (!request.deviceKey || reply.statusCode >= 400) return payload;
+    app.addHook('onSend', (request: FastifyRequest, reply: FastifyReply, payload, done) => {
+      if (!request.deviceKey || reply.statusCode >= 400) return done(null, payload);
       reply.header(DEVICE_HEADER, request.deviceKey);
       const cookie = `${DEVICE_COOKIE}=${request.deviceKey}; Path=/; Max-Age=${DEVICE_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax${secureCookies ? '; Secure' : ''}`;
       const existing = reply.getHeader('set-cookie');
       const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [String(existing)];
       reply.header('set-cookie', [...list, cookie]);
-      return payload;
+      done(null, payload);
     });
   },
   { name: 'access' },

@@ -27,13 +27,16 @@ export function bindSessionCache(app: FastifyInstance, cache: SessionCache, even
   });
   cache.setEnabled(events.listening);
 
-  app.addHook('onSend', async (request) => {
-    if (SAFE_METHODS.has(request.method) || cache.size === 0) return;
-    try {
-      await events.sync();
-    } catch {
-      cache.clear();
-    }
+  // Callback-style: a GET (the hot path) passes without creating a promise.
+  app.addHook('onSend', (request, _reply, payload, done) => {
+    if (SAFE_METHODS.has(request.method) || cache.size === 0) return done(null, payload);
+    events.sync().then(
+      () => done(null, payload),
+      () => {
+        cache.clear();
+        done(null, payload);
+      },
+    );
   });
   app.addHook('onClose', async () => {
     offEnded();

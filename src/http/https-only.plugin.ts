@@ -16,10 +16,9 @@ const PLAIN_HTTP_ALLOWED = new Set(['/auth/health']);
  */
 export const httpsOnlyPlugin = fp(
   async (app: FastifyInstance) => {
-    app.addHook('onRequest', async (request) => {
-      if (request.protocol === 'https') return;
-      if (PLAIN_HTTP_ALLOWED.has(request.url.split('?', 1)[0] ?? '')) return;
-      throw new AppError('HTTPS_REQUIRED');
+    app.addHook('onRequest', (request, _reply, done) => {
+      if (request.protocol === 'https' || PLAIN_HTTP_ALLOWED.has(request.url.split('?', 1)[0] ?? '')) return done();
+      done(new AppError('HTTPS_REQUIRED'));
     });
   },
   { name: 'https-only', dependencies: ['errors'] },

@@ -25,11 +25,12 @@ export const metricsPlugin = fp<MetricsPluginOptions>(
   async (app: FastifyInstance, options) => {
     const metrics = createMetrics();
     app.decorate('metrics', metrics);
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       metrics.httpDuration.observe(
         { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode },
         reply.elapsedTime / 1000,
       );
+      done();
     });
     if (!options.enabled) return;
 

@@ -78,12 +78,19 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
 
     if (config.rate_limit.enabled) {
       const limiter = createRateLimiter(store, config.rate_limit.rules);
-      app.addHook('onRequest', async (request) => {
-        if (request.method === 'OPTIONS') return; // CORS preflights carry no credentials
+      // Callback-style hooks in this plugin: a request no rule or lockout concerns passes without a promise.
+      app.addHook('onRequest', (request, _reply, done) => {
+        if (request.method === 'OPTIONS') return done(); // CORS preflights carry no credentials
+        const path = requestPath(request.url);
+        const rule = limiter.ruleFor(path);
+        if (!rule || rule.max === 0) return done();
+        limit(request, path).then(() => done(), done);
+      });
+      const limit = async (request: FastifyRequest, path: string) => {
         // The audit row (written once per window and client) is in before the 429 leaves: no lost or late rows.
         let audited: Promise<void> | undefined;
         try {
-          await limiter.check(requestPath(request.url), request.ip, ({ rule, firstOver }) => {
+          await limiter.check(path, request.ip, ({ rule, firstOver }) => {
             metrics.rateLimited.inc({ rule: rule.prefix });
             if (firstOver) {
               audited = audit.record({
@@ -96,11 +103,14 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
         } finally {
           await audited;
         }
-      });
+      };
     }
 
-    app.addHook('preHandler', async (request) => {
-      if (request.method !== 'POST' || !PASSWORD_ROUTES.has(requestPath(request.url))) return;
+    app.addHook('preHandler', (request, _reply, done) => {
+      if (request.method !== 'POST' || !PASSWORD_ROUTES.has(requestPath(request.url))) return done();
+      reserve(request).then(() => done(), done);
+    });
+    const reserve = async (request: FastifyRequest) => {
       const email = emailOf(request.body, request.headers['content-type']);
       if (email === null) throw new AppError('VALIDATION_FAILED', 'email is required', { field: 'email' });
       try {
@@ -109,9 +119,14 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
         metrics.loginAttempts.inc({ method: 'password', channel: 'rest', outcome: 'locked' });
         throw err;
       }
-    });
+    };
 
-    app.addHook('onSend', async (request, reply, payload) => {
+    // Only a password sign-in (it holds a reserved attempt) or one of Better Auth's sign-in/up POSTs has work here.
+    app.addHook('onSend', (request, reply, payload, done) => {
+      if (!request.loginAttempt && request.method !== 'POST') return done(null, payload);
+      settle(request, reply, payload).then(() => done(null, payload), done);
+    });
+    const settle = async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
       const attempt = request.loginAttempt;
       const status = reply.statusCode;
       const path = requestPath(request.url);
@@ -130,11 +145,11 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       }
       const api = API_AUTH_EVENTS[path];
       if (api && request.method === 'POST') await recordApiEvent(request, reply, payload, api);
-      return payload;
-    });
+    };
     // A request that ended without a reply (client gone, hook error): its slot must not stay taken.
-    app.addHook('onResponse', async (request) => {
-      await request.loginAttempt?.released();
+    app.addHook('onResponse', (request, _reply, done) => {
+      if (!request.loginAttempt) return done();
+      request.loginAttempt.released().then(() => done(), done);
     });
 
     /** Better Auth answered one of its sign-in or sign-up routes: record it as our routes record theirs. */
