@@ -66,22 +66,27 @@ export function createDeviceStore(db: Queryable) {
   return {
     /** Files a new session under the device its key names (creating the device on first use). */
     async bindSession(input: { sessionId: string; userId: string; key: string; userAgent: string | null }) {
+      // One statement (one round trip on every sign-in): file the device, then the session under it.
       const { rows } = await db.query<{ id: string }>(
-        `INSERT INTO devices (id, user_id, key_hash, name, user_agent)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (user_id, key_hash) DO UPDATE SET last_seen_at = now(), user_agent = EXCLUDED.user_agent
-         RETURNING id`,
-        [generateId('device'), input.userId, hashKey(input.key), deviceName(input.userAgent), input.userAgent],
-      );
-      const deviceId = rows[0]?.id;
-      if (deviceId) {
-        await db.query('UPDATE sessions SET device_id = $1 WHERE id = $2 AND user_id = $3', [
-          deviceId,
-          input.sessionId,
+        `WITH device AS (
+           INSERT INTO devices (id, user_id, key_hash, name, user_agent)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (user_id, key_hash) DO UPDATE SET last_seen_at = now(), user_agent = EXCLUDED.user_agent
+           RETURNING id
+         ), filed AS (
+           UPDATE sessions SET device_id = device.id FROM device WHERE sessions.id = $6 AND sessions.user_id = $2
+         )
+         SELECT id FROM device`,
+        [
+          generateId('device'),
           input.userId,
-        ]);
-      }
-      return deviceId ?? null;
+          hashKey(input.key),
+          deviceName(input.userAgent),
+          input.userAgent,
+          input.sessionId,
+        ],
+      );
+      return rows[0]?.id ?? null;
     },
 
     async list(userId: string): Promise<DeviceRow[]> {

@@ -11,6 +11,8 @@ import { createTwoFactorEngine, type TwoFactorEngine } from './two-factor.js';
 export interface NewSession {
   userId: string;
   sessionId: string;
+  /** When the session ends unless used (its token expires then too). */
+  expiresAt: Date;
 }
 
 /** Sign-up while auth.require_email_verification is on: no session until the emailed link is followed. */
@@ -117,7 +119,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
           throw translate(err);
         });
       if (!session) throw new Error('Better Auth created no session');
-      return { userId, sessionId: session.id };
+      return { userId, sessionId: session.id, expiresAt: new Date(session.expiresAt) };
     },
 
     async sessionToken(sessionId) {

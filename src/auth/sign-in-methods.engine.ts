@@ -141,7 +141,7 @@ export function createSignInMethods(auth: BetterAuthInstance, db: Database, conf
         userAgent: headers.get('user-agent') ?? '',
       });
       if (!session) throw new Error('session not created');
-      return { userId, sessionId: session.id };
+      return { userId, sessionId: session.id, expiresAt: new Date(session.expiresAt) };
     },
 
     async createUser(email) {

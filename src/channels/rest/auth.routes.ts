@@ -52,11 +52,9 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     return headers;
   };
 
-  const tokenFor = async (userId: string, sessionId: string) => {
-    const expiresAt = new Date(Date.now() + config.auth.session.expires_in * 1000);
-    const session = await sessions.findActive(sessionId);
-    return authenticator.issueToken(userId, sessionId, session?.expiresAt ?? expiresAt);
-  };
+  /** The token of a session just made or just checked: it expires with the session. */
+  const tokenFor = (session: { userId: string; sessionId: string; expiresAt: Date }) =>
+    authenticator.issueToken(session.userId, session.sessionId, session.expiresAt);
 
   app.post<{ Body: RegisterBody }>(
     '/auth/register',
@@ -76,14 +74,15 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       if (request.headers.authorization !== undefined && deps.anonymous) {
         return upgradeAnonymous(request, reply, deps.anonymous);
       }
-      const { userId, sessionId } = await engine.signUpEmail(
+      const created = await engine.signUpEmail(
         { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() },
         engineHeaders(request),
       );
+      const { userId, sessionId } = created;
       // auth.require_email_verification: no session (and no token) until the emailed link is followed.
       if (sessionId === null) return reply.status(201).send({ success: true, userId, verificationRequired: true });
       await audit.record({ event: 'signup', userId, sessionId, ...origin(request), details: { method: 'password' } });
-      return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
+      return reply.status(201).send({ success: true, userId, token: tokenFor({ ...created, sessionId }) });
     },
   );
 
@@ -105,7 +104,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       password: pw,
       name: (name ?? '').trim(),
     });
-    const { userId, sessionId } = context;
+    const { userId, sessionId, expiresAt } = context;
     await audit.record({
       event: 'signup',
       userId,
@@ -113,7 +112,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       ...origin(request),
       details: { method: 'password', upgraded: 'anonymous' },
     });
-    return reply.status(201).send({ success: true, userId, token: await tokenFor(userId, sessionId) });
+    const token = tokenFor({ userId, sessionId, expiresAt: expiresAt ?? new Date() });
+    return reply.status(201).send({ success: true, userId, token });
   };
 
   app.post<{ Body: LoginBody }>(
@@ -146,7 +146,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         ...origin(request),
         details: { method: 'password' },
       });
-      return { success: true as const, userId, token: await tokenFor(userId, sessionId) };
+      return { success: true as const, userId, token: tokenFor(session) };
     },
   );
 
