@@ -82,8 +82,8 @@ export const ConfigSchema = T.Object(
         pool_max: T.Integer({ minimum: 1, maximum: 500, default: 10 }),
         connect_timeout: Seconds(5, 'seconds to wait for a PostgreSQL connection'),
         statement_timeout: Seconds(10, 'seconds a single statement may run'),
-        // The LISTEN connection (session-end events); empty: url. Must reach PostgreSQL in session mode (not PgBouncer's
-        // transaction mode, where LISTEN does not survive the transaction).
+        // The LISTEN connection (session-end events) and the Telegram polling lock; empty: url. Must reach PostgreSQL in
+        // session mode (not PgBouncer's transaction mode, where neither survives the transaction).
         listen_url: T.String({ default: '' }),
       },
       Strict,

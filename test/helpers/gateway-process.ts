@@ -61,12 +61,19 @@ export interface GatewayCluster {
   stop(): Promise<void>;
 }
 
-/** `count` gateway processes on one database, started at the same time (so their migrations race). */
+/**
+ * `count` gateway processes on one database, started at the same time (so their migrations race). `envEach` adds
+ * environment variables to process `index` only (e.g. a different TELEGRAM_API_ROOT for each).
+ */
 export async function startGateways(
   count: number,
   databaseUrl: string,
   patch?: (tree: Tree) => void,
-  options: { runner?: 'tsx' | 'node'; env?: Record<string, string> } = {},
+  options: {
+    runner?: 'tsx' | 'node';
+    env?: Record<string, string>;
+    envEach?: (index: number) => Record<string, string>;
+  } = {},
 ): Promise<GatewayCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'gw-procs-'));
   const env = {
@@ -79,7 +86,9 @@ export async function startGateways(
     DATA_DIR: dir,
     ...options.env,
   };
-  const started = await Promise.allSettled(Array.from({ length: count }, () => startGateway(env, options)));
+  const started = await Promise.allSettled(
+    Array.from({ length: count }, (_, i) => startGateway({ ...env, ...options.envEach?.(i) }, options)),
+  );
   const gateways = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const stop = async () => {
     await Promise.all(gateways.map((g) => g.stop()));
@@ -97,10 +106,12 @@ export async function api(
   base: string,
   method: string,
   path: string,
-  options: { token?: string; body?: unknown } = {},
-): Promise<{ status: number; body: Json }> {
+  /** ip: sent as X-Forwarded-For, the client address when the gateway trusts the loopback proxy (server.trust_proxy). */
+  options: { token?: string; body?: unknown; ip?: string } = {},
+): Promise<{ status: number; body: Json; headers: Headers }> {
   const headers: Record<string, string> = {};
   if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.ip) headers['x-forwarded-for'] = options.ip;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`${base}${path}`, {
     method,
@@ -113,5 +124,5 @@ export async function api(
   try {
     body = JSON.parse(text);
   } catch {}
-  return { status: res.status, body };
+  return { status: res.status, body, headers: res.headers };
 }

@@ -5,7 +5,8 @@
  * client works against it: `new Bot(token, { client: { apiRoot: standIn.url } })`.
  *
  * - `POST|GET <url>/bot<token>/<method>` with a JSON body, an
- *   application/x-www-form-urlencoded body, or query-string parameters.
+ *   application/x-www-form-urlencoded body, or query-string parameters. `<url>/<via>/bot<token>/<method>`
+ *   too: each call records its `via`, so several clients on one stand-in can be told apart.
  * - Answers `{"ok":true,"result":...}` or `{"ok":false,"error_code":...,"description":...}`
  *   with the HTTP status equal to `error_code`, as the real server does.
  * - Long polling (`getUpdates`) with `offset` confirmation, `limit`, `timeout` (capped by
@@ -47,6 +48,11 @@ export interface ApiCall {
   params: Record<string, unknown>;
   /** Whether the token in the URL was the right one. */
   authorized: boolean;
+  /**
+   * The path segment before `/bot<token>` when the caller's apiRoot has one (`<url>/<via>`): gives several clients
+   * (gateway processes) one stand-in and still tells their calls apart. Undefined for plain `<url>` callers.
+   */
+  via?: string;
 }
 
 export interface WebhookState {
@@ -721,13 +727,13 @@ export async function createTelegramBotApi(options: TelegramBotApiOptions): Prom
   const server = createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      const match = /^\/bot([^/]+)\/([A-Za-z0-9_]+)\/?$/.exec(url.pathname);
+      const match = /^(?:\/([A-Za-z0-9_-]+))?\/bot([^/]+)\/([A-Za-z0-9_]+)\/?$/.exec(url.pathname);
       if (!match) {
         req.resume();
         writeReply(res, { ok: false, error_code: 404, description: 'Not Found' });
         return;
       }
-      const [, urlToken = '', method = ''] = match;
+      const [, via, urlToken = '', method = ''] = match;
       let params: Params = {};
       try {
         params = await readParams(req, url);
@@ -736,7 +742,7 @@ export async function createTelegramBotApi(options: TelegramBotApiOptions): Prom
         return;
       }
       const authorized = decodeURIComponent(urlToken) === token;
-      calls.push({ method, params, authorized });
+      calls.push({ method, params, authorized, ...(via === undefined ? {} : { via }) });
       if (!authorized) {
         writeReply(res, { ok: false, error_code: 401, description: 'Unauthorized' });
         return;
