@@ -51,7 +51,7 @@ import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin, render as renderError } from './http/errors.plugin.js';
 import { httpsOnlyPlugin } from './http/https-only.plugin.js';
-import { genReqId, loggerOptions } from './http/logging.js';
+import { genReqId, lazyChildLogger, loggerOptions } from './http/logging.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
@@ -99,6 +99,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   const app = Fastify({
     logger: logger ?? loggerOptions(config.log.level),
     genReqId,
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: config.server.body_limit,
     // Fastify accepts a hop count too; its typings lag behind.
     trustProxy: config.server.trust_proxy as boolean | string,
