@@ -2,8 +2,18 @@ import type { FastifyInstance } from 'fastify';
 import type { SessionCache } from './session-cache.js';
 import type { SessionEvents } from './session-events.js';
 
-/** Methods that may end sessions (sign-out, revocation, password change or reset, account deletion). */
+/** Methods that cannot end sessions; any other may (sign-out, revocation, password change or reset, deletion). */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * A route that changes state but never ends a session (a sign-in, a registration) sets this: its answer need not
+     * wait for the session-end events (one NOTIFY round trip on every sign-in otherwise).
+     */
+    endsNoSession?: boolean;
+  }
+}
 
 /**
  * Keeps the validated-session cache truthful:
@@ -29,7 +39,9 @@ export function bindSessionCache(app: FastifyInstance, cache: SessionCache, even
 
   // Callback-style: a GET (the hot path) passes without creating a promise.
   app.addHook('onSend', (request, _reply, payload, done) => {
-    if (SAFE_METHODS.has(request.method) || cache.size === 0) return done(null, payload);
+    if (SAFE_METHODS.has(request.method) || cache.size === 0 || request.routeOptions.config.endsNoSession) {
+      return done(null, payload);
+    }
     events.sync().then(
       () => done(null, payload),
       () => {

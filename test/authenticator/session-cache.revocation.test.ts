@@ -67,6 +67,21 @@ describe('session cache: revocation reaches every instance', () => {
     expect((await session(a.app, token)).statusCode).toBe(401);
   });
 
+  it('a logout waits for the session-end events before answering; a sign-in (which ends none) does not', async () => {
+    const { token, email, password } = await registerUser(a.app);
+    expect((await session(a.app, token)).statusCode).toBe(200); // the cache holds an entry: syncs are due
+    const sync = vi.spyOn(a.app.sessionEvents, 'sync');
+    try {
+      const login = await a.app.inject({ method: 'POST', url: '/auth/login', payload: { email, password } });
+      expect(login.statusCode).toBe(200);
+      expect(sync).not.toHaveBeenCalled();
+      expect((await logout(a.app, token)).statusCode).toBe(200);
+      expect(sync).toHaveBeenCalledTimes(1);
+    } finally {
+      sync.mockRestore();
+    }
+  });
+
   it('logout on instance B empties instance A cache and A refuses the token', async () => {
     const { token } = await registerUser(a.app);
     expect((await session(a.app, token)).statusCode).toBe(200);

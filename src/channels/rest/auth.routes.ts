@@ -59,6 +59,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
   app.post<{ Body: RegisterBody }>(
     '/auth/register',
     {
+      config: { endsNoSession: true },
       schema: {
         summary: 'Register with email and password, and sign in',
         tags: ['auth'],
@@ -119,6 +120,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
   app.post<{ Body: LoginBody }>(
     '/auth/login',
     {
+      config: { endsNoSession: true },
       schema: {
         summary: 'Sign in with email and password',
         tags: ['auth'],
