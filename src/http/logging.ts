@@ -139,4 +139,11 @@ class LazyChildLogger {
 
 /** Fastify's childLoggerFactory: the request logger, made lazily (see LazyChildLogger). */
 export const lazyChildLogger: NonNullable<FastifyServerOptions['childLoggerFactory']> = (logger, bindings, options) =>
-  new LazyChildLogger(logger as unknown as PinoLike, bindings, options as Bindings) as unknown as FastifyBaseLogger;
+  // A logger that is not pino (logger: false gives Fastify's no-op one) has no levels to check: its own child.
+  'levels' in logger
+    ? (new LazyChildLogger(
+        logger as unknown as PinoLike,
+        bindings,
+        options as Bindings,
+      ) as unknown as FastifyBaseLogger)
+    : logger.child(bindings, options);

@@ -61,4 +61,14 @@ describe('request loggers made on first use', () => {
     expect(lines.map((l) => [l.msg, l.reqId])).toContainEqual(['debug line on a debug route', 'verbose-1']);
     await app.close();
   });
+
+  it('with logging off (logger: false) requests are served as before', async () => {
+    const app = Fastify({ logger: false, childLoggerFactory: lazyChildLogger });
+    app.get('/x', async (request) => {
+      request.log.info('nowhere');
+      return { ok: true };
+    });
+    expect((await app.inject({ url: '/x' })).json()).toEqual({ ok: true });
+    await app.close();
+  });
 });
