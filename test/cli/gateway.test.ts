@@ -165,7 +165,17 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
     expect(res.code).toBe(0);
     const ctx = await t.app.authenticator.authenticateToken(user.token);
     expect(ctx?.license).toMatchObject({ type: 'enterprise', resourceLimits: { max_ws_connections: 3 } });
+    // The CLI is another process: this one learns of the change by NOTIFY (the cached session holds the old license
+    // until then). Wait for that delivery, nothing more.
+    const changed = new Promise<void>((resolve) => {
+      const off = t.app.sessionEvents.onUserChanged((userId) => {
+        if (userId !== user.userId) return;
+        off();
+        resolve();
+      });
+    });
     expect((await gateway(['set-license', user.userId, '--type', 'free'])).code).toBe(0);
+    await changed;
     expect((await t.app.authenticator.authenticateToken(user.token))?.license.type).toBe('free');
     const missing = await gateway(['set-license', 'nobody@example.com', '--type', 'pro']);
     expect(missing.code).toBe(1);
