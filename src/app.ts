@@ -145,12 +145,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await app.register(fastifyJwt, {
     secret: config.auth.secret,
     sign: { algorithm: 'HS256' },
-    verify: {
-      algorithms: ['HS256'],
-      // fast-jwt's LRU of verified tokens (keyed by the token's SHA-256): a token seen before skips the HMAC check
-      // and the JSON parse. A hit still checks exp; revocation is the session cache's job, not the token's.
-      cache: config.auth.session_cache.max_entries,
-    },
+    verify: { algorithms: ['HS256'] },
   });
 
   // Account emails need the mailer and the audit log, which come later: Better Auth calls these only per request.
@@ -183,7 +178,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     ttlMs: config.auth.session_cache.ttl * 1000,
   });
   const authenticator = createAuthenticator({
-    tokens: createTokenCodec(app.jwt),
+    tokens: createTokenCodec(app.jwt, { cacheSize: config.auth.session_cache.max_entries }),
     sessions,
     licenses: createLicenseResolver(config.licenses),
     cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
