@@ -52,6 +52,7 @@ import { createMailer, type Mailer } from './email/index.js';
 import { errorsPlugin, render as renderError } from './http/errors.plugin.js';
 import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, lazyChildLogger, loggerOptions } from './http/logging.js';
+import { nulGuardPlugin } from './http/nul-guard.plugin.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
@@ -138,6 +139,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   );
 
   await app.register(errorsPlugin);
+  await app.register(nulGuardPlugin);
   await app.register(securityPlugin, {
     origins,
     https: config.server.base_url.startsWith('https:') || config.server.https_only === true,

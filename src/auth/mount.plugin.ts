@@ -50,6 +50,9 @@ export const betterAuthMount = fp<MountOptions>(
 async function forward(request: FastifyRequest, reply: FastifyReply, options: MountOptions): Promise<FastifyReply> {
   const url = new URL(request.url, options.baseUrl);
   url.pathname = ALIASES[url.pathname] ?? url.pathname;
+  if (Buffer.isBuffer(request.body) && bodyCarriesNul(request.headers['content-type'], request.body)) {
+    throw new AppError('VALIDATION_FAILED', 'Text may not contain NUL characters.');
+  }
 
   const headers = new Headers();
   for (const [name, value] of Object.entries(request.headers)) {
@@ -93,4 +96,34 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     throw new AppError('INTERNAL_ERROR');
   }
   return reply.send(Buffer.from(await response.arrayBuffer()));
+}
+
+const hasNul = (text: string) => text.includes('\u0000');
+
+/**
+ * Whether a body forwarded to Better Auth carries a NUL character in a key or value. PostgreSQL text cannot hold one,
+ * so Better Auth's query would fail with a server error (a token or a name with NUL reaching a WHERE or an UPDATE).
+ * Paths and query strings are checked for every route by the NUL guard (src/http/nul-guard.plugin.ts); this is the
+ * raw body, which only the mount sees.
+ */
+export function bodyCarriesNul(contentType: string | undefined, body: Buffer): boolean {
+  if (body.length === 0) return false;
+  const text = body.toString('utf8');
+  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type === 'application/x-www-form-urlencoded') {
+    for (const [key, value] of new URLSearchParams(text)) if (hasNul(key) || hasNul(value)) return true;
+    return false;
+  }
+  // JSON can only carry NUL escaped (a raw one is invalid JSON, which Better Auth refuses itself).
+  if (!text.includes('\\u0000')) return false;
+  let found = false;
+  try {
+    JSON.parse(text, (key, value) => {
+      if (hasNul(key) || (typeof value === 'string' && hasNul(value))) found = true;
+      return value;
+    });
+  } catch {
+    return false;
+  }
+  return found;
 }

@@ -163,6 +163,10 @@ export function describeWebSocket(doc: OpenApiDocument, url: string): void {
     description: 'The bearer token on the upgrade request is invalid (no upgrade).',
     content: { 'application/json': { schema: errorSchema() } },
   };
+  responses['426'] ??= {
+    description: 'A plain HTTP request without `Upgrade: websocket` (UPGRADE_REQUIRED).',
+    content: { 'application/json': { schema: errorSchema() } },
+  };
   // Fastify's default 200 has no meaning on an upgrade-only route.
   const ok = responses['200'] as Json | undefined;
   if (ok && ok.description === 'Default Response' && !ok.content) delete responses['200'];

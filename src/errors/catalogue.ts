@@ -87,6 +87,7 @@ export const ERROR_CATALOGUE = {
   MAGIC_LINK_INVALID: { status: 400, message: 'The sign-in link is invalid, expired or already used.' },
   NOT_ANONYMOUS: { status: 409, message: 'This account is already registered.' },
   CONNECTION_LIMIT: { status: 429, message: 'Too many open connections for your license.' },
+  UPGRADE_REQUIRED: { status: 426, message: 'This route speaks WebSocket only; open it with a WebSocket client.' },
   CHANNEL_ALREADY_LINKED: { status: 409, message: 'This account is already linked to another user.' },
   CHANNEL_LINK_NOT_FOUND: { status: 404, message: 'No such channel link.' },
   CHANNEL_NOT_LINKED: { status: 401, message: 'This Telegram account is not linked to any user; sign in and link it.' },

@@ -31,6 +31,9 @@ export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
       allowedHeaders: ['Content-Type', 'Authorization', 'X-Request-Id', 'X-2FA-Code'],
       exposedHeaders: ['X-Auth-Token', 'X-Request-Id', 'Retry-After'],
       maxAge: 600,
+      // An OPTIONS request without Origin / Access-Control-Request-Method is not a preflight: 204 with no CORS grant,
+      // rather than @fastify/cors's bare text/plain 400 outside the JSON error envelope.
+      strictPreflight: false,
     });
   },
   { name: 'security' },

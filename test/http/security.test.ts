@@ -23,6 +23,15 @@ describe('CORS and security headers', () => {
     expect(String(get.headers['access-control-expose-headers'])).toContain('X-Auth-Token');
   });
 
+  it('an OPTIONS request that is not a preflight gets 204 and no CORS grant', async () => {
+    for (const headers of [{}, { origin: 'http://localhost:5173' }, { 'access-control-request-method': 'POST' }]) {
+      const res = await t.app.inject({ method: 'OPTIONS', url: '/auth/login', headers });
+      expect(res.statusCode).toBe(204);
+      expect(res.body).toBe('');
+      if (!('origin' in headers)) expect(res.headers['access-control-allow-origin']).toBeUndefined();
+    }
+  });
+
   it('an untrusted origin gets no CORS headers (also on Better Auth routes)', async () => {
     for (const url of ['/auth/health', '/api/auth/get-session']) {
       const res = await t.app.inject({ url, headers: { origin: 'https://evil.example' } });

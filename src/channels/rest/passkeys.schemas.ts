@@ -1,4 +1,5 @@
 import { type Static, Type as T } from '@sinclair/typebox';
+import { Email } from './auth.schemas.js';
 
 /** Schemas of the passkey routes. WebAuthn option objects are passed through whole (additionalProperties). */
 
@@ -38,7 +39,13 @@ export type AuthenticatePasskeyBody = Static<typeof AuthenticatePasskeyBody>;
 
 export const AuthenticateOptionsQuery = T.Object({
   email: T.Optional(
-    T.String({ minLength: 3, maxLength: 254, description: 'Offer only this account’s passkeys (allowCredentials)' }),
+    // The same rules as every email field (no control characters: a NUL would reach PostgreSQL, which refuses it).
+    T.String({
+      minLength: Email.minLength,
+      maxLength: Email.maxLength,
+      pattern: Email.pattern,
+      description: 'Offer only this account’s passkeys (allowCredentials)',
+    }),
   ),
 });
 export type AuthenticateOptionsQuery = Static<typeof AuthenticateOptionsQuery>;

@@ -22,6 +22,9 @@ export async function telegramPlugin(
     app.post<{ Body: Update }>(
       WEBHOOK_PATH,
       {
+        // Updates are Telegram's (names, texts): the bot stores only ids and link codes, so a NUL in them is no reason
+        // to refuse the update (a non-2xx answer makes Telegram retry it).
+        config: { allowNul: true },
         schema: {
           summary: 'Telegram webhook (called by Telegram with the configured secret token)',
           tags: ['channels'],

@@ -7,6 +7,8 @@
 export const CloseCode = {
   /** Server shutting down (RFC 6455). */
   GOING_AWAY: 1001,
+  /** A text frame that is not valid UTF-8 (RFC 6455; sent by ws itself). */
+  INVALID_PAYLOAD: 1007,
   /** Frame larger than websocket.max_frame_bytes (RFC 6455; sent by ws itself). */
   TOO_BIG: 1009,
   /** Unexpected server error. */

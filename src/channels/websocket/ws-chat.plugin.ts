@@ -47,6 +47,13 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
         tags: ['channels'],
         headers: { type: 'object', properties: { authorization: { type: 'string', maxLength: 8192 } } },
       },
+      // A plain HTTP request (no Upgrade header) is not a socket: 426 with the usual JSON error, before any token is
+      // looked at, instead of @fastify/websocket's empty 404.
+      async onRequest(request, reply) {
+        if (request.ws) return;
+        reply.header('upgrade', 'websocket');
+        throw new AppError('UPGRADE_REQUIRED');
+      },
       async preValidation(request) {
         if (request.headers.authorization === undefined) return;
         const auth = await authenticator.authenticateWebSocket(request);

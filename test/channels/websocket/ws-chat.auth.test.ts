@@ -38,6 +38,27 @@ describe('/ws/chat: the two ways in and every refusal', () => {
     expect(JSON.parse(err.body)).toMatchObject({ success: false, error: { code: 'INVALID_TOKEN' } });
   });
 
+  it('answers a plain HTTP request (no Upgrade) with 426 UPGRADE_REQUIRED in the JSON envelope', async () => {
+    const { token } = await registerUser(t.app);
+    const variants: Record<string, string>[] = [
+      {},
+      { authorization: `Bearer ${token}` },
+      { authorization: 'Bearer x' },
+    ];
+    for (const headers of variants) {
+      const res = await fetch(url.replace(/^ws:/, 'http:'), { headers });
+      expect(res.status).toBe(426);
+      expect(res.headers.get('upgrade')).toBe('websocket');
+      expect(await res.json()).toMatchObject({ success: false, error: { code: 'UPGRADE_REQUIRED' } });
+    }
+    const head = await fetch(url.replace(/^ws:/, 'http:'), { method: 'HEAD' });
+    expect(head.status).toBe(426);
+    // And sockets still open.
+    const c = await connect(url, { authorization: `Bearer ${token}` });
+    expect((await c.next()).type).toBe('auth_ok');
+    c.ws.close();
+  });
+
   it('refuses a non-bearer Authorization header with HTTP 401', async () => {
     const err = await connect(url, { authorization: 'Basic dXNlcjpwYXNz' }).catch((e) => e);
     expect(err.status).toBe(401);
@@ -98,11 +119,6 @@ describe('/ws/chat: the two ways in and every refusal', () => {
     c.send({ type: 'auth', token });
     expect(await c.next()).toEqual({ type: 'auth_error', code: 'FORBIDDEN' });
     expect((await c.closed).code).toBe(4403);
-  });
-
-  it('answers a plain GET (no upgrade) with 404 and keeps serving', async () => {
-    const res = await t.app.inject({ method: 'GET', url: '/ws/chat' });
-    expect(res.statusCode).toBe(404);
   });
 
   it('caps sockets waiting for their auth frame (websocket.max_unauthenticated): more are closed with 1013', async () => {

@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTelegramBotApi, type TelegramBotApi } from '../helpers/telegram-bot-api.js';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+
+// PostgreSQL text cannot hold NUL: each of these reached a query and answered 500 before the guard (found by
+// test/faults/hostile-input.test.ts). Now 400 VALIDATION_FAILED, and the Telegram webhook still takes such updates.
+describe('NUL characters in requests', () => {
+  let t: TestApp;
+  let api: TelegramBotApi;
+  const SECRET = 'nul-guard-webhook-secret-0123456789';
+  beforeAll(async () => {
+    api = await createTelegramBotApi({ token: '523456789:AAE-nul-guard' });
+    t = await createTestApp({
+      config: {
+        telegram: { bot_token: api.token, api_root: api.apiRoot, mode: 'webhook', webhook_secret: SECRET },
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await api?.close();
+  });
+
+  it('refuses NUL in a body, a query or a path parameter of our routes with 400 naming the field', async () => {
+    const { token } = await registerUser(t.app);
+    const auth = { authorization: `Bearer ${token}` };
+    const rename = await t.app.inject({
+      method: 'PATCH',
+      url: '/auth/devices/some-device',
+      headers: auth,
+      payload: { name: 'laptop\u0000' },
+    });
+    expect(rename.statusCode).toBe(400);
+    expect(rename.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'name' });
+    const options = await t.app.inject({ url: '/auth/passkey/authenticate/options?email=%00a@example.com' });
+    expect(options.statusCode).toBe(400);
+    expect(options.json().error.code).toBe('VALIDATION_FAILED');
+    const session = await t.app.inject({ method: 'DELETE', url: '/auth/sessions/a%00b', headers: auth });
+    expect(session.statusCode).toBe(400);
+    expect(session.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'id' });
+  });
+
+  it("refuses NUL in bodies and queries forwarded to Better Auth's routes", async () => {
+    const { token } = await registerUser(t.app);
+    const update = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/update-user',
+      headers: { authorization: `Bearer ${token}`, origin: 'http://localhost:3000' },
+      payload: { name: 'a\u0000b' },
+    });
+    expect(update.statusCode).toBe(400);
+    expect(update.json().error.code).toBe('VALIDATION_FAILED');
+    const reset = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/reset-password',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'token=%00&newPassword=SecurePassword123!',
+    });
+    expect(reset.statusCode).toBe(400);
+    const verify = await t.app.inject({ url: '/api/auth/verify-email?token=%00' });
+    expect(verify.statusCode).toBe(400);
+    // Without NUL the same requests get through the guard.
+    const fine = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/update-user',
+      headers: { authorization: `Bearer ${token}`, origin: 'http://localhost:3000' },
+      payload: { name: 'a b' },
+    });
+    expect(fine.statusCode).toBe(200);
+  });
+
+  it('lets the Telegram webhook take an update with NUL in a name (a refusal would make Telegram retry it)', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/telegram/webhook',
+      headers: { 'x-telegram-bot-api-secret-token': SECRET },
+      payload: {
+        update_id: 7,
+        message: {
+          message_id: 1,
+          date: 1,
+          from: { id: 6_600_001, is_bot: false, first_name: 'N\u0000UL' },
+          chat: { id: 6_600_001, type: 'private', first_name: 'N\u0000UL' },
+          text: '/whoami',
+          entities: [{ type: 'bot_command', offset: 0, length: 7 }],
+        },
+      },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(api.sentMessages.some((m) => m.chat_id === 6_600_001)).toBe(true);
+  });
+});
