@@ -8,6 +8,14 @@ import type { AuthContext, Channel } from './types.js';
 
 const TOUCH_INTERVAL_SECONDS = 60;
 
+/**
+ * A value now, or later. The bearer check on a cached session is synchronous all the way (no promise per layer: with
+ * Better Auth's AsyncLocalStorage active, every promise also pays the async-hooks bookkeeping); only a database read
+ * or write makes it a promise.
+ */
+type Maybe<T> = T | Promise<T>;
+const isPromise = <T>(value: Maybe<T>): value is Promise<T> => value instanceof Promise;
+
 export interface HeadersLike {
   authorization?: string | string[] | undefined;
   cookie?: string | string[] | undefined;
@@ -88,12 +96,12 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
    * Last use is written at most once a minute per session: the idle timeout needs no finer grain. The (possibly
    * cached) session object is updated too, so a cached session does not trigger a write on every request.
    */
-  const touch = async (s: ActiveSession, channel: Channel) => {
+  const touch = (s: ActiveSession, channel: Channel): Promise<void> | undefined => {
     // The first use after sign-in records its channel; after that, at most one write a minute.
     if (s.lastChannel !== null && Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
     s.lastUsedAt = new Date();
     s.lastChannel = channel;
-    await sessions.touch(s.id, TOUCH_INTERVAL_SECONDS, channel);
+    return sessions.touch(s.id, TOUCH_INTERVAL_SECONDS, channel).then(() => {});
   };
 
   async function refuseIp(event: IpRefusedEvent): Promise<never> {
@@ -101,20 +109,43 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     throw new AppError('IP_NOT_ALLOWED');
   }
 
-  async function fromSession(
+  function fromSession(
     sessionId: string,
     userId: string | null,
     channel: Channel,
     ip: string | undefined,
-  ): Promise<AuthContext | null> {
-    const session = await activeSession(sessionId);
+  ): Maybe<AuthContext | null> {
+    const found = activeSession(sessionId);
+    return isPromise(found)
+      ? found.then((session) => withSession(session, userId, channel, ip))
+      : withSession(found, userId, channel, ip);
+  }
+
+  function withSession(
+    session: ActiveSession | null,
+    userId: string | null,
+    channel: Channel,
+    ip: string | undefined,
+  ): Maybe<AuthContext | null> {
     if (!session || (userId !== null && session.userId !== userId) || idle(session)) return null;
     const refusal = deps.ipPolicy?.refuse(ip, session.ipAllowlist) ?? null;
     if (refusal && ip !== undefined) {
-      await refuseIp({ userId: session.userId, sessionId: session.id, channel, ip, reason: refusal });
+      return refuseIp({ userId: session.userId, sessionId: session.id, channel, ip, reason: refusal });
     }
-    await touch(session, channel);
-    const context: AuthContext = {
+    const touched = touch(session, channel);
+    const { expiresIn, updateAge } = deps.session;
+    const due = Date.now() >= session.expiresAt.getTime() - (expiresIn - updateAge) * 1000;
+    if (!touched && !due) return contextOf(session, channel);
+    return (async () => {
+      await touched;
+      const context = contextOf(session, channel);
+      if (due) await renew(session, context);
+      return context;
+    })();
+  }
+
+  function contextOf(session: ActiveSession, channel: Channel): AuthContext {
+    return {
       userId: session.userId,
       sessionId: session.id,
       email: session.email,
@@ -123,41 +154,40 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       channel,
       expiresAt: session.expiresAt,
     };
-    // Sliding expiry, as Better Auth does for cookies: a session used once it is update_age old is extended.
-    const { expiresIn, updateAge } = deps.session;
-    const refreshAt = session.expiresAt.getTime() - (expiresIn - updateAge) * 1000;
-    if (Date.now() >= refreshAt) {
-      const expiresAt = new Date(Date.now() + expiresIn * 1000);
-      if (await sessions.extend(session.id, expiresAt, updateAge / 2)) {
-        context.expiresAt = expiresAt;
-        context.renewedToken = tokens.sign(session.userId, session.id, expiresAt);
-        cache?.extended(session.id, expiresAt);
-      } else {
-        // Another request or process extended it (or it just ended): re-read it rather than retry on every use.
-        cache?.forget(session.id);
-      }
-    }
-    return context;
   }
 
-  async function authenticateToken(token: string, channel: Channel = 'rest', ip?: string): Promise<AuthContext | null> {
+  /** Sliding expiry, as Better Auth does for cookies: a session used once it is update_age old is extended. */
+  async function renew(session: ActiveSession, context: AuthContext): Promise<void> {
+    const { expiresIn, updateAge } = deps.session;
+    const expiresAt = new Date(Date.now() + expiresIn * 1000);
+    if (await sessions.extend(session.id, expiresAt, updateAge / 2)) {
+      context.expiresAt = expiresAt;
+      context.renewedToken = tokens.sign(session.userId, session.id, expiresAt);
+      cache?.extended(session.id, expiresAt);
+    } else {
+      // Another request or process extended it (or it just ended): re-read it rather than retry on every use.
+      cache?.forget(session.id);
+    }
+  }
+
+  function checkToken(token: string, channel: Channel, ip: string | undefined): Maybe<AuthContext | null> {
     const claims = tokens.verify(token);
     if (!claims) return null;
     // The global lists need no database: refuse before the session lookup.
     const refusal = deps.ipPolicy?.refuseGlobally(ip) ?? null;
     if (refusal && ip !== undefined) {
-      await refuseIp({ userId: claims.sub, sessionId: claims.sid, channel, ip, reason: refusal });
+      return refuseIp({ userId: claims.sub, sessionId: claims.sid, channel, ip, reason: refusal });
     }
     return fromSession(claims.sid, claims.sub, channel, ip);
   }
 
   return {
-    authenticateToken,
+    authenticateToken: async (token, channel = 'rest', ip) => checkToken(token, channel, ip),
 
     async authenticateRequest(request) {
       if (request.headers.authorization !== undefined) {
         const token = bearerToken(request.headers.authorization);
-        return token ? authenticateToken(token, 'rest', request.ip) : null;
+        return token ? checkToken(token, 'rest', request.ip) : null;
       }
       if (!request.headers.cookie) return null;
       const sessionId = await deps.cookieSession(request.headers);
@@ -166,7 +196,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
 
     async authenticateWebSocket(request) {
       const token = bearerToken(request.headers.authorization);
-      return token ? authenticateToken(token, 'websocket', request.ip) : null;
+      return token ? checkToken(token, 'websocket', request.ip) : null;
     },
 
     async authenticateTelegram(telegramUserId) {

@@ -14,8 +14,14 @@ import type { ActiveSession } from './session.store.js';
  *   events do not cover).
  */
 export interface SessionCache {
-  /** The session, from the cache when fresh, else from `load` (stored when safe). */
-  lookup(sessionId: string, load: (sessionId: string) => Promise<ActiveSession | null>): Promise<ActiveSession | null>;
+  /**
+   * The session, from the cache when fresh (synchronously: a hit is on every bearer check and creates no promise),
+   * else from `load` (stored when safe).
+   */
+  lookup(
+    sessionId: string,
+    load: (sessionId: string) => Promise<ActiveSession | null>,
+  ): ActiveSession | Promise<ActiveSession | null>;
   /** Records a new expiry for a cached session (after this process extended it). */
   extended(sessionId: string, expiresAt: Date): void;
   forget(sessionId: string): void;
@@ -55,8 +61,24 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
     epoch++;
   };
 
+  async function loadAndStore(sessionId: string, load: (sessionId: string) => Promise<ActiveSession | null>) {
+    const startEpoch = epoch;
+    const session = await load(sessionId);
+    if (session && enabled && epoch === startEpoch) {
+      entries.set(sessionId, {
+        session,
+        staleAt: Math.min(now() + options.ttlMs, session.expiresAt.getTime()),
+      });
+      if (entries.size > options.maxEntries) {
+        const oldest = entries.keys().next().value;
+        if (oldest !== undefined) entries.delete(oldest);
+      }
+    }
+    return session;
+  }
+
   return {
-    async lookup(sessionId, load) {
+    lookup(sessionId, load) {
       if (enabled) {
         const entry = entries.get(sessionId);
         if (entry) {
@@ -69,19 +91,7 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
           entries.delete(sessionId);
         }
       }
-      const startEpoch = epoch;
-      const session = await load(sessionId);
-      if (session && enabled && epoch === startEpoch) {
-        entries.set(sessionId, {
-          session,
-          staleAt: Math.min(now() + options.ttlMs, session.expiresAt.getTime()),
-        });
-        if (entries.size > options.maxEntries) {
-          const oldest = entries.keys().next().value;
-          if (oldest !== undefined) entries.delete(oldest);
-        }
-      }
-      return session;
+      return loadAndStore(sessionId, load);
     },
 
     extended(sessionId, expiresAt) {
