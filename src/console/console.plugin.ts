@@ -53,7 +53,12 @@ export const consolePlugin = fp<ConsoleOptions>(
     // revalidating index.html merges the 304's headers into the cached page, and the API's `default-src 'none'`
     // there would block the console's own fetches after a reload.
     app.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply) => {
-      if (reply.statusCode < 400 && request.routeOptions.url !== QR_URL) reply.header('content-security-policy', csp);
+      if (reply.statusCode < 400 && request.routeOptions.url !== QR_URL) {
+        // Pages: their CSP, and the document-only headers the API's set leaves out.
+        reply.header('content-security-policy', csp);
+        reply.header('cross-origin-opener-policy', 'same-origin');
+        reply.header('origin-agent-cluster', '?1');
+      }
     });
 
     await app.register(fastifyStatic, {

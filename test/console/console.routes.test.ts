@@ -24,6 +24,9 @@ describe('console routes', () => {
     expect(first.statusCode).toBe(200);
     expect(first.headers['content-type']).toMatch(/^text\/html/);
     expect(first.headers['content-security-policy']).toBe(csp);
+    expect(first.headers['cross-origin-opener-policy']).toBe('same-origin'); // a page: the document headers too
+    expect(first.headers['x-frame-options']).toBe('DENY');
+    expect(first.headers['cache-control']).not.toBe('no-store'); // revalidated by ETag, not refetched
     expect(first.body).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/); // no inline script
     expect(first.body).not.toMatch(/\sstyle=/); // no inline style
     const again = await t.app.inject({
