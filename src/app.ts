@@ -57,7 +57,7 @@ import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
 import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
-import { createPasswordHasher, type PasswordHasher } from './passwords/index.js';
+import { createHashProcess, createPasswordHasher, type PasswordHasher } from './passwords/index.js';
 import { throttlePlugin } from './ratelimit/throttle.plugin.js';
 import { VERSION } from './version.js';
 
@@ -135,8 +135,10 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       maxLength: config.auth.password.max_length,
       concurrency: config.auth.argon2.max_concurrent || undefined,
       maxQueue: config.auth.argon2.max_queue,
+      runner: config.auth.argon2.nice > 0 ? createHashProcess({ nice: config.auth.argon2.nice }) : undefined,
     },
   );
+  app.addHook('onClose', async () => hasher.close());
 
   await app.register(errorsPlugin);
   await app.register(nulGuardPlugin);

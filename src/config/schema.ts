@@ -128,6 +128,9 @@ export const ConfigSchema = T.Object(
             // Hashes running at once (0: the core count) and waiting beyond that; more get 503 SERVER_BUSY.
             max_concurrent: T.Integer({ minimum: 0, maximum: 256, default: 0 }),
             max_queue: T.Integer({ minimum: 0, maximum: 100000, default: 64 }),
+            // Hash in a child process at this lower CPU priority (nice 1-19), so a login flood takes only the CPU
+            // that requests leave idle; 0: hash in the gateway process at equal priority.
+            nice: T.Integer({ minimum: 0, maximum: 19, default: 10 }),
           },
           Strict,
         ),

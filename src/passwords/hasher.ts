@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
-import argon2 from 'argon2';
 import { AppError } from '../errors/index.js';
+import { type Argon2Runner, inProcessArgon2 } from './hash-process.js';
 
 export interface Argon2Params {
   memoryCost: number;
@@ -14,22 +14,26 @@ export interface PasswordHasher {
   /** False for a wrong password and for a hash this hasher cannot read; never throws for bad input. */
   verify(hash: string, password: string): Promise<boolean>;
   readonly maxLength: number;
+  /** Stops the hashing process, if there is one. */
+  close(): void;
 }
 
 /**
  * argon2id with the configured cost. At most `concurrency` hashes run at once (default: the core count): more only
  * queue inside libuv's pool and starve every other request of CPU, so they wait here instead; beyond `maxQueue`
- * waiting, a hash is refused at once with 503 SERVER_BUSY rather than piling up (default: unbounded).
+ * waiting, a hash is refused at once with 503 SERVER_BUSY rather than piling up (default: unbounded). The hashes run
+ * in `runner`: the gateway's is a process of its own at a lower CPU priority (hash-process.ts); by default, this one.
  */
 export function createPasswordHasher(
   params: Argon2Params,
-  options: { maxLength: number; concurrency?: number; maxQueue?: number },
+  options: { maxLength: number; concurrency?: number; maxQueue?: number; runner?: Argon2Runner },
 ): PasswordHasher {
   const limit = createLimiter(options.concurrency ?? availableParallelism(), options.maxQueue);
-  const argonOptions = { type: argon2.argon2id, ...params } as const;
+  const argon2 = options.runner ?? inProcessArgon2;
   return {
     maxLength: options.maxLength,
-    hash: (password) => limit(() => argon2.hash(password, argonOptions)),
+    close: () => argon2.close(),
+    hash: (password) => limit(() => argon2.hash(password, params)),
     async verify(hash, password) {
       // Over-long input never reaches argon2 (routes refuse it first; this guards every other caller).
       if (!hash.startsWith('$argon2') || password.length > options.maxLength) return false;

@@ -1,0 +1,121 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { setPriority } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import argon2 from 'argon2';
+
+const CHILD = fileURLToPath(new URL('./hash-child.mjs', import.meta.url));
+
+/** The `nice` program (coreutils on Linux, the base system on macOS), or null. */
+function findNice(): string | null {
+  for (const dir of ['/usr/bin', '/bin']) {
+    const candidate = join(dir, 'nice');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {}
+  }
+  return null;
+}
+
+/** Where argon2 runs: hash and verify, nothing else. */
+export interface Argon2Runner {
+  hash(password: string, options: { memoryCost: number; timeCost: number; parallelism: number }): Promise<string>;
+  verify(hash: string, password: string): Promise<boolean>;
+  /** Ends the process (if any); later calls start a new one. */
+  close(): void;
+  /** The hashing process's pid, when one runs (tests read its priority). */
+  readonly pid: number | null;
+}
+
+/** argon2 in this process (the libuv thread pool): hashes compete with request handling at equal priority. */
+export const inProcessArgon2: Argon2Runner = {
+  hash: (password, options) => argon2.hash(password, { ...options, type: argon2.argon2id }),
+  verify: (hash, password) => argon2.verify(hash, password),
+  close() {},
+  pid: null,
+};
+
+interface Pending {
+  resolve(value: string | boolean): void;
+  reject(error: Error): void;
+}
+
+/**
+ * argon2 in a child process started at a lower CPU priority (`nice`). Hashing is meant to use every core the
+ * requests leave idle, and no more: at equal priority two hashing threads on a two-core machine take two thirds of
+ * the CPU from the event loop, and bearer checks slow to a third during a login flood. At nice 10 the scheduler
+ * gives the event loop about nine tenths of a contended core and the hashes the rest, and all of it when requests
+ * are idle. The child's libuv pool inherits the priority, since the whole process starts under `nice`.
+ *
+ * The child starts on first use, is restarted after a crash (what was in flight fails; the next call starts a new
+ * one), and does not keep the gateway alive while nothing is in flight.
+ */
+export function createHashProcess(options: { nice: number }): Argon2Runner {
+  const nice = findNice();
+  let child: ChildProcess | null = null;
+  const pending = new Map<number, Pending>();
+  let nextId = 0;
+
+  const start = (): ChildProcess => {
+    // Under `nice` from the start, so every thread the child makes (its libuv pool) has the lower priority. Without
+    // the program, the child's main thread is lowered just after it starts (threads made later inherit it).
+    const started = fork(CHILD, [], {
+      execPath: nice ?? process.execPath,
+      execArgv: nice ? ['-n', String(options.nice), process.execPath] : [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    if (!nice && started.pid) {
+      try {
+        setPriority(started.pid, options.nice);
+      } catch {}
+    }
+    started.on('message', (message: { id: number; value?: string | boolean; error?: string }) => {
+      const waiting = pending.get(message.id);
+      if (!waiting) return;
+      pending.delete(message.id);
+      if (pending.size === 0) started.channel?.unref();
+      if (message.error !== undefined) waiting.reject(new Error(message.error));
+      else waiting.resolve(message.value as string | boolean);
+    });
+    const gone = (reason: string) => {
+      if (child === started) child = null;
+      for (const waiting of pending.values()) waiting.reject(new Error(`hash process ${reason}`));
+      pending.clear();
+    };
+    started.on('exit', (code, signal) => gone(`exited (${signal ?? code})`));
+    started.on('error', (err) => gone(`failed: ${err.message}`));
+    started.unref();
+    started.channel?.unref();
+    return started;
+  };
+
+  const call = <T extends string | boolean>(request: Record<string, unknown>): Promise<T> => {
+    child ??= start();
+    const id = nextId++;
+    const running = child;
+    return new Promise<T>((resolve, reject) => {
+      pending.set(id, { resolve: resolve as Pending['resolve'], reject });
+      running.channel?.ref();
+      running.send({ id, ...request }, (err) => {
+        if (!err) return;
+        pending.delete(id);
+        reject(err);
+      });
+    });
+  };
+
+  return {
+    hash: (password, argonOptions) => call<string>({ op: 'hash', password, options: argonOptions }),
+    verify: (hash, password) => call<boolean>({ op: 'verify', hash, password }),
+    close() {
+      // Disconnecting ends the child (it ignores stop signals meant for the gateway's process group).
+      if (child?.connected) child.disconnect();
+      child = null;
+    },
+    get pid() {
+      return child?.pid ?? null;
+    },
+  };
+}
