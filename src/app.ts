@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import fastifyJwt from '@fastify/jwt';
 import type {} from '@fastify/swagger'; // route schema fields (summary, tags) for the OpenAPI document
 import Fastify, { type FastifyReply, type FastifyServerOptions } from 'fastify';
@@ -125,6 +126,10 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   });
 
   const origins = [...new Set([new URL(config.server.base_url).origin, ...config.server.trusted_origins])];
+  // Hashes at once: the core count; twice that when they run at lower priority, where they only take idle CPU and a
+  // queued one per core keeps a core from idling while the event loop hands out the next.
+  const { nice, max_concurrent: maxConcurrent } = config.auth.argon2;
+  const hashConcurrency = maxConcurrent || availableParallelism() * (nice > 0 ? 2 : 1);
   const hasher = createPasswordHasher(
     {
       memoryCost: config.auth.argon2.memory_cost,
@@ -133,9 +138,9 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
     {
       maxLength: config.auth.password.max_length,
-      concurrency: config.auth.argon2.max_concurrent || undefined,
+      concurrency: hashConcurrency,
       maxQueue: config.auth.argon2.max_queue,
-      runner: config.auth.argon2.nice > 0 ? createHashProcess({ nice: config.auth.argon2.nice }) : undefined,
+      runner: nice > 0 ? createHashProcess({ nice, threads: hashConcurrency }) : undefined,
     },
   );
   app.addHook('onClose', async () => hasher.close());

@@ -125,7 +125,8 @@ export const ConfigSchema = T.Object(
             memory_cost: T.Integer({ minimum: 1024, default: 19456, description: 'KiB' }),
             time_cost: T.Integer({ minimum: 1, default: 2 }),
             parallelism: T.Integer({ minimum: 1, maximum: 16, default: 1 }),
-            // Hashes running at once (0: the core count) and waiting beyond that; more get 503 SERVER_BUSY.
+            // Hashes running at once (0: the core count, twice that with nice > 0) and waiting beyond that; more get
+            // 503 SERVER_BUSY.
             max_concurrent: T.Integer({ minimum: 0, maximum: 256, default: 0 }),
             max_queue: T.Integer({ minimum: 0, maximum: 100000, default: 64 }),
             // Hash in a child process at this lower CPU priority (nice 1-19), so a login flood takes only the CPU

@@ -52,7 +52,7 @@ interface Pending {
  * The child starts on first use, is restarted after a crash (what was in flight fails; the next call starts a new
  * one), and does not keep the gateway alive while nothing is in flight.
  */
-export function createHashProcess(options: { nice: number }): Argon2Runner {
+export function createHashProcess(options: { nice: number; threads: number }): Argon2Runner {
   const nice = findNice();
   let child: ChildProcess | null = null;
   const pending = new Map<number, Pending>();
@@ -61,7 +61,7 @@ export function createHashProcess(options: { nice: number }): Argon2Runner {
   const start = (): ChildProcess => {
     // Under `nice` from the start, so every thread the child makes (its libuv pool) has the lower priority. Without
     // the program, the child's main thread is lowered just after it starts (threads made later inherit it).
-    const started = fork(CHILD, [], {
+    const started = fork(CHILD, [String(options.threads)], {
       execPath: nice ?? process.execPath,
       execArgv: nice ? ['-n', String(options.nice), process.execPath] : [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -14,7 +14,7 @@ const threadNice = (pid: number) =>
 describe('argon2 in a low-priority child process', () => {
   const runners: Array<ReturnType<typeof createHashProcess>> = [];
   const runner = (nice = 10) => {
-    const r = createHashProcess({ nice });
+    const r = createHashProcess({ nice, threads: 4 });
     runners.push(r);
     return r;
   };
