@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import type { TestContext } from 'vitest';
+import { freePort } from '../../bench/lib.js';
 import { createTestApp, REPO_ROOT, type TestApp } from './test-app.js';
 
 /** Debian's Chromium (installed by .ci/run with apt when missing); never a downloaded browser. */
@@ -30,18 +30,6 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export interface LiveGateway extends TestApp {
   baseUrl: string;
@@ -109,17 +97,4 @@ export async function openPage(
     await context.close().catch(() => {});
   });
   return { context, page, problems, cspViolations: () => problems.filter((p) => p.startsWith('CSP')) };
-}
-
-/** True when the gateway has no route there (the feature's branch is not merged): 404 NOT_FOUND "No route ...". */
-export async function routeAbsent(app: TestApp['app'], method: 'GET' | 'POST', url: string): Promise<boolean> {
-  const res = await app.inject({ method, url, ...(method === 'POST' ? { payload: {} } : {}) });
-  if (res.statusCode !== 404) return false;
-  let body: { error?: { code?: string; message?: string } };
-  try {
-    body = res.json();
-  } catch {
-    return false; // an empty 404: a WebSocket-only route answering a plain GET
-  }
-  return body.error?.code === 'NOT_FOUND' && /^No route\b/.test(body.error.message ?? '');
 }

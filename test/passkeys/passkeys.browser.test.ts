@@ -1,9 +1,9 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { freePort } from '../../bench/lib.js';
 import { buildApp } from '../../src/app.js';
 import { CHROMIUM_ARGS } from '../helpers/browser.js';
 import { createTestDatabase, LogCapture, REPO_ROOT, type TestDatabase, testConfig } from '../helpers/test-app.js';
@@ -82,17 +82,6 @@ let app: Awaited<ReturnType<typeof buildApp>>;
 let base: string;
 let context: BrowserContext;
 let profile: string;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   testDb = await createTestDatabase();
