@@ -9,6 +9,7 @@ import type { UsageLimits } from '../chat/usage-limits.js';
 import type { ChannelLinks } from '../links/channel-links.store.js';
 import { chatComposer } from './chat.composer.js';
 import { linkComposer } from './link.composer.js';
+import { updateGuard } from './update-guard.js';
 
 export interface TelegramDeps {
   token: string;
@@ -55,6 +56,7 @@ export function createTelegram(deps: TelegramDeps) {
   bot.catch((err) =>
     log.error({ err: { message: err.message }, updateId: err.ctx.update.update_id }, 'telegram update failed'),
   );
+  bot.use(updateGuard(log));
   bot.use(
     linkComposer({ authenticator: deps.authenticator, links: deps.links, audit: deps.audit, baseUrl: deps.baseUrl }),
   );

@@ -80,6 +80,36 @@ describe('Telegram bot (webhook mode)', () => {
     }
   });
 
+  it('acknowledges and ignores a message whose entities lie outside its text, and keeps answering', async () => {
+    const post = (update: object) =>
+      fetch(webhookUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': SECRET },
+        body: JSON.stringify(update),
+      });
+    const from = { id: 7005, is_bot: false, first_name: 'Odd' };
+    const chat = { id: 7005, type: 'private', first_name: 'Odd' };
+    const logsBefore = t.logs.lines.length;
+    const before = api.sentMessages.length;
+    // Found by the hostile-input fuzz test: grammY's command matching read the span of a bot_command entity out
+    // of a text that was not there (a sticker), and the update failed with a TypeError.
+    for (const message of [
+      { sticker: { file_id: 'x' }, entities: [{ type: 'bot_command', offset: 0, length: 6 }] },
+      { text: '/start', entities: [{ type: 'bot_command', offset: -2, length: 392 }] },
+      { text: '/start', entities: 'not a list' },
+      { caption: 'hi', caption_entities: [{ type: 'bot_command', offset: 1, length: 9 }] },
+    ]) {
+      const res = await post({ update_id: 90, message: { message_id: 1, date: 1, from, chat, ...message } });
+      expect(res.status).toBe(200);
+    }
+    const logged = t.logs.lines.slice(logsBefore);
+    expect(logged.filter((l) => l.includes('entities outside their text'))).toHaveLength(4);
+    expect(logged.some((l) => l.includes('telegram update failed'))).toBe(false);
+    expect(api.sentMessages.length).toBe(before);
+    await api.sendText({ fromId: 7005, text: '/whoami' });
+    expect((await api.waitForMessage((m) => m.chat_id === 7005)).text).toMatch(/not linked/);
+  });
+
   it('keeps the bot off without a token, says so in the log, and refuses link codes with 503', async () => {
     // A second gateway on the same database without a token (no new database: cheap).
     const logs = new LogCapture();
