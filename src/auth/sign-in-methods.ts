@@ -70,8 +70,14 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
 
   return {
     socialProviders,
-    /** Errors of Better Auth's redirect flows (a forged state, a refused link) land on our completion route. */
-    onAPIError: { errorURL: `${config.server.base_url}${OAUTH_COMPLETE_PATH}` },
+    onAPIError: {
+      /** Errors of Better Auth's redirect flows (a forged state, a refused link) land on our completion route. */
+      errorURL: `${config.server.base_url}${OAUTH_COMPLETE_PATH}`,
+      // An exception that is not Better Auth's own answer (a hash refused with SERVER_BUSY, a lost database) is
+      // thrown to our error handler, which answers with its stable code and logs it through the gateway's logger.
+      // Otherwise its router answers 500 and prints the stack trace to stderr with console.error.
+      throw: true,
+    },
     accountLinking: {
       enabled: true,
       // No provider is trusted blindly: an OAuth sign-in joins an existing account by email only when the provider
