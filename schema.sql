@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS users (
 );
 -- One account per address, whatever its case.
 CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON users (lower(email));
+-- Emails are stored lower-cased, and Better Auth looks users up by `email = $1` (every password sign-in, reset and
+-- magic link): the expression index above cannot serve that, so without this one each sign-in scanned the table.
+CREATE INDEX IF NOT EXISTS users_email_idx ON users (email);
 
 -- Better Auth's "account" model: one row per sign-in method; password_hash is set for provider 'credential'.
 CREATE TABLE IF NOT EXISTS user_credentials (

@@ -136,4 +136,22 @@ describe(`schema.sql (${process.env.TEST_DATABASE_URL ? 'PostgreSQL' : 'PGlite'}
       expect(names).toContain(ix);
     }
   });
+
+  it('serves the lookups every sign-in makes from an index, never a table scan', async () => {
+    // Better Auth's own queries: a user by email (exact match; emails are stored lower-cased), a session by token.
+    const plans: string[] = [];
+    await t.db.transaction(async (tx) => {
+      await tx.query('SET LOCAL enable_seqscan = off');
+      for (const q of [
+        `EXPLAIN SELECT * FROM users WHERE email = 'someone@example.com'`,
+        `EXPLAIN SELECT * FROM users WHERE lower(email) = lower('Someone@example.com')`,
+        `EXPLAIN SELECT * FROM sessions WHERE token = 'x'`,
+        `EXPLAIN SELECT * FROM user_credentials WHERE user_id = 'x'`,
+      ]) {
+        const { rows } = await tx.query<{ 'QUERY PLAN': string }>(q);
+        plans.push(rows.map((r) => r['QUERY PLAN']).join(' '));
+      }
+    });
+    for (const plan of plans) expect(plan).not.toMatch(/Seq Scan/);
+  });
 });
