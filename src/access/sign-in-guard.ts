@@ -12,6 +12,8 @@ export interface SessionAboutToStart {
   userId: string;
   ip: string | undefined;
   userAgent: string | null;
+  /** What the guard checks, when the caller has just read it (the password sign-in): saves a query. */
+  user?: { disabled: boolean; ipAllowlist: string[] | null };
 }
 
 export interface SessionStarted {
@@ -35,16 +37,20 @@ export function createSignInGuard(deps: {
   adminEmails: readonly string[];
 }) {
   const adminEmails = deps.adminEmails.map((e) => e.trim().toLowerCase());
+  const readUser = async (userId: string) => {
+    const { rows } = await deps.db.query<{ disabled: boolean; ip_allowlist: string[] | null }>(
+      'SELECT disabled_at IS NOT NULL AS disabled, ip_allowlist FROM users WHERE id = $1',
+      [userId],
+    );
+    const row = rows[0];
+    return row && { disabled: row.disabled, ipAllowlist: row.ip_allowlist };
+  };
   return {
-    async beforeSession({ userId, ip, userAgent }: SessionAboutToStart): Promise<void> {
-      const { rows } = await deps.db.query<{ disabled: boolean; ip_allowlist: string[] | null }>(
-        'SELECT disabled_at IS NOT NULL AS disabled, ip_allowlist FROM users WHERE id = $1',
-        [userId],
-      );
-      const user = rows[0];
+    async beforeSession({ userId, ip, userAgent, user: known }: SessionAboutToStart): Promise<void> {
+      const user = known ?? (await readUser(userId));
       if (!user) return; // a user being created in the same sign-up: nothing to refuse yet but the global lists
       if (user.disabled) throw new AppError('ACCOUNT_DISABLED');
-      const refusal = deps.ipPolicy.refuse(ip, user.ip_allowlist);
+      const refusal = deps.ipPolicy.refuse(ip, user.ipAllowlist);
       if (refusal && ip !== undefined) {
         await deps.audit.record({
           event: 'ip.refused',

@@ -39,7 +39,13 @@ export interface AccountHooks {
 }
 
 export interface SessionGuardHooks {
-  beforeSession(input: { userId: string; ip: string | undefined; userAgent: string | null }): Promise<void>;
+  beforeSession(input: {
+    userId: string;
+    ip: string | undefined;
+    userAgent: string | null;
+    /** What the guard checks, when the caller has just read it (saves the guard its own query). */
+    user?: { disabled: boolean; ipAllowlist: string[] | null };
+  }): Promise<void>;
   afterSession(input: {
     sessionId: string;
     userId: string;

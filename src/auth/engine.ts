@@ -1,9 +1,10 @@
-import { APIError } from 'better-auth/api';
+import { APIError, getIP } from 'better-auth/api';
 import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { createPasswordSignIn } from './password-sign-in.js';
 import { sessionOf } from './session-of.js';
 import { createSignInMethods, type SignInMethods } from './sign-in-methods.engine.js';
 import { createTwoFactorEngine, type TwoFactorEngine } from './two-factor.js';
@@ -64,6 +65,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
     lockoutThreshold: deps.config.auth.two_factor.lockout_threshold,
     lockoutDuration: deps.config.auth.two_factor.lockout_duration,
   });
+  const passwordSignIn = createPasswordSignIn({ ...deps, clientIp: (headers) => getIP(headers, auth.options) });
 
   return {
     betterAuth: auth,
@@ -89,6 +91,9 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
     },
 
     async signInEmail(input, headers) {
+      // Our two-round-trip path; Better Auth's endpoint for accounts with 2FA (it issues the challenge).
+      const session = await passwordSignIn(input, headers);
+      if (session) return session;
       try {
         const { headers: out, response } = await surfaceBusy(() =>
           auth.api.signInEmail({ body: input, headers, returnHeaders: true }),

@@ -1,0 +1,120 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+
+const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
+
+// POST /auth/login signs in on its own path (src/auth/password-sign-in.ts), not through Better Auth's endpoint.
+// These tests hold it to what Better Auth's sign-in does, so the two stay interchangeable.
+describe('password sign-in (POST /auth/login)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t?.close());
+  afterEach(() => vi.restoreAllMocks());
+
+  const login = (email: string, password: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'user-agent': UA, 'x-forwarded-for': '203.0.113.7' },
+      payload: { email, password },
+    });
+  const betterAuthLogin = (email: string, password: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { 'user-agent': UA, origin: 'http://localhost:3000', 'content-type': 'application/json' },
+      payload: JSON.stringify({ email, password }),
+    });
+  const sessionIdOf = (jwt: string): string =>
+    (JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString()) as { sid: string }).sid;
+  interface SessionRow {
+    id: string;
+    token: string;
+    user_id: string;
+    ip_address: string;
+    user_agent: string;
+    device_id: string | null;
+    lifetime: number;
+  }
+  const sessionRow = async (where: string, value: string) =>
+    (
+      await t.db.query<SessionRow>(
+        `SELECT id, token, user_id, ip_address, user_agent, device_id,
+                extract(epoch FROM expires_at - created_at)::int AS lifetime
+           FROM sessions WHERE ${where} = $1`,
+        [value],
+      )
+    ).rows[0];
+
+  it('writes the session row Better Auth writes, and Better Auth accepts it', async () => {
+    const user = await registerUser(t.app);
+    const ours = await login(user.email, user.password);
+    expect(ours.statusCode).toBe(200);
+    const theirs = await betterAuthLogin(user.email, user.password);
+    expect(theirs.statusCode).toBe(200);
+
+    const a = await sessionRow('id', sessionIdOf(ours.json().token));
+    const b = await sessionRow('token', theirs.json().token);
+    expect(a && b).toBeTruthy();
+    if (!a || !b) return;
+    expect(a.token).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(b.token).toMatch(/^[A-Za-z0-9]{32}$/);
+    expect(a.id).toMatch(/^sess_\d+_[a-z0-9]+$/);
+    expect(a.user_id).toBe(user.userId);
+    expect(a.user_agent).toBe(UA);
+    expect(a.lifetime).toBe(b.lifetime);
+    expect(a.lifetime).toBe(t.config.auth.session.expires_in);
+    expect(a.device_id).not.toBeNull();
+
+    // Our token works on Better Auth's own routes (the mount hands Better Auth this row's token).
+    const viaBetterAuth = await t.app.inject({
+      method: 'GET',
+      url: '/api/auth/get-session',
+      headers: { authorization: `Bearer ${ours.json().token}` },
+    });
+    expect(viaBetterAuth.statusCode).toBe(200);
+    expect(viaBetterAuth.json()).toMatchObject({ session: { id: a.id, userId: user.userId } });
+  });
+
+  it('records the client IP as Better Auth does (trusted proxy header only when configured)', async () => {
+    const user = await registerUser(t.app);
+    const ours = await login(user.email, user.password);
+    const theirs = await betterAuthLogin(user.email, user.password);
+    const a = await sessionRow('id', sessionIdOf(ours.json().token));
+    const b = await sessionRow('token', theirs.json().token);
+    // trust_proxy is off in the test config: the forwarded address is not the client's.
+    expect(a?.ip_address).not.toBe('203.0.113.7');
+    expect(a?.ip_address).toBe(b?.ip_address);
+  });
+
+  it('one argon2 computation per attempt whatever the address, and the same answer', async () => {
+    const user = await registerUser(t.app);
+    const oauthOnly = await registerUser(t.app);
+    await t.db.query(`DELETE FROM user_credentials WHERE user_id = $1`, [oauthOnly.userId]);
+    await t.db.query(
+      `INSERT INTO user_credentials (id, user_id, account_id, provider_id) VALUES ($1, $2, '12345', 'github')`,
+      [`cred_${Date.now()}_oauth`, oauthOnly.userId],
+    );
+    const hash = vi.spyOn(t.app.hasher, 'hash');
+    const verify = vi.spyOn(t.app.hasher, 'verify');
+    const attempts: Array<[string, string, number]> = [
+      ['nobody-here@example.com', 'SecurePassword123!', 401],
+      [oauthOnly.email, oauthOnly.password, 401],
+      [user.email, 'WrongPassword123!', 401],
+      [user.email.toUpperCase(), user.password, 200],
+    ];
+    const bodies: unknown[] = [];
+    for (const [email, password, status] of attempts) {
+      hash.mockClear();
+      verify.mockClear();
+      const res = await login(email, password);
+      expect(res.statusCode).toBe(status);
+      expect(hash.mock.calls.length + verify.mock.calls.length).toBe(1);
+      if (status === 401) bodies.push(res.json());
+    }
+    expect(bodies).toEqual([bodies[0], bodies[0], bodies[0]]);
+    expect(bodies[0]).toMatchObject({ success: false, error: { code: 'INVALID_CREDENTIALS' } });
+  });
+});
