@@ -181,7 +181,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
         signInGuard.afterSession({ ...session, deviceKey: headers ? deviceKeyOf(headers) : null }),
     },
   });
-  const sessions = createSessionStore(db);
+  const sessions = createSessionStore(db, { log: app.log });
+  app.addHook('onClose', () => sessions.close());
   const sessionCache = createSessionCache({
     maxEntries: config.auth.session_cache.max_entries,
     ttlMs: config.auth.session_cache.ttl * 1000,
@@ -359,7 +360,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   const admin = createAdminStore(db);
   await app.register(sessionsRoutes, {
     authenticator,
-    accounts: createAccountsStore(db),
+    accounts: createAccountsStore(db, sessions.flushUses),
     devices,
     ipPolicy,
     audit,
@@ -371,7 +372,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     db,
     authenticator,
     admin,
-    accounts: createAccountsStore(db),
+    accounts: createAccountsStore(db, sessions.flushUses),
     licenses: createLicenseResolver(config.licenses),
     audit,
     forgetUser: (userId) => sessionCache.forgetUser(userId),

@@ -28,8 +28,10 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
   const session = (token: string) =>
     t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
   const sessionIdOf = async (token: string) => (await session(token)).json().session.id as string;
-  const setLastUsed = (id: string, ago: string) =>
-    t.db.query(`UPDATE sessions SET last_used_at = now() - $2::interval WHERE id = $1`, [id, ago]);
+  const setLastUsed = async (id: string, ago: string) => {
+    await t.app.sessions.flushUses(); // uses already made are written (behind) first; then the clock moves back
+    await t.db.query(`UPDATE sessions SET last_used_at = now() - $2::interval WHERE id = $1`, [id, ago]);
+  };
   const secondsSinceUse = async (id: string) =>
     Number(
       (
@@ -52,6 +54,10 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
       headers: { authorization: `Bearer ${user.token}` },
     });
     expect(api.statusCode).toBe(401);
+    // A refused use is not recorded: the session stays idle.
+    await t.app.sessions.flushUses();
+    expect(await secondsSinceUse(id)).toBeGreaterThanOrEqual(7199);
+    expect((await session(user.token)).statusCode).toBe(401);
   });
 
   it('records use at most once a minute', async () => {
@@ -59,9 +65,11 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
     const id = await sessionIdOf(user.token);
     await setLastUsed(id, '5 minutes');
     expect((await session(user.token)).statusCode).toBe(200);
+    await t.app.sessions.flushUses(); // uses are written behind, about once a second
     expect(await secondsSinceUse(id)).toBeLessThan(60);
     await setLastUsed(id, '30 seconds');
     expect((await session(user.token)).statusCode).toBe(200);
+    await t.app.sessions.flushUses();
     expect(await secondsSinceUse(id)).toBeGreaterThanOrEqual(29); // not rewritten within the minute
   });
 });

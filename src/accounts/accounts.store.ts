@@ -29,9 +29,14 @@ interface SessionRow {
 const date = (v: Date | string) => new Date(v);
 
 /** Sessions, allow lists and the admin's view of users: the SQL of account management, one module. */
-export function createAccountsStore(db: Queryable) {
+export function createAccountsStore(
+  db: Queryable,
+  /** Writes session uses not yet written (they are written behind), so a list shows the request that asks for it. */
+  flushUses: () => Promise<void> = async () => {},
+) {
   return {
     async listSessions(userId: string): Promise<SessionSummary[]> {
+      await flushUses();
       const { rows } = await db.query<SessionRow>(
         `SELECT s.id, s.created_at, s.last_used_at, s.expires_at, s.ip_address, s.user_agent, s.device_id,
                 s.last_channel, d.name AS device_name

@@ -96,12 +96,12 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
    * Last use is written at most once a minute per session: the idle timeout needs no finer grain. The (possibly
    * cached) session object is updated too, so a cached session does not trigger a write on every request.
    */
-  const touch = (s: ActiveSession, channel: Channel): Promise<void> | undefined => {
-    // The first use after sign-in records its channel; after that, at most one write a minute.
+  const touch = (s: ActiveSession, channel: Channel): void => {
+    // The first use after sign-in records its channel; after that, at most one write a minute (written behind).
     if (s.lastChannel !== null && Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
     s.lastUsedAt = new Date();
     s.lastChannel = channel;
-    return sessions.touch(s.id, TOUCH_INTERVAL_SECONDS, channel).then(() => {});
+    sessions.touch(s.id, TOUCH_INTERVAL_SECONDS, channel);
   };
 
   async function refuseIp(event: IpRefusedEvent): Promise<never> {
@@ -132,16 +132,11 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     if (refusal && ip !== undefined) {
       return refuseIp({ userId: session.userId, sessionId: session.id, channel, ip, reason: refusal });
     }
-    const touched = touch(session, channel);
+    touch(session, channel);
     const { expiresIn, updateAge } = deps.session;
     const due = Date.now() >= session.expiresAt.getTime() - (expiresIn - updateAge) * 1000;
-    if (!touched && !due) return contextOf(session, channel);
-    return (async () => {
-      await touched;
-      const context = contextOf(session, channel);
-      if (due) await renew(session, context);
-      return context;
-    })();
+    const context = contextOf(session, channel);
+    return due ? renew(session, context).then(() => context) : context;
   }
 
   function contextOf(session: ActiveSession, channel: Channel): AuthContext {
@@ -218,7 +213,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       if (!claims) return null;
       const session = await activeSession(claims.sid);
       if (!session || session.userId !== claims.sub || idle(session)) return null;
-      await touch(session, 'rest');
+      touch(session, 'rest');
       return session.id;
     },
 

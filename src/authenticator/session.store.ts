@@ -43,7 +43,49 @@ const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>
     : { license_type: r.license_type, features: r.features, resource_limits: r.resource_limits };
 
 /** The session and identity queries of the Authenticator: one indexed round trip per lookup. */
-export function createSessionStore(db: Queryable) {
+export function createSessionStore(
+  db: Queryable,
+  options: { flushMs?: number; log?: { warn(obj: object, msg: string): void } } = {},
+) {
+  const flushMs = options.flushMs ?? 1000;
+  let uses = new Map<string, { minIntervalSeconds: number; channel: string }>();
+  let timer: NodeJS.Timeout | null = null;
+  let writing: Promise<void> = Promise.resolve();
+  let closed = false;
+
+  function flushUses(): Promise<void> {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    const batch = uses;
+    uses = new Map();
+    if (batch.size === 0) return writing;
+    const entries = [...batch];
+    // One write at a time, in order: a later batch never lands before an earlier one.
+    writing = writing.then(() =>
+      db
+        .query(
+          `UPDATE sessions s SET last_used_at = now(), last_channel = u.channel
+             FROM unnest($1::text[], $2::text[], $3::int[]) AS u(id, channel, min_interval)
+            WHERE s.id = u.id
+              AND (s.last_used_at IS NULL OR s.last_channel IS NULL
+                   OR s.last_used_at < now() - make_interval(secs => u.min_interval))`,
+          [entries.map(([id]) => id), entries.map(([, u]) => u.channel), entries.map(([, u]) => u.minIntervalSeconds)],
+        )
+        .then(
+          () => {},
+          (err: unknown) => {
+            // Last use is bookkeeping for the idle timeout and the sessions list: losing one batch of it (the database
+            // was away) only makes those sessions look unused since their previous write.
+            options.log?.warn(
+              { err: { message: (err as Error).message }, uses: entries.length },
+              'session uses not recorded',
+            );
+          },
+        ),
+    );
+    return writing;
+  }
+
   return {
     async findActive(sessionId: string): Promise<ActiveSession | null> {
       const { rows } = await db.query<Row>(
@@ -70,14 +112,27 @@ export function createSessionStore(db: Queryable) {
       };
     },
 
-    /** Records a use unless one was recorded in the last `minIntervalSeconds` (bounds the writes per session). */
-    async touch(sessionId: string, minIntervalSeconds: number, channel: string): Promise<void> {
-      await db.query(
-        `UPDATE sessions SET last_used_at = now(), last_channel = $3
-          WHERE id = $1
-            AND (last_used_at IS NULL OR last_channel IS NULL OR last_used_at < now() - make_interval(secs => $2))`,
-        [sessionId, minIntervalSeconds, channel],
-      );
+    /**
+     * Records a use, written behind: uses are gathered and written together every `flushMs` (one UPDATE for all of
+     * them), so authenticating never waits for a write. A use is skipped in the database too when one was recorded
+     * in the last `minIntervalSeconds` (another process may have written it).
+     */
+    touch(sessionId: string, minIntervalSeconds: number, channel: string): void {
+      if (closed) return; // the gateway is stopping: its database is about to close
+      uses.set(sessionId, { minIntervalSeconds, channel });
+      if (!timer) {
+        timer = setTimeout(() => void flushUses(), flushMs);
+        timer.unref();
+      }
+    },
+
+    /** Writes the uses gathered so far (at close, and for tests that read last_used_at). */
+    flushUses,
+
+    /** Stops the timer and writes what is pending. */
+    async close(): Promise<void> {
+      closed = true;
+      await flushUses();
     },
 
     /**

@@ -68,4 +68,38 @@ describe('Authenticator', () => {
     await t.db.query('DELETE FROM users WHERE id = $1', [other.userId]);
     expect(await t.app.authenticator.authenticateToken(other.token)).toBeNull();
   });
+
+  it('many sessions at once: each answered by its own row, each use recorded', async () => {
+    const users = await Promise.all(Array.from({ length: 12 }, () => registerUser(t.app)));
+    const [expired, disabled, deleted] = users;
+    await t.db.query(`UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1`, [
+      expired?.userId,
+    ]);
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [disabled?.userId]);
+    await t.db.query('DELETE FROM sessions WHERE user_id = $1', [deleted?.userId]);
+    await t.app.sessionEvents.sync();
+    // Each token twice, on two channels, all in flight together.
+    const results = await Promise.all(
+      users.flatMap((u) => [
+        t.app.authenticator.authenticateToken(u.token, 'rest'),
+        t.app.authenticator.authenticateToken(u.token, 'websocket'),
+      ]),
+    );
+    users.forEach((u, i) => {
+      const [rest, ws] = [results[2 * i], results[2 * i + 1]];
+      if (i < 3) {
+        expect([rest, ws]).toEqual([null, null]);
+      } else {
+        expect(rest).toMatchObject({ userId: u.userId, email: u.email, channel: 'rest' });
+        expect(ws).toMatchObject({ userId: u.userId, email: u.email, channel: 'websocket' });
+      }
+    });
+    await t.app.sessions.flushUses(); // written behind: about once a second, all uses in one UPDATE
+    const { rows } = await t.db.query<{ user_id: string; last_channel: string | null }>(
+      'SELECT user_id, last_channel FROM sessions WHERE user_id = ANY($1::text[])',
+      [users.slice(3).map((u) => u.userId)],
+    );
+    expect(rows).toHaveLength(9);
+    for (const row of rows) expect(['rest', 'websocket']).toContain(row.last_channel);
+  });
 });

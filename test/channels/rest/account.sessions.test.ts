@@ -59,9 +59,11 @@ describe('GET/DELETE /auth/sessions, POST /auth/sessions/revoke-others', () => {
       (await t.db.query<{ at: Date }>('SELECT last_used_at AS at FROM sessions WHERE user_id = $1', [user.userId]))
         .rows[0]?.at;
     await sessionOk(user.token);
+    await t.app.sessions.flushUses(); // uses are written behind, about once a second
     const first = await lastUsed();
     expect(first).toBeTruthy();
     await sessionOk(user.token);
+    await t.app.sessions.flushUses();
     expect(await lastUsed()).toEqual(first); // within the minute: not written again
     await t.db.query("UPDATE sessions SET last_used_at = now() - interval '2 minutes' WHERE user_id = $1", [
       user.userId,
@@ -69,6 +71,7 @@ describe('GET/DELETE /auth/sessions, POST /auth/sessions/revoke-others', () => {
     const stale = await lastUsed();
     t.app.sessionCache.clear(); // the direct SQL write bypassed the cache (a real minute would have passed instead)
     await t.app.authenticator.authenticateToken(user.token, 'websocket', '192.0.2.1');
+    await t.app.sessions.flushUses();
     const after = await lastUsed();
     expect(new Date(after as Date).getTime()).toBeGreaterThan(new Date(stale as Date).getTime());
     const sessions = await list(user.token);

@@ -174,6 +174,36 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       expect((await login(user, AT_HOME)).statusCode).toBe(200);
     });
 
+    it('a use refused for the address is not recorded as a use of the session', async () => {
+      const user = await registerUser(t.app);
+      const set = await t.app.inject({
+        method: 'PUT',
+        url: '/auth/ip-allowlist',
+        remoteAddress: AT_OFFICE,
+        headers: bearer(user.token),
+        payload: { cidrs: [OFFICE] },
+      });
+      expect(set.statusCode).toBe(200);
+      // A new session, first used from outside the list: refused, and its first use is still unrecorded.
+      const fresh = await login(user, AT_OFFICE);
+      const token = fresh.json().token as string;
+      const home = await t.app.inject({ url: '/auth/session', remoteAddress: AT_HOME, headers: bearer(token) });
+      expect(home.statusCode).toBe(403);
+      const lastChannel = async () => {
+        await t.app.sessions.flushUses();
+        return (
+          await t.db.query<{ last_channel: string | null }>(
+            'SELECT last_channel FROM sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1',
+            [user.userId],
+          )
+        ).rows[0]?.last_channel;
+      };
+      expect(await lastChannel()).toBeNull();
+      const office = await t.app.inject({ url: '/auth/session', remoteAddress: AT_OFFICE, headers: bearer(token) });
+      expect(office.statusCode).toBe(200);
+      expect(await lastChannel()).toBe('rest');
+    });
+
     it('refuses entries that are not CIDRs or addresses, and oversized lists', async () => {
       const user = await registerUser(t.app);
       for (const cidrs of [['10.0.0.0/33'], ['example.com'], [''], Array.from({ length: 101 }, () => '10.0.0.1')]) {
