@@ -25,6 +25,7 @@ async function main(): Promise<void> {
       connectTimeoutSeconds: config.database.connect_timeout,
       statementTimeoutSeconds: config.database.statement_timeout,
       listenUrl: config.database.listen_url,
+      preparedStatements: config.database.prepared_statements,
       onBackgroundError: (err) => app?.log.warn({ err: { message: err.message } }, 'database connection lost'),
     });
     await migrate(db);

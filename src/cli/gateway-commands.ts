@@ -282,6 +282,7 @@ export async function runGateway(argv: string[], io: GatewayIo): Promise<number>
           poolMax: 2,
           connectTimeoutSeconds: config.database.connect_timeout,
           statementTimeoutSeconds: 600,
+          preparedStatements: config.database.prepared_statements,
         });
         return db;
       },

@@ -10,6 +10,7 @@ try {
     poolMax: 1,
     connectTimeoutSeconds: config.database.connect_timeout,
     statementTimeoutSeconds: 600,
+    preparedStatements: config.database.prepared_statements,
   });
   try {
     await migrate(db);

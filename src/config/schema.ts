@@ -85,6 +85,9 @@ export const ConfigSchema = T.Object(
         // The LISTEN connection (session-end events) and the Telegram polling lock; empty: url. Must reach PostgreSQL in
         // session mode (not PgBouncer's transaction mode, where neither survives the transaction).
         listen_url: T.String({ default: '' }),
+        // Our queries as server-side prepared statements (parsed and planned once per connection). Off behind a
+        // transaction-mode pooler that does not track them (PgBouncer before 1.21, or max_prepared_statements = 0).
+        prepared_statements: T.Boolean({ default: true }),
       },
       Strict,
     ),

@@ -48,6 +48,10 @@ interface Row {
   created_at: Date | string;
 }
 
+/** The columns of Row, named: a prepared `SELECT *` would fail once a migration adds a column to passkeys. */
+const COLUMNS =
+  'id, name, user_id, credential_id, credential_public_key, counter, device_type, backed_up, transports, aaguid, created_at';
+
 const splitTransports = (t: string | null) => (t ? t.split(',').filter(Boolean) : []);
 
 const infoOf = (r: Row): PasskeyInfo => ({
@@ -78,7 +82,7 @@ export function createPasskeyStore(db: Queryable) {
       const { rows } = await db.query<Row>(
         `INSERT INTO passkeys (id, name, user_id, credential_id, credential_public_key, counter, device_type, backed_up,
                                transports, aaguid)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ${COLUMNS}`,
         [
           p.id,
           p.name,
@@ -96,7 +100,7 @@ export function createPasskeyStore(db: Queryable) {
     },
 
     async findByCredentialId(credentialId: string): Promise<StoredCredential | null> {
-      const { rows } = await db.query<Row>('SELECT * FROM passkeys WHERE credential_id = $1', [credentialId]);
+      const { rows } = await db.query<Row>(`SELECT ${COLUMNS} FROM passkeys WHERE credential_id = $1`, [credentialId]);
       const r = rows[0];
       if (!r) return null;
       return {
@@ -119,19 +123,19 @@ export function createPasskeyStore(db: Queryable) {
     },
 
     async listForUser(userId: string): Promise<PasskeyInfo[]> {
-      const { rows } = await db.query<Row>('SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created_at, id', [
-        userId,
-      ]);
+      const { rows } = await db.query<Row>(
+        `SELECT ${COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id`,
+        [userId],
+      );
       return rows.map(infoOf);
     },
 
     /** Renames the user's own passkey; null when the user has no passkey with this id. */
     async rename(userId: string, id: string, name: string): Promise<PasskeyInfo | null> {
-      const { rows } = await db.query<Row>('UPDATE passkeys SET name = $3 WHERE id = $2 AND user_id = $1 RETURNING *', [
-        userId,
-        id,
-        name,
-      ]);
+      const { rows } = await db.query<Row>(
+        `UPDATE passkeys SET name = $3 WHERE id = $2 AND user_id = $1 RETURNING ${COLUMNS}`,
+        [userId, id, name],
+      );
       return rows[0] ? infoOf(rows[0]) : null;
     },
 
