@@ -26,9 +26,10 @@ export interface PasswordSignInDeps {
 }
 
 /**
- * POST /auth/login's password sign-in, in two database round trips where Better Auth's endpoint takes six: one joined
- * read of the user, their credential and what the sign-in guard checks; one insert of the session (then the guard
- * files it under its device). The session row is the one Better Auth writes (its token format, expiry and fields), so
+ * POST /auth/login's password sign-in in two statements of its own, where the path through Better Auth's endpoint took
+ * five (user, credentials, the guard's read of the user, the session insert, our re-read of the session by token):
+ * one joined read of the user, their credential and what the sign-in guard checks; one insert of the session (then
+ * the guard files it under its device, and the route writes the audit row). The session row is the one Better Auth writes (its token format, expiry and fields), so
  * Better Auth's cookie routes, our tokens and revocation treat it alike. Same rules as Better Auth's sign-in:
  * - an unknown email, or an account without a password, costs one argon2 verification too and answers like a wrong
  *   password (INVALID_CREDENTIALS): the answer and its timing do not tell whether the address has an account;
