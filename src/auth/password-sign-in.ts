@@ -77,9 +77,11 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
       sessionId: generateId('session'),
       expiresAt: new Date(now.getTime() + expiresInMs),
     };
-    await db.query(
+    // Only while the account is still enabled: it may have been disabled (and its sessions deleted) while the password
+    // was being verified, which can take seconds behind a long hash queue.
+    const { rowCount } = await db.query(
       `INSERT INTO sessions (id, token, user_id, expires_at, ip_address, user_agent, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`,
+       SELECT $1, $2, id, $4, $5, $6, $7, $7 FROM users WHERE id = $3 AND disabled_at IS NULL`,
       [
         session.sessionId,
         // Better Auth's session token: 32 characters of [a-zA-Z0-9] (its generateId(32)).
@@ -91,6 +93,7 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
         now,
       ],
     );
+    if (rowCount === 0) throw new AppError('ACCOUNT_DISABLED');
     await sessionGuard?.afterSession({
       sessionId: session.sessionId,
       userId: user.id,

@@ -117,4 +117,20 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(bodies).toEqual([bodies[0], bodies[0], bodies[0]]);
     expect(bodies[0]).toMatchObject({ success: false, error: { code: 'INVALID_CREDENTIALS' } });
   });
+
+  it('an account disabled while its password is being verified gets no session', async () => {
+    const user = await registerUser(t.app);
+    const verify = t.app.hasher.verify.bind(t.app.hasher);
+    vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
+      // An admin disables the account (and ends its sessions) while this sign-in waits for argon2.
+      await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+      await t.db.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+      return verify(hash, password);
+    });
+    const res = await login(user.email, user.password);
+    expect(res.statusCode).toBe(403);
+    expect(res.json().error.code).toBe('ACCOUNT_DISABLED');
+    const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(rows).toHaveLength(0);
+  });
 });
