@@ -27,6 +27,7 @@ async function main(): Promise<void> {
       listenUrl: config.database.listen_url,
       preparedStatements: config.database.prepared_statements,
       onBackgroundError: (err) => app?.log.warn({ err: { message: err.message } }, 'database connection lost'),
+      onWarning: (message) => app?.log.warn({}, message),
     });
     await migrate(db);
     return buildApp({ config, db });

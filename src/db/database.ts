@@ -65,6 +65,8 @@ export interface DatabaseOptions {
   listenUrl?: string;
   /** Parameterised queries as named prepared statements (default true; PostgreSQL only). */
   preparedStatements?: boolean;
+  /** Called when prepared statements turn out not to work here (they are then turned off; see preparedStatements). */
+  onWarning?: (message: string) => void;
   /** Called for errors on idle connections (a restarted server): logged, never fatal. */
   onBackgroundError?: (err: Error) => void;
 }
@@ -74,18 +76,43 @@ export interface DatabaseOptions {
  * connection parses and plans it once and afterwards only binds and executes (measured here on the session lookup:
  * PostgreSQL's CPU per query 210 -> 60-90 us, the round trip 350 -> 180 us). Our SQL texts are constants, so the
  * statements per connection stay bounded; scripts and parameterless statements go unnamed.
+ *
+ * Where prepared statements cannot work, `failed` turns them off rather than failing requests: a pooler that does
+ * not track them (PgBouncer in transaction mode before 1.21, or with max_prepared_statements = 0: "prepared
+ * statement does not exist" / "already exists") turns them off for the process; a statement whose result columns a
+ * migration changed under it ("cached plan must not change result type") goes unnamed from then on. The query that
+ * met the error is run again unnamed (outside a transaction; inside one, the transaction fails once).
  */
-function preparedStatementOf(prepared: boolean) {
+function preparedStatements(enabled: boolean, warn: (message: string) => void) {
+  let prepared = enabled;
   const names = new Map<string, string>();
-  return (text: string, params?: readonly unknown[]): pg.QueryConfig => {
-    const values = params as unknown[] | undefined;
-    if (!prepared || values === undefined) return { text, values };
-    let name = names.get(text);
-    if (name === undefined) {
-      name = `gw_${createHash('sha256').update(text).digest('base64url').slice(0, 22)}`;
-      names.set(text, name);
-    }
-    return { name, text, values };
+  const unnamed = new Set<string>();
+  return {
+    config(text: string, params?: readonly unknown[]): pg.QueryConfig {
+      const values = params as unknown[] | undefined;
+      if (!prepared || values === undefined || unnamed.has(text)) return { text, values };
+      let name = names.get(text);
+      if (name === undefined) {
+        name = `gw_${createHash('sha256').update(text).digest('base64url').slice(0, 22)}`;
+        names.set(text, name);
+      }
+      return { name, text, values };
+    },
+    /** Whether `err` (from running `query` named) means: run it again unnamed. */
+    failed(err: unknown, query: pg.QueryConfig): boolean {
+      if (query.name === undefined) return false;
+      const code = (err as { code?: string }).code;
+      if (code === '26000' || code === '42P05') {
+        if (prepared) warn('prepared statements are not kept between queries (a transaction-mode pooler?); turned off');
+        prepared = false;
+        return true;
+      }
+      if (code === '0A000' && /cached plan must not change result type/.test((err as Error).message)) {
+        unnamed.add(query.text);
+        return true;
+      }
+      return false;
+    },
   };
 }
 
@@ -110,7 +137,7 @@ function openPostgres(options: DatabaseOptions): Database {
     client.on('error', (err) => options.onBackgroundError?.(err));
   });
   const kysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
-  const statement = preparedStatementOf(options.preparedStatements ?? true);
+  const statements = preparedStatements(options.preparedStatements ?? true, (message) => options.onWarning?.(message));
   const handlers = new Map<string, Set<(payload: string) => void>>();
   const listener = createListener(options, handlers);
 
@@ -119,7 +146,11 @@ function openPostgres(options: DatabaseOptions): Database {
     location: redactUrl(options.url),
     kysely,
     async query<R>(sql: string, params?: readonly unknown[]) {
-      const res = await pool.query(statement(sql, params));
+      const query = statements.config(sql, params);
+      const res = await pool.query(query).catch((err: unknown) => {
+        if (!statements.failed(err, query)) throw err;
+        return pool.query(statements.config(sql, params));
+      });
       return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
     },
     async transaction(fn) {
@@ -128,7 +159,11 @@ function openPostgres(options: DatabaseOptions): Database {
         await client.query('BEGIN');
         const result = await fn({
           async query<R>(sql: string, params?: readonly unknown[]) {
-            const res = await client.query(statement(sql, params));
+            const query = statements.config(sql, params);
+            const res = await client.query(query).catch((err: unknown) => {
+              statements.failed(err, query); // the transaction is aborted: it fails; later ones run unnamed
+              throw err;
+            });
             return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
           },
         });

@@ -55,4 +55,45 @@ describe(`database.prepared_statements (${process.env.TEST_DATABASE_URL ? 'Postg
       if (!t.url) t = await createTestDatabase();
     }
   });
+
+  const onPostgres = it.skipIf(!process.env.TEST_DATABASE_URL); // PGlite has no prepared statements to lose
+
+  onPostgres(
+    'a statement the server no longer has (a transaction pooler): answered unnamed, then all unnamed',
+    async () => {
+      const warnings: string[] = [];
+      const db = await openDatabase({
+        url: t.url ?? '',
+        dataDir,
+        poolMax: 1,
+        connectTimeoutSeconds: 5,
+        statementTimeoutSeconds: 30,
+        onWarning: (m) => warnings.push(m),
+      });
+      try {
+        expect((await db.query<{ x: number }>('SELECT $1::int AS x', [1])).rows).toEqual([{ x: 1 }]);
+        await db.exec('DEALLOCATE ALL'); // what a server connection handed out by a pooler looks like
+        expect((await db.query<{ x: number }>('SELECT $1::int AS x', [2])).rows).toEqual([{ x: 2 }]);
+        expect(warnings).toHaveLength(1);
+        expect((await db.query<{ x: number }>('SELECT $1::int AS x', [3])).rows).toEqual([{ x: 3 }]);
+        expect(await preparedByUs(db)).toBe(0);
+      } finally {
+        await db.close();
+      }
+    },
+  );
+
+  onPostgres('a migration that changes a prepared statement’s columns: that statement goes unnamed', async () => {
+    const db = await open(true);
+    try {
+      await db.exec('CREATE TABLE prepared_probe (a int); INSERT INTO prepared_probe VALUES (1)');
+      const read = () => db.query('SELECT * FROM prepared_probe WHERE a = $1', [1]);
+      expect((await read()).rows).toEqual([{ a: 1 }]);
+      await db.exec('ALTER TABLE prepared_probe ADD COLUMN b int');
+      expect((await read()).rows).toEqual([{ a: 1, b: null }]);
+      expect((await read()).rows).toEqual([{ a: 1, b: null }]);
+    } finally {
+      await db.close();
+    }
+  });
 });
