@@ -50,39 +50,52 @@ export function createSessionStore(
   const flushMs = options.flushMs ?? 1000;
   let uses = new Map<string, { minIntervalSeconds: number; channel: string }>();
   let timer: NodeJS.Timeout | null = null;
-  let writing: Promise<void> = Promise.resolve();
+  let writing: Promise<void> | null = null;
   let closed = false;
 
+  const schedule = () => {
+    if (timer || uses.size === 0 || closed) return;
+    timer = setTimeout(() => void flushUses(), flushMs);
+    timer.unref();
+  };
+
+  /** One UPDATE for the gathered uses. Ids sorted: two processes lock shared rows in one order (no deadlock). */
+  async function write(entries: Array<[string, { minIntervalSeconds: number; channel: string }]>): Promise<void> {
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    try {
+      await db.query(
+        `UPDATE sessions s SET last_used_at = now(), last_channel = u.channel
+           FROM unnest($1::text[], $2::text[], $3::int[]) AS u(id, channel, min_interval)
+          WHERE s.id = u.id
+            AND (s.last_used_at IS NULL OR s.last_channel IS NULL
+                 OR s.last_used_at < now() - make_interval(secs => u.min_interval))`,
+        [entries.map(([id]) => id), entries.map(([, u]) => u.channel), entries.map(([, u]) => u.minIntervalSeconds)],
+      );
+    } catch (err) {
+      // Last use is bookkeeping for the idle timeout and the sessions list: losing one batch of it (the database was
+      // away) only makes those sessions look unused since their previous write.
+      options.log?.warn(
+        { err: { message: (err as Error).message }, uses: entries.length },
+        'session uses not recorded',
+      );
+    }
+  }
+
+  /**
+   * Writes what is gathered. One write at a time: uses made meanwhile keep gathering (one entry per session, so a
+   * slow or absent database costs memory bounded by the active sessions, not a queue of writes) and go next.
+   */
   function flushUses(): Promise<void> {
     if (timer) clearTimeout(timer);
     timer = null;
-    const batch = uses;
+    if (writing) return writing.then(() => flushUses());
+    if (uses.size === 0) return Promise.resolve();
+    const entries = [...uses];
     uses = new Map();
-    if (batch.size === 0) return writing;
-    const entries = [...batch];
-    // One write at a time, in order: a later batch never lands before an earlier one.
-    writing = writing.then(() =>
-      db
-        .query(
-          `UPDATE sessions s SET last_used_at = now(), last_channel = u.channel
-             FROM unnest($1::text[], $2::text[], $3::int[]) AS u(id, channel, min_interval)
-            WHERE s.id = u.id
-              AND (s.last_used_at IS NULL OR s.last_channel IS NULL
-                   OR s.last_used_at < now() - make_interval(secs => u.min_interval))`,
-          [entries.map(([id]) => id), entries.map(([, u]) => u.channel), entries.map(([, u]) => u.minIntervalSeconds)],
-        )
-        .then(
-          () => {},
-          (err: unknown) => {
-            // Last use is bookkeeping for the idle timeout and the sessions list: losing one batch of it (the database
-            // was away) only makes those sessions look unused since their previous write.
-            options.log?.warn(
-              { err: { message: (err as Error).message }, uses: entries.length },
-              'session uses not recorded',
-            );
-          },
-        ),
-    );
+    writing = write(entries).finally(() => {
+      writing = null;
+      schedule();
+    });
     return writing;
   }
 
@@ -120,19 +133,24 @@ export function createSessionStore(
     touch(sessionId: string, minIntervalSeconds: number, channel: string): void {
       if (closed) return; // the gateway is stopping: its database is about to close
       uses.set(sessionId, { minIntervalSeconds, channel });
-      if (!timer) {
-        timer = setTimeout(() => void flushUses(), flushMs);
-        timer.unref();
-      }
+      schedule();
     },
 
     /** Writes the uses gathered so far (at close, and for tests that read last_used_at). */
     flushUses,
 
     /** Stops the timer and writes what is pending. */
-    async close(): Promise<void> {
+    /** Writes what is pending, waiting at most `closeWaitMs` (a database that is away must not hold up a shutdown). */
+    async close(closeWaitMs = 2000): Promise<void> {
       closed = true;
-      await flushUses();
+      let timeout: NodeJS.Timeout | undefined;
+      await Promise.race([
+        flushUses(),
+        new Promise<void>((resolve) => {
+          timeout = setTimeout(resolve, closeWaitMs);
+        }),
+      ]);
+      clearTimeout(timeout);
     },
 
     /**
