@@ -92,7 +92,16 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   }
 
   if (response.status >= 500) {
-    request.log.error({ status: response.status }, 'better-auth answered with a server error');
+    // Better Auth's own 5xx answers carry {code, message} (never a request's secrets): keep them for the log only.
+    const body = (await response.json().catch(() => null)) as { code?: unknown; message?: unknown } | null;
+    request.log.error(
+      {
+        status: response.status,
+        code: String(body?.code ?? '').slice(0, 100),
+        message: String(body?.message ?? '').slice(0, 200),
+      },
+      'better-auth answered with a server error',
+    );
     throw new AppError('INTERNAL_ERROR');
   }
   return reply.send(Buffer.from(await response.arrayBuffer()));
