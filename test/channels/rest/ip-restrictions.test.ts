@@ -109,25 +109,22 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
     const AT_OFFICE = '198.51.100.20';
     const AT_HOME = '192.0.2.44';
 
-    it('is set by the user from inside it, and then enforced on REST, sign-in and the Authenticator', async () => {
-      const user = await registerUser(t.app);
-      const lockout = await t.app.inject({
+    const putAllowlist = (token: string, from: string, cidrs: string[]) =>
+      t.app.inject({
         method: 'PUT',
         url: '/auth/ip-allowlist',
-        remoteAddress: AT_HOME,
-        headers: bearer(user.token),
-        payload: { cidrs: [OFFICE] },
+        remoteAddress: from,
+        headers: bearer(token),
+        payload: { cidrs },
       });
+
+    it('is set by the user from inside it, and then enforced on REST, sign-in and the Authenticator', async () => {
+      const user = await registerUser(t.app);
+      const lockout = await putAllowlist(user.token, AT_HOME, [OFFICE]);
       expect(lockout.statusCode).toBe(409);
       expect(lockout.json().error.code).toBe('IP_ALLOWLIST_LOCKOUT');
 
-      const set = await t.app.inject({
-        method: 'PUT',
-        url: '/auth/ip-allowlist',
-        remoteAddress: AT_OFFICE,
-        headers: bearer(user.token),
-        payload: { cidrs: [OFFICE, '2001:db8:1::/48'] },
-      });
+      const set = await putAllowlist(user.token, AT_OFFICE, [OFFICE, '2001:db8:1::/48']);
       expect(set.statusCode).toBe(200);
       expect(set.json()).toEqual({ success: true, cidrs: [OFFICE, '2001:db8:1::/48'] });
 
@@ -163,26 +160,14 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       expect(reasons).toContain('user_allow');
 
       // Clearing it lifts the restriction.
-      const clear = await t.app.inject({
-        method: 'PUT',
-        url: '/auth/ip-allowlist',
-        remoteAddress: AT_OFFICE,
-        headers: bearer(user.token),
-        payload: { cidrs: [] },
-      });
+      const clear = await putAllowlist(user.token, AT_OFFICE, []);
       expect(clear.statusCode).toBe(200);
       expect((await login(user, AT_HOME)).statusCode).toBe(200);
     });
 
     it('a use refused for the address is not recorded as a use of the session', async () => {
       const user = await registerUser(t.app);
-      const set = await t.app.inject({
-        method: 'PUT',
-        url: '/auth/ip-allowlist',
-        remoteAddress: AT_OFFICE,
-        headers: bearer(user.token),
-        payload: { cidrs: [OFFICE] },
-      });
+      const set = await putAllowlist(user.token, AT_OFFICE, [OFFICE]);
       expect(set.statusCode).toBe(200);
       // A new session, first used from outside the list: refused, and its first use is still unrecorded.
       const fresh = await login(user, AT_OFFICE);
