@@ -2,11 +2,6 @@
 // start, and does one thing: hash and verify on request. Passwords arrive over the IPC channel and are never logged.
 import argon2 from 'argon2';
 
-// As many pool threads as the gateway lets hashes run at once (libuv reads this when its pool first starts, which is
-// at the first hash, after this line).
-// biome-ignore lint/style/noProcessEnv: the child's own libuv setting, given by the gateway as an argument.
-if (Number(process.argv[2]) > 0) process.env.UV_THREADPOOL_SIZE = process.argv[2];
-
 process.on('message', async (message) => {
   const { id, op, password, hash, options } = message;
   try {

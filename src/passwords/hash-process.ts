@@ -61,9 +61,13 @@ export function createHashProcess(options: { nice: number; threads: number }): A
   const start = (): ChildProcess => {
     // Under `nice` from the start, so every thread the child makes (its libuv pool) has the lower priority. Without
     // the program, the child's main thread is lowered just after it starts (threads made later inherit it).
-    const started = fork(CHILD, [String(options.threads)], {
+    // Its environment is only its pool size: libuv reads UV_THREADPOOL_SIZE when the pool starts, which is before the
+    // child's first line runs (the ES module loader reads files on the pool), so it cannot be set from inside. Nothing
+    // of the gateway's environment (AUTH_SECRET, DATABASE_URL) is needed there, so none of it is passed on.
+    const started = fork(CHILD, [], {
       execPath: nice ?? process.execPath,
       execArgv: nice ? ['-n', String(options.nice), process.execPath] : [],
+      env: { UV_THREADPOOL_SIZE: String(options.threads) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     if (!nice && started.pid) {

@@ -42,6 +42,31 @@ describe('argon2 in a low-priority child process', () => {
     expect(new Set(nices)).toEqual(new Set([12]));
   });
 
+  it.runIf(process.platform === 'linux')(
+    'the child pool has the asked number of threads, and none of the gateway environment',
+    async () => {
+      process.env.HASH_TEST_SECRET = 'must-not-leak';
+      try {
+        const threadsOf = async (threads: number) => {
+          const r = createHashProcess({ nice: 10, threads });
+          runners.push(r);
+          await Promise.all(Array.from({ length: 6 }, () => r.hash('pw', cheap))); // the pool has started
+          const pid = r.pid as number;
+          const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+          return { count: readdirSync(`/proc/${pid}/task`).length, environ };
+        };
+        const one = await threadsOf(1);
+        const three = await threadsOf(3);
+        // Everything else in the process (main thread, V8's platform threads) is the same in both.
+        expect(three.count - one.count).toBe(2);
+        expect(three.environ).toContain('UV_THREADPOOL_SIZE=3');
+        expect(three.environ.filter((v) => !v.startsWith('NODE_CHANNEL_'))).toEqual(['UV_THREADPOOL_SIZE=3']);
+      } finally {
+        delete process.env.HASH_TEST_SECRET;
+      }
+    },
+  );
+
   it('a crashed child fails what was in flight, and the next call is served by a new one', async () => {
     const r = runner();
     await r.hash('pw', cheap);
