@@ -13,7 +13,7 @@ const TOUCH_INTERVAL_SECONDS = 60;
  * Better Auth's AsyncLocalStorage active, every promise also pays the async-hooks bookkeeping); only a database read
  * or write makes it a promise.
  */
-type Maybe<T> = T | Promise<T>;
+export type Maybe<T> = T | Promise<T>;
 const isPromise = <T>(value: Maybe<T>): value is Promise<T> => value instanceof Promise;
 
 export interface HeadersLike {
@@ -60,7 +60,11 @@ export interface Authenticator {
    */
   authenticateToken(token: string, channel?: Channel, ip?: string): Promise<AuthContext | null>;
   /** A REST request: `Authorization: Bearer` first; without that header, a Better Auth session cookie. */
-  authenticateRequest(request: RequestLike): Promise<AuthContext | null>;
+  /**
+   * An HTTP request's bearer token or Better Auth cookie. A cached session answers synchronously (no promise); a
+   * database read, a renewal or a cookie makes it a promise. Throws (or rejects) IP_NOT_ALLOWED.
+   */
+  authenticateRequest(request: RequestLike): Maybe<AuthContext | null>;
   /** A WebSocket upgrade request carrying `Authorization: Bearer`. */
   authenticateWebSocket(request: RequestLike): Promise<AuthContext | null>;
   /** A Telegram user, through their row in user_channel_links. */
@@ -179,14 +183,15 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   return {
     authenticateToken: async (token, channel = 'rest', ip) => checkToken(token, channel, ip),
 
-    async authenticateRequest(request) {
+    authenticateRequest(request) {
       if (request.headers.authorization !== undefined) {
         const token = bearerToken(request.headers.authorization);
         return token ? checkToken(token, 'rest', request.ip) : null;
       }
       if (!request.headers.cookie) return null;
-      const sessionId = await deps.cookieSession(request.headers);
-      return sessionId ? fromSession(sessionId, null, 'rest', request.ip) : null;
+      return deps
+        .cookieSession(request.headers)
+        .then((sessionId) => (sessionId ? fromSession(sessionId, null, 'rest', request.ip) : null));
     },
 
     async authenticateWebSocket(request) {

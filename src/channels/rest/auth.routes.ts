@@ -187,7 +187,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         response: { 200: SessionResponse, ...errors(401, 503) },
       },
     },
-    async (request) => {
+    // Synchronous: the hot path of every client, and a promise here costs the async-hooks bookkeeping (require-auth.ts).
+    (request) => {
       const auth = authOf(request);
       return {
         success: true as const,

@@ -16,7 +16,9 @@ export function requireAdmin(deps: {
 }): preHandlerAsyncHookHandler {
   const signedIn = requireAuth(deps.authenticator);
   return async function (this: unknown, request: FastifyRequest, reply: FastifyReply) {
-    await signedIn.call(this as never, request, reply);
+    await new Promise<void>((resolve, reject) =>
+      signedIn.call(this as never, request, reply, (err?: Error) => (err ? reject(err) : resolve())),
+    );
     const auth = authOf(request);
     const { rows } = await deps.db.query<{ role: string }>('SELECT role FROM users WHERE id = $1', [auth.userId]);
     if (rows[0]?.role === 'admin') return;

@@ -1,5 +1,5 @@
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
-import type { AuthContext, Authenticator } from '../../authenticator/index.js';
+import type { FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { AuthContext, Authenticator, Maybe } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
 
 declare module 'fastify' {
@@ -11,16 +11,28 @@ declare module 'fastify' {
 
 /**
  * preHandler for routes that need a signed-in caller: a bearer token or a Better Auth cookie. A renewed token (the
- * session was just extended) goes back in X-Auth-Token.
+ * session was just extended) goes back in X-Auth-Token. Callback-style: a cached bearer check (the hot path) passes
+ * without creating a promise (each one pays the async-hooks bookkeeping of Better Auth's AsyncLocalStorage).
  */
-export function requireAuth(authenticator: Authenticator): preHandlerAsyncHookHandler {
-  return async (request: FastifyRequest, reply: FastifyReply) => {
-    const context = await authenticator.authenticateRequest(request);
-    if (!context) {
-      throw new AppError(request.headers.authorization || request.headers.cookie ? 'INVALID_TOKEN' : 'AUTH_REQUIRED');
+export function requireAuth(authenticator: Authenticator): preHandlerHookHandler {
+  return (request, reply, done) => {
+    const admit = (context: AuthContext | null) => {
+      if (!context) {
+        const code = request.headers.authorization || request.headers.cookie ? 'INVALID_TOKEN' : 'AUTH_REQUIRED';
+        return done(new AppError(code));
+      }
+      if (context.renewedToken) reply.header('x-auth-token', context.renewedToken);
+      request.auth = context;
+      done();
+    };
+    let result: Maybe<AuthContext | null>;
+    try {
+      result = authenticator.authenticateRequest(request);
+    } catch (err) {
+      return done(err as Error);
     }
-    if (context.renewedToken) reply.header('x-auth-token', context.renewedToken);
-    request.auth = context;
+    if (result instanceof Promise) result.then(admit, done);
+    else admit(result);
   };
 }
 
