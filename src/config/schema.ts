@@ -16,6 +16,8 @@ const RateLimitRule = T.Object(
     // Requests per window per client IP (IPv6: per /64); 0: not limited.
     max: T.Integer({ minimum: 0 }),
     window: Seconds(60, 'window length'),
+    // This path only, not the paths under it (e.g. /auth/session without /auth/sessions).
+    exact: T.Optional(T.Boolean()),
   },
   Strict,
 );
@@ -24,6 +26,10 @@ const RateLimitRule = T.Object(
 export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/auth/', max: 300, window: 60 },
   { prefix: '/auth/health', max: 0, window: 60 },
+  // The bearer check: a client (every tab of a web app, every office behind one NAT address) calls it on each page and
+  // poll, it needs a valid token to learn anything, and a cached check costs less than counting it (a Redis round trip
+  // with redis.url set). Its siblings under /auth/sessions stay under the catch-all.
+  { prefix: '/auth/session', max: 0, window: 60, exact: true },
   { prefix: '/auth/login', max: 20, window: 60 },
   { prefix: '/auth/register', max: 20, window: 3600 },
   { prefix: '/auth/password/', max: 10, window: 900 },

@@ -12,11 +12,12 @@ export interface RateLimitVerdict {
 
 /**
  * Per-IP limits from a table of path prefixes: the longest matching prefix decides, so a route added later is
- * covered by its prefix (or a catch-all) without code. A rule with max 0 exempts its prefix.
+ * covered by its prefix (or a catch-all) without code. A rule with max 0 exempts its prefix; an `exact` rule matches
+ * its path only.
  */
 export function createRateLimiter(store: CounterStore, rules: readonly RateLimitRule[]) {
   const sorted = [...rules].sort((a, b) => b.prefix.length - a.prefix.length);
-  const ruleFor = (path: string) => sorted.find((r) => path.startsWith(r.prefix));
+  const ruleFor = (path: string) => sorted.find((r) => (r.exact ? path === r.prefix : path.startsWith(r.prefix)));
   return {
     ruleFor,
     /** Counts the request; throws 429 RATE_LIMITED (with retryAfter) over the limit. `onOver` runs before the throw. */

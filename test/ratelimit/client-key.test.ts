@@ -41,6 +41,16 @@ describe('rate limiter rules', () => {
     expect(limiter.ruleFor('/metrics')).toBeUndefined();
   });
 
+  it('an exact rule matches its own path only', () => {
+    const limiter = createRateLimiter(createMemoryStore(), [
+      ...rules,
+      { prefix: '/auth/session', max: 0, window: 60, exact: true },
+    ]);
+    expect(limiter.ruleFor('/auth/session')?.max).toBe(0);
+    expect(limiter.ruleFor('/auth/sessions')?.prefix).toBe('/auth/');
+    expect(limiter.ruleFor('/auth/session/x')?.prefix).toBe('/auth/');
+  });
+
   it('counts per rule and per /64, and reports the first hit over the limit once', async () => {
     const limiter = createRateLimiter(createMemoryStore(), rules);
     const over: boolean[] = [];

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from '../helpers/test-app.js';
+import { DEFAULT_RATE_LIMIT_RULES } from '../../src/config/schema.js';
+import {
+  createTestApp,
+  createTestDatabase,
+  registerUser,
+  type TestApp,
+  type TestDatabase,
+} from '../helpers/test-app.js';
 
 // One database for the file (each app below gets its own config on it): fewer embedded databases to start.
 let shared: TestDatabase;
@@ -115,5 +122,27 @@ describe('per-IP rate limits behind a trusted proxy', () => {
   it('ignores X-Forwarded-For from an address that is not the trusted proxy', async () => {
     for (let i = 0; i < 3; i++) expect((await viaProxy(`203.0.113.${100 + i}`, '192.0.2.77')).statusCode).toBe(401);
     expect((await viaProxy('203.0.113.200', '192.0.2.77')).statusCode).toBe(429);
+  });
+});
+
+describe('the built-in table: the bearer check is not counted, the sessions list is', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    // The built-in rules, with the /auth/ catch-all lowered so the test reaches it.
+    const builtIn = DEFAULT_RATE_LIMIT_RULES.map((r) => (r.prefix === '/auth/' ? { ...r, max: 3 } : r));
+    t = await createTestApp({ shared, config: { rate_limit: { enabled: true, rules: builtIn } } });
+  });
+  afterAll(() => t?.close());
+
+  it('GET /auth/session passes any number of times; GET /auth/sessions gets 429 over the catch-all', async () => {
+    const { token } = await registerUser(t.app);
+    const get = (url: string) =>
+      t.app.inject({ url, remoteAddress: '192.0.2.90', headers: { authorization: `Bearer ${token}` } });
+    for (let i = 0; i < 10; i++) expect((await get('/auth/session')).statusCode).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await get('/auth/sessions')).statusCode).toBe(200);
+    const over = await get('/auth/sessions');
+    expect(over.statusCode).toBe(429);
+    expect(over.json().error.code).toBe('RATE_LIMITED');
+    expect((await get('/auth/session')).statusCode).toBe(200);
   });
 });
