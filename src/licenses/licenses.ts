@@ -20,13 +20,26 @@ export type LicenseResolver = (row: LicenseRow | null) => License;
  * by the row's own features and resource_limits. No row: the configured default type (free).
  */
 export function createLicenseResolver(config: Config['licenses']): LicenseResolver {
-  return (row) => {
+  const resolve = (row: LicenseRow | null): License => {
     const type = row?.license_type ?? config.default_type;
     const defaults = config.types[type] ?? { features: {}, resource_limits: {} };
-    return {
+    return Object.freeze({
       type,
-      features: { ...defaults.features, ...(row?.features ?? {}) },
-      resourceLimits: { ...defaults.resource_limits, ...(row?.resource_limits ?? {}) },
-    };
+      features: Object.freeze({ ...defaults.features, ...(row?.features ?? {}) }),
+      resourceLimits: Object.freeze({ ...defaults.resource_limits, ...(row?.resource_limits ?? {}) }),
+    });
+  };
+  // A cached session hands in the same row object on every check: its license is resolved once (and frozen, since it
+  // is shared). A row read again is a new object, so a changed license is never served from here.
+  const byRow = new WeakMap<LicenseRow, License>();
+  const noRow = resolve(null);
+  return (row) => {
+    if (!row) return noRow;
+    let license = byRow.get(row);
+    if (!license) {
+      license = resolve(row);
+      byRow.set(row, license);
+    }
+    return license;
   };
 }
