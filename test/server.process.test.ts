@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../bench/lib.js';
 import { REPO_ROOT } from './helpers/test-app.js';
 
@@ -73,8 +73,13 @@ describe('the gateway process on the embedded database', { timeout: 180_000 }, (
   it('logs where the data lives, prints the dev password once, keeps data across a restart, exits 0 on SIGTERM', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'gw-data-'));
     const first = await start({ DATA_DIR: dataDir });
-    expect(first.out()).toContain(`embedded PostgreSQL (PGlite): data in ${join(dataDir, 'pgdata')}`);
-    expect(first.out()).toContain('development secret in use');
+    // The log lines come over the child's stdout pipe, the health answer over TCP: under load the answer can be read
+    // first (seen in a full parallel run), so wait for the lines rather than expect them already there.
+    await vi.waitFor(() => {
+      expect(first.out()).toContain(`embedded PostgreSQL (PGlite): data in ${join(dataDir, 'pgdata')}`);
+      expect(first.out()).toContain('development secret in use');
+      expect(first.out()).toMatch(/Development user: dev@example\.com {2}password: \S+/);
+    });
     const printed = /Development user: dev@example\.com {2}password: (\S+)/.exec(first.out());
     expect(printed).not.toBeNull();
 
@@ -90,9 +95,10 @@ describe('the gateway process on the embedded database', { timeout: 180_000 }, (
 
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
-    expect(first.out()).toContain('shutting down');
+    await vi.waitFor(() => expect(first.out()).toContain('shutting down')); // 'exit' can come before the pipe's end
 
     const second = await start({ DATA_DIR: dataDir });
+    await vi.waitFor(() => expect(second.out()).toContain('embedded PostgreSQL (PGlite): data in'));
     expect(second.out()).not.toContain('Development user:'); // printed once, at creation
     const session = await fetch(`${second.base}/auth/session`, { headers: { authorization: `Bearer ${token}` } });
     expect(session.status).toBe(200); // same secret (kept under DATA_DIR), same session row
@@ -136,7 +142,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('the gateway process on PostgreS
     const url = new URL(process.env.TEST_DATABASE_URL as string);
     const dataDir = mkdtempSync(join(tmpdir(), 'gw-data-'));
     const run = await start({ DATA_DIR: dataDir, DATABASE_URL: url.toString(), AUTH_SECRET: 'p'.repeat(40) });
-    expect(run.out()).toContain('PostgreSQL server at');
+    await vi.waitFor(() => expect(run.out()).toContain('PostgreSQL server at'));
     const email = `proc-${Date.now()}@example.com`;
     const reg = await fetch(`${run.base}/auth/register`, json({ email, password: 'SecurePassword123!', name: 'P' }));
     expect(reg.status).toBe(201);
