@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/index.js';
 import type { LicenseRow } from '../licenses/index.js';
+import { createLookupBatcher, type LookupBatcherOptions } from './lookup-batcher.js';
 
 export interface ActiveSession {
   id: string;
@@ -42,10 +43,23 @@ const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>
     ? null
     : { license_type: r.license_type, features: r.features, resource_limits: r.resource_limits };
 
-/** The session and identity queries of the Authenticator: one indexed round trip per lookup. */
+/**
+ * One batch query at a time, of at most 100 ids. Measured here (2 cores, 4,000 first-time WebSocket handshakes at 50
+ * in flight, medians of 6 to 18 runs): 3.7k handshakes/s with a query per lookup, 4.2k/s with two batches at once, 4.8k/s with
+ * one, 3.3k/s with four; the gateway's CPU per handshake fell from about 270 to 200 us and PostgreSQL's from about 90
+ * to 50 us. A lookup waits at most for the query in flight, then goes in the next.
+ */
+const DEFAULT_LOOKUPS: LookupBatcherOptions = { maxInFlight: 1, maxBatch: 100 };
+
+/** The session and identity queries of the Authenticator: one indexed round trip per lookup (or per batch of them). */
 export function createSessionStore(
   db: Queryable,
-  options: { flushMs?: number; log?: { warn(obj: object, msg: string): void } } = {},
+  options: {
+    flushMs?: number;
+    log?: { warn(obj: object, msg: string): void };
+    /** How session lookups are batched (see lookup-batcher.ts). */
+    lookups?: LookupBatcherOptions;
+  } = {},
 ) {
   const flushMs = options.flushMs ?? 1000;
   let uses = new Map<string, { minIntervalSeconds: number; channel: string }>();
@@ -99,20 +113,18 @@ export function createSessionStore(
     return writing;
   }
 
-  return {
-    async findActive(sessionId: string): Promise<ActiveSession | null> {
-      const { rows } = await db.query<Row>(
-        `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits,
-                s.last_used_at, s.last_channel, u.ip_allowlist
-           FROM sessions s
-           JOIN users u ON u.id = s.user_id
-           LEFT JOIN user_licenses l ON l.user_id = s.user_id
-          WHERE s.id = $1 AND s.expires_at > now() AND u.disabled_at IS NULL`,
-        [sessionId],
-      );
-      const r = rows[0];
-      if (!r) return null;
-      return {
+  async function findActiveMany(ids: readonly string[]): Promise<ActiveSession[]> {
+    const { rows } = await db.query<Row>(
+      `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits,
+              s.last_used_at, s.last_channel, u.ip_allowlist
+         FROM sessions s
+         JOIN users u ON u.id = s.user_id
+         LEFT JOIN user_licenses l ON l.user_id = s.user_id
+        WHERE s.id = ANY($1::text[]) AND s.expires_at > now() AND u.disabled_at IS NULL`,
+      [ids],
+    );
+    return rows.map(
+      (r): ActiveSession => ({
         id: r.id,
         userId: r.user_id,
         expiresAt: new Date(r.expires_at),
@@ -122,8 +134,17 @@ export function createSessionStore(
         lastUsedAt: new Date(r.last_used_at ?? Date.now()),
         ipAllowlist: r.ip_allowlist ?? null,
         lastChannel: r.last_channel ?? null,
-      };
-    },
+      }),
+    );
+  }
+  const findActive = createLookupBatcher(findActiveMany, (s) => s.id, options.lookups ?? DEFAULT_LOOKUPS);
+
+  return {
+    /**
+     * The active session with this id, its user and license; null when it is gone, expired or its user disabled.
+     * Concurrent lookups share queries (see lookup-batcher.ts).
+     */
+    findActive,
 
     /**
      * Records a use, written behind: uses are gathered and written together every `flushMs` (one UPDATE for all of
