@@ -63,6 +63,20 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
         if (max !== null && limits.connections(auth.userId) >= max) throw new AppError('CONNECTION_LIMIT');
         upgradeAuth.set(request, auth);
       },
+      // An authenticated upgrade answers with the 101 response and, at once, the auth_ok frame: both are written in
+      // the same synchronous run (the upgrade, then the handler), so a corked socket sends them as one write, one
+      // packet and one wake-up of the client instead of two. Uncorked in the next tick whatever happened meanwhile
+      // (a refused upgrade's end() uncorks by itself).
+      preHandler(request, _reply, done) {
+        const socket = request.raw.socket;
+        if (upgradeAuth.has(request) && socket) {
+          socket.cork();
+          process.nextTick(() => {
+            while (socket.writableCorked > 0) socket.uncork();
+          });
+        }
+        done();
+      },
     },
     (socket, request) => {
       sockets.accept(socket, upgradeAuth.get(request) ?? null, request.ip);

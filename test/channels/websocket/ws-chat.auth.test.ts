@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../../src/app.js';
 import { createTestApp, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
@@ -148,5 +149,36 @@ describe('/ws/chat: the two ways in and every refusal', () => {
     } finally {
       await capped.close();
     }
+  });
+
+  it('sends the 101 response and auth_ok in one write (one packet for the client to read)', async () => {
+    const { token } = await registerUser(t.app);
+    // Count the writes each accepted socket hands to the kernel (Node's _write/_writev, one per flush).
+    const writes: string[][] = [];
+    const onConnection = (socket: Socket) => {
+      const flushes: string[] = [];
+      writes.push(flushes);
+      const write = socket._write.bind(socket);
+      const writev = socket._writev?.bind(socket);
+      socket._write = (chunk, encoding, cb) => {
+        flushes.push(String(chunk));
+        write(chunk, encoding, cb);
+      };
+      socket._writev = (chunks, cb) => {
+        flushes.push(chunks.map((c) => String(c.chunk)).join(''));
+        writev?.(chunks, cb);
+      };
+    };
+    t.app.server.on('connection', onConnection);
+    try {
+      const c = await connect(url, { authorization: `Bearer ${token}` });
+      expect(await c.next()).toMatchObject({ type: 'auth_ok' });
+      c.ws.close();
+    } finally {
+      t.app.server.off('connection', onConnection);
+    }
+    const [flushes] = writes;
+    expect(flushes?.[0]).toMatch(/^HTTP\/1\.1 101 /);
+    expect(flushes?.[0]).toContain('{"type":"auth_ok"');
   });
 });
