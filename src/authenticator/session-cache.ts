@@ -53,6 +53,8 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
   const now = options.now ?? Date.now;
   const usable = options.maxEntries > 0 && options.ttlMs > 0;
   const entries = new Map<string, Entry>();
+  /** Cached session ids by user, so a user's change drops their entries without a walk over the whole cache. */
+  const byUser = new Map<string, Set<string>>();
   let enabled = usable && (options.enabled ?? false);
   /** Bumped by every invalidation; a load that saw another epoch at its start does not store its row. */
   let epoch = 0;
@@ -61,17 +63,36 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
     epoch++;
   };
 
+  const store = (sessionId: string, entry: Entry) => {
+    remove(sessionId);
+    entries.set(sessionId, entry);
+    const ids = byUser.get(entry.session.userId);
+    if (ids) ids.add(sessionId);
+    else byUser.set(entry.session.userId, new Set([sessionId]));
+  };
+
+  function remove(sessionId: string) {
+    const entry = entries.get(sessionId);
+    if (!entry) return;
+    entries.delete(sessionId);
+    const ids = byUser.get(entry.session.userId);
+    ids?.delete(sessionId);
+    if (ids?.size === 0) byUser.delete(entry.session.userId);
+  }
+
+  const removeAll = () => {
+    entries.clear();
+    byUser.clear();
+  };
+
   async function loadAndStore(sessionId: string, load: (sessionId: string) => Promise<ActiveSession | null>) {
     const startEpoch = epoch;
     const session = await load(sessionId);
     if (session && enabled && epoch === startEpoch) {
-      entries.set(sessionId, {
-        session,
-        staleAt: Math.min(now() + options.ttlMs, session.expiresAt.getTime()),
-      });
+      store(sessionId, { session, staleAt: Math.min(now() + options.ttlMs, session.expiresAt.getTime()) });
       if (entries.size > options.maxEntries) {
         const oldest = entries.keys().next().value;
-        if (oldest !== undefined) entries.delete(oldest);
+        if (oldest !== undefined) remove(oldest);
       }
     }
     return session;
@@ -83,12 +104,12 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
         const entry = entries.get(sessionId);
         if (entry) {
           if (now() < entry.staleAt && now() < entry.session.expiresAt.getTime()) {
-            // Refresh its place in the eviction order: Map iterates in insertion order.
+            // Refresh its place in the eviction order: Map iterates in insertion order (same user: index unchanged).
             entries.delete(sessionId);
             entries.set(sessionId, entry);
             return entry.session;
           }
-          entries.delete(sessionId);
+          remove(sessionId);
         }
       }
       return loadAndStore(sessionId, load);
@@ -101,22 +122,23 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
 
     forget(sessionId) {
       invalidate();
-      entries.delete(sessionId);
+      remove(sessionId);
     },
 
     forgetUser(userId) {
       invalidate();
-      for (const [id, entry] of entries) if (entry.session.userId === userId) entries.delete(id);
+      for (const id of byUser.get(userId) ?? []) entries.delete(id);
+      byUser.delete(userId);
     },
 
     clear() {
       invalidate();
-      entries.clear();
+      removeAll();
     },
 
     setEnabled(on) {
       invalidate();
-      entries.clear();
+      removeAll();
       enabled = usable && on;
     },
 

@@ -88,6 +88,30 @@ describe('session cache', () => {
     expect(s.cache.size).toBe(0);
   });
 
+  it("forgetUser drops exactly that user's entries, after evictions, expiries and forgets", async () => {
+    const s = setup({ maxEntries: 50, ttlMs: 10_000 });
+    const userOf = (i: number) => `u${i % 7}`;
+    for (let i = 0; i < 120; i++) {
+      s.rows.set(`s${i}`, session(`s${i}`, s.now() + 60_000, userOf(i)));
+      await s.cache.lookup(`s${i}`, s.load); // the first 70 are evicted on the way
+      if (i % 11 === 0) s.cache.forget(`s${i}`);
+    }
+    s.tick(10_000); // all stale now: each lookup below drops its entry and loads it again
+    for (let i = 100; i < 120; i++) await s.cache.lookup(`s${i}`, s.load);
+    const cachedOf = (user: string) =>
+      Array.from({ length: 120 }, (_, i) => `s${i}`).filter((id) => {
+        const before = s.loads();
+        void s.cache.lookup(id, s.load); // served from memory (no load) only when cached
+        const cached = s.loads() === before;
+        if (!cached) s.cache.forget(id); // keep this probe from caching it
+        return cached && userOf(Number(id.slice(1))) === user;
+      });
+    expect(cachedOf('u3').length).toBeGreaterThan(0);
+    s.cache.forgetUser('u3');
+    expect(cachedOf('u3')).toEqual([]);
+    expect(cachedOf('u4').length).toBeGreaterThan(0); // other users keep theirs
+  });
+
   it('does not store a row whose load raced an invalidation (the NOTIFY came before the stale row)', async () => {
     const s = setup();
     s.rows.set('s1', session('s1', s.now() + 60_000));
