@@ -8,8 +8,10 @@ import type { ActiveSession } from './session.store.js';
  *   per-user changes (a license or profile change) and `clear` serves a lost listener.
  * - While the listener is down the cache is empty and bypassed (`setEnabled(false)`): notifications sent meanwhile
  *   are lost, so nothing cached may be trusted until LISTEN is back.
- * - A lookup that raced an invalidation is not stored: `load` notes the invalidation epoch before it queries and
- *   stores the row only if no invalidation happened meanwhile (the NOTIFY may arrive before or after the row).
+ * - A lookup that raced an invalidation of its session is not stored (the NOTIFY may arrive before or after the row):
+ *   `forget` marks the loads of that session id in flight, and a user change or a flush (which may concern any
+ *   session) bumps an epoch that every load in flight compares. Another session's end does not void a load, so a
+ *   batch of reads (lookup-batcher.ts) is not thrown away by an unrelated logout.
  * - An entry is never served past the session's expiresAt, nor older than `ttlMs` (a safety net for anything the
  *   events do not cover).
  */
@@ -56,8 +58,10 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
   /** Cached session ids by user, so a user's change drops their entries without a walk over the whole cache. */
   const byUser = new Map<string, Set<string>>();
   let enabled = usable && (options.enabled ?? false);
-  /** Bumped by every invalidation; a load that saw another epoch at its start does not store its row. */
+  /** Bumped by invalidations that may concern any session; a load that saw another epoch at its start does not store. */
   let epoch = 0;
+  /** Loads in flight by session id; `forget` marks them stale. */
+  const loading = new Map<string, { loads: number; stale: boolean }>();
 
   const invalidate = () => {
     epoch++;
@@ -87,8 +91,20 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
 
   async function loadAndStore(sessionId: string, load: (sessionId: string) => Promise<ActiveSession | null>) {
     const startEpoch = epoch;
-    const session = await load(sessionId);
-    if (session && enabled && epoch === startEpoch) {
+    let slot = loading.get(sessionId);
+    if (!slot) {
+      slot = { loads: 0, stale: false };
+      loading.set(sessionId, slot);
+    }
+    slot.loads++;
+    let session: ActiveSession | null;
+    try {
+      session = await load(sessionId);
+    } finally {
+      slot.loads--;
+      if (slot.loads === 0) loading.delete(sessionId);
+    }
+    if (session && enabled && epoch === startEpoch && !slot.stale) {
       store(sessionId, { session, staleAt: Math.min(now() + options.ttlMs, session.expiresAt.getTime()) });
       if (entries.size > options.maxEntries) {
         const oldest = entries.keys().next().value;
@@ -121,7 +137,8 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
     },
 
     forget(sessionId) {
-      invalidate();
+      const slot = loading.get(sessionId);
+      if (slot) slot.stale = true;
       remove(sessionId);
     },
 

@@ -132,6 +132,40 @@ describe('session cache', () => {
     expect(await s.cache.lookup('s1', s.load)).toBeNull();
   });
 
+  it("another session's end during a load does not void it; a user change or a flush does", async () => {
+    const s = setup();
+    s.rows.set('s1', session('s1', s.now() + 60_000, 'u1'));
+    const held = () => {
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const load = async (id: string) => {
+        const row = s.rows.get(id) ?? null;
+        await gate;
+        return row;
+      };
+      return { load, release: () => release() };
+    };
+
+    const a = held();
+    const first = s.cache.lookup('s1', a.load);
+    s.cache.forget('s-other'); // someone else signs out meanwhile
+    a.release();
+    await first;
+    expect(s.cache.size).toBe(1); // kept: a logout elsewhere says nothing about s1
+
+    for (const invalidate of [() => s.cache.forgetUser('u9'), () => s.cache.clear()]) {
+      s.cache.clear();
+      const b = held();
+      const pending = s.cache.lookup('s1', b.load);
+      invalidate(); // may concern any session: the load in flight is not stored
+      b.release();
+      expect(await pending).toMatchObject({ id: 's1' });
+      expect(s.cache.size).toBe(0);
+    }
+  });
+
   it('disabled (listener down): empty, bypassed, stores nothing; enabled again it caches again', async () => {
     const s = setup();
     s.rows.set('s1', session('s1', s.now() + 60_000));
