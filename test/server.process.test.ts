@@ -63,6 +63,9 @@ async function start(env: Record<string, string>, waitHealthy = true): Promise<R
   return { child, out: () => output, base, exited };
 }
 
+/** How long a log line may trail the event it belongs to (the pipe is read when the loop gets to it). */
+const PIPE_WAIT = { timeout: 10_000, interval: 25 };
+
 const json = (body: unknown) => ({
   method: 'POST',
   headers: { 'content-type': 'application/json' },
@@ -79,7 +82,7 @@ describe('the gateway process on the embedded database', { timeout: 180_000 }, (
       expect(first.out()).toContain(`embedded PostgreSQL (PGlite): data in ${join(dataDir, 'pgdata')}`);
       expect(first.out()).toContain('development secret in use');
       expect(first.out()).toMatch(/Development user: dev@example\.com {2}password: \S+/);
-    });
+    }, PIPE_WAIT);
     const printed = /Development user: dev@example\.com {2}password: (\S+)/.exec(first.out());
     expect(printed).not.toBeNull();
 
@@ -95,10 +98,10 @@ describe('the gateway process on the embedded database', { timeout: 180_000 }, (
 
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
-    await vi.waitFor(() => expect(first.out()).toContain('shutting down')); // 'exit' can come before the pipe's end
+    await vi.waitFor(() => expect(first.out()).toContain('shutting down'), PIPE_WAIT); // 'exit' can precede the pipe's end
 
     const second = await start({ DATA_DIR: dataDir });
-    await vi.waitFor(() => expect(second.out()).toContain('embedded PostgreSQL (PGlite): data in'));
+    await vi.waitFor(() => expect(second.out()).toContain('embedded PostgreSQL (PGlite): data in'), PIPE_WAIT);
     expect(second.out()).not.toContain('Development user:'); // printed once, at creation
     const session = await fetch(`${second.base}/auth/session`, { headers: { authorization: `Bearer ${token}` } });
     expect(session.status).toBe(200); // same secret (kept under DATA_DIR), same session row
@@ -142,7 +145,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('the gateway process on PostgreS
     const url = new URL(process.env.TEST_DATABASE_URL as string);
     const dataDir = mkdtempSync(join(tmpdir(), 'gw-data-'));
     const run = await start({ DATA_DIR: dataDir, DATABASE_URL: url.toString(), AUTH_SECRET: 'p'.repeat(40) });
-    await vi.waitFor(() => expect(run.out()).toContain('PostgreSQL server at'));
+    await vi.waitFor(() => expect(run.out()).toContain('PostgreSQL server at'), PIPE_WAIT);
     const email = `proc-${Date.now()}@example.com`;
     const reg = await fetch(`${run.base}/auth/register`, json({ email, password: 'SecurePassword123!', name: 'P' }));
     expect(reg.status).toBe(201);
