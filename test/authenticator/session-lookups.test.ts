@@ -23,7 +23,7 @@ function heldLoads() {
 describe('lookup batcher', () => {
   it('idle: a lookup goes out on its own, at once', async () => {
     const { loadMany, batches, answer } = heldLoads();
-    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 1, maxBatch: 100 });
+    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 1, maxBatch: 100, stallMs: 60_000 });
     const a = find('a');
     await answer();
     expect(await a).toEqual({ id: 'a', value: 'v-a' });
@@ -32,7 +32,7 @@ describe('lookup batcher', () => {
 
   it('lookups made while a query runs go together in the next one, each getting its own answer', async () => {
     const { loadMany, batches, answer } = heldLoads();
-    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 1, maxBatch: 100 });
+    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 1, maxBatch: 100, stallMs: 60_000 });
     const first = find('a');
     await new Promise((r) => setImmediate(r)); // 'a' is in flight
     const rest = [find('b'), find('missing-1'), find('c'), find('b')];
@@ -52,7 +52,7 @@ describe('lookup batcher', () => {
 
   it('at most maxBatch keys per query, and at most maxInFlight queries at once', async () => {
     const { loadMany, batches, answer } = heldLoads();
-    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 2, maxBatch: 3 });
+    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 2, maxBatch: 3, stallMs: 60_000 });
     const all = Array.from({ length: 8 }, (_, i) => find(`k${i}`));
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
@@ -65,9 +65,32 @@ describe('lookup batcher', () => {
     expect(batches[2]).toEqual(['k6', 'k7']);
   });
 
+  it('a query that stalls past stallMs lets the next batch go beside it; each still gets its own answer', async () => {
+    const { loadMany, batches, answer } = heldLoads();
+    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 1, maxBatch: 100, stallMs: 30 });
+    const stuck = find('a');
+    await new Promise((r) => setImmediate(r));
+    const next = [find('b'), find('c')];
+    await new Promise((r) => setTimeout(r, 10));
+    expect(batches).toEqual([['a']]); // still within stallMs: b and c wait
+    await new Promise((r) => setTimeout(r, 60));
+    await new Promise((r) => setImmediate(r)); // the stall's hand-over runs in a check phase
+    expect(batches).toEqual([['a'], ['b', 'c']]); // 'a' stalled: they went beside it
+    await answer(); // 'a' answers at last
+    await answer();
+    expect(await stuck).toMatchObject({ id: 'a' });
+    expect((await Promise.all(next)).map((v) => v?.id)).toEqual(['b', 'c']);
+    // Both places are free again: a new lookup goes out at once.
+    const later = find('d');
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toHaveLength(3);
+    await answer();
+    expect(await later).toMatchObject({ id: 'd' });
+  });
+
   it('a failed query rejects the lookups in it, and the next lookups still run', async () => {
     const { loadMany, answer } = heldLoads();
-    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 1, maxBatch: 100 });
+    const find = createLookupBatcher(loadMany, (v) => v.id, { maxInFlight: 1, maxBatch: 100, stallMs: 60_000 });
     const failed = [find('a'), find('b')];
     await answer(new Error('connection terminated'));
     for (const f of failed) await expect(f).rejects.toThrow('connection terminated');
