@@ -101,7 +101,8 @@ describe('the gateway process on the embedded database', { timeout: 180_000 }, (
     await vi.waitFor(() => expect(first.out()).toContain('shutting down'), PIPE_WAIT); // 'exit' can precede the pipe's end
 
     const second = await start({ DATA_DIR: dataDir });
-    await vi.waitFor(() => expect(second.out()).toContain('embedded PostgreSQL (PGlite): data in'), PIPE_WAIT);
+    // 'Server listening' is logged after the development user would have been printed: wait for it, then look.
+    await vi.waitFor(() => expect(second.out()).toContain('Server listening at'), PIPE_WAIT);
     expect(second.out()).not.toContain('Development user:'); // printed once, at creation
     const session = await fetch(`${second.base}/auth/session`, { headers: { authorization: `Bearer ${token}` } });
     expect(session.status).toBe(200); // same secret (kept under DATA_DIR), same session row
