@@ -116,6 +116,9 @@ function preparedStatements(enabled: boolean, warn: (message: string) => void) {
   };
 }
 
+/** How long after statement_timeout the client stops waiting for an answer (see openPostgres). */
+export const QUERY_TIMEOUT_MARGIN_MS = 2000;
+
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   return options.url ? openPostgres(options) : openPglite(options);
 }
@@ -126,6 +129,11 @@ function openPostgres(options: DatabaseOptions): Database {
     max: options.poolMax,
     connectionTimeoutMillis: options.connectTimeoutSeconds * 1000,
     statement_timeout: options.statementTimeoutSeconds * 1000,
+    // The server ends a statement at statement_timeout; a connection that cannot answer at all (a network cut, a
+    // half-open socket after a failover) would otherwise leave its query waiting for TCP to give up, minutes later.
+    // The client gives up QUERY_TIMEOUT_MARGIN_MS after the server would have, and the pool drops that connection.
+    query_timeout: options.statementTimeoutSeconds * 1000 + QUERY_TIMEOUT_MARGIN_MS,
+    keepAlive: true,
     idleTimeoutMillis: 30_000,
   });
   // An idle client losing its server must not crash the process; the next query reports the outage.
@@ -155,6 +163,7 @@ function openPostgres(options: DatabaseOptions): Database {
     },
     async transaction(fn) {
       const client = await pool.connect();
+      let broken: Error | undefined;
       try {
         await client.query('BEGIN');
         const result = await fn({
@@ -170,10 +179,14 @@ function openPostgres(options: DatabaseOptions): Database {
         await client.query('COMMIT');
         return result;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
+        // A connection that cannot roll back (it timed out, or is gone) is dropped, not handed to the next caller.
+        broken = await client.query('ROLLBACK').then(
+          () => undefined,
+          (rollbackErr: unknown) => (rollbackErr instanceof Error ? rollbackErr : new Error('ROLLBACK failed')),
+        );
         throw err;
       } finally {
-        client.release();
+        client.release(broken);
       }
     },
     async exec(sql) {
@@ -422,19 +435,20 @@ export function isUniqueViolation(err: unknown): boolean {
   return hasCode(err, '23505');
 }
 
-/** The database cannot be reached right now (refused, reset, shutting down, timed out). */
+/** The database cannot answer right now (refused, reset, shutting down, timed out, statement cancelled). */
 export function isUnavailableError(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string') {
       if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN'].includes(code)) return true;
-      // Class 08 connection exceptions; 57P01-57P03 admin shutdown, crash shutdown, cannot connect now.
-      if (code.startsWith('08') || ['57P01', '57P02', '57P03'].includes(code)) return true;
+      // Class 08 connection exceptions; 57P01-57P03 admin shutdown, crash shutdown, cannot connect now; 57014 a
+      // statement cancelled (statement_timeout: the database is too slow to answer now).
+      if (code.startsWith('08') || ['57P01', '57P02', '57P03', '57014'].includes(code)) return true;
     }
     const message = (e as { message?: unknown }).message;
     if (
       typeof message === 'string' &&
-      /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection is closed|Cannot use a pool after calling end|PGlite is closed/i.test(
+      /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|connection is closed|Cannot use a pool after calling end|PGlite is closed/i.test(
         message,
       )
     ) {

@@ -5,6 +5,7 @@ export {
   isUnavailableError,
   isUniqueViolation,
   openDatabase,
+  QUERY_TIMEOUT_MARGIN_MS,
   type Queryable,
   type QueryResult,
 } from './database.js';
