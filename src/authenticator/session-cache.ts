@@ -58,7 +58,7 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
   /** Cached session ids by user, so a user's change drops their entries without a walk over the whole cache. */
   const byUser = new Map<string, Set<string>>();
   let enabled = usable && (options.enabled ?? false);
-  /** Bumped by invalidations that may concern any session; a load that saw another epoch at its start does not store. */
+  /** Bumped by invalidations that may concern any session; a load that saw another epoch at its start is not stored. */
   let epoch = 0;
   /** Loads in flight by session id; `forget` marks them stale. */
   const loading = new Map<string, { loads: number; stale: boolean }>();

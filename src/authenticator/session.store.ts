@@ -45,10 +45,11 @@ const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>
 
 /**
  * One batch query at a time, of at most 100 ids. Measured here (2 cores, 4,000 first-time WebSocket handshakes at 50
- * in flight, medians of 6 to 18 runs): 3.7k handshakes/s with a query per lookup, 4.2k/s with two batches at once, 4.8k/s with
- * one, 3.3k/s with four; the gateway's CPU per handshake fell from about 270 to 200 us and PostgreSQL's from about 90
- * to 50 us. A lookup waits at most for the query in flight, then goes in the next; a query still running after 250 ms
- * (a few ms is usual) lets the next batch go beside it, so one stuck connection does not hold up every lookup.
+ * in flight, medians of 6 to 18 runs): 3.7k handshakes/s with a query per lookup, 4.2k/s with two batches at once,
+ * 4.8k/s with one, 3.3k/s with four; the gateway's CPU per handshake fell from about 270 to 200 us and PostgreSQL's
+ * from about 90 to 50 us. A lookup waits at most for the query in flight, then goes in the next; a query still running
+ * after 250 ms (a few ms is usual) lets the next batch go beside it, so one stuck connection does not hold up every
+ * lookup.
  */
 const DEFAULT_LOOKUPS: LookupBatcherOptions = { maxInFlight: 1, maxBatch: 100, stallMs: 250 };
 
