@@ -43,7 +43,12 @@ export const errorsPlugin = fp(
   async (app: FastifyInstance) => {
     app.setErrorHandler((err: FastifyError | AppError | Error, request: FastifyRequest, reply: FastifyReply) => {
       const { status, body } = render(err);
-      if (status >= 500) request.log.error({ err }, 'request failed');
+      // A 503 of ours (a full hash queue, a feature switched off) is load being shed, not a fault: one warning line
+      // with its code, not an error with a stack trace for every request of a flood. (The code must be a top-level
+      // field: `err.code` is redacted with every other `*.code`.)
+      if (status === 503 && err instanceof AppError)
+        request.log.warn({ code: body.error.code, status }, 'request shed');
+      else if (status >= 500) request.log.error({ err }, 'request failed');
       else request.log.info({ code: body.error.code, status }, 'request refused');
       if (err instanceof AppError && err.details.retryAfter !== undefined) {
         reply.header('retry-after', String(err.details.retryAfter));

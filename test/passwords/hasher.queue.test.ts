@@ -62,6 +62,12 @@ describe('a full hash queue answers 503 SERVER_BUSY, never 500, and is not a wro
       expect(r.json().error.code).toBe('SERVER_BUSY');
       expect(r.headers['retry-after']).toBe('1');
     }
+    // Shed load is logged as a warning with its code, one short line per request (no error, no stack trace).
+    const lines = t.logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const shed = lines.filter((l) => l.code === 'SERVER_BUSY');
+    expect(shed).toHaveLength(4);
+    for (const l of shed) expect(l).toMatchObject({ level: 40, msg: 'request shed', status: 503 });
+    expect(lines.filter((l) => Number(l.level) >= 50)).toEqual([]);
     expect((await rest()).statusCode).toBe(200);
     expect((await api()).statusCode).toBe(200);
   });
