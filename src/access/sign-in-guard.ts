@@ -21,6 +21,8 @@ export interface SessionStarted {
   userId: string;
   userAgent: string | null;
   deviceKey: string | null;
+  /** Already filed under its device by the statement that created it (the password sign-in). */
+  deviceFiled?: boolean;
 }
 
 /**
@@ -63,8 +65,8 @@ export function createSignInGuard(deps: {
       }
     },
 
-    async afterSession({ sessionId, userId, userAgent, deviceKey }: SessionStarted): Promise<void> {
-      const key = deviceKey ?? signInContext.getStore()?.deviceKey ?? null;
+    async afterSession({ sessionId, userId, userAgent, deviceKey, deviceFiled }: SessionStarted): Promise<void> {
+      const key = deviceFiled ? null : (deviceKey ?? signInContext.getStore()?.deviceKey ?? null);
       if (key) await deps.devices.bindSession({ sessionId, userId, key, userAgent });
       if (adminEmails.length > 0) {
         await deps.db.query(

@@ -35,6 +35,15 @@ export function deviceKeyOf(headers: { get(name: string): string | null } | Reco
 
 const hashKey = (key: string) => createHash('sha256').update(key).digest('hex');
 
+/**
+ * The row a device key makes: a fresh id (kept only when the key is new for the user), the key's SHA-256 (the key
+ * itself is never stored) and a name from the user agent. For statements that file the device themselves: the
+ * password sign-in writes it with its session and audit row in one statement.
+ */
+export function deviceRowOf(key: string, userAgent: string | null) {
+  return { id: generateId('device'), keyHash: hashKey(key), name: deviceName(userAgent) };
+}
+
 export interface DeviceRow {
   id: string;
   name: string;
@@ -66,7 +75,9 @@ export function createDeviceStore(db: Queryable) {
   return {
     /** Files a new session under the device its key names (creating the device on first use). */
     async bindSession(input: { sessionId: string; userId: string; key: string; userAgent: string | null }) {
-      // One statement (one round trip on every sign-in): file the device, then the session under it.
+      // One statement (one round trip on every sign-in): file the device, then the session under it. The password
+      // sign-in files its device the same way, inside the statement that creates its session (password-sign-in.ts).
+      const device = deviceRowOf(input.key, input.userAgent);
       const { rows } = await db.query<{ id: string }>(
         `WITH device AS (
            INSERT INTO devices (id, user_id, key_hash, name, user_agent)
@@ -77,14 +88,7 @@ export function createDeviceStore(db: Queryable) {
            UPDATE sessions SET device_id = device.id FROM device WHERE sessions.id = $6 AND sessions.user_id = $2
          )
          SELECT id FROM device`,
-        [
-          generateId('device'),
-          input.userId,
-          hashKey(input.key),
-          deviceName(input.userAgent),
-          input.userAgent,
-          input.sessionId,
-        ],
+        [device.id, input.userId, device.keyHash, device.name, input.userAgent, input.sessionId],
       );
       return rows[0]?.id ?? null;
     },

@@ -32,6 +32,16 @@ export type AuditEvent =
   | 'device.updated'
   | 'device.removed';
 
+/** Where an event came from: the channel ('rest', 'telegram'), the client's IP and user agent. */
+export interface AuditOrigin {
+  channel: string | null;
+  ip: string | null;
+  userAgent: string | null;
+}
+
+/** User agents are kept to this many characters in the log (a header can be kilobytes). */
+export const AUDIT_USER_AGENT_MAX = 512;
+
 export interface AuditEntry {
   event: AuditEvent;
   userId?: string | null;
@@ -79,7 +89,7 @@ export function createAuditLog(db: Queryable, log: { error(obj: object, msg: str
             entry.sessionId ?? null,
             entry.channel ?? null,
             entry.ip ?? null,
-            entry.userAgent?.slice(0, 512) ?? null,
+            entry.userAgent?.slice(0, AUDIT_USER_AGENT_MAX) ?? null,
             JSON.stringify(details),
           ],
         );

@@ -1,1 +1,9 @@
-export { type AuditEntry, type AuditEvent, type AuditLog, type AuditRow, createAuditLog } from './audit-log.js';
+export {
+  AUDIT_USER_AGENT_MAX,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditLog,
+  type AuditOrigin,
+  type AuditRow,
+  createAuditLog,
+} from './audit-log.js';

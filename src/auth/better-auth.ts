@@ -51,6 +51,8 @@ export interface SessionGuardHooks {
     userId: string;
     userAgent: string | null;
     headers: Headers | null;
+    /** The caller filed the session under its device in the statement that created it (the password sign-in). */
+    deviceFiled?: boolean;
   }): Promise<void>;
 }
 

@@ -1,4 +1,5 @@
 import { APIError, getIP } from 'better-auth/api';
+import type { AuditOrigin } from '../audit/index.js';
 import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
@@ -39,7 +40,15 @@ export interface AuthEngine {
     input: { email: string; password: string; name: string },
     headers: Headers,
   ): Promise<NewSession | PendingVerification>;
-  signInEmail(input: { email: string; password: string }, headers: Headers): Promise<NewSession | TwoFactorPending>;
+  /**
+   * A password sign-in. `audited` tells whether the login.success row was written with the session (the gateway's own
+   * path does; Better Auth's, taken for accounts with 2FA, leaves it to the caller).
+   */
+  signInEmail(
+    input: { email: string; password: string },
+    headers: Headers,
+    origin: AuditOrigin,
+  ): Promise<(NewSession & { audited: boolean }) | TwoFactorPending>;
   /** The session a Better Auth cookie (or Better Auth bearer token) names, or null. */
   sessionIdFromHeaders(headers: Headers): Promise<string | null>;
   /** Better Auth's opaque token of a session: lets our JWT stand in for Better Auth's cookie on /api/auth/*. */
@@ -90,10 +99,10 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       }
     },
 
-    async signInEmail(input, headers) {
+    async signInEmail(input, headers, origin) {
       // Our two-round-trip path; Better Auth's endpoint for accounts with 2FA (it issues the challenge).
-      const session = await passwordSignIn(input, headers);
-      if (session) return session;
+      const session = await passwordSignIn(input, headers, origin);
+      if (session) return { ...session, audited: true };
       try {
         const { headers: out, response } = await surfaceBusy(() =>
           auth.api.signInEmail({ body: input, headers, returnHeaders: true }),
@@ -104,7 +113,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
           return { twoFactorRequired: true, challengeToken };
         }
         if (!('token' in response) || !response.token) throw new Error('sign-in returned no session');
-        return sessionOf(db, response.token);
+        return { ...(await sessionOf(db, response.token)), audited: false };
       } catch (err) {
         throw translate(err);
       }

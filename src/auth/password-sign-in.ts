@@ -1,4 +1,6 @@
 import { generateRandomString } from 'better-auth/crypto';
+import { deviceKeyOf, deviceRowOf } from '../accounts/devices.js';
+import { AUDIT_USER_AGENT_MAX, type AuditOrigin } from '../audit/index.js';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/index.js';
 import { AppError } from '../errors/index.js';
@@ -27,14 +29,16 @@ export interface PasswordSignInDeps {
 
 /**
  * POST /auth/login's password sign-in in two statements of its own, where the path through Better Auth's endpoint took
- * five (user, credentials, the guard's read of the user, the session insert, our re-read of the session by token):
- * one joined read of the user, their credential and what the sign-in guard checks; one insert of the session (then
- * the guard files it under its device, and the route writes the audit row). The session row is the one Better Auth writes (its token format, expiry and fields), so
+ * five (user, credentials, the guard's read of the user, the session insert, our re-read of the session by token), and
+ * the device and audit rows two more: one joined read of the user, their credential and what the sign-in guard checks;
+ * after the password, one statement that writes the session, files it under its device and records login.success.
+ * The session row is the one Better Auth writes (its token format, expiry and fields), so
  * Better Auth's cookie routes, our tokens and revocation treat it alike. Same rules as Better Auth's sign-in:
  * - an unknown email, or an account without a password, costs one argon2 verification too and answers like a wrong
  *   password (INVALID_CREDENTIALS): the answer and its timing do not tell whether the address has an account;
  * - an unverified email is refused (EMAIL_NOT_VERIFIED) when verification is required, after the password is checked;
- * - the sign-in guard (disabled account, IP restrictions, devices, admin emails) runs as for every session.
+ * - the sign-in guard (disabled account, IP restrictions, admin emails) runs as for every session; the device is filed
+ *   here, as the guard files Better Auth's sessions (devices.ts).
  * Accounts with two-factor authentication return `null`: the caller takes Better Auth's path, which issues the 2FA
  * challenge (its own verification of the password runs again; a wrong password never gets that far).
  */
@@ -44,6 +48,7 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
   return async function signIn(
     input: { email: string; password: string },
     headers: Headers,
+    origin: AuditOrigin,
   ): Promise<NewSession | null> {
     const { rows } = await db.query<SignInRow>(
       `SELECT u.id, u.email_verified, u.two_factor_enabled, u.disabled_at IS NOT NULL AS disabled, u.ip_allowlist,
@@ -77,11 +82,29 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
       sessionId: generateId('session'),
       expiresAt: new Date(now.getTime() + expiresInMs),
     };
-    // Only while the account is still enabled: it may have been disabled (and its sessions deleted) while the password
-    // was being verified, which can take seconds behind a long hash queue.
-    const { rowCount } = await db.query(
-      `INSERT INTO sessions (id, token, user_id, expires_at, ip_address, user_agent, created_at, updated_at)
-       SELECT $1, $2, id, $4, $5, $6, $7, $7 FROM users WHERE id = $3 AND disabled_at IS NULL`,
+    const deviceKey = deviceKeyOf(headers);
+    const device = deviceKey ? deviceRowOf(deviceKey, userAgent) : null;
+    // One statement, so one round trip and one commit after the password: the session (only while the account is
+    // still enabled: it may have been disabled, and its sessions deleted, while the password was being verified, which
+    // can take seconds behind a long hash queue), filed under its device (created on first use, as bindSession does),
+    // and its login.success audit row. They commit together: no session without its audit row.
+    const { rows: created } = await db.query<{ id: string }>(
+      `WITH account AS (
+         SELECT id FROM users WHERE id = $3 AND disabled_at IS NULL
+       ), device AS (
+         INSERT INTO devices (id, user_id, key_hash, name, user_agent)
+         SELECT $8, id, $9, $10, $11 FROM account WHERE $9::text IS NOT NULL
+         ON CONFLICT (user_id, key_hash) DO UPDATE SET last_seen_at = now(), user_agent = EXCLUDED.user_agent
+         RETURNING id
+       ), session AS (
+         INSERT INTO sessions (id, token, user_id, expires_at, ip_address, user_agent, created_at, updated_at, device_id)
+         SELECT $1, $2, id, $4, $5, $6, $7, $7, (SELECT id FROM device) FROM account
+         RETURNING id
+       ), audit AS (
+         INSERT INTO auth_audit_log (event, user_id, session_id, channel, ip_address, user_agent, details)
+         SELECT 'login.success', $3, id, $12, $13, $14, '{"method":"password"}'::jsonb FROM session
+       )
+       SELECT id FROM session`,
       [
         session.sessionId,
         // Better Auth's session token: 32 characters of [a-zA-Z0-9] (its generateId(32)).
@@ -91,14 +114,22 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
         ip ?? '',
         userAgent ?? '',
         now,
+        device?.id ?? null,
+        device?.keyHash ?? null,
+        device?.name ?? null,
+        userAgent,
+        origin.channel,
+        origin.ip,
+        origin.userAgent?.slice(0, AUDIT_USER_AGENT_MAX) ?? null,
       ],
     );
-    if (rowCount === 0) throw new AppError('ACCOUNT_DISABLED');
+    if (created.length === 0) throw new AppError('ACCOUNT_DISABLED');
     await sessionGuard?.afterSession({
       sessionId: session.sessionId,
       userId: user.id,
       userAgent,
       headers,
+      deviceFiled: true,
     });
     return session;
   };

@@ -118,8 +118,54 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(bodies[0]).toMatchObject({ success: false, error: { code: 'INVALID_CREDENTIALS' } });
   });
 
+  it('writes the session, files it under its device and records login.success, together', async () => {
+    const user = await registerUser(t.app);
+    const longAgent = `${UA} ${'x'.repeat(600)}`;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'user-agent': longAgent },
+      payload: { email: user.email, password: user.password },
+    });
+    expect(res.statusCode).toBe(200);
+    const session = await sessionRow('id', sessionIdOf(res.json().token));
+    const { rows: devices } = await t.db.query<{ id: string; user_agent: string; name: string }>(
+      'SELECT id, user_agent, name FROM devices WHERE id = $1 AND user_id = $2',
+      [session?.device_id, user.userId],
+    );
+    expect(devices[0]).toMatchObject({ user_agent: longAgent, name: expect.stringContaining('Chrome') });
+    const { rows: audit } = await t.db.query<Record<string, unknown>>(
+      `SELECT user_id, channel, ip_address, user_agent, details FROM auth_audit_log
+        WHERE event = 'login.success' AND session_id = $1`,
+      [session?.id],
+    );
+    // One row; the user agent kept to the audit log's 512 characters (the session keeps it whole).
+    expect(audit).toEqual([
+      {
+        user_id: user.userId,
+        channel: 'rest',
+        ip_address: session?.ip_address,
+        user_agent: longAgent.slice(0, 512),
+        details: { method: 'password' },
+      },
+    ]);
+    expect(session?.user_agent).toBe(longAgent);
+
+    // The device key sent back files the next sign-in under the same device, without a second row.
+    const again = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'user-agent': UA, 'x-device-id': String(res.headers['x-device-id']) },
+      payload: { email: user.email, password: user.password },
+    });
+    expect((await sessionRow('id', sessionIdOf(again.json().token)))?.device_id).toBe(session?.device_id);
+    const { rows: updated } = await t.db.query('SELECT user_agent FROM devices WHERE id = $1', [session?.device_id]);
+    expect(updated).toEqual([{ user_agent: UA }]);
+  });
+
   it('an account disabled while its password is being verified gets no session', async () => {
     const user = await registerUser(t.app);
+    const devicesBefore = await t.db.query('SELECT id FROM devices WHERE user_id = $1', [user.userId]);
     const verify = t.app.hasher.verify.bind(t.app.hasher);
     vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
       // An admin disables the account (and ends its sessions) while this sign-in waits for argon2.
@@ -132,5 +178,13 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(res.json().error.code).toBe('ACCOUNT_DISABLED');
     const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
     expect(rows).toHaveLength(0);
+    // Nor a device or a login.success row: the statement that would write them wrote nothing.
+    const devicesAfter = await t.db.query('SELECT id FROM devices WHERE user_id = $1', [user.userId]);
+    expect(devicesAfter.rows).toEqual(devicesBefore.rows);
+    const { rows: audit } = await t.db.query(
+      `SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'login.success'`,
+      [user.userId],
+    );
+    expect(audit).toEqual([]);
   });
 });

@@ -132,7 +132,11 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       const { email, password: pw } = request.body;
       let session: Awaited<ReturnType<AuthEngine['signInEmail']>>;
       try {
-        session = await engine.signInEmail({ email: normalizeEmail(email), password: pw }, engineHeaders(request));
+        session = await engine.signInEmail(
+          { email: normalizeEmail(email), password: pw },
+          engineHeaders(request),
+          origin(request),
+        );
       } catch (err) {
         const reason = err instanceof AppError ? err.code : 'error';
         await audit.record({ event: 'login.failure', ...origin(request), details: { method: 'password', reason } });
@@ -140,14 +144,16 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       }
       // An account with 2FA: the password was right; POST /auth/2fa/verify completes the sign-in.
       if ('twoFactorRequired' in session) return { success: true as const, ...session };
-      const { userId, sessionId } = session;
-      await audit.record({
-        event: 'login.success',
-        userId,
-        sessionId,
-        ...origin(request),
-        details: { method: 'password' },
-      });
+      const { userId, sessionId, audited } = session;
+      if (!audited) {
+        await audit.record({
+          event: 'login.success',
+          userId,
+          sessionId,
+          ...origin(request),
+          details: { method: 'password' },
+        });
+      }
       return { success: true as const, userId, token: tokenFor(session) };
     },
   );
