@@ -368,6 +368,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     ipPolicy,
     audit,
     trustedDeviceDays: config.auth.trusted_device_days,
+    recentAuth,
     forgetUser: (userId) => sessionCache.forgetUser(userId),
   });
   await app.register(adminRoutes, {

@@ -16,6 +16,8 @@ interface SignInRow {
   disabled: boolean;
   ip_allowlist: string[] | null;
   password_hash: string | null;
+  /** The request's device key names a device of this user that is trusted (auth.trusted_device_days). */
+  device_trusted: boolean;
 }
 
 export interface PasswordSignInDeps {
@@ -40,7 +42,9 @@ export interface PasswordSignInDeps {
  * - the sign-in guard (disabled account, IP restrictions, admin emails) runs as for every session; the device is filed
  *   here, as the guard files Better Auth's sessions (devices.ts).
  * Accounts with two-factor authentication return `null`: the caller takes Better Auth's path, which issues the 2FA
- * challenge (its own verification of the password runs again; a wrong password never gets that far).
+ * challenge (its own verification of the password runs again; a wrong password never gets that far). Unless the
+ * request carries the key of a device the user has marked trusted: then the session is made here, and its audit row
+ * says `trustedDevice: true`.
  */
 export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientIp }: PasswordSignInDeps) {
   const expiresInMs = config.auth.session.expires_in * 1000;
@@ -50,13 +54,18 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
     headers: Headers,
     origin: AuditOrigin,
   ): Promise<NewSession | null> {
+    const deviceKey = deviceKeyOf(headers);
+    const userAgent = headers.get('user-agent') || null;
+    const device = deviceKey ? deviceRowOf(deviceKey, userAgent) : null;
     const { rows } = await db.query<SignInRow>(
       `SELECT u.id, u.email_verified, u.two_factor_enabled, u.disabled_at IS NOT NULL AS disabled, u.ip_allowlist,
-              c.password_hash
+              c.password_hash,
+              EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.key_hash = $2 AND d.trusted_until > now())
+                AS device_trusted
          FROM users u
          LEFT JOIN user_credentials c ON c.user_id = u.id AND c.provider_id = 'credential' AND c.account_id = u.id
         WHERE u.email = $1`,
-      [input.email.toLowerCase()],
+      [input.email.toLowerCase(), device?.keyHash ?? null],
     );
     const user = rows[0];
     if (!user?.password_hash) {
@@ -65,11 +74,12 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
       throw new AppError('INVALID_CREDENTIALS');
     }
     if (!(await hasher.verify(user.password_hash, input.password))) throw new AppError('INVALID_CREDENTIALS');
-    if (user.two_factor_enabled) return null;
+    // A device the user marked trusted (after a recent sign-in, which with 2FA on took a code) skips the prompt.
+    const secondFactorSkipped = user.two_factor_enabled && user.device_trusted;
+    if (user.two_factor_enabled && !secondFactorSkipped) return null;
     if (config.auth.require_email_verification && !user.email_verified) throw new AppError('EMAIL_NOT_VERIFIED');
 
     const ip = clientIp(headers) || undefined;
-    const userAgent = headers.get('user-agent') || null;
     await sessionGuard?.beforeSession({
       userId: user.id,
       ip,
@@ -82,8 +92,6 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
       sessionId: generateId('session'),
       expiresAt: new Date(now.getTime() + expiresInMs),
     };
-    const deviceKey = deviceKeyOf(headers);
-    const device = deviceKey ? deviceRowOf(deviceKey, userAgent) : null;
     // One statement, so one round trip and one commit after the password: the session (only while the account is
     // still enabled: it may have been disabled, and its sessions deleted, while the password was being verified, which
     // can take seconds behind a long hash queue), filed under its device (created on first use, as bindSession does),
@@ -102,7 +110,7 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
          RETURNING id
        ), audit AS (
          INSERT INTO auth_audit_log (event, user_id, session_id, channel, ip_address, user_agent, details)
-         SELECT 'login.success', $3, id, $12, $13, $14, '{"method":"password"}'::jsonb FROM session
+         SELECT 'login.success', $3, id, $12, $13, $14, $15::jsonb FROM session
        )
        SELECT id FROM session`,
       [
@@ -121,6 +129,7 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
         origin.channel,
         origin.ip,
         origin.userAgent?.slice(0, AUDIT_USER_AGENT_MAX) ?? null,
+        JSON.stringify(secondFactorSkipped ? { method: 'password', trustedDevice: true } : { method: 'password' }),
       ],
     );
     if (created.length === 0) throw new AppError('ACCOUNT_DISABLED');

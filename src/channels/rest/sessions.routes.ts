@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type IpPolicy, invalidCidr } from '../../access/ip-policy.js';
+import type { RecentAuth } from '../../account/index.js';
 import type { AccountsStore } from '../../accounts/accounts.store.js';
 import type { DeviceStore } from '../../accounts/devices.js';
 import type { AuditLog } from '../../audit/index.js';
@@ -7,6 +8,7 @@ import type { Authenticator } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
 import { ErrorResponse } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
+import { reauthCode } from './require-recent-auth.js';
 import {
   DeviceResponse,
   DevicesResponse,
@@ -25,6 +27,8 @@ export interface SessionsRoutesDeps {
   ipPolicy: IpPolicy;
   audit: AuditLog;
   trustedDeviceDays: number;
+  /** Trusting a device takes a recent sign-in (or a current TOTP code): a trusted device skips two-factor prompts. */
+  recentAuth: RecentAuth;
   /** Drops the user's cached sessions in this process, so a new allow list applies to the next request. */
   forgetUser?(userId: string): void;
 }
@@ -163,11 +167,14 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
       preHandler,
       schema: {
         summary: 'Rename a device, or mark it trusted (skips the two-factor prompt for auth.trusted_device_days)',
+        description:
+          'Trusting a device (`trusted: true`) takes a recent sign-in (auth.recent_auth_window) or a current TOTP ' +
+          'code in X-2FA-Code: otherwise 403 REAUTH_REQUIRED.',
         tags: ['devices'],
         ...secured,
         params: IdParams,
         body: DeviceUpdateBody,
-        response: { 200: DeviceResponse, ...errors(400, 401, 403, 404, 503) },
+        response: { 200: DeviceResponse, ...errors(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request) => {
@@ -177,6 +184,9 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
       if (name === undefined && trusted === undefined) {
         throw new AppError('VALIDATION_FAILED', 'Send name and/or trusted.', { field: 'name' });
       }
+      // Whoever holds a session must not be able to turn the password alone into a way in: trust needs a fresh
+      // sign-in (which, with 2FA on, took a code) or a code now. Renaming and withdrawing trust do not.
+      if (trusted === true) await deps.recentAuth.assert(auth.userId, auth.sessionId, reauthCode(request));
       const updated = await devices.update(auth.userId, request.params.id, {
         name: name?.trim() || undefined,
         trustedDays: trusted === undefined ? undefined : trusted ? deps.trustedDeviceDays : null,

@@ -16,6 +16,8 @@ describe('TOTP two-factor', () => {
     t.app.inject({ method: 'POST', url, payload, headers: token ? bearer(token) : {} });
   const login = (u: User) => post('/auth/login', { email: u.email, password: u.password });
   const verify = (challengeToken: string, code: string) => post('/auth/2fa/verify', { challengeToken, code });
+  const sessionIdOf = (jwt: string): string =>
+    (JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString()) as { sid: string }).sid;
   /** A code that is valid at no moment near now (10 minutes ahead). */
   const wrongCode = (totp: OTPAuth.TOTP) => totp.generate({ timestamp: Date.now() + 600_000 });
 
@@ -228,5 +230,60 @@ describe('TOTP two-factor', () => {
     const second = await enrolled();
     const fresh = await post('/auth/2fa/disable', { password: second.user.password }, second.user.token);
     expect(fresh.statusCode).toBe(200);
+  });
+
+  it('a device marked trusted (after a recent sign-in) skips the prompt on /auth/login until its trust ends', async () => {
+    const { user, totp } = await enrolled();
+    const loginFrom = (key?: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        headers: key ? { 'x-device-id': key } : {},
+        payload: { email: user.email, password: user.password },
+      });
+    // The first sign-in on this device takes the code; the device key comes back with the challenge.
+    const first = await loginFrom();
+    const key = String(first.headers['x-device-id']);
+    const signedIn = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/verify',
+      headers: { 'x-device-id': key },
+      payload: { challengeToken: first.json().challengeToken, code: totp.generate() },
+    });
+    expect(signedIn.statusCode).toBe(200);
+    const token = signedIn.json().token as string;
+    const devices = await t.app.inject({ url: '/auth/devices', headers: bearer(token) });
+    const deviceId = (devices.json().devices as Array<{ id: string; current: boolean }>).find((d) => d.current)?.id;
+    const trust = (as: string, trusted: boolean) =>
+      t.app.inject({ method: 'PATCH', url: `/auth/devices/${deviceId}`, headers: bearer(as), payload: { trusted } });
+
+    // Trust takes a recent sign-in: the registration session, made to look a day old, is refused.
+    await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 day' WHERE user_id = $1 AND id <> $2`, [
+      user.userId,
+      sessionIdOf(token),
+    ]);
+    const stale = await trust(user.token, true);
+    expect(stale.statusCode).toBe(403);
+    expect(stale.json().error.code).toBe('REAUTH_REQUIRED');
+    expect((await trust(token, true)).json().device).toMatchObject({ id: deviceId, trusted: true });
+
+    // From the trusted device: a token at once, and the audit row says why no code was asked.
+    const trustedLogin = await loginFrom(key);
+    expect(Object.keys(trustedLogin.json()).sort()).toEqual(['success', 'token', 'userId']);
+    const { rows } = await t.db.query(
+      `SELECT details FROM auth_audit_log WHERE event = 'login.success' AND session_id = $1`,
+      [sessionIdOf(trustedLogin.json().token)],
+    );
+    expect(rows).toEqual([{ details: { method: 'password', trustedDevice: true } }]);
+    // Without the key, with a key one character off, or after the trust ends: the code again.
+    expect((await loginFrom()).json().twoFactorRequired).toBe(true);
+    const near = `${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`;
+    expect((await loginFrom(near)).json().twoFactorRequired).toBe(true);
+    await t.db.query(`UPDATE devices SET trusted_until = now() - interval '1 second' WHERE id = $1`, [deviceId]);
+    expect((await loginFrom(key)).json().twoFactorRequired).toBe(true);
+    expect((await trust(token, true)).statusCode).toBe(200);
+    expect((await loginFrom(key)).json().token).toMatch(/^eyJ/);
+    expect((await trust(user.token, false)).json().device).toMatchObject({ trusted: false }); // withdrawing: no reauth
+    expect((await loginFrom(key)).json().twoFactorRequired).toBe(true);
   });
 });
