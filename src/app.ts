@@ -45,7 +45,7 @@ import { requireRecentAuth } from './channels/rest/require-recent-auth.js';
 import { sessionsRoutes } from './channels/rest/sessions.routes.js';
 import { twoFactorRoutes } from './channels/rest/two-factor.routes.js';
 import { vendorRoutes } from './channels/rest/vendor.routes.js';
-import type { Config } from './config/index.js';
+import { type Config, usesSecureCookies } from './config/index.js';
 import { consolePlugin } from './console/console.plugin.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { docsPlugin } from './docs/docs.plugin.js';
@@ -152,7 +152,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await app.register(nulGuardPlugin);
   await app.register(securityPlugin, {
     origins,
-    https: config.server.base_url.startsWith('https:') || config.server.https_only === true,
+    https: usesSecureCookies(config),
   });
   await app.register(fastifyJwt, {
     secret: config.auth.secret,
@@ -257,8 +257,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await app.register(accessPlugin, {
     ipPolicy,
     audit,
-    // The same rule as Better Auth's cookies (useSecureCookies): https base URL, or https_only.
-    secureCookies: config.server.base_url.startsWith('https:') || config.server.https_only === true,
+    secureCookies: usesSecureCookies(config),
   });
 
   await app.register(betterAuthMount, {

@@ -2,7 +2,7 @@ import { betterAuth } from 'better-auth';
 import { APIError } from 'better-auth/api';
 import { bearer } from 'better-auth/plugins/bearer';
 import { twoFactor } from 'better-auth/plugins/two-factor';
-import type { Config } from '../config/index.js';
+import { type Config, usesSecureCookies } from '../config/index.js';
 import type { Database } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { relyingPartyOf } from '../passkeys/index.js';
@@ -164,7 +164,7 @@ export function createBetterAuth({
     advanced: {
       database: { generateId: ({ model }) => generateId(model) },
       ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
-      useSecureCookies: config.server.base_url.startsWith('https:') || config.server.https_only === true,
+      useSecureCookies: usesSecureCookies(config),
     },
     plugins: [
       bearer(),

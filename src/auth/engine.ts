@@ -1,5 +1,6 @@
 import { APIError, getIP } from 'better-auth/api';
 import type { AuditOrigin } from '../audit/index.js';
+import { usesSecureCookies } from '../config/index.js';
 import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
@@ -70,7 +71,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
   const auth = createBetterAuth(deps);
   const { db } = deps;
   const twoFactor = createTwoFactorEngine(auth, db, {
-    secureCookies: deps.config.server.base_url.startsWith('https:'),
+    secureCookies: usesSecureCookies(deps.config),
     lockoutThreshold: deps.config.auth.two_factor.lockout_threshold,
     lockoutDuration: deps.config.auth.two_factor.lockout_duration,
   });

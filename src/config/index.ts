@@ -1,2 +1,9 @@
-export { ConfigError, ENV_OVERRIDES, EXAMPLE_SECRET, type LoadOptions, loadConfig } from './load.js';
+export {
+  ConfigError,
+  ENV_OVERRIDES,
+  EXAMPLE_SECRET,
+  type LoadOptions,
+  loadConfig,
+  usesSecureCookies,
+} from './load.js';
 export type { Config } from './schema.js';

@@ -283,3 +283,12 @@ function deepFreeze<O>(value: O): O {
   }
   return value;
 }
+
+/**
+ * Whether the gateway's cookies are Secure, and Better Auth's named with the `__Secure-` prefix: an https public URL,
+ * or https_only on (the default under NODE_ENV=production, even with an http:// base_url behind a TLS proxy). One rule
+ * for every module that sets, reads or clears a cookie, so a cookie is never looked up under the other name.
+ */
+export function usesSecureCookies(config: Config): boolean {
+  return config.server.base_url.startsWith('https:') || config.server.https_only === true;
+}

@@ -1,3 +1,4 @@
+import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTestApp,
@@ -80,6 +81,33 @@ describe('server.https_only: true behind a trusted proxy', () => {
     // Better Auth's own cookies also take the __Secure- prefix; the gateway's device cookie keeps its one name.
     for (const c of cookies.filter((x) => x.includes('better-auth.'))) expect(c).toMatch(/^__Secure-/);
     expect(cookies.some((c) => c.startsWith('gateway_device='))).toBe(true);
+  });
+
+  // base_url stays http:// here (the docker-compose default under NODE_ENV=production): the two-factor challenge is
+  // still found under the __Secure- cookie name Better Auth gives it.
+  it('a two-factor sign-in works: challenge on /auth/login, token on /auth/2fa/verify', async () => {
+    const https = (url: string, payload: object, token?: string) =>
+      viaProxy(url, 'https', '127.0.0.1', {
+        method: 'POST',
+        payload,
+        headers: { 'x-forwarded-proto': 'https', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      });
+    const email = 'tls-2fa@example.com';
+    const password = 'SecurePassword123!';
+    const { token } = (await https('/auth/register', { email, password, name: 'T' })).json();
+    const { otpauthUri } = (await https('/auth/2fa/enable', { password }, token)).json();
+    const totp = OTPAuth.URI.parse(otpauthUri) as OTPAuth.TOTP;
+    expect((await https('/auth/2fa/confirm', { code: totp.generate() }, token)).statusCode).toBe(200);
+
+    const login = await https('/auth/login', { email, password });
+    expect(login.statusCode).toBe(200);
+    expect(login.json()).toMatchObject({ twoFactorRequired: true, challengeToken: expect.any(String) });
+    const verified = await https('/auth/2fa/verify', {
+      challengeToken: login.json().challengeToken,
+      code: totp.generate(),
+    });
+    expect(verified.statusCode).toBe(200);
+    expect(verified.json().token).toMatch(/^eyJ/);
   });
 });
 

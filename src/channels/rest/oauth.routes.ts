@@ -4,7 +4,7 @@ import type { ExchangeCodes } from '../../accounts/index.js';
 import type { AuditLog } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER, configuredProviders } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
-import type { Config } from '../../config/index.js';
+import { type Config, usesSecureCookies } from '../../config/index.js';
 import type { Database } from '../../db/index.js';
 import { AppError, type ErrorCode } from '../../errors/index.js';
 import { ErrorResponse, TokenResponse } from './auth.schemas.js';
@@ -64,7 +64,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
   const known = new Set(providers.map((p) => p.id));
   const signedIn = requireAuth(authenticator);
   const base = config.server.base_url;
-  const secure = base.startsWith('https:');
+  const secure = usesSecureCookies(config);
 
   const engineHeaders = (request: FastifyRequest) => {
     const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
