@@ -263,7 +263,11 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await app.register(betterAuthMount, {
     engine,
     baseUrl: config.server.base_url,
-    sessionIdFromJwt: (token) => authenticator.sessionIdOf(token),
+    sessionIdFromJwt: async (token, ip) =>
+      (await authenticator.authenticateToken(token, 'rest', ip))?.sessionId ?? null,
+    admitSession: async (sessionId, ip) => {
+      await authenticator.authenticateSession(sessionId, 'rest', ip);
+    },
     async jwtForSessionToken(token) {
       const session = await sessions.findByToken(token);
       return session ? authenticator.issueToken(session.userId, session.id, session.expiresAt) : null;

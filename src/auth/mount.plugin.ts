@@ -8,8 +8,16 @@ import type { AuthEngine } from './engine.js';
 export interface MountOptions {
   engine: AuthEngine;
   baseUrl: string;
-  /** Our JWT -> the session it names (null: invalid, expired or revoked). */
-  sessionIdFromJwt(token: string): Promise<string | null>;
+  /**
+   * Our JWT -> the session it names (null: invalid, expired or revoked), checked as every authentication is: the IP
+   * restrictions for `ip` apply (throws IP_NOT_ALLOWED).
+   */
+  sessionIdFromJwt(token: string, ip: string): Promise<string | null>;
+  /**
+   * A session Better Auth's own credential names (its cookie, or its session token as a bearer): the same checks for
+   * `ip` (throws IP_NOT_ALLOWED), so no credential reaches Better Auth's routes from an address its user refuses.
+   */
+  admitSession(sessionId: string, ip: string): Promise<void>;
   /** A new session Better Auth just created -> our JWT for it (sent back in X-Auth-Token). */
   jwtForSessionToken(betterAuthToken: string): Promise<string | null>;
 }
@@ -63,10 +71,14 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
 
   const bearer = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
   if (bearer && JWT_SHAPE.test(bearer)) {
-    const sessionId = await options.sessionIdFromJwt(bearer);
+    const sessionId = await options.sessionIdFromJwt(bearer, request.ip);
     const token = sessionId ? await options.engine.sessionToken(sessionId) : null;
     if (!token) throw new AppError('INVALID_TOKEN');
     headers.set('authorization', `Bearer ${token}`);
+  } else if (request.headers.cookie || bearer) {
+    // Better Auth's own credential: Better Auth checks that it is valid, we check where it comes from.
+    const sessionId = await options.engine.sessionIdFromHeaders(headers);
+    if (sessionId) await options.admitSession(sessionId, request.ip);
   }
 
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(request.body);

@@ -59,7 +59,6 @@ export interface Authenticator {
    * AppError('IP_NOT_ALLOWED') (403), audited as 'ip.refused'. The same holds for the methods below.
    */
   authenticateToken(token: string, channel?: Channel, ip?: string): Promise<AuthContext | null>;
-  /** A REST request: `Authorization: Bearer` first; without that header, a Better Auth session cookie. */
   /**
    * An HTTP request's bearer token or Better Auth cookie. A cached session answers synchronously (no promise); a
    * database read, a renewal or a cookie makes it a promise. Throws (or rejects) IP_NOT_ALLOWED.
@@ -69,8 +68,8 @@ export interface Authenticator {
   authenticateWebSocket(request: RequestLike): Promise<AuthContext | null>;
   /** A Telegram user, through their row in user_channel_links. */
   authenticateTelegram(telegramUserId: string | number): Promise<AuthContext | null>;
-  /** The session id a token names if the token is valid and its session active (for bridging to Better Auth). */
-  sessionIdOf(token: string): Promise<string | null>;
+  /** A session named by a credential checked elsewhere (Better Auth's cookie on its own routes), by id. */
+  authenticateSession(sessionId: string, channel: Channel, ip?: string): Promise<AuthContext | null>;
   /** A fresh token for an existing session (after sign-in). */
   issueToken(userId: string, sessionId: string, expiresAt: Date): string;
 }
@@ -213,14 +212,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       };
     },
 
-    async sessionIdOf(token) {
-      const claims = tokens.verify(token);
-      if (!claims) return null;
-      const session = await activeSession(claims.sid);
-      if (!session || session.userId !== claims.sub || idle(session)) return null;
-      touch(session, 'rest');
-      return session.id;
-    },
+    authenticateSession: async (sessionId, channel, ip) => fromSession(sessionId, null, channel, ip),
 
     issueToken: (userId, sessionId, expiresAt) => tokens.sign(userId, sessionId, expiresAt),
   };

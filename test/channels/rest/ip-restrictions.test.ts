@@ -165,6 +165,40 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       expect((await login(user, AT_HOME)).statusCode).toBe(200);
     });
 
+    it("is enforced on Better Auth's routes too: our JWT, its cookie and its own bearer token", async () => {
+      const user = await registerUser(t.app);
+      expect((await putAllowlist(user.token, AT_OFFICE, [OFFICE])).statusCode).toBe(200);
+      const signIn = await t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        remoteAddress: AT_OFFICE,
+        headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: user.email, password: user.password }),
+      });
+      expect(signIn.statusCode).toBe(200);
+      const cookie = ([] as string[])
+        .concat(signIn.headers['set-cookie'] ?? [])
+        .map((c) => c.split(';')[0] as string)
+        .filter((c) => c.startsWith('better-auth.'))
+        .join('; ');
+      expect(cookie).toContain('better-auth.session_token=');
+      const credentials: Array<Record<string, string>> = [
+        bearer(user.token),
+        { cookie },
+        bearer(signIn.json().token as string), // Better Auth's raw session token, from its sign-in body
+      ];
+      for (const headers of credentials) {
+        const getSession = (remoteAddress: string) =>
+          t.app.inject({ method: 'GET', url: '/api/auth/get-session', remoteAddress, headers });
+        const home = await getSession(AT_HOME);
+        expect(home.statusCode).toBe(403);
+        expect(home.json().error.code).toBe('IP_NOT_ALLOWED');
+        const office = await getSession(AT_OFFICE);
+        expect(office.statusCode).toBe(200);
+        expect(office.json()).toMatchObject({ user: { id: user.userId } });
+      }
+    });
+
     it('a use refused for the address is not recorded as a use of the session', async () => {
       const user = await registerUser(t.app);
       const set = await putAllowlist(user.token, AT_OFFICE, [OFFICE]);
