@@ -32,6 +32,12 @@ const ALIASES: Record<string, string> = {
 const DROPPED = new Set(['set-cookie', 'set-auth-token', 'content-length', 'content-encoding', 'transfer-encoding']);
 
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+/**
+ * Better Auth's own "trust this device" cookie (two-factor plugin) skips the 2FA prompt on its sign-in routes. The
+ * gateway's trusted devices are the only ones (src/accounts/devices.ts: trusting one takes a recent sign-in, and a
+ * sign-in through one is audited), so this cookie is neither passed in nor handed out.
+ */
+const TRUST_DEVICE_COOKIE = /^(?:__Secure-)?better-auth\.trust_device=/;
 const SESSION_COOKIE = /(?:^|;\s*)(?:__Secure-)?better-auth\.session_token=([^;]*)/;
 
 /**
@@ -65,6 +71,11 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   const headers = new Headers();
   for (const [name, value] of Object.entries(request.headers)) {
     if (value === undefined || name === CLIENT_IP_HEADER) continue;
+    if (name === 'cookie' && typeof value === 'string') {
+      const kept = value.split(/;\s*/).filter((c) => c && !TRUST_DEVICE_COOKIE.test(c));
+      if (kept.length > 0) headers.set(name, kept.join('; '));
+      continue;
+    }
     headers.set(name, Array.isArray(value) ? value.join(', ') : value);
   }
   headers.set(CLIENT_IP_HEADER, request.ip);
@@ -94,7 +105,7 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   response.headers.forEach((value, name) => {
     if (!DROPPED.has(name) && !name.startsWith('access-control-')) reply.header(name, value);
   });
-  const cookies = response.headers.getSetCookie();
+  const cookies = response.headers.getSetCookie().filter((c) => !TRUST_DEVICE_COOKIE.test(c));
   if (cookies.length > 0) reply.header('set-cookie', cookies);
 
   const newToken = cookies.map((c) => SESSION_COOKIE.exec(c)?.[1]).find((v) => v);

@@ -286,4 +286,56 @@ describe('TOTP two-factor', () => {
     expect((await trust(user.token, false)).json().device).toMatchObject({ trusted: false }); // withdrawing: no reauth
     expect((await loginFrom(key)).json().twoFactorRequired).toBe(true);
   });
+
+  it("Better Auth's own trust-device cookie is neither handed out nor honoured through /api/auth/*", async () => {
+    const { user, totp } = await enrolled();
+    const signIn = (cookie?: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        payload: { email: user.email, password: user.password },
+        headers: cookie ? { cookie } : {},
+      });
+    const challenge = ([] as string[])
+      .concat((await signIn()).headers['set-cookie'] ?? [])
+      .find((c) => c.startsWith('better-auth.two_factor='))
+      ?.split(';')[0] as string;
+    // Asked through the mount, Better Auth's verification may not hand out its cookie...
+    const verified = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/two-factor/verify-totp',
+      payload: { code: totp.generate(), trustDevice: true },
+      headers: { cookie: challenge, origin: 'http://localhost:3000' },
+    });
+    expect(verified.statusCode).toBe(200);
+    const handedOut = ([] as string[]).concat(verified.headers['set-cookie'] ?? []);
+    expect(handedOut.some((c) => c.includes('trust_device'))).toBe(false);
+
+    // ...and one minted by Better Auth itself (called directly, not through the gateway) is not honoured.
+    const direct = await t.app.engine.handle(
+      new Request('http://localhost:3000/api/auth/sign-in/email', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: 'http://localhost:3000' },
+        body: JSON.stringify({ email: user.email, password: user.password }),
+      }),
+    );
+    const directChallenge = direct.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('better-auth.two_factor='))
+      ?.split(';')[0] as string;
+    const trusted = await t.app.engine.handle(
+      new Request('http://localhost:3000/api/auth/two-factor/verify-totp', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: 'http://localhost:3000', cookie: directChallenge },
+        body: JSON.stringify({ code: totp.generate({ timestamp: Date.now() + 30_000 }), trustDevice: true }),
+      }),
+    );
+    const trustCookie = trusted.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('better-auth.trust_device='))
+      ?.split(';')[0];
+    expect(trustCookie).toBeDefined();
+    const again = await signIn(trustCookie);
+    expect(again.json().twoFactorRedirect).toBe(true);
+  });
 });
