@@ -50,6 +50,7 @@ async function channels(app: FastifyInstance): Promise<void> {
     log: app.log,
   });
   app.decorate('chatSockets', chatSockets);
+  app.metrics.countWebSockets(() => chatSockets.size);
   await app.register(wsChatPlugin, {
     config: config.websocket,
     authenticator,

@@ -6,6 +6,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
  */
 export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
+  let openWebSockets = () => 0;
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
   return {
     registry,
@@ -27,12 +28,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['rule'] as const,
       registers: [registry],
     }),
-    /** Set by the WebSocket channel: inc() on open, dec() on close. */
+    /** Read at each scrape from what the WebSocket channel hands to countWebSockets (nothing per connection). */
     wsConnections: new Gauge({
       name: 'gateway_websocket_connections',
       help: 'Open WebSocket connections',
       registers: [registry],
+      collect() {
+        this.set(openWebSockets());
+      },
     }),
+    /** The WebSocket channel names its count of open sockets (authenticated or not). */
+    countWebSockets(count: () => number): void {
+      openWebSockets = count;
+    },
     httpDuration: new Histogram({
       name: 'gateway_http_request_duration_seconds',
       help: 'Request latency by method, route pattern and status code',

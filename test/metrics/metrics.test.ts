@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createTestApp,
   createTestDatabase,
@@ -6,6 +6,7 @@ import {
   type TestApp,
   type TestDatabase,
 } from '../helpers/test-app.js';
+import { connect, listen } from '../helpers/ws-client.js';
 
 // One database for the file (each app below gets its own config on it): fewer embedded databases to start.
 let shared: TestDatabase;
@@ -81,11 +82,16 @@ describe('GET /metrics', () => {
     );
   });
 
-  it('the gauge is shared: another module sets it through app.metrics', async () => {
-    t.app.metrics.wsConnections.inc();
-    t.app.metrics.wsConnections.inc();
+  it('counts open WebSocket connections, authenticated or not', async () => {
+    const url = `${await listen(t.app)}/ws/chat`;
+    const { token } = await registerUser(t.app);
+    const signedIn = await connect(url, { authorization: `Bearer ${token}` });
+    expect(await signedIn.next()).toMatchObject({ type: 'auth_ok' });
+    const waiting = await connect(url); // no auth frame yet
     expect((await scrape()).get('gateway_websocket_connections')).toBe(2);
-    t.app.metrics.wsConnections.dec(2);
+    signedIn.ws.close();
+    waiting.ws.close();
+    await vi.waitFor(async () => expect((await scrape()).get('gateway_websocket_connections')).toBe(0));
   });
 
   it('refuses a wrong or missing token and addresses outside allowed_ips', async () => {
