@@ -136,10 +136,14 @@ export function createSignInMethods(auth: BetterAuthInstance, db: Database, conf
 
     async createSession(userId, headers) {
       const ctx = await auth.$context;
-      const session = await ctx.internalAdapter.createSession(userId, false, {
-        ipAddress: headers.get(CLIENT_IP_HEADER) ?? '',
-        userAgent: headers.get('user-agent') ?? '',
-      });
+      const session = await ctx.internalAdapter
+        .createSession(userId, false, {
+          ipAddress: headers.get(CLIENT_IP_HEADER) ?? '',
+          userAgent: headers.get('user-agent') ?? '',
+        })
+        .catch((err: unknown) => {
+          throw translate(err);
+        });
       if (!session) throw new Error('session not created');
       return { userId, sessionId: session.id, expiresAt: new Date(session.expiresAt) };
     },
@@ -168,6 +172,9 @@ function translate(err: unknown): unknown {
     return new AppError('LAST_SIGN_IN_METHOD', undefined, {}, { cause: err });
   if (code === 'SESSION_NOT_FRESH') return new AppError('SESSION_NOT_FRESH', undefined, {}, { cause: err });
   if (code === 'ACCOUNT_NOT_FOUND') return new AppError('OAUTH_ACCOUNT_NOT_FOUND', undefined, {}, { cause: err });
+  // The sign-in guard's refusals (src/access/sign-in-guard.ts), raised inside Better Auth's session creation.
+  if (code === 'IP_NOT_ALLOWED' || code === 'ACCOUNT_DISABLED')
+    return new AppError(code, undefined, {}, { cause: err });
   if (err.statusCode === 401) return new AppError('INVALID_TOKEN', undefined, {}, { cause: err });
   if (err.statusCode >= 400 && err.statusCode < 500) {
     return new AppError('BAD_REQUEST', err.message || undefined, {}, { cause: err });

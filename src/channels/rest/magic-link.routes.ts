@@ -95,7 +95,20 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
       const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
       const ua = request.headers['user-agent'];
       if (typeof ua === 'string') headers.set('user-agent', ua);
-      const session = await engine.methods.createSession(found.userId, headers);
+      let session: Awaited<ReturnType<typeof engine.methods.createSession>>;
+      try {
+        session = await engine.methods.createSession(found.userId, headers);
+      } catch (err) {
+        // The sign-in guard refused (disabled account, an address the user does not allow): like any failed sign-in.
+        if (!(err instanceof AppError)) throw err;
+        await audit.record({
+          event: 'login.failure',
+          userId: found.userId,
+          ...origin(request),
+          details: { method: 'magic_link', reason: err.code },
+        });
+        return finish.failure(reply, err.code);
+      }
       if (found.created) {
         await audit.record({ event: 'signup', ...session, ...origin(request), details: { method: 'magic_link' } });
       }

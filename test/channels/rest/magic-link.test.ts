@@ -69,6 +69,21 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     expect(stored.rows).toHaveLength(0);
   });
 
+  it('a link to an account disabled since it was sent is refused with ACCOUNT_DISABLED', async () => {
+    const user = await registerUser(t.app, { email: 'link.disabled@example.com' });
+    expect((await request(user.email)).statusCode).toBe(200);
+    const mail = await smtp.waitFor((m) => m.rcpt.includes('link.disabled@example.com'));
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+    const verify = await open(linkIn(mail.text));
+    expect(verify.statusCode).toBe(302);
+    expect(new URL(verify.headers.location as string).searchParams.get('error')).toBe('ACCOUNT_DISABLED');
+    const { rows } = await t.db.query(
+      `SELECT details FROM auth_audit_log WHERE user_id = $1 AND event = 'login.failure'`,
+      [user.userId],
+    );
+    expect(rows).toEqual([{ details: { method: 'magic_link', reason: 'ACCOUNT_DISABLED' } }]);
+  });
+
   it('an unknown address gets the same answer and no email, and no account (create_accounts: false)', async () => {
     const unknown = await request('nobody@example.com');
     await registerUser(t.app, { email: 'marker@example.com' });
