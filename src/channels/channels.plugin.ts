@@ -39,6 +39,7 @@ async function channels(app: FastifyInstance): Promise<void> {
   const chatSockets = createChatSockets({
     authenticator,
     sessionEvents,
+    licenseEvents: app.licenseEvents,
     async sessionExpiry(sessionId) {
       return (await sessions.findActive(sessionId))?.expiresAt ?? null;
     },

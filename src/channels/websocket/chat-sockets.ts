@@ -1,6 +1,7 @@
 import type { WebSocket } from 'ws';
 import type { AuthContext, Authenticator, SessionEvents } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
+import type { LicenseEvents } from '../../licenses/index.js';
 import { type ChatService, ChatUpstreamError } from '../chat/chat-service.js';
 import type { UsageLimits } from '../chat/usage-limits.js';
 import {
@@ -15,6 +16,8 @@ import {
 export interface ChatSocketsDeps {
   authenticator: Pick<Authenticator, 'authenticateToken'>;
   sessionEvents: Pick<SessionEvents, 'onSessionEnded'>;
+  /** License changes from any process: open sockets take the new license (and close if it drops chat). */
+  licenseEvents?: Pick<LicenseEvents, 'onLicenseChanged'>;
   /** When a session ends unless extended: its current expiry, or null when it is gone or expired. */
   sessionExpiry(sessionId: string): Promise<Date | null>;
   limits: UsageLimits;
@@ -75,6 +78,16 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     const conns = bySession.get(sessionId);
     if (!conns) return;
     for (const conn of conns) end(conn, 'SESSION_REVOKED', CloseCode.SESSION_ENDED);
+  });
+
+  // A change of license is rare (an admin, the CLI, a billing job): walking the open sockets is cheaper than an index
+  // every socket would pay for. Later messages are limited by the new license; a license without chat ends the socket.
+  const unsubscribeLicenses = deps.licenseEvents?.onLicenseChanged(({ userId, license }) => {
+    for (const conn of all) {
+      if (conn.auth?.userId !== userId) continue;
+      conn.auth = { ...conn.auth, license };
+      if (license.features.chat === false) end(conn, 'FORBIDDEN', CloseCode.FORBIDDEN);
+    }
   });
 
   const scheduleExpiry = (conn: Conn, expiresAt: Date | null) => {
@@ -323,6 +336,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     close() {
       clearInterval(heartbeat);
       unsubscribe();
+      unsubscribeLicenses?.();
       for (const conn of all) conn.socket.close(CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN');
     },
   };

@@ -95,4 +95,43 @@ describe('/ws/chat: license limits per user', () => {
     expect(frames.filter((f) => f.type === 'error' && f.code === 'RATE_LIMITED')).toHaveLength(20);
     a.ws.close();
   });
+
+  it('an open socket takes a changed license at once: new limits, and closed when chat is taken away', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const a = await open(token);
+    const say = async (id: string) => {
+      a.send({ type: 'message', id, text: 'hi' });
+      return a.next();
+    };
+    expect(await say('before')).toMatchObject({ type: 'reply', id: 'before' });
+    expect(await a.next()).toMatchObject({ type: 'reply_end', id: 'before' });
+
+    // The gateway's sockets hear of a change before a handler registered later (this one) does.
+    const changed = () =>
+      new Promise<void>((resolve) => {
+        const off = t.app.licenseEvents.onLicenseChanged((event) => {
+          if (event.userId !== userId) return;
+          off();
+          resolve();
+        });
+      });
+
+    // Down to one message a minute: the bucket holds what the new limit allows (one), then refuses, on this socket,
+    // without reconnecting.
+    let heard = changed();
+    await t.db.query(
+      `INSERT INTO user_licenses (user_id, license_type, resource_limits) VALUES ($1, 'free', '{"messages_per_minute": 1}')`,
+      [userId],
+    );
+    await heard;
+    expect(await say('last')).toMatchObject({ type: 'reply', id: 'last' });
+    expect(await a.next()).toMatchObject({ type: 'reply_end', id: 'last' });
+    expect(await say('over')).toMatchObject({ type: 'error', code: 'RATE_LIMITED', id: 'over' });
+
+    heard = changed();
+    await t.db.query(`UPDATE user_licenses SET features = '{"chat": false}' WHERE user_id = $1`, [userId]);
+    await heard;
+    expect(await a.next()).toEqual({ type: 'error', code: 'FORBIDDEN' });
+    expect(await a.closed).toEqual({ code: 4403, reason: 'FORBIDDEN' });
+  });
 });
