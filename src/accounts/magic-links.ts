@@ -25,8 +25,11 @@ export interface MagicLinks {
    * about the address: the same answer, and the email is sent after the answer. Throws RATE_LIMITED past the limit.
    */
   request(email: string): Promise<void>;
-  /** The user a valid link signs in (the token is used up), or null. */
-  verify(token: string): Promise<{ userId: string; created: boolean } | null>;
+  /**
+   * The user a valid link names (the token is used up), or null. `twoFactor`: the account has two-factor
+   * authentication, which a link cannot stand in for (the route refuses it: the inbox alone is one factor).
+   */
+  verify(token: string): Promise<{ userId: string; created: boolean; twoFactor: boolean } | null>;
   /** Deletes rows past both their expiry and the rate-limit window. */
   purgeExpired(): Promise<number>;
 }
@@ -82,15 +85,15 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
       );
       const email = rows[0]?.email;
       if (!email) return null;
-      const found = await db.query<{ id: string }>(
+      const found = await db.query<{ id: string; two_factor_enabled: boolean }>(
         `UPDATE users SET email_verified = TRUE, updated_at = now()
-          WHERE lower(email) = $1 AND NOT is_anonymous RETURNING id`,
+          WHERE lower(email) = $1 AND NOT is_anonymous RETURNING id, two_factor_enabled`,
         [email],
       );
-      const id = found.rows[0]?.id;
-      if (id) return { userId: id, created: false };
+      const user = found.rows[0];
+      if (user) return { userId: user.id, created: false, twoFactor: user.two_factor_enabled };
       if (!settings.createAccounts) return null;
-      return { userId: await deps.createUser(email), created: true };
+      return { userId: await deps.createUser(email), created: true, twoFactor: false };
     },
 
     async purgeExpired() {

@@ -69,6 +69,10 @@ export const ERROR_CATALOGUE = {
     message: 'The pending sign-in is invalid, expired or already used; sign in again.',
   },
   TWO_FACTOR_LOCKED: { status: 429, message: 'Too many wrong two-factor codes; sign in again later.' },
+  TWO_FACTOR_REQUIRED: {
+    status: 403,
+    message: 'This account uses two-factor authentication: sign in with its password and code, or a passkey.',
+  },
   // Sign-in by OAuth / OIDC, magic link and anonymous trial (src/accounts/).
   FEATURE_DISABLED: { status: 404, message: 'This sign-in method is not enabled.' },
   OAUTH_PROVIDER_UNKNOWN: { status: 404, message: 'No such OAuth provider is configured.' },

@@ -92,6 +92,15 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
         });
         return finish.failure(reply, 'MAGIC_LINK_INVALID');
       }
+      if (found.twoFactor) {
+        await audit.record({
+          event: 'login.failure',
+          userId: found.userId,
+          ...origin(request),
+          details: { method: 'magic_link', reason: 'TWO_FACTOR_REQUIRED' },
+        });
+        return finish.failure(reply, 'TWO_FACTOR_REQUIRED');
+      }
       const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
       const ua = request.headers['user-agent'];
       if (typeof ua === 'string') headers.set('user-agent', ua);

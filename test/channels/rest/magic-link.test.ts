@@ -1,3 +1,4 @@
+import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMagicLinks } from '../../../src/accounts/index.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
@@ -82,6 +83,39 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
       [user.userId],
     );
     expect(rows).toEqual([{ details: { method: 'magic_link', reason: 'ACCOUNT_DISABLED' } }]);
+  });
+
+  it('a link cannot stand in for two-factor authentication: TWO_FACTOR_REQUIRED, no session', async () => {
+    const user = await registerUser(t.app, { email: 'link.2fa@example.com' });
+    const bearer = { authorization: `Bearer ${user.token}` };
+    const enable = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/enable',
+      headers: bearer,
+      payload: { password: user.password },
+    });
+    const totp = OTPAuth.URI.parse(enable.json().otpauthUri) as OTPAuth.TOTP;
+    const confirm = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/confirm',
+      headers: bearer,
+      payload: { code: totp.generate() },
+    });
+    expect(confirm.statusCode).toBe(200);
+    const sessionsBefore = await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
+
+    expect((await request(user.email)).statusCode).toBe(200);
+    const mail = await smtp.waitFor((m) => m.rcpt.includes('link.2fa@example.com'));
+    const verify = await open(linkIn(mail.text));
+    expect(verify.statusCode).toBe(302);
+    expect(new URL(verify.headers.location as string).searchParams.get('error')).toBe('TWO_FACTOR_REQUIRED');
+    const sessionsAfter = await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(sessionsAfter.rows).toEqual(sessionsBefore.rows);
+    const { rows } = await t.db.query(
+      `SELECT details FROM auth_audit_log WHERE user_id = $1 AND event = 'login.failure'`,
+      [user.userId],
+    );
+    expect(rows).toEqual([{ details: { method: 'magic_link', reason: 'TWO_FACTOR_REQUIRED' } }]);
   });
 
   it('an unknown address gets the same answer and no email, and no account (create_accounts: false)', async () => {
