@@ -282,6 +282,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     sessions,
     audit: app.audit,
     anonymous: app.anonymousUsers,
+    sendVerificationEmail: (user) => lateHooks.sendVerificationEmail(user),
     version: VERSION,
     async health() {
       try {

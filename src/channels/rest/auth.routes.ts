@@ -31,6 +31,8 @@ export interface AuthRoutesDeps {
   version: string;
   /** Registering with an anonymous user's token upgrades that user in place (src/accounts/). */
   anonymous?: AnonymousUsers;
+  /** Sends an email verification link (the one a sign-up gets), for an upgrade while verification is required. */
+  sendVerificationEmail?(user: { id: string; email: string; name: string }): Promise<void>;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -100,12 +102,14 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     if (!context?.sessionId) throw new AppError('INVALID_TOKEN');
     if (!(await anonymous.isAnonymous(context.userId))) throw new AppError('NOT_ANONYMOUS');
     const { email, password: pw, name } = request.body;
-    await anonymous.upgradeWithPassword(context.userId, {
-      email: normalizeEmail(email),
-      password: pw,
-      name: (name ?? '').trim(),
-    });
+    const account = { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() };
+    await anonymous.upgradeWithPassword(context.userId, account);
     const { userId, sessionId, expiresAt } = context;
+    // The address is unverified until its link is followed, as after a sign-up. The session the anonymous user
+    // already had goes on (its data is theirs); password sign-ins wait for the link (EMAIL_NOT_VERIFIED).
+    if (config.auth.require_email_verification) {
+      await deps.sendVerificationEmail?.({ id: userId, email: account.email, name: account.name });
+    }
     await audit.record({
       event: 'signup',
       userId,

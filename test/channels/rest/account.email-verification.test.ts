@@ -168,4 +168,28 @@ describe('email verification (auth.require_email_verification: true)', () => {
     const { rows } = await t.db.query('SELECT 1 FROM users WHERE email = $1', [user.email]);
     expect(rows).toHaveLength(1);
   });
+
+  it('an anonymous user upgraded with an email gets the link too; password sign-ins wait for it', async () => {
+    const anon = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
+    expect(anon.statusCode).toBe(201);
+    const user = fresh();
+    const upgraded = await t.app.inject({
+      method: 'POST',
+      url: '/auth/register',
+      headers: { authorization: `Bearer ${anon.json().token}` },
+      payload: { ...user, name: 'Ana' },
+    });
+    expect(upgraded.statusCode).toBe(201);
+    // The session the anonymous user had goes on.
+    const me = await t.app.inject({
+      url: '/auth/session',
+      headers: { authorization: `Bearer ${upgraded.json().token}` },
+    });
+    expect(me.json().user.email).toBe(user.email);
+
+    expect((await login(user)).json().error.code).toBe('EMAIL_NOT_VERIFIED');
+    const link = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
+    expect((await t.app.inject({ url: `${link.pathname}${link.search}` })).statusCode).toBe(200);
+    expect((await login(user)).statusCode).toBe(200);
+  });
 });
