@@ -69,6 +69,23 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
     });
   };
 
+  // Every refusal of an administrator's request is audited too (their own account, an unknown user, invalid input).
+  // Callers who are not administrators never get here: requireAdmin refuses and audits them.
+  app.addHook('onError', async (request, _reply, error) => {
+    if (!request.auth || (error instanceof AppError && error.code === 'ADMIN_REQUIRED')) return;
+    const code = error instanceof AppError ? error.code : 'error';
+    const target = (request.params as { id?: unknown } | undefined)?.id;
+    await record(
+      request,
+      `${request.method} ${request.routeOptions.url ?? ''}`,
+      typeof target === 'string' ? target : '',
+      {
+        outcome: 'refused',
+        reason: code,
+      },
+    );
+  });
+
   const existing = async (id: string) => {
     const user = await admin.getUser(id);
     if (!user) throw new AppError('USER_NOT_FOUND');

@@ -190,6 +190,8 @@ describe('admin API (/admin/*)', () => {
   });
 
   it('refuses to disable, demote or delete the calling admin', async () => {
+    const before = (await t.db.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM auth_audit_log')).rows[0]
+      ?.id;
     for (const [method, url, payload] of [
       ['POST', `/admin/users/${admin.userId}/disable`],
       ['PUT', `/admin/users/${admin.userId}/role`, { role: 'user' }],
@@ -199,6 +201,19 @@ describe('admin API (/admin/*)', () => {
       expect(res.statusCode).toBe(400);
     }
     expect(await status(admin.token)).toBe(200);
+    // Each refusal is audited, as is a request about a user that does not exist.
+    expect((await call('POST', '/admin/users/user_0_nobody/disable')).statusCode).toBe(404);
+    const { rows } = await t.db.query<{ details: Record<string, string> }>(
+      `SELECT details FROM auth_audit_log
+        WHERE event = 'admin.action' AND user_id = $1 AND details->>'outcome' = 'refused' AND id > $2 ORDER BY id`,
+      [admin.userId, before],
+    );
+    expect(rows.map((r) => [r.details.action, r.details.target, r.details.reason])).toEqual([
+      ['POST /admin/users/:id/disable', admin.userId, 'BAD_REQUEST'],
+      ['PUT /admin/users/:id/role', admin.userId, 'BAD_REQUEST'],
+      ['DELETE /admin/users/:id', admin.userId, 'BAD_REQUEST'],
+      ['POST /admin/users/:id/disable', 'user_0_nobody', 'USER_NOT_FOUND'],
+    ]);
   });
 
   it('sets roles and a user’s IP allow list', async () => {
