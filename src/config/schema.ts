@@ -34,7 +34,7 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/auth/register', max: 20, window: 3600 },
   { prefix: '/auth/password/', max: 10, window: 900 },
   { prefix: '/auth/2fa/', max: 20, window: 300 },
-  { prefix: '/auth/link', max: 20, window: 300 },
+  { prefix: '/auth/channels/telegram/link-code', max: 20, window: 300 },
   { prefix: '/auth/channels/', max: 30, window: 300 },
   { prefix: '/auth/passkey/', max: 60, window: 60 },
   { prefix: '/auth/email/verify', max: 20, window: 900 },
