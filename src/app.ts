@@ -79,7 +79,7 @@ declare module 'fastify' {
     sessionCache: SessionCache;
     /** License changes from any process (trigger on user_licenses): refresh open sockets' limits. */
     licenseEvents: LicenseEvents;
-    /** Devices; two-factor asks devices.isTrusted(userId, deviceKeyOf(request.headers)). */
+    /** Devices; isTrusted(userId, key): does a device skip two-factor prompts (the password sign-in asks in SQL). */
     devices: DeviceStore;
     ipPolicy: IpPolicy;
   }
@@ -265,9 +265,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     baseUrl: config.server.base_url,
     sessionIdFromJwt: async (token, ip) =>
       (await authenticator.authenticateToken(token, 'rest', ip))?.sessionId ?? null,
-    admitSession: async (sessionId, ip) => {
-      await authenticator.authenticateSession(sessionId, 'rest', ip);
-    },
+    admitSession: async (sessionId, ip) => (await authenticator.authenticateSession(sessionId, 'rest', ip)) !== null,
     async jwtForSessionToken(token) {
       const session = await sessions.findByToken(token);
       return session ? authenticator.issueToken(session.userId, session.id, session.expiresAt) : null;

@@ -42,6 +42,34 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
       ).rows[0]?.s,
     );
 
+  it("an idle session is no session on Better Auth's routes either, whatever the credential", async () => {
+    const user = await registerUser(t.app);
+    const signIn = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+      payload: JSON.stringify({ email: user.email, password: user.password }),
+    });
+    const cookie = ([] as string[])
+      .concat(signIn.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0] as string)
+      .filter((c) => c.startsWith('better-auth.'))
+      .join('; ');
+    const raw = signIn.json().token as string;
+    const getSession = (headers: Record<string, string>) => t.app.inject({ url: '/api/auth/get-session', headers });
+    const credentials: Array<Record<string, string>> = [{ cookie }, { authorization: `Bearer ${raw}` }];
+    for (const headers of credentials) {
+      expect((await getSession(headers)).json()).toMatchObject({ user: { id: user.userId } });
+    }
+    const { rows } = await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE token = $1', [raw]);
+    await setLastUsed(rows[0]?.id as string, '2 hours');
+    for (const headers of credentials) {
+      const res = await getSession(headers);
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toBeNull();
+    }
+  });
+
   it('refuses a session unused for longer than the idle timeout, on /auth/* and /api/auth/*', async () => {
     const user = await registerUser(t.app);
     const id = await sessionIdOf(user.token);

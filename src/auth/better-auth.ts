@@ -172,6 +172,9 @@ export function createBetterAuth({
       twoFactor({
         issuer: config.auth.two_factor.issuer,
         twoFactorCookieMaxAge: config.auth.two_factor.challenge_ttl,
+        // Better Auth's own device trust ends as soon as it is granted: the gateway's trusted devices are the only ones
+        // (src/accounts/devices.ts), and the mount also drops Better Auth's trust_device cookie both ways.
+        trustDeviceMaxAge: 0,
         accountLockout: {
           maxFailedAttempts: config.auth.two_factor.lockout_threshold,
           durationSeconds: config.auth.two_factor.lockout_duration,

@@ -16,8 +16,9 @@ export interface MountOptions {
   /**
    * A session Better Auth's own credential names (its cookie, or its session token as a bearer): the same checks for
    * `ip` (throws IP_NOT_ALLOWED), so no credential reaches Better Auth's routes from an address its user refuses.
+   * False when the gateway no longer accepts the session (idle, its user disabled).
    */
-  admitSession(sessionId: string, ip: string): Promise<void>;
+  admitSession(sessionId: string, ip: string): Promise<boolean>;
   /** A new session Better Auth just created -> our JWT for it (sent back in X-Auth-Token). */
   jwtForSessionToken(betterAuthToken: string): Promise<string | null>;
 }
@@ -37,7 +38,25 @@ const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
  * gateway's trusted devices are the only ones (src/accounts/devices.ts: trusting one takes a recent sign-in, and a
  * sign-in through one is audited), so this cookie is neither passed in nor handed out.
  */
-const TRUST_DEVICE_COOKIE = /^(?:__Secure-)?better-auth\.trust_device=/;
+const TRUST_DEVICE_COOKIE = /^(?:__Secure-)?better-auth\.trust_device(?:=|$)/;
+const TRUST_DEVICE_NAME = /^(?:__Secure-)?better-auth\.trust_device$/;
+/** Better Auth's session cookies: dropped from a request whose session the gateway no longer accepts. */
+const SESSION_COOKIE_NAME = /^(?:__Secure-)?better-auth\.session_(?:token|data)$/;
+
+/**
+ * A Cookie header without the cookies `drop` names. Names are read the way Better Auth's parser reads them (split on
+ * `;`, the text before the first `=`, trimmed), so no spelling it would accept slips past.
+ */
+function withoutCookies(header: string, drop: RegExp): string {
+  return header
+    .split(';')
+    .filter((part) => {
+      const eq = part.indexOf('=');
+      return eq === -1 ? part.trim() !== '' : !drop.test(part.slice(0, eq).trim());
+    })
+    .map((part) => part.trim())
+    .join('; ');
+}
 const SESSION_COOKIE = /(?:^|;\s*)(?:__Secure-)?better-auth\.session_token=([^;]*)/;
 
 /**
@@ -72,8 +91,8 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   for (const [name, value] of Object.entries(request.headers)) {
     if (value === undefined || name === CLIENT_IP_HEADER) continue;
     if (name === 'cookie' && typeof value === 'string') {
-      const kept = value.split(/;\s*/).filter((c) => c && !TRUST_DEVICE_COOKIE.test(c));
-      if (kept.length > 0) headers.set(name, kept.join('; '));
+      const kept = withoutCookies(value, TRUST_DEVICE_NAME);
+      if (kept) headers.set(name, kept);
       continue;
     }
     headers.set(name, Array.isArray(value) ? value.join(', ') : value);
@@ -86,10 +105,17 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     const token = sessionId ? await options.engine.sessionToken(sessionId) : null;
     if (!token) throw new AppError('INVALID_TOKEN');
     headers.set('authorization', `Bearer ${token}`);
-  } else if (request.headers.cookie || bearer) {
-    // Better Auth's own credential: Better Auth checks that it is valid, we check where it comes from.
+  } else if (headers.has('cookie') || headers.has('authorization')) {
+    // Any other credential is Better Auth's own (its cookie, or its session token however the bearer is spelled):
+    // Better Auth says which session it names, in its own parsing, and the Authenticator whether it may be used here.
+    // A session the gateway has ended (idle, its user disabled) goes to Better Auth as no session at all.
     const sessionId = await options.engine.sessionIdFromHeaders(headers);
-    if (sessionId) await options.admitSession(sessionId, request.ip);
+    if (sessionId && !(await options.admitSession(sessionId, request.ip))) {
+      headers.delete('authorization');
+      const cookie = withoutCookies(headers.get('cookie') ?? '', SESSION_COOKIE_NAME);
+      if (cookie) headers.set('cookie', cookie);
+      else headers.delete('cookie');
+    }
   }
 
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(request.body);

@@ -170,7 +170,7 @@ export const ConfigSchema = T.Object(
           },
           { ...Strict, default: {} },
         ),
-        // How long a device marked trusted stays trusted (two-factor consults isDeviceTrusted).
+        // How long a device marked trusted stays trusted: POST /auth/login skips the two-factor prompt on it.
         trusted_device_days: T.Integer({ minimum: 1, maximum: 400, default: 30 }),
       },
       Strict,

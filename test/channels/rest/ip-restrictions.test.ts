@@ -182,10 +182,15 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
         .filter((c) => c.startsWith('better-auth.'))
         .join('; ');
       expect(cookie).toContain('better-auth.session_token=');
+      const raw = signIn.json().token as string; // Better Auth's raw session token, from its sign-in body
       const credentials: Array<Record<string, string>> = [
         bearer(user.token),
         { cookie },
-        bearer(signIn.json().token as string), // Better Auth's raw session token, from its sign-in body
+        bearer(raw),
+        // Spellings Better Auth's bearer parsing accepts (it trims): no credential may skip the check.
+        { authorization: `Bearer ${raw}\u00a0` },
+        { authorization: `bearer  ${raw} ` },
+        { cookie: ` ${cookie.replaceAll('=', ' =')}` },
       ];
       for (const headers of credentials) {
         const getSession = (remoteAddress: string) =>
