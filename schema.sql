@@ -255,4 +255,22 @@ $$;
 CREATE OR REPLACE TRIGGER passkeys_upgrade_anonymous AFTER INSERT ON passkeys
   FOR EACH ROW EXECUTE FUNCTION gateway_passkey_upgrades_anonymous();
 
+-- A trusted device skips the two-factor prompt. Trust given under one set of credentials does not outlive them:
+-- turning two-factor authentication on or off, or a new password (change, reset, any route or plain SQL), withdraws
+-- every trust of that user, so a device trusted while only the password guarded the account skips nothing later.
+CREATE OR REPLACE FUNCTION gateway_withdraw_device_trust() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE devices SET trusted_until = NULL
+   WHERE user_id = CASE WHEN TG_TABLE_NAME = 'users' THEN to_jsonb(NEW) ->> 'id' ELSE to_jsonb(NEW) ->> 'user_id' END
+     AND trusted_until IS NOT NULL;
+  RETURN NULL;
+END;
+$$;
+CREATE OR REPLACE TRIGGER users_two_factor_changed AFTER UPDATE OF two_factor_enabled ON users
+  FOR EACH ROW WHEN (OLD.two_factor_enabled IS DISTINCT FROM NEW.two_factor_enabled)
+  EXECUTE FUNCTION gateway_withdraw_device_trust();
+CREATE OR REPLACE TRIGGER credentials_password_changed AFTER UPDATE OF password_hash ON user_credentials
+  FOR EACH ROW WHEN (OLD.password_hash IS DISTINCT FROM NEW.password_hash)
+  EXECUTE FUNCTION gateway_withdraw_device_trust();
+
 COMMIT;

@@ -338,4 +338,54 @@ describe('TOTP two-factor', () => {
     const spellings = [trustCookie, trustCookie?.replace('=', ' ='), `x=1;\t${trustCookie?.replace('=', '\t=')}`];
     for (const cookie of spellings) expect((await signIn(cookie)).json().twoFactorRedirect).toBe(true);
   });
+
+  it('trust does not outlive a change of credentials: two-factor turned on, a new password', async () => {
+    const user = await registerUser(t.app);
+    const login = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: user.email, password: user.password },
+    });
+    const key = String(login.headers['x-device-id']);
+    const token = login.json().token as string;
+    const devices = await t.app.inject({ url: '/auth/devices', headers: bearer(token) });
+    const deviceId = (devices.json().devices as Array<{ id: string; current: boolean }>).find((d) => d.current)?.id;
+    const trusted = async () =>
+      (await t.db.query('SELECT trusted_until IS NOT NULL AS t FROM devices WHERE id = $1', [deviceId])).rows[0]?.t;
+    const trust = () =>
+      t.app.inject({
+        method: 'PATCH',
+        url: `/auth/devices/${deviceId}`,
+        headers: bearer(token),
+        payload: { trusted: true },
+      });
+
+    // Trusted while only the password guarded the account (a fresh sign-in is all that took)...
+    expect((await trust()).statusCode).toBe(200);
+    const enable = await post('/auth/2fa/enable', { password: user.password }, token);
+    const totp = OTPAuth.URI.parse(enable.json().otpauthUri) as OTPAuth.TOTP;
+    expect((await post('/auth/2fa/confirm', { code: totp.generate() }, token)).statusCode).toBe(200);
+    // ...is withdrawn when 2FA is turned on: password and key are not enough.
+    expect(await trusted()).toBe(false);
+    const withKey = () =>
+      t.app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        headers: { 'x-device-id': key },
+        payload: { email: user.email, password: user.password },
+      });
+    expect((await withKey()).json().twoFactorRequired).toBe(true);
+
+    // Trusted again under 2FA, then the password changes: withdrawn.
+    expect((await trust()).statusCode).toBe(200);
+    expect((await withKey()).json().token).toMatch(/^eyJ/);
+    const changed = await t.app.inject({
+      method: 'POST',
+      url: '/auth/password/change',
+      headers: bearer(token),
+      payload: { currentPassword: user.password, newPassword: 'AnotherPassword456!' },
+    });
+    expect(changed.statusCode).toBe(200);
+    expect(await trusted()).toBe(false);
+  });
 });
