@@ -6,6 +6,7 @@ import type { Authenticator } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import type { Queryable } from '../../db/index.js';
 import { AppError } from '../../errors/index.js';
+import { render } from '../../http/errors.plugin.js';
 import type { LicenseResolver } from '../../licenses/index.js';
 import {
   AdminIpAllowlistBody,
@@ -40,8 +41,12 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 /** The admin API: users, their licenses, sessions and access. Every call requires role 'admin' and is audited. */
 export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): Promise<void> {
   const { admin, accounts, audit, config } = deps;
-  const preHandler = requireAdmin(deps);
-  const common = { preHandler, schema: { tags: ['admin'], security: [{ bearer: [] }] } } as const;
+  // Before validation: a caller who is not an administrator learns nothing about the routes' input, and an
+  // administrator's invalid input is known to come from them (and audited below).
+  const preValidation = requireAdmin(deps);
+  const common = { preValidation, schema: { tags: ['admin'], security: [{ bearer: [] }] } } as const;
+  /** Requests whose outcome is already in the audit log: the refusal hook does not write a second, contradicting row. */
+  const recorded = new WeakSet<FastifyRequest>();
 
   const view = (u: UserSummary) => ({
     id: u.id,
@@ -56,6 +61,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   });
 
   const record = async (request: FastifyRequest, action: string, target: string, details: object = {}) => {
+    recorded.add(request);
     const auth = authOf(request);
     const ua = request.headers['user-agent'];
     await audit.record({
@@ -72,8 +78,9 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   // Every refusal of an administrator's request is audited too (their own account, an unknown user, invalid input).
   // Callers who are not administrators never get here: requireAdmin refuses and audits them.
   app.addHook('onError', async (request, _reply, error) => {
-    if (!request.auth || (error instanceof AppError && error.code === 'ADMIN_REQUIRED')) return;
-    const code = error instanceof AppError ? error.code : 'error';
+    if (!request.auth || recorded.has(request) || (error instanceof AppError && error.code === 'ADMIN_REQUIRED'))
+      return;
+    const code = render(error).body.error.code; // the code the caller is answered with
     const target = (request.params as { id?: unknown } | undefined)?.id;
     await record(
       request,

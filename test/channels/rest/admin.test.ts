@@ -203,6 +203,7 @@ describe('admin API (/admin/*)', () => {
     expect(await status(admin.token)).toBe(200);
     // Each refusal is audited, as is a request about a user that does not exist.
     expect((await call('POST', '/admin/users/user_0_nobody/disable')).statusCode).toBe(404);
+    expect((await call('PUT', '/admin/users/user_0_nobody/role', { role: 'superuser' })).statusCode).toBe(400);
     const { rows } = await t.db.query<{ details: Record<string, string> }>(
       `SELECT details FROM auth_audit_log
         WHERE event = 'admin.action' AND user_id = $1 AND details->>'outcome' = 'refused' AND id > $2 ORDER BY id`,
@@ -213,6 +214,7 @@ describe('admin API (/admin/*)', () => {
       ['PUT /admin/users/:id/role', admin.userId, 'BAD_REQUEST'],
       ['DELETE /admin/users/:id', admin.userId, 'BAD_REQUEST'],
       ['POST /admin/users/:id/disable', 'user_0_nobody', 'USER_NOT_FOUND'],
+      ['PUT /admin/users/:id/role', 'user_0_nobody', 'VALIDATION_FAILED'],
     ]);
   });
 
