@@ -95,10 +95,12 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
     // One statement, so one round trip and one commit after the password: the session (only while the account is
     // still enabled: it may have been disabled, and its sessions deleted, while the password was being verified, which
     // can take seconds behind a long hash queue), filed under its device (created on first use, as bindSession does),
-    // and its login.success audit row. They commit together: no session without its audit row.
+    // and its login.success audit row. They commit together: no session without its audit row. FOR SHARE: a disable
+    // in flight (its UPDATE of the user, then its DELETE of the sessions) is waited for and then seen, so it cannot
+    // miss a session written between the two.
     const { rows: created } = await db.query<{ id: string }>(
       `WITH account AS (
-         SELECT id FROM users WHERE id = $3 AND disabled_at IS NULL
+         SELECT id FROM users WHERE id = $3 AND disabled_at IS NULL FOR SHARE
        ), device AS (
          INSERT INTO devices (id, user_id, key_hash, name, user_agent)
          SELECT $8, id, $9, $10, $11 FROM account WHERE $9::text IS NOT NULL

@@ -163,6 +163,33 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(updated).toEqual([{ user_agent: UA }]);
   });
 
+  it('a disable still in flight when the session is written is waited for, and wins', async () => {
+    const user = await registerUser(t.app);
+    const verify = t.app.hasher.verify.bind(t.app.hasher);
+    let disabling: Promise<unknown> = Promise.resolve();
+    vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
+      // An admin's disable: the user row and the session deletion written, not yet committed when the sign-in writes.
+      let started: () => void = () => {};
+      const inFlight = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      disabling = t.db.transaction(async (tx) => {
+        await tx.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+        await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      });
+      await inFlight;
+      return verify(hash, password);
+    });
+    const res = await login(user.email, user.password);
+    await disabling;
+    expect(res.statusCode).toBe(403);
+    expect(res.json().error.code).toBe('ACCOUNT_DISABLED');
+    const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(rows).toHaveLength(0);
+  });
+
   it('an account disabled while its password is being verified gets no session', async () => {
     const user = await registerUser(t.app);
     const devicesBefore = await t.db.query('SELECT id FROM devices WHERE user_id = $1', [user.userId]);
