@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import type { AuthContext, Authenticator, SessionEvents } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
-import type { LicenseEvents } from '../../licenses/index.js';
+import type { License, LicenseEvents } from '../../licenses/index.js';
 import { type ChatService, ChatUpstreamError } from '../chat/chat-service.js';
 import type { UsageLimits } from '../chat/usage-limits.js';
 import {
@@ -50,6 +50,9 @@ interface Conn {
   ip: string | undefined;
 }
 
+/** How long a license change is remembered for sockets whose authentication was under way when it arrived. */
+const RECENT_LICENSE_MS = 10_000;
+
 // setTimeout keeps delays in a signed 32-bit integer; a longer one fires at once.
 const MAX_DELAY_MS = 2_147_483_647;
 
@@ -82,7 +85,13 @@ export function createChatSockets(deps: ChatSocketsDeps) {
 
   // A change of license is rare (an admin, the CLI, a billing job): walking the open sockets is cheaper than an index
   // every socket would pay for. Later messages are limited by the new license; a license without chat ends the socket.
+  // A socket still being authenticated when the change arrives may have read the old license: changes of the last
+  // RECENT_LICENSE_MS are kept and applied when it is admitted.
+  const recentLicenses = new Map<string, { license: License; at: number }>();
   const unsubscribeLicenses = deps.licenseEvents?.onLicenseChanged(({ userId, license }) => {
+    const now = Date.now();
+    for (const [id, change] of recentLicenses) if (now - change.at > RECENT_LICENSE_MS) recentLicenses.delete(id);
+    recentLicenses.set(userId, { license, at: now });
     for (const conn of all) {
       if (conn.auth?.userId !== userId) continue;
       conn.auth = { ...conn.auth, license };
@@ -116,7 +125,12 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   }
 
   /** Authenticated: take a connection slot, index by session, answer auth_ok. False when refused. */
-  function admit(conn: Conn, auth: AuthContext): boolean {
+  function admit(conn: Conn, authenticated: AuthContext): boolean {
+    const changed = recentLicenses.get(authenticated.userId);
+    const auth =
+      changed && Date.now() - changed.at <= RECENT_LICENSE_MS
+        ? { ...authenticated, license: changed.license }
+        : authenticated;
     if (auth.license.features.chat === false) {
       refuse(conn, 'FORBIDDEN', CloseCode.FORBIDDEN);
       return false;

@@ -134,4 +134,31 @@ describe('/ws/chat: license limits per user', () => {
     expect(await a.next()).toEqual({ type: 'error', code: 'FORBIDDEN' });
     expect(await a.closed).toEqual({ code: 4403, reason: 'FORBIDDEN' });
   });
+
+  it('a license change that arrives while a socket is being authenticated applies to it too', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const authenticate = t.app.authenticator.authenticateToken.bind(t.app.authenticator);
+    const spy = vi.spyOn(t.app.authenticator, 'authenticateToken').mockImplementationOnce(async (...args) => {
+      const context = await authenticate(...args); // read with chat on...
+      const heard = new Promise<void>((resolve) => {
+        const off = t.app.licenseEvents.onLicenseChanged((event) => {
+          if (event.userId !== userId) return;
+          off();
+          resolve();
+        });
+      });
+      // ...and chat is taken away before the socket is admitted.
+      await t.db.query(
+        `INSERT INTO user_licenses (user_id, license_type, features) VALUES ($1, 'free', '{"chat": false}')`,
+        [userId],
+      );
+      await heard;
+      return context;
+    });
+    const c = await connect(url);
+    c.send({ type: 'auth', token });
+    expect(await c.next()).toEqual({ type: 'auth_error', code: 'FORBIDDEN' });
+    expect(await c.closed).toEqual({ code: 4403, reason: 'FORBIDDEN' });
+    spy.mockRestore();
+  });
 });
