@@ -38,7 +38,6 @@ const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
  * gateway's trusted devices are the only ones (src/accounts/devices.ts: trusting one takes a recent sign-in, and a
  * sign-in through one is audited), so this cookie is neither passed in nor handed out.
  */
-const TRUST_DEVICE_COOKIE = /^(?:__Secure-)?better-auth\.trust_device(?:=|$)/;
 const TRUST_DEVICE_NAME = /^(?:__Secure-)?better-auth\.trust_device$/;
 /** Better Auth's session cookies: dropped from a request whose session the gateway no longer accepts. */
 const SESSION_COOKIE_NAME = /^(?:__Secure-)?better-auth\.session_(?:token|data)$/;
@@ -50,12 +49,14 @@ const SESSION_COOKIE_NAME = /^(?:__Secure-)?better-auth\.session_(?:token|data)$
 function withoutCookies(header: string, drop: RegExp): string {
   return header
     .split(';')
-    .filter((part) => {
-      const eq = part.indexOf('=');
-      return eq === -1 ? part.trim() !== '' : !drop.test(part.slice(0, eq).trim());
-    })
+    .filter((part) => (part.includes('=') ? !drop.test(cookieName(part)) : part.trim() !== ''))
     .map((part) => part.trim())
     .join('; ');
+}
+
+/** A cookie's name in a Cookie or Set-Cookie header: the text before the first `=`, trimmed. */
+function cookieName(cookie: string): string {
+  return cookie.slice(0, cookie.indexOf('=')).trim();
 }
 const SESSION_COOKIE = /(?:^|;\s*)(?:__Secure-)?better-auth\.session_token=([^;]*)/;
 
@@ -131,7 +132,7 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   response.headers.forEach((value, name) => {
     if (!DROPPED.has(name) && !name.startsWith('access-control-')) reply.header(name, value);
   });
-  const cookies = response.headers.getSetCookie().filter((c) => !TRUST_DEVICE_COOKIE.test(c));
+  const cookies = response.headers.getSetCookie().filter((c) => !TRUST_DEVICE_NAME.test(cookieName(c)));
   if (cookies.length > 0) reply.header('set-cookie', cookies);
 
   const newToken = cookies.map((c) => SESSION_COOKIE.exec(c)?.[1]).find((v) => v);

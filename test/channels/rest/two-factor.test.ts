@@ -18,6 +18,14 @@ describe('TOTP two-factor', () => {
   const verify = (challengeToken: string, code: string) => post('/auth/2fa/verify', { challengeToken, code });
   const sessionIdOf = (jwt: string): string =>
     (JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString()) as { sid: string }).sid;
+  /** The id of the device the session of `token` is filed under. */
+  const currentDeviceId = async (token: string): Promise<string> => {
+    const res = await t.app.inject({ url: '/auth/devices', headers: bearer(token) });
+    const devices = res.json().devices as Array<{ id: string; current: boolean }>;
+    return devices.find((d) => d.current)?.id as string;
+  };
+  const setTrust = (token: string, deviceId: string, trusted: boolean) =>
+    t.app.inject({ method: 'PATCH', url: `/auth/devices/${deviceId}`, headers: bearer(token), payload: { trusted } });
   /** A code that is valid at no moment near now (10 minutes ahead). */
   const wrongCode = (totp: OTPAuth.TOTP) => totp.generate({ timestamp: Date.now() + 600_000 });
 
@@ -252,10 +260,8 @@ describe('TOTP two-factor', () => {
     });
     expect(signedIn.statusCode).toBe(200);
     const token = signedIn.json().token as string;
-    const devices = await t.app.inject({ url: '/auth/devices', headers: bearer(token) });
-    const deviceId = (devices.json().devices as Array<{ id: string; current: boolean }>).find((d) => d.current)?.id;
-    const trust = (as: string, trusted: boolean) =>
-      t.app.inject({ method: 'PATCH', url: `/auth/devices/${deviceId}`, headers: bearer(as), payload: { trusted } });
+    const deviceId = await currentDeviceId(token);
+    const trust = (as: string, trusted: boolean) => setTrust(as, deviceId, trusted);
 
     // Trust takes a recent sign-in: the registration session, made to look a day old, is refused.
     await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 day' WHERE user_id = $1 AND id <> $2`, [
@@ -348,17 +354,10 @@ describe('TOTP two-factor', () => {
     });
     const key = String(login.headers['x-device-id']);
     const token = login.json().token as string;
-    const devices = await t.app.inject({ url: '/auth/devices', headers: bearer(token) });
-    const deviceId = (devices.json().devices as Array<{ id: string; current: boolean }>).find((d) => d.current)?.id;
+    const deviceId = await currentDeviceId(token);
     const trusted = async () =>
       (await t.db.query('SELECT trusted_until IS NOT NULL AS t FROM devices WHERE id = $1', [deviceId])).rows[0]?.t;
-    const trust = () =>
-      t.app.inject({
-        method: 'PATCH',
-        url: `/auth/devices/${deviceId}`,
-        headers: bearer(token),
-        payload: { trusted: true },
-      });
+    const trust = () => setTrust(token, deviceId, true);
 
     // Trusted while only the password guarded the account (a fresh sign-in is all that took)...
     expect((await trust()).statusCode).toBe(200);
