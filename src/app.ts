@@ -56,6 +56,7 @@ import { genReqId, lazyChildLogger, loggerOptions } from './http/logging.js';
 import { nulGuardPlugin } from './http/nul-guard.plugin.js';
 import { securityPlugin } from './http/security.plugin.js';
 import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
+import { createMetrics } from './metrics/metrics.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
 import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
 import { createHashProcess, createPasswordHasher, type PasswordHasher } from './passwords/index.js';
@@ -167,7 +168,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     sendPasswordReset: (user, token) => (accountHooks as AccountHooks).sendPasswordReset(user, token),
     passwordReset: (user) => (accountHooks as AccountHooks).passwordReset(user),
   };
-  const audit = createAuditLog(db, app.log);
+  const metrics = createMetrics();
+  const audit = createAuditLog(db, app.log, metrics.observeAudit);
   const ipPolicy = createIpPolicy(config.ip_restrictions);
   const devices = createDeviceStore(db);
   const signInGuard = createSignInGuard({ db, ipPolicy, devices, audit, adminEmails: config.admin.emails });
@@ -242,6 +244,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
 
   // Before every route: metrics time all of them, HTTPS and the rate limits guard all of them.
   await app.register(metricsPlugin, {
+    metrics,
     enabled: config.metrics.enabled,
     token: config.metrics.token,
     allowedIps: config.metrics.allowed_ips,

@@ -68,6 +68,11 @@ export interface AuditRow {
 export interface AuditLog {
   /** Writes one event. Never throws: a failing audit write is logged, not turned into a failed login. */
   record(entry: AuditEntry): Promise<void>;
+  /**
+   * An event another statement wrote (the password sign-in writes its login.success with the session): the observers
+   * (the sign-in metric) hear of it as of an event written here. Nothing is written.
+   */
+  noteWritten(entry: AuditEntry): void;
   /** A user's own events, newest first; `before` is the id of the last row of the previous page. */
   listForUser(userId: string, page: { limit: number; before?: string }): Promise<AuditRow[]>;
 }
@@ -75,9 +80,20 @@ export interface AuditLog {
 // Detail keys that could hold a secret are dropped. ("passkey" and "reason" are fine; "password", "code" are not.)
 const SECRET_KEY = /password|passphrase|secret|token|cookie|authorization|credential|otp|^code$|^backupCodes?$/i;
 
-export function createAuditLog(db: Queryable, log: { error(obj: object, msg: string): void }): AuditLog {
+/**
+ * The audit log on `db`. `observe` hears of every event, written here or noted (noteWritten), before its write
+ * completes, and whether or not it succeeds: the sign-in metric counts attempts from the login events, so that every
+ * sign-in route counts the way it audits, once.
+ */
+export function createAuditLog(
+  db: Queryable,
+  log: { error(obj: object, msg: string): void },
+  observe: (entry: AuditEntry) => void = () => {},
+): AuditLog {
   return {
+    noteWritten: observe,
     async record(entry) {
+      observe(entry);
       const details = Object.fromEntries(Object.entries(entry.details ?? {}).filter(([k]) => !SECRET_KEY.test(k)));
       try {
         await db.query(

@@ -12,6 +12,8 @@ declare module 'fastify' {
 }
 
 export interface MetricsPluginOptions {
+  /** The instruments, when made before the plugin (the audit log reports sign-ins to them); default: new ones. */
+  metrics?: Metrics;
   enabled: boolean;
   token: string;
   allowedIps: readonly string[];
@@ -23,7 +25,7 @@ export interface MetricsPluginOptions {
  */
 export const metricsPlugin = fp<MetricsPluginOptions>(
   async (app: FastifyInstance, options) => {
-    const metrics = createMetrics();
+    const metrics = options.metrics ?? createMetrics();
     app.decorate('metrics', metrics);
     app.addHook('onResponse', (request, reply, done) => {
       metrics.httpDuration.observe(

@@ -1,4 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { AuditEntry } from '../audit/index.js';
+
+/** A sign-in method as the audit rows name it, fit for a label value (our own constants; anything else is 'other'). */
+const METHOD = /^[a-z_]{1,32}$/;
 
 /**
  * The gateway's Prometheus metrics, on a registry of its own (several apps in one process, as in tests, do not
@@ -8,15 +12,34 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
   let openWebSockets = () => 0;
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
+  const loginAttempts = new Counter({
+    name: 'gateway_login_attempts_total',
+    help: 'Sign-in attempts by method, channel and outcome',
+    labelNames: ['method', 'channel', 'outcome'] as const,
+    registers: [registry],
+  });
   return {
     registry,
-    /** method: password, passkey, ...; channel: rest, websocket, telegram; outcome: success, failure, locked. */
-    loginAttempts: new Counter({
-      name: 'gateway_login_attempts_total',
-      help: 'Sign-in attempts by method, channel and outcome',
-      labelNames: ['method', 'channel', 'outcome'] as const,
-      registers: [registry],
-    }),
+    /**
+     * method: password, passkey, magic_link, oauth, telegram_widget; channel: rest; outcome: success, failure, locked.
+     * Successes and failures are counted from the audit log's login events (observeAudit); `locked` (refused before
+     * the password is looked at) where the lockout refuses.
+     */
+    loginAttempts,
+    /**
+     * The audit log's observer: each login.success / login.failure event is one attempt, whichever route made it.
+     * A failure for a full hash queue (SERVER_BUSY) is no verdict on the credentials and is not counted.
+     */
+    observeAudit(entry: AuditEntry): void {
+      if (entry.event !== 'login.success' && entry.event !== 'login.failure') return;
+      if (entry.details?.reason === 'SERVER_BUSY') return;
+      const method = entry.details?.method;
+      loginAttempts.inc({
+        method: typeof method === 'string' && METHOD.test(method) ? method : 'other',
+        channel: entry.channel ?? 'rest',
+        outcome: entry.event === 'login.success' ? 'success' : 'failure',
+      });
+    },
     lockouts: new Counter({
       name: 'gateway_lockouts_total',
       help: 'Accounts locked after too many failed sign-ins',

@@ -135,13 +135,6 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
         if (status >= 200 && status < 300) await attempt.succeeded();
         else if (status === 401) await attempt.failed();
         else await attempt.released();
-        if (path === '/auth/login' && (status < 300 || status === 401)) {
-          metrics.loginAttempts.inc({
-            method: 'password',
-            channel: 'rest',
-            outcome: status < 300 ? 'success' : 'failure',
-          });
-        }
       }
       const api = API_AUTH_EVENTS[path];
       if (api && request.method === 'POST') await recordApiEvent(request, reply, payload, api);
@@ -163,9 +156,6 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       const ok = status >= 200 && status < 300;
       if (!ok && !(api.kind === 'login' && (status === 400 || status === 401))) return;
       const details = { method: api.method, api: 'better-auth' };
-      if (api.kind === 'login') {
-        metrics.loginAttempts.inc({ method: api.method, channel: 'rest', outcome: ok ? 'success' : 'failure' });
-      }
       if (!ok) {
         const reason = status === 401 ? 'INVALID_CREDENTIALS' : 'REFUSED';
         await audit.record({ event: 'login.failure', ...origin(request), details: { ...details, reason } });

@@ -1,3 +1,4 @@
+import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createTestApp,
@@ -80,6 +81,41 @@ describe('GET /metrics', () => {
     expect(m.get('gateway_http_request_duration_seconds_count{method="GET",route="unmatched",status_code="404"}')).toBe(
       1,
     );
+  });
+
+  it('counts every sign-in route the way it audits it: once, by method', async () => {
+    const metric = async (method: string, outcome: string) =>
+      (await scrape()).get(`gateway_login_attempts_total{method="${method}",channel="rest",outcome="${outcome}"}`) ?? 0;
+    const post = (url: string, payload: object, token?: string) =>
+      t.app.inject({ method: 'POST', url, payload, headers: token ? { authorization: `Bearer ${token}` } : {} });
+
+    // A password sign-in with 2FA is one attempt: counted when the code completes it, not also at the challenge.
+    const user = await registerUser(t.app);
+    const { otpauthUri } = (await post('/auth/2fa/enable', { password: user.password }, user.token)).json();
+    const totp = OTPAuth.URI.parse(otpauthUri) as OTPAuth.TOTP;
+    expect((await post('/auth/2fa/confirm', { code: totp.generate() }, user.token)).statusCode).toBe(200);
+    const before = await metric('password', 'success');
+    const challenge = await post('/auth/login', { email: user.email, password: user.password });
+    expect(challenge.json().twoFactorRequired).toBe(true);
+    expect(await metric('password', 'success')).toBe(before);
+    const verified = await post('/auth/2fa/verify', {
+      challengeToken: challenge.json().challengeToken,
+      code: totp.generate(),
+    });
+    expect(verified.statusCode).toBe(200);
+    expect(await metric('password', 'success')).toBe(before + 1);
+
+    // Better Auth's own sign-in route counts like ours.
+    const other = await registerUser(t.app);
+    const failures = await metric('password', 'failure');
+    const api = await post('/api/auth/sign-in/email', { email: other.email, password: 'Wrong-password-1' });
+    expect(api.statusCode).toBe(401);
+    expect(await metric('password', 'failure')).toBe(failures + 1);
+
+    // Methods other than the password count under their own name.
+    const link = await t.app.inject({ url: `/auth/magic-link/verify?token=${'A'.repeat(43)}` });
+    expect(link.statusCode).toBe(400);
+    expect(await metric('magic_link', 'failure')).toBe(1);
   });
 
   it('counts open WebSocket connections, authenticated or not', async () => {

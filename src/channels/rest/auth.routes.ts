@@ -149,15 +149,16 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       // An account with 2FA: the password was right; POST /auth/2fa/verify completes the sign-in.
       if ('twoFactorRequired' in session) return { success: true as const, ...session };
       const { userId, sessionId, audited } = session;
-      if (!audited) {
-        await audit.record({
-          event: 'login.success',
-          userId,
-          sessionId,
-          ...origin(request),
-          details: { method: 'password' },
-        });
-      }
+      const success = {
+        event: 'login.success',
+        userId,
+        sessionId,
+        ...origin(request),
+        details: { method: 'password' },
+      } as const;
+      // The gateway's own sign-in wrote its row with the session (password-sign-in.ts); Better Auth's path did not.
+      if (audited) audit.noteWritten(success);
+      else await audit.record(success);
       return { success: true as const, userId, token: tokenFor(session) };
     },
   );
