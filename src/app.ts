@@ -256,6 +256,10 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     audit: app.audit,
     metrics: app.metrics,
     decodeToken: (token) => app.jwt.decode<{ sub?: string; sid?: string }>(token),
+    async twoFactorChallengeUser(cookieHeader) {
+      const challenge = engine.twoFactor.challengeOfRequest(cookieHeader);
+      return challenge ? engine.twoFactor.challengeUser(challenge) : null;
+    },
   });
   await app.register(accessPlugin, {
     ipPolicy,

@@ -35,6 +35,8 @@ export interface TwoFactorEngine {
   checkCode(userId: string, code: string): Promise<CodeCheck>;
   /** The pending sign-in's challenge from Better Auth's sign-in response cookies, or null. */
   challengeFromCookies(setCookies: string[]): string | null;
+  /** The challenge a request's Cookie header carries (Better Auth's own 2FA routes on /api/auth), or null. */
+  challengeOfRequest(cookieHeader: string | undefined): string | null;
   /** The user a challenge belongs to (for the audit log), or null when it is not a live challenge. */
   challengeUser(challenge: string): Promise<string | null>;
   /** Completes a pending sign-in with a TOTP or backup code; returns Better Auth's new session token. */
@@ -150,6 +152,20 @@ export function createTwoFactorEngine(
         if (cookie.slice(0, eq) !== cookieName) continue;
         const value = decodeURIComponent(cookie.slice(eq + 1).split(';')[0] ?? '');
         if (value) return value;
+      }
+      return null;
+    },
+
+    challengeOfRequest(cookieHeader) {
+      // Cookie pairs as Better Auth reads them: split on ';', the name trimmed, the value URL-decoded.
+      for (const pair of (cookieHeader ?? '').split(';')) {
+        const eq = pair.indexOf('=');
+        if (eq < 0 || pair.slice(0, eq).trim() !== cookieName) continue;
+        try {
+          return decodeURIComponent(pair.slice(eq + 1).trim()) || null;
+        } catch {
+          return null;
+        }
       }
       return null;
     },

@@ -18,6 +18,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     loginAttempt: LoginAttempt | null;
+    /** The user whose pending 2FA sign-in this request to Better Auth's 2FA routes completes (read before it runs). */
+    twoFactorUser: string | null;
   }
 }
 
@@ -28,16 +30,33 @@ export interface ThrottlePluginOptions {
   metrics: Metrics;
   /** Our JWT (sent back in X-Auth-Token after a Better Auth sign-in) -> its claims, unverified (we just minted it). */
   decodeToken(token: string): { sub?: string; sid?: string } | null;
+  /** The user of the live 2FA sign-in challenge a Cookie header carries, or null (none, expired or used). */
+  twoFactorChallengeUser(cookieHeader: string | undefined): Promise<string | null>;
+}
+
+interface ApiAuthEvent {
+  /** second-factor: completes a password sign-in that answered a 2FA challenge (Better Auth's challenge cookie). */
+  kind: 'login' | 'signup' | 'second-factor';
+  method: string;
+  secondFactor?: 'totp' | 'backup_code';
 }
 
 /**
- * Better Auth routes that sign in or sign up: no route code of ours sees their outcome, so this plugin audits and
- * counts them. A passkey login that fails answers 400 or 401 (a refused assertion).
+ * Better Auth routes that sign in or sign up: no route code of ours sees their outcome, so this plugin audits them
+ * as our routes audit theirs. A passkey login that fails answers 400 or 401 (a refused assertion). A password sign-in
+ * of a 2FA account answers the challenge (`twoFactorRedirect`): the sign-in happens, and is recorded, when a code
+ * completes it on Better Auth's two-factor routes.
  */
-const API_AUTH_EVENTS: Record<string, { kind: 'login' | 'signup'; method: string }> = {
+const API_AUTH_EVENTS: Record<string, ApiAuthEvent> = {
   '/api/auth/sign-in/email': { kind: 'login', method: 'password' },
   '/api/auth/passkey/verify-authentication': { kind: 'login', method: 'passkey' },
   '/api/auth/sign-up/email': { kind: 'signup', method: 'password' },
+  '/api/auth/two-factor/verify-totp': { kind: 'second-factor', method: 'password', secondFactor: 'totp' },
+  '/api/auth/two-factor/verify-backup-code': {
+    kind: 'second-factor',
+    method: 'password',
+    secondFactor: 'backup_code',
+  },
 };
 
 /** Password sign-in routes whose body names an account: the lockout applies to each, whichever route is used. */
@@ -48,7 +67,7 @@ const PASSWORD_ROUTES = new Set(['/auth/login', '/api/auth/sign-in/email']);
  * password sign-ins. Counters are in memory, or in Redis when redis.url is set (shared by every process).
  */
 export const throttlePlugin = fp<ThrottlePluginOptions>(
-  async (app: FastifyInstance, { config, db, audit, metrics, decodeToken }) => {
+  async (app: FastifyInstance, { config, db, audit, metrics, decodeToken, twoFactorChallengeUser }) => {
     const store = await buildStore(config, app, metrics);
     app.addHook('onClose', () => store.close());
 
@@ -75,6 +94,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
     });
     app.decorate('loginThrottle', throttle);
     app.decorateRequest('loginAttempt', null);
+    app.decorateRequest('twoFactorUser', null);
 
     if (config.rate_limit.enabled) {
       const limiter = createRateLimiter(store, config.rate_limit.rules);
@@ -107,8 +127,21 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
     }
 
     app.addHook('preHandler', (request, _reply, done) => {
-      if (request.method !== 'POST' || !PASSWORD_ROUTES.has(requestPath(request.url))) return done();
-      reserve(request).then(() => done(), done);
+      if (request.method !== 'POST') return done();
+      const path = requestPath(request.url);
+      // Callback style throughout: a hook that returns a promise is also awaited by Fastify, which would run the rest
+      // of the request twice (once per done).
+      if (PASSWORD_ROUTES.has(path)) {
+        reserve(request).then(() => done(), done);
+      } else if (API_AUTH_EVENTS[path]?.kind === 'second-factor') {
+        // Whose sign-in a code completes is read before Better Auth runs: a used challenge is gone after.
+        twoFactorChallengeUser(request.headers.cookie).then((user) => {
+          request.twoFactorUser = user;
+          done();
+        }, done);
+      } else {
+        done();
+      }
     });
     const reserve = async (request: FastifyRequest) => {
       const email = emailOf(request.body, request.headers['content-type']);
@@ -150,11 +183,13 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       request: FastifyRequest,
       reply: FastifyReply,
       payload: unknown,
-      api: { kind: 'login' | 'signup'; method: string },
+      api: ApiAuthEvent,
     ): Promise<void> {
       const status = reply.statusCode;
       const ok = status >= 200 && status < 300;
+      if (api.kind === 'second-factor') return recordSecondFactor(request, reply, ok, api);
       if (!ok && !(api.kind === 'login' && (status === 400 || status === 401))) return;
+      if (ok && api.kind === 'login' && twoFactorPending(payload)) return;
       const details = { method: api.method, api: 'better-auth' };
       if (!ok) {
         const reason = status === 401 ? 'INVALID_CREDENTIALS' : 'REFUSED';
@@ -169,6 +204,37 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
         sessionId: claims?.sid ?? null,
         ...origin(request),
         details,
+      });
+    }
+
+    /**
+     * A code sent to Better Auth's own 2FA routes. Completing a sign-in (the request carried a live challenge) is
+     * recorded as /auth/2fa/verify records it: twofactor.used and login.success, or twofactor.failed. Without a
+     * challenge it is Better Auth's enrolment confirmation of a signed-in user, which is no sign-in.
+     */
+    async function recordSecondFactor(request: FastifyRequest, reply: FastifyReply, ok: boolean, api: ApiAuthEvent) {
+      const userId = request.twoFactorUser;
+      if (!userId) return;
+      const status = reply.statusCode;
+      if (!ok) {
+        if (status >= 500) return;
+        const reason = status === 401 ? 'INVALID_CODE' : 'REFUSED';
+        await audit.record({
+          event: 'twofactor.failed',
+          userId,
+          ...origin(request),
+          details: { reason, api: 'better-auth' },
+        });
+        return;
+      }
+      const token = reply.getHeader('x-auth-token');
+      const sessionId = (typeof token === 'string' ? decodeToken(token)?.sid : null) ?? null;
+      const at = { userId, sessionId, ...origin(request) };
+      await audit.record({ event: 'twofactor.used', ...at, details: { method: api.secondFactor, api: 'better-auth' } });
+      await audit.record({
+        event: 'login.success',
+        ...at,
+        details: { method: api.method, secondFactor: api.secondFactor, api: 'better-auth' },
       });
     }
   },
@@ -210,6 +276,16 @@ function emailOf(body: unknown, contentType: string | undefined): string | null 
   }
   const email = (value as { email?: unknown } | null)?.email;
   return typeof email === 'string' && email.trim() !== '' ? accountKey(email) : null;
+}
+
+/** Better Auth's answer to a password sign-in of a 2FA account: the challenge, not yet a sign-in. */
+function twoFactorPending(payload: unknown): boolean {
+  try {
+    const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : typeof payload === 'string' ? payload : '';
+    return (JSON.parse(text) as { twoFactorRedirect?: unknown }).twoFactorRedirect === true;
+  } catch {
+    return false;
+  }
 }
 
 function userIdOf(payload: unknown): string | null {

@@ -387,4 +387,65 @@ describe('TOTP two-factor', () => {
     expect(changed.statusCode).toBe(200);
     expect(await trusted()).toBe(false);
   });
+
+  it("Better Auth's own 2FA routes are audited like /auth/2fa/verify: the sign-in when the code completes it", async () => {
+    const { user, totp } = await enrolled();
+    const lastId = async () =>
+      Number((await t.db.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM auth_audit_log')).rows[0]?.id);
+    const since = async (id: number) =>
+      (
+        await t.db.query<{ event: string; user_id: string | null; session_id: string | null; details: object }>(
+          'SELECT event, user_id, session_id, details FROM auth_audit_log WHERE id > $1 ORDER BY id',
+          [id],
+        )
+      ).rows;
+
+    // The password sign-in answers the challenge: no sign-in yet, so no login.success (it used to be one, of nobody).
+    let mark = await lastId();
+    const signIn = await post('/api/auth/sign-in/email', { email: user.email, password: user.password });
+    expect(signIn.json().twoFactorRedirect).toBe(true);
+    expect(await since(mark)).toEqual([]);
+    const cookie = ([] as string[])
+      .concat(signIn.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0] as string)
+      .find((c) => c.startsWith('better-auth.two_factor='));
+    expect(cookie).toBeDefined();
+    const code = (value: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/two-factor/verify-totp',
+        headers: { cookie: cookie as string },
+        payload: { code: value },
+      });
+
+    mark = await lastId();
+    expect((await code(wrongCode(totp))).statusCode).toBe(401);
+    expect(await since(mark)).toEqual([
+      expect.objectContaining({ event: 'twofactor.failed', user_id: user.userId, details: expect.any(Object) }),
+    ]);
+
+    mark = await lastId();
+    const done = await code(totp.generate());
+    expect(done.statusCode).toBe(200);
+    const sid = sessionIdOf(done.headers['x-auth-token'] as string);
+    expect(await since(mark)).toEqual([
+      expect.objectContaining({ event: 'twofactor.used', user_id: user.userId, session_id: sid }),
+      {
+        event: 'login.success',
+        user_id: user.userId,
+        session_id: sid,
+        details: { method: 'password', secondFactor: 'totp', api: 'better-auth' },
+      },
+    ]);
+
+    // The same route confirming an enrolment of a signed-in user (no challenge) is no sign-in.
+    const other = await registerUser(t.app);
+    const enable = await post('/api/auth/two-factor/enable', { password: other.password }, other.token);
+    expect(enable.statusCode).toBe(200);
+    const otherTotp = OTPAuth.URI.parse(enable.json().totpURI) as OTPAuth.TOTP;
+    mark = await lastId();
+    const confirm = await post('/api/auth/two-factor/verify-totp', { code: otherTotp.generate() }, other.token);
+    expect(confirm.statusCode).toBe(200);
+    expect((await since(mark)).map((r) => r.event)).not.toContain('login.success');
+  });
 });
