@@ -93,7 +93,8 @@ export function createBetterAuth({
     onAPIError: methods.onAPIError,
     rateLimit: { enabled: false },
     // Sensitive changes go through our routes, which also demand a recent authentication (POST /auth/password/change,
-    // POST /auth/2fa/disable); Better Auth's HTTP copies would skip that. Direct auth.api calls are unaffected.
+    // POST /auth/2fa/disable); Better Auth's HTTP copies would skip that. Direct auth.api calls are unaffected. The
+    // mount serves a reviewed list of Better Auth's routes only (mount.plugin.ts); these stay off here as well.
     disabledPaths: ['/change-password', '/two-factor/disable'],
     logger: {
       // Better Auth's warnings repeat what the audit log records (e.g. "Invalid password") without a request id.

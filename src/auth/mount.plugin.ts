@@ -23,6 +23,51 @@ export interface MountOptions {
   jwtForSessionToken(betterAuthToken: string): Promise<string | null>;
 }
 
+/**
+ * Better Auth's HTTP routes the gateway serves at /api/auth/*, each reviewed (test/auth/better-auth-routes.test.ts
+ * lists them; an endpoint a Better Auth upgrade adds is not served until it is added here). Everything else answers
+ * 404 here: our /auth/* routes do the
+ * same with what Better Auth's copies skip (a recent sign-in for sensitive changes, audit rows, lockouts, user
+ * verification on passkeys), or the endpoint hands out what no client should get (other sessions' tokens from
+ * list-sessions, the TOTP secret, provider access tokens, a password oracle). Our routes that use Better Auth call
+ * auth.api directly, which this does not affect. Paths are compared after Better Auth's own normalisation (URL
+ * parsing, trailing slashes dropped), exactly: any other spelling is not served.
+ */
+const SERVED = new Set([
+  '/sign-in/email',
+  '/sign-up/email',
+  '/get-session',
+  '/sign-out',
+  '/update-user',
+  '/request-password-reset',
+  '/reset-password',
+  '/verify-email',
+  '/send-verification-email',
+  // A 2FA sign-in's second step (challenge cookie); stripped of any session below.
+  '/two-factor/verify-totp',
+  '/two-factor/verify-backup-code',
+  '/ok',
+  '/error',
+]);
+/** Served routes with a path parameter: the OAuth callback (our /auth/oauth/* flows end there), the reset link. */
+const SERVED_PREFIXES = ['/callback/', '/reset-password/'];
+/** With a session, these confirm a pending enrolment (ours: /auth/2fa/confirm, audited) and check codes unlocked. */
+const CHALLENGE_ONLY = new Set(['/two-factor/verify-totp', '/two-factor/verify-backup-code']);
+
+/** The Better Auth route a URL names (its path below /api/auth, as Better Auth normalises it), or null. */
+export function betterAuthRoute(url: URL): string | null {
+  const path = url.pathname.replace(/\/+$/, '');
+  return path.startsWith('/api/auth/') ? path.slice('/api/auth'.length) : null;
+}
+
+/** Whether the gateway serves Better Auth's route at `route` (see SERVED). */
+export function servesBetterAuthRoute(route: string): boolean {
+  return (
+    SERVED.has(route) ||
+    SERVED_PREFIXES.some((prefix) => route.startsWith(prefix) && !route.slice(prefix.length).includes('/'))
+  );
+}
+
 /** Names the design uses where Better Auth's differ. */
 const ALIASES: Record<string, string> = {
   '/api/auth/session': '/api/auth/get-session',
@@ -84,6 +129,8 @@ export const betterAuthMount = fp<MountOptions>(
 async function forward(request: FastifyRequest, reply: FastifyReply, options: MountOptions): Promise<FastifyReply> {
   const url = new URL(request.url, options.baseUrl);
   url.pathname = ALIASES[url.pathname] ?? url.pathname;
+  const route = betterAuthRoute(url);
+  if (route === null || !servesBetterAuthRoute(route)) throw new AppError('NOT_FOUND');
   if (Buffer.isBuffer(request.body) && bodyCarriesNul(request.headers['content-type'], request.body)) {
     throw new AppError('VALIDATION_FAILED', 'Text may not contain NUL characters.');
   }
@@ -100,7 +147,15 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   }
   headers.set(CLIENT_IP_HEADER, request.ip);
 
-  const bearer = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
+  if (CHALLENGE_ONLY.has(route)) {
+    // The second step of a 2FA sign-in: only its challenge cookie counts. Better Auth would take a session first.
+    headers.delete('authorization');
+    const cookie = withoutCookies(headers.get('cookie') ?? '', SESSION_COOKIE_NAME);
+    if (cookie) headers.set('cookie', cookie);
+    else headers.delete('cookie');
+  }
+
+  const bearer = /^Bearer\s+(\S+)$/i.exec(headers.get('authorization') ?? '')?.[1];
   if (bearer && JWT_SHAPE.test(bearer)) {
     const sessionId = await options.sessionIdFromJwt(bearer, request.ip);
     const token = sessionId ? await options.engine.sessionToken(sessionId) : null;

@@ -1,5 +1,6 @@
 import { openAPI } from 'better-auth/plugins/open-api';
 import type { BetterAuthInstance } from './better-auth.js';
+import { servesBetterAuthRoute } from './mount.plugin.js';
 
 /** The parts of an OpenAPI 3.1 document this module hands out. */
 export interface BetterAuthOpenApi {
@@ -8,8 +9,8 @@ export interface BetterAuthOpenApi {
 }
 
 /**
- * Better Auth's own OpenAPI document of its /api/auth/* routes, generated from the running instance (so it lists the
- * routes of every plugin that is configured). Calls the openAPI plugin's generator directly instead of adding the plugin
+ * Better Auth's own OpenAPI document of the /api/auth/* routes the gateway serves, generated from the running instance
+ * (so it follows the plugins that are configured). Calls the openAPI plugin's generator directly instead of adding the plugin
  * to the betterAuth({...}) call: that keeps its generate-schema route and its CDN-loaded reference page (which a strict
  * CSP would break) off the public surface. Paths are relative to Better Auth's basePath (/api/auth).
  */
@@ -18,6 +19,10 @@ export async function betterAuthOpenApi(auth: BetterAuthInstance): Promise<Bette
     context: unknown;
   }) => Promise<BetterAuthOpenApi>;
   const doc = await endpoint({ context: await auth.$context });
+  // Only the routes the mount serves: the others answer 404 (mount.plugin.ts).
+  for (const path of Object.keys(doc.paths)) {
+    if (!servesBetterAuthRoute(path.replace(/\{[^}]*\}/g, 'x'))) delete doc.paths[path];
+  }
   for (const item of Object.values(doc.paths)) {
     for (const operation of Object.values(item)) sanitizeMediaTypes(operation);
   }

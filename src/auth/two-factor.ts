@@ -157,15 +157,19 @@ export function createTwoFactorEngine(
     },
 
     challengeOfRequest(cookieHeader) {
-      // Cookie pairs as Better Auth reads them: split on ';', the name trimmed, the value URL-decoded.
+      // Read as Better Auth's cookie parser (better-call's parseCookies) reads it: the first pair of that name, the
+      // value trimmed, one pair of double quotes dropped, URL-decoded when it holds a %, kept raw when that fails.
       for (const pair of (cookieHeader ?? '').split(';')) {
         const eq = pair.indexOf('=');
         if (eq < 0 || pair.slice(0, eq).trim() !== cookieName) continue;
-        try {
-          return decodeURIComponent(pair.slice(eq + 1).trim()) || null;
-        } catch {
-          return null;
+        let value = pair.slice(eq + 1).trim();
+        if (value.startsWith('"')) value = value.slice(1, -1);
+        if (value.includes('%')) {
+          try {
+            value = decodeURIComponent(value);
+          } catch {}
         }
+        return value || null;
       }
       return null;
     },

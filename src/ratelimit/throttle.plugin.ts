@@ -42,14 +42,13 @@ interface ApiAuthEvent {
 }
 
 /**
- * Better Auth routes that sign in or sign up: no route code of ours sees their outcome, so this plugin audits them
- * as our routes audit theirs. A passkey login that fails answers 400 or 401 (a refused assertion). A password sign-in
+ * Better Auth routes that sign in or sign up (the ones the mount serves): no route code of ours sees their outcome, so
+ * this plugin audits them as our routes audit theirs. A password sign-in
  * of a 2FA account answers the challenge (`twoFactorRedirect`): the sign-in happens, and is recorded, when a code
  * completes it on Better Auth's two-factor routes.
  */
 const API_AUTH_EVENTS: Record<string, ApiAuthEvent> = {
   '/api/auth/sign-in/email': { kind: 'login', method: 'password' },
-  '/api/auth/passkey/verify-authentication': { kind: 'login', method: 'passkey' },
   '/api/auth/sign-up/email': { kind: 'signup', method: 'password' },
   '/api/auth/two-factor/verify-totp': { kind: 'second-factor', method: 'password', secondFactor: 'totp' },
   '/api/auth/two-factor/verify-backup-code': {
@@ -208,32 +207,39 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
     }
 
     /**
-     * A code sent to Better Auth's own 2FA routes. Completing a sign-in (the request carried a live challenge) is
-     * recorded as /auth/2fa/verify records it: twofactor.used and login.success, or twofactor.failed. Without a
-     * challenge it is Better Auth's enrolment confirmation of a signed-in user, which is no sign-in.
+     * A code sent to Better Auth's own 2FA routes, which the mount serves for a sign-in's challenge only (it strips
+     * sessions there). Recorded as /auth/2fa/verify records it: a wrong code twofactor.failed, a locked account
+     * lockout, a right one twofactor.used and, when it made the challenge user's session, login.success.
      */
     async function recordSecondFactor(request: FastifyRequest, reply: FastifyReply, ok: boolean, api: ApiAuthEvent) {
       const userId = request.twoFactorUser;
-      if (!userId) return;
+      if (!userId) return; // no live challenge: Better Auth refuses without one
       const status = reply.statusCode;
+      const at = { userId, ...origin(request) };
       if (!ok) {
-        if (status >= 500) return;
-        const reason = status === 401 ? 'INVALID_CODE' : 'REFUSED';
-        await audit.record({
-          event: 'twofactor.failed',
-          userId,
-          ...origin(request),
-          details: { reason, api: 'better-auth' },
-        });
+        if (status === 429) {
+          await audit.record({ event: 'lockout', ...at, details: { reason: 'TWO_FACTOR_LOCKED', api: 'better-auth' } });
+        } else if (status < 500) {
+          const reason = status === 401 ? 'TWO_FACTOR_INVALID_CODE' : 'REFUSED';
+          await audit.record({ event: 'twofactor.failed', ...at, details: { reason, api: 'better-auth' } });
+        }
         return;
       }
       const token = reply.getHeader('x-auth-token');
-      const sessionId = (typeof token === 'string' ? decodeToken(token)?.sid : null) ?? null;
-      const at = { userId, sessionId, ...origin(request) };
-      await audit.record({ event: 'twofactor.used', ...at, details: { method: api.secondFactor, api: 'better-auth' } });
+      const claims = typeof token === 'string' ? decodeToken(token) : null;
+      const sessionId = claims?.sub === userId ? (claims.sid ?? null) : null;
+      await audit.record({
+        event: 'twofactor.used',
+        ...at,
+        sessionId,
+        details: { method: api.secondFactor, api: 'better-auth' },
+      });
+      // A verification that was asked not to make a session (disableSession) is no sign-in.
+      if (!sessionId) return;
       await audit.record({
         event: 'login.success',
         ...at,
+        sessionId,
         details: { method: api.method, secondFactor: api.secondFactor, api: 'better-auth' },
       });
     }

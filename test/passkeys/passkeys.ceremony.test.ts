@@ -238,83 +238,15 @@ describe('passkey management', () => {
 });
 
 describe("Better Auth's own passkey routes", () => {
-  it('list the passkeys registered through the design routes, from the shared table', async () => {
+  it('are not served: they skip user verification, the recent sign-in and the audit rows of the design routes', async () => {
     const user = await registerUser(t.app);
-    const { id } = await addPasskey(t.app, user.token, createSoftAuthenticator());
-    const res = await t.app.inject({
-      method: 'GET',
-      url: '/api/auth/passkey/list-user-passkeys',
-      headers: { authorization: `Bearer ${user.token}` },
-    });
-    expect(res.statusCode).toBe(200);
-    expect(res.json().map((p: { id: string }) => p.id)).toEqual([id]);
-  });
-
-  it('register into the design table, and the passkey signs in on the design routes', async () => {
-    const user = await registerUser(t.app);
-    const auth = { authorization: `Bearer ${user.token}` };
-    const options = await t.app.inject({
-      method: 'GET',
-      url: '/api/auth/passkey/generate-register-options',
-      headers: auth,
-    });
-    expect(options.statusCode).toBe(200);
-    const cookie = String(options.headers['set-cookie']).split(';')[0] ?? '';
-    const authenticator = createSoftAuthenticator();
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/auth/passkey/verify-registration',
-      headers: { ...auth, cookie, origin: ORIGIN },
-      payload: { response: authenticator.createCredential(options.json(), ORIGIN), name: 'via Better Auth' },
-    });
-    expect(res.statusCode).toBe(200);
-    const { rows } = await t.db.query<{ id: string; name: string; user_id: string }>(
-      'SELECT id, name, user_id FROM passkeys WHERE user_id = $1',
-      [user.userId],
-    );
-    expect(rows).toEqual([{ id: expect.stringMatching(/^pk_/), name: 'via Better Auth', user_id: user.userId }]);
-    const signIn = await postAuthentication(t.app, await assertion(t.app, authenticator));
-    expect(signIn.json().userId).toBe(user.userId);
-  });
-
-  it('sign in with a passkey registered through the design routes (cookie-held challenge)', async () => {
-    const user = await registerUser(t.app);
-    const authenticator = createSoftAuthenticator();
-    await addPasskey(t.app, user.token, authenticator);
-    const options = await t.app.inject({ method: 'GET', url: '/api/auth/passkey/generate-authenticate-options' });
-    expect(options.statusCode).toBe(200);
-    const cookie = String(options.headers['set-cookie']).split(';')[0] ?? '';
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/auth/passkey/verify-authentication',
-      headers: { cookie, origin: ORIGIN },
-      payload: { response: authenticator.getAssertion(options.json(), ORIGIN) },
-    });
-    expect(res.statusCode).toBe(200);
-    expect(res.json().user.id).toBe(user.userId);
-    const token = String(res.headers['x-auth-token']);
-    const session = await t.app.inject({
-      method: 'GET',
-      url: '/auth/session',
-      headers: { authorization: `Bearer ${token}` },
-    });
-    expect(session.json().user.id).toBe(user.userId);
-  });
-
-  it('refuse deleting the last passkey of an account without a password too', async () => {
-    const user = await registerUser(t.app);
-    const { id } = await addPasskey(t.app, user.token, createSoftAuthenticator());
-    await t.db.query('UPDATE user_credentials SET password_hash = NULL WHERE user_id = $1', [user.userId]);
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/auth/passkey/delete-passkey',
-      headers: { authorization: `Bearer ${user.token}`, origin: ORIGIN },
-      payload: { id },
-    });
-    expect(res.statusCode).toBe(409);
-    expect(res.json().code).toBe('PASSKEY_LAST_SIGN_IN_METHOD');
-    const { rows } = await t.db.query('SELECT 1 FROM passkeys WHERE id = $1', [id]);
-    expect(rows).toHaveLength(1);
+    await addPasskey(t.app, user.token, createSoftAuthenticator());
+    for (const url of ['/api/auth/passkey/generate-register-options', '/api/auth/passkey/list-user-passkeys']) {
+      const res = await t.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${user.token}` } });
+      expect(res.statusCode).toBe(404);
+    }
+    const res = await t.app.inject({ method: 'GET', url: '/api/auth/passkey/generate-authenticate-options' });
+    expect(res.json().error.code).toBe('NOT_FOUND');
   });
 });
 

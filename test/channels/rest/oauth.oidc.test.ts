@@ -323,17 +323,18 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
       await other?.close();
     });
 
-    it('refuses to start a sign-in (OAUTH_ISSUER_MISMATCH), through our route and Better Auth own', async () => {
+    it('refuses to start a sign-in (OAUTH_ISSUER_MISMATCH); Better Auth own start route is not served', async () => {
       const res = await app.inject({ method: 'GET', url: '/auth/oauth/corp' });
       expect(res.statusCode).toBe(400);
       expect(res.json().error.code).toBe('OAUTH_ISSUER_MISMATCH');
+      // Its sign-ins would be unaudited (any callbackURL, or an id token posted directly): ours are the only start.
       const direct = await app.inject({
         method: 'POST',
         url: '/api/auth/sign-in/social',
         payload: { provider: 'corp', callbackURL: `${BASE}/auth/oauth/complete` },
       });
-      expect(direct.statusCode).toBe(400);
-      expect(direct.json().code).toBe('OAUTH_ISSUER_MISMATCH');
+      expect(direct.statusCode).toBe(404);
+      expect(direct.json().error.code).toBe('NOT_FOUND');
     });
   });
 });

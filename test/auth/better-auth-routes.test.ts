@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { servesBetterAuthRoute } from '../../src/auth/mount.plugin.js';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+
+/**
+ * The Better Auth routes the gateway serves at /api/auth/*, reviewed one by one: the rest answer 404, since our
+ * /auth/* routes do the same with recent authentication, audit rows, lockouts and user verification, or they hand
+ * out what no client should get. A Better Auth upgrade that adds an endpoint leaves it unserved.
+ */
+const SERVED = [
+  '/callback/:id',
+  '/error',
+  '/get-session',
+  '/ok',
+  '/request-password-reset',
+  '/reset-password',
+  '/reset-password/:token',
+  '/send-verification-email',
+  '/sign-in/email',
+  '/sign-out',
+  '/sign-up/email',
+  '/two-factor/verify-backup-code',
+  '/two-factor/verify-totp',
+  '/update-user',
+  '/verify-email',
+];
+
+describe("Better Auth's routes on /api/auth/*", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t?.close());
+
+  /** Every endpoint of the running Better Auth instance (its plugins' too), with its methods. */
+  const endpoints = () => {
+    const { betterAuth } = t.app.engine as unknown as {
+      betterAuth: { api: Record<string, { path?: string; options?: { method?: unknown } }> };
+    };
+    return Object.values(betterAuth.api)
+      .filter((e) => typeof e?.path === 'string')
+      .map((e) => ({ path: e.path as string, methods: [e.options?.method ?? 'GET'].flat() as string[] }));
+  };
+
+  it('serves the reviewed routes only', () => {
+    const served = endpoints()
+      .map((e) => e.path)
+      .filter((path) => servesBetterAuthRoute(path.replace(/:\w+/g, 'x')));
+    expect([...new Set(served)].sort()).toEqual(SERVED);
+  });
+
+  it('answers 404 NOT_FOUND on every other endpoint, signed in or not, however the path is spelled', async () => {
+    const user = await registerUser(t.app);
+    const unserved = endpoints().filter((e) => !SERVED.includes(e.path));
+    // Among them: other sessions' tokens, the TOTP secret, a password oracle, provider tokens, unaudited passkeys.
+    for (const path of ['/list-sessions', '/two-factor/get-totp-uri', '/verify-password', '/get-access-token']) {
+      expect(unserved.map((e) => e.path)).toContain(path);
+    }
+    expect(unserved.map((e) => e.path)).toContain('/passkey/verify-registration');
+    for (const { path, methods } of unserved) {
+      const url = `/api/auth${path.replace(/:\w+/g, 'x')}`;
+      for (const spelling of [url, `${url}/`, `${url}//`, url.replace('/api/auth/', '/api/auth/./')]) {
+        for (const method of methods.filter((m) => m !== '*')) {
+          const res = await t.app.inject({
+            method: method as 'GET' | 'POST',
+            url: spelling,
+            headers: { authorization: `Bearer ${user.token}` },
+            payload: method === 'GET' ? undefined : { password: user.password, code: '123456' },
+          });
+          expect([spelling, method, res.statusCode]).toEqual([spelling, method, 404]);
+          expect(res.json().error.code).toBe('NOT_FOUND');
+        }
+      }
+    }
+  });
+});
