@@ -90,10 +90,18 @@ export function createAuditLog(
   log: { error(obj: object, msg: string): void },
   observe: (entry: AuditEntry) => void = () => {},
 ): AuditLog {
-  return {
-    noteWritten: observe,
-    async record(entry) {
+  // An observer's failure is logged, never the caller's: record() does not throw.
+  const notify = (entry: AuditEntry) => {
+    try {
       observe(entry);
+    } catch (err) {
+      log.error({ err: { message: (err as Error).message }, event: entry.event }, 'audit observer failed');
+    }
+  };
+  return {
+    noteWritten: notify,
+    async record(entry) {
+      notify(entry);
       const details = Object.fromEntries(Object.entries(entry.details ?? {}).filter(([k]) => !SECRET_KEY.test(k)));
       try {
         await db.query(

@@ -3,6 +3,8 @@ import type { AuditEntry } from '../audit/index.js';
 
 /** A sign-in method as the audit rows name it, fit for a label value (our own constants; anything else is 'other'). */
 const METHOD = /^[a-z_]{1,32}$/;
+/** Failure reasons that are the gateway's doing, not the credentials' (`error`: an unexpected one). */
+const NO_VERDICT = new Set(['SERVER_BUSY', 'DATABASE_UNAVAILABLE', 'INTERNAL_ERROR', 'error']);
 
 /**
  * The gateway's Prometheus metrics, on a registry of its own (several apps in one process, as in tests, do not
@@ -27,13 +29,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
      */
     loginAttempts,
     /**
-     * The audit log's observer: each login.success / login.failure event is one attempt, whichever route made it.
-     * A failure for a full hash queue (SERVER_BUSY) is no verdict on the credentials and is not counted.
+     * The audit log's observer: each login.success / login.failure event is one attempt, whichever route made it,
+     * and a passkey sign-in refused on our ceremony routes (passkey.refused, ceremony authentication) a failed one.
+     * A failure the gateway caused (a full hash queue, the database away, a bug) is no verdict on the credentials
+     * and is not counted: an outage must not read as a wave of failed logins.
      */
     observeAudit(entry: AuditEntry): void {
-      if (entry.event !== 'login.success' && entry.event !== 'login.failure') return;
-      if (entry.details?.reason === 'SERVER_BUSY') return;
-      const method = entry.details?.method;
+      const passkeySignIn = entry.event === 'passkey.refused' && entry.details?.ceremony === 'authentication';
+      if (entry.event !== 'login.success' && entry.event !== 'login.failure' && !passkeySignIn) return;
+      if (NO_VERDICT.has(String(entry.details?.reason))) return;
+      const method = passkeySignIn ? 'passkey' : entry.details?.method;
       loginAttempts.inc({
         method: typeof method === 'string' && METHOD.test(method) ? method : 'other',
         channel: entry.channel ?? 'rest',

@@ -1,5 +1,6 @@
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createSoftAuthenticator } from '../helpers/soft-authenticator.js';
 import {
   createTestApp,
   createTestDatabase,
@@ -8,6 +9,7 @@ import {
   type TestDatabase,
 } from '../helpers/test-app.js';
 import { connect, listen } from '../helpers/ws-client.js';
+import { addPasskey, assertion, postAuthentication } from '../passkeys/helpers.js';
 
 // One database for the file (each app below gets its own config on it): fewer embedded databases to start.
 let shared: TestDatabase;
@@ -116,6 +118,49 @@ describe('GET /metrics', () => {
     const link = await t.app.inject({ url: `/auth/magic-link/verify?token=${'A'.repeat(43)}` });
     expect(link.statusCode).toBe(400);
     expect(await metric('magic_link', 'failure')).toBe(1);
+
+    // Passkey sign-ins on the design routes: a success, and a refused assertion (its row is passkey.refused).
+    const holder = await registerUser(t.app);
+    const authenticator = createSoftAuthenticator();
+    await addPasskey(t.app, holder.token, authenticator);
+    const [passkeyOk, passkeyFailed] = [await metric('passkey', 'success'), await metric('passkey', 'failure')];
+    expect((await postAuthentication(t.app, await assertion(t.app, authenticator))).statusCode).toBe(200);
+    const tampered = await assertion(t.app, authenticator, { tamperSignature: true });
+    expect((await postAuthentication(t.app, tampered)).statusCode).toBe(401);
+    expect(await metric('passkey', 'success')).toBe(passkeyOk + 1);
+    expect(await metric('passkey', 'failure')).toBe(passkeyFailed + 1);
+
+    // A session from Better Auth's password sign-in taken to the OAuth completion route, twice: no OAuth sign-in.
+    const cookieUser = await registerUser(t.app);
+    const signIn = await post('/api/auth/sign-in/email', { email: cookieUser.email, password: cookieUser.password });
+    const cookie = ([] as string[])
+      .concat(signIn.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0] as string)
+      .filter((c) => c.startsWith('better-auth.session_token='))
+      .join('; ');
+    for (let i = 0; i < 2; i++) {
+      const complete = await t.app.inject({ url: '/auth/oauth/complete', headers: { cookie } });
+      expect(complete.statusCode).toBeLessThan(500);
+    }
+    expect(await metric('oauth', 'success')).toBe(0);
+  });
+
+  it('does not count a failure the gateway caused (the database away) as a failed login', async () => {
+    const user = await registerUser(t.app);
+    const failures = async () =>
+      (await scrape()).get('gateway_login_attempts_total{method="password",channel="rest",outcome="failure"}') ?? 0;
+    const before = await failures();
+    const query = vi
+      .spyOn(t.db, 'query')
+      .mockRejectedValueOnce(Object.assign(new Error('gone'), { code: 'ECONNREFUSED' }));
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: user.email, password: user.password },
+    });
+    query.mockRestore();
+    expect(res.statusCode).toBe(503);
+    expect(await failures()).toBe(before);
   });
 
   it('counts open WebSocket connections, authenticated or not', async () => {
