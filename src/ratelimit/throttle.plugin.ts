@@ -187,11 +187,13 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       const status = reply.statusCode;
       const ok = status >= 200 && status < 300;
       if (api.kind === 'second-factor') return recordSecondFactor(request, reply, ok, api);
-      if (!ok && !(api.kind === 'login' && (status === 400 || status === 401))) return;
+      if (!ok && !(api.kind === 'login' && (status === 400 || status === 401 || status === 403))) return;
       if (ok && api.kind === 'login' && twoFactorPending(payload)) return;
       const details = { method: api.method, api: 'better-auth' };
       if (!ok) {
-        const reason = status === 401 ? 'INVALID_CREDENTIALS' : 'REFUSED';
+        // 403: the sign-in guard's refusal (ACCOUNT_DISABLED, IP_NOT_ALLOWED) or EMAIL_NOT_VERIFIED, in its own code.
+        const reason =
+          status === 401 ? 'INVALID_CREDENTIALS' : status === 403 ? (codeOf(payload) ?? 'REFUSED') : 'REFUSED';
         await audit.record({ event: 'login.failure', ...origin(request), details: { ...details, reason } });
         return;
       }
@@ -282,6 +284,17 @@ function emailOf(body: unknown, contentType: string | undefined): string | null 
   }
   const email = (value as { email?: unknown } | null)?.email;
   return typeof email === 'string' && email.trim() !== '' ? accountKey(email) : null;
+}
+
+/** The error code of a Better Auth error body ({"code": ...}), when it is one of ours in shape. */
+function codeOf(payload: unknown): string | null {
+  try {
+    const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : typeof payload === 'string' ? payload : '';
+    const code = (JSON.parse(text) as { code?: unknown }).code;
+    return typeof code === 'string' && /^[A-Z_]{1,64}$/.test(code) ? code : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Better Auth's answer to a password sign-in of a 2FA account: the challenge, not yet a sign-in. */

@@ -120,6 +120,26 @@ describe('per-account lockout (memory counters)', () => {
     expect(await auditRows('lockout', user.userId)).toHaveLength(1);
   });
 
+  it("a refusal of Better Auth's sign-in by the sign-in guard is a login.failure with its code", async () => {
+    const user = await registerUser(t.app);
+    const mark = Number(
+      (await t.db.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM auth_audit_log')).rows[0]?.id,
+    );
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: ORIGIN },
+      payload: { email: user.email, password: user.password },
+    });
+    expect(res.statusCode).toBe(403);
+    const { rows } = await t.db.query<{ details: object }>(
+      `SELECT details FROM auth_audit_log WHERE id > $1 AND event = 'login.failure'`,
+      [mark],
+    );
+    expect(rows).toEqual([{ details: { method: 'password', api: 'better-auth', reason: 'ACCOUNT_DISABLED' } }]);
+  });
+
   it("Better Auth's sign-up is audited and sign-ins there are counted in /metrics", async () => {
     const email = 'api-signup@example.com';
     const res = await t.app.inject({
