@@ -308,6 +308,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     log: app.log,
     newId: generateId,
     createSession: (userId, meta) => engine.createSession(userId, meta),
+    freshSessionSeconds: config.auth.recent_auth_window,
   });
   app.decorate('passkeys', passkeys);
   app.log.info({ rpID: rp.rpID, origins: rp.origins, rpName: rp.rpName }, 'passkeys: relying party');

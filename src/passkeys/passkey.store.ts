@@ -174,9 +174,12 @@ export function createPasskeyStore(db: Queryable) {
     },
 
     /** Is the session younger than `maxAgeSeconds` (a recent sign-in, not only a long-lived token)? */
+    /** A live session made at most `maxAgeSeconds` ago, or any live session of an anonymous user. */
     async isFreshSession(sessionId: string, maxAgeSeconds: number): Promise<boolean> {
       const { rows } = await db.query(
-        'SELECT 1 FROM sessions WHERE id = $1 AND expires_at > now() AND created_at > now() - make_interval(secs => $2)',
+        `SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1 AND s.expires_at > now()
+            AND (s.created_at > now() - make_interval(secs => $2) OR u.is_anonymous)`,
         [sessionId, maxAgeSeconds],
       );
       return rows.length > 0;

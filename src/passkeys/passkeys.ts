@@ -33,6 +33,13 @@ export interface PasskeyServiceDeps {
   newId(model: 'passkey' | 'verification'): string;
   /** The same session a password sign-in makes. */
   createSession(userId: string, meta: RequestMeta): Promise<{ userId: string; sessionId: string }>;
+  /**
+   * auth.recent_auth_window. Adding a passkey adds a way in that outlives every session, and signing in with it makes
+   * a fresh session, which passes every recent-authentication check: so it needs a sign-in this recent, as the other
+   * sensitive changes do, not just any valid token (a stolen one could otherwise plant a passkey, sign in with it and
+   * turn off 2FA). Anonymous users have no other credential to sign in again with and are not held to it.
+   */
+  freshSessionSeconds: number;
 }
 
 export interface SignedInUser {
@@ -42,13 +49,6 @@ export interface SignedInUser {
   email: string;
   name: string;
 }
-
-/**
- * Adding a passkey adds a way in that outlives every session, so it needs a recent sign-in, not just any valid token
- * (a stolen one could otherwise plant a passkey): a session at most this old. Better Auth's own passkey routes use the
- * same default (its `freshAge`, 1 day).
- */
-const FRESH_SESSION_SECONDS = 86400;
 
 /**
  * Passkey ceremonies and management, on @simplewebauthn/server directly rather than through Better Auth's passkey
@@ -96,7 +96,7 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
   }
 
   async function requireFreshSession(user: SignedInUser): Promise<void> {
-    if (!user.sessionId || !(await passkeys.isFreshSession(user.sessionId, FRESH_SESSION_SECONDS))) {
+    if (!user.sessionId || !(await passkeys.isFreshSession(user.sessionId, deps.freshSessionSeconds))) {
       throw new AppError('PASSKEY_SESSION_NOT_FRESH');
     }
   }
