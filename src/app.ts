@@ -279,6 +279,12 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
   });
 
+  const recentAuth = createRecentAuth({
+    db,
+    windowSeconds: config.auth.recent_auth_window,
+    checkCode: (userId, code) => engine.twoFactor.checkCode(userId, code),
+  });
+  app.decorate('recentAuth', recentAuth);
   await app.register(signInMethodsPlugin);
   await app.register(authRoutes, {
     config,
@@ -333,12 +339,6 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     resetTtlSeconds: config.auth.password_reset_ttl,
   });
   const accounts = createAccountStore(db, hasher);
-  const recentAuth = createRecentAuth({
-    db,
-    windowSeconds: config.auth.recent_auth_window,
-    checkCode: (userId, code) => engine.twoFactor.checkCode(userId, code),
-  });
-  app.decorate('recentAuth', recentAuth);
   await app.register(passkeyRoutes, {
     passkeys,
     authenticator,

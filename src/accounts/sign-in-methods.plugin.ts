@@ -59,7 +59,18 @@ export const signInMethodsPlugin = fp(
     timer.unref();
     app.addHook('onClose', async () => clearInterval(timer));
 
-    await app.register(oauthRoutes, { config, db, engine, authenticator, sessions, audit, codes, finish });
+    await app.register(oauthRoutes, {
+      config,
+      db,
+      engine,
+      authenticator,
+      sessions,
+      audit,
+      codes,
+      finish,
+      recentAuth: app.recentAuth,
+      isAnonymous: (userId) => anonymousUsers.isAnonymous(userId),
+    });
     await app.register(magicLinkRoutes, {
       enabled: config.magic_link.enabled,
       redirectUrl: config.oauth.redirect_url,

@@ -1,5 +1,6 @@
 import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { RecentAuth } from '../../account/index.js';
 import type { ExchangeCodes } from '../../accounts/index.js';
 import type { AuditLog } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER, configuredProviders } from '../../auth/index.js';
@@ -10,6 +11,7 @@ import { AppError, type ErrorCode } from '../../errors/index.js';
 import { ErrorResponse, TokenResponse } from './auth.schemas.js';
 import type { BrowserFinish } from './browser-finish.js';
 import { authOf, requireAuth } from './require-auth.js';
+import { reauthCode } from './require-recent-auth.js';
 import {
   AccountsResponse,
   CompleteQuery,
@@ -31,6 +33,10 @@ export interface OAuthRoutesDeps {
   audit: AuditLog;
   codes: ExchangeCodes;
   finish: BrowserFinish;
+  /** Linking a provider adds a way in: it needs a recent sign-in (or X-2FA-Code), as adding a passkey does. */
+  recentAuth: RecentAuth;
+  /** Anonymous users link a provider to keep their account and have no other way to sign in again. */
+  isAnonymous(userId: string): Promise<boolean>;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -202,16 +208,24 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
     },
   );
 
+  // A provider account linked here signs in to this user from then on (a fresh session, which passes every
+  // recent-authentication check, and is not asked for the gateway's 2FA): a stolen older token must not link one.
+  const linkAllowed = async (request: FastifyRequest) => {
+    const { userId, sessionId } = authOf(request);
+    if (await deps.isAnonymous(userId)) return;
+    await deps.recentAuth.assert(userId, sessionId, reauthCode(request));
+  };
+
   app.post<{ Params: ProviderParams }>(
     '/auth/oauth/link/:provider',
     {
-      preHandler: signedIn,
+      preHandler: [signedIn, linkAllowed],
       schema: {
         summary: "Start linking a provider to the signed-in account: returns the provider's URL (and a state cookie)",
         tags: ['oauth'],
         security: [{ bearer: [] }],
         params: ProviderParams,
-        response: { 200: LinkResponse, ...errors(400, 401, 404, 503) },
+        response: { 200: LinkResponse, ...errors(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request, reply) => {

@@ -61,6 +61,23 @@ describe('Google and GitHub providers', () => {
     expect(url.searchParams.get('redirect_uri')).toBe(`${BASE}/api/auth/callback/github`);
   });
 
+  it('linking needs a recent sign-in (anonymous users excepted): a linked provider is a way in', async () => {
+    const user = await registerUser(t.app);
+    await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 hour' WHERE user_id = $1`, [user.userId]);
+    const link = (token: string) =>
+      t.app.inject({ method: 'POST', url: '/auth/oauth/link/github', headers: { authorization: `Bearer ${token}` } });
+    const stale = await link(user.token);
+    expect(stale.statusCode).toBe(403);
+    expect(stale.json().error.code).toBe('REAUTH_REQUIRED');
+
+    const anon = (await t.app.inject({ method: 'POST', url: '/auth/anonymous' })).json() as {
+      userId: string;
+      token: string;
+    };
+    await t.db.query(`UPDATE sessions SET created_at = now() - interval '3 days' WHERE user_id = $1`, [anon.userId]);
+    expect((await link(anon.token)).statusCode).toBe(200);
+  });
+
   it('an unconfigured provider is 404 OAUTH_PROVIDER_UNKNOWN; a malformed id is 400', async () => {
     const res = await t.app.inject({ method: 'GET', url: '/auth/oauth/facebook' });
     expect(res.statusCode).toBe(404);
