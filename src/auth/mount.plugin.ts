@@ -73,8 +73,9 @@ const ALIASES: Record<string, string> = {
   '/api/auth/session': '/api/auth/get-session',
 };
 
-// Response headers we never pass through: CORS belongs to @fastify/cors; Better Auth's raw session token stays
-// server-side (clients of this gateway hold our JWT or the cookie); length/encoding are recomputed by Fastify.
+// Response headers we never pass through: CORS belongs to @fastify/cors; Better Auth's raw session token is not
+// handed out in a header (clients of this gateway hold our JWT or the cookie; its sign-in bodies still carry it, as
+// Better Auth's clients expect); length/encoding are recomputed by Fastify.
 const DROPPED = new Set(['set-cookie', 'set-auth-token', 'content-length', 'content-encoding', 'transfer-encoding']);
 
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;

@@ -55,7 +55,7 @@ export interface SignedInUser {
  * routes: the design's client fetches options without cookies (the plugin keeps the challenge behind a cookie), and
  * the plugin lacks what a security product needs here (single use under concurrency, purpose binding, a distinct
  * refusal for a counter that went backwards, the last-passkey guard, one error code per failure). Rows are written in the plugin's
- * format, so passkeys registered here also work on Better Auth's own /api/auth/passkey/* routes and the reverse.
+ * format (its schema is configured); its own /api/auth/passkey/* routes are not served (src/auth/mount.plugin.ts).
  */
 export function createPasskeyService(deps: PasskeyServiceDeps) {
   const { db, rp, audit, log } = deps;

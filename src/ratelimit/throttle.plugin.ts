@@ -165,7 +165,8 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       if (attempt) {
         request.loginAttempt = null;
         if (status >= 200 && status < 300) await attempt.succeeded();
-        else if (status === 401) await attempt.failed();
+        // Only a wrong password counts toward the lockout: not a 401 for a bad bearer sent along (the mount's).
+        else if (status === 401 && WRONG_PASSWORD.has(errorCodeOf(payload) ?? '')) await attempt.failed();
         else await attempt.released();
       }
       const api = API_AUTH_EVENTS[path];
@@ -187,14 +188,16 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       const status = reply.statusCode;
       const ok = status >= 200 && status < 300;
       if (api.kind === 'second-factor') return recordSecondFactor(request, reply, ok, api);
-      if (!ok && !(api.kind === 'login' && (status === 400 || status === 401 || status === 403))) return;
       if (ok && api.kind === 'login' && twoFactorPending(payload)) return;
       const details = { method: api.method, api: 'better-auth' };
       if (!ok) {
-        // 403: the sign-in guard's refusal (ACCOUNT_DISABLED, IP_NOT_ALLOWED) or EMAIL_NOT_VERIFIED, in its own code.
+        // Failures that are a verdict on this sign-in, in Better Auth's own body ({code}): a wrong password, or the
+        // sign-in guard's refusal. Not what was refused before any credential was looked at (a malformed body, an
+        // origin or IP refused, a bad bearer sent along), as /auth/login records none of those either.
+        const code = api.kind === 'login' ? betterAuthCodeOf(payload) : null;
         const reason =
-          status === 401 ? 'INVALID_CREDENTIALS' : status === 403 ? (codeOf(payload) ?? 'REFUSED') : 'REFUSED';
-        await audit.record({ event: 'login.failure', ...origin(request), details: { ...details, reason } });
+          code && WRONG_PASSWORD.has(code) ? 'INVALID_CREDENTIALS' : code && REFUSALS.has(code) ? code : null;
+        if (reason) await audit.record({ event: 'login.failure', ...origin(request), details: { ...details, reason } });
         return;
       }
       const token = reply.getHeader('x-auth-token');
@@ -286,35 +289,41 @@ function emailOf(body: unknown, contentType: string | undefined): string | null 
   return typeof email === 'string' && email.trim() !== '' ? accountKey(email) : null;
 }
 
-/** The error code of a Better Auth error body ({"code": ...}), when it is one of ours in shape. */
-function codeOf(payload: unknown): string | null {
+/** A wrong password, as our routes (INVALID_CREDENTIALS) and Better Auth's (INVALID_EMAIL_OR_PASSWORD) say it. */
+const WRONG_PASSWORD = new Set(['INVALID_CREDENTIALS', 'INVALID_EMAIL_OR_PASSWORD']);
+/** The sign-in guard's refusals and the verification requirement, after the password was checked. */
+const REFUSALS = new Set(['ACCOUNT_DISABLED', 'IP_NOT_ALLOWED', 'EMAIL_NOT_VERIFIED']);
+
+function jsonOf(payload: unknown): unknown {
   try {
     const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : typeof payload === 'string' ? payload : '';
-    const code = (JSON.parse(text) as { code?: unknown }).code;
-    return typeof code === 'string' && /^[A-Z_]{1,64}$/.test(code) ? code : null;
+    return JSON.parse(text);
   } catch {
     return null;
   }
+}
+
+/** The code of a Better Auth error body (`{"code": ...}`): only Better Auth's own answers have it at the top. */
+function betterAuthCodeOf(payload: unknown): string | null {
+  const code = (jsonOf(payload) as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : null;
+}
+
+/** The error code of an answer in either format: ours (`{"error": {"code"}}`) or Better Auth's (`{"code"}`). */
+function errorCodeOf(payload: unknown): string | null {
+  const body = jsonOf(payload) as { code?: unknown; error?: { code?: unknown } } | null;
+  const code = body?.error?.code ?? body?.code;
+  return typeof code === 'string' ? code : null;
 }
 
 /** Better Auth's answer to a password sign-in of a 2FA account: the challenge, not yet a sign-in. */
 function twoFactorPending(payload: unknown): boolean {
-  try {
-    const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : typeof payload === 'string' ? payload : '';
-    return (JSON.parse(text) as { twoFactorRedirect?: unknown }).twoFactorRedirect === true;
-  } catch {
-    return false;
-  }
+  return (jsonOf(payload) as { twoFactorRedirect?: unknown } | null)?.twoFactorRedirect === true;
 }
 
 function userIdOf(payload: unknown): string | null {
-  try {
-    const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : typeof payload === 'string' ? payload : '';
-    const id = (JSON.parse(text) as { user?: { id?: unknown } }).user?.id;
-    return typeof id === 'string' ? id : null;
-  } catch {
-    return null;
-  }
+  const id = (jsonOf(payload) as { user?: { id?: unknown } } | null)?.user?.id;
+  return typeof id === 'string' ? id : null;
 }
 
 function origin(request: FastifyRequest) {

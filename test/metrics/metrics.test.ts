@@ -138,8 +138,19 @@ describe('GET /metrics', () => {
       .map((c) => c.split(';')[0] as string)
       .filter((c) => c.startsWith('better-auth.session_token='))
       .join('; ');
-    for (let i = 0; i < 2; i++) {
-      const complete = await t.app.inject({ url: '/auth/oauth/complete', headers: { cookie } });
+    // And one from Better Auth's sign-up.
+    const signUp = await post('/api/auth/sign-up/email', {
+      email: 'signed-up-here@example.com',
+      password: 'SecurePassword123!',
+      name: 'S',
+    });
+    const signUpCookie = ([] as string[])
+      .concat(signUp.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0] as string)
+      .filter((c) => c.startsWith('better-auth.session_token='))
+      .join('; ');
+    for (const sessionCookie of [cookie, cookie, signUpCookie]) {
+      const complete = await t.app.inject({ url: '/auth/oauth/complete', headers: { cookie: sessionCookie } });
       expect(complete.statusCode).toBeLessThan(500);
     }
     expect(await metric('oauth', 'success')).toBe(0);

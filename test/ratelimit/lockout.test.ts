@@ -140,6 +140,33 @@ describe('per-account lockout (memory counters)', () => {
     expect(rows).toEqual([{ details: { method: 'password', api: 'better-auth', reason: 'ACCOUNT_DISABLED' } }]);
   });
 
+  it("what Better Auth's sign-in refuses before any password check is no failed sign-in", async () => {
+    const user = await registerUser(t.app);
+    const mark = Number(
+      (await t.db.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM auth_audit_log')).rows[0]?.id,
+    );
+    const apiSignIn = (payload: object, headers: Record<string, string> = {}) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        headers: { origin: ORIGIN, ...headers },
+        payload,
+      });
+    // A bad bearer sent along (the mount refuses it: 401 INVALID_TOKEN), more times than max_failures...
+    for (let i = 0; i < 4; i++) {
+      const res = await apiSignIn({ email: user.email, password: user.password }, { authorization: 'Bearer a.b.c' });
+      expect(res.statusCode).toBe(401);
+    }
+    // ...and a malformed address (400).
+    expect((await apiSignIn({ email: 'not-an-address', password: user.password })).statusCode).toBe(400);
+    const { rows } = await t.db.query(`SELECT event FROM auth_audit_log WHERE id > $1 AND event LIKE 'login.%'`, [
+      mark,
+    ]);
+    expect(rows).toEqual([]);
+    // No lockout either: the right password still signs in.
+    expect((await apiSignIn({ email: user.email, password: user.password })).statusCode).toBe(200);
+  });
+
   it("Better Auth's sign-up is audited and sign-ins there are counted in /metrics", async () => {
     const email = 'api-signup@example.com';
     const res = await t.app.inject({

@@ -153,10 +153,11 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
         : { rows: [] };
       const userId = rows[0]?.user_id;
       if (!sessionId || !userId) return finish.failure(reply, 'OAUTH_FAILED');
-      // Once per session, and not for a session another sign-in already recorded (a password or 2FA sign-in through
-      // /api/auth sets the same cookie): this route may be opened again with it.
+      // Once per session, and not for a session another sign-in or sign-up already recorded (those through /api/auth
+      // set the same cookie): this route may be opened again with it.
       const { rows: recorded } = await db.query(
-        `SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND session_id = $2 AND event = 'login.success' LIMIT 1`,
+        `SELECT 1 FROM auth_audit_log
+          WHERE user_id = $1 AND session_id = $2 AND event IN ('login.success', 'signup') LIMIT 1`,
         [userId, sessionId],
       );
       if (recorded.length === 0) {
