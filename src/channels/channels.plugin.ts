@@ -99,6 +99,8 @@ async function channels(app: FastifyInstance): Promise<void> {
     links,
     audit: app.audit,
     telegram,
+    recentAuth: app.recentAuth,
+    isAnonymous: (userId) => app.anonymousUsers.isAnonymous(userId),
   });
 }
 

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { RecentAuth } from '../../account/index.js';
 import type { AuditLog } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
@@ -6,6 +7,7 @@ import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import { ErrorResponse } from '../rest/auth.schemas.js';
 import { authOf, requireAuth } from '../rest/require-auth.js';
+import { reauthCode } from '../rest/require-recent-auth.js';
 import { verifyWidgetData, type WidgetData } from '../telegram/login-widget.js';
 import type { Telegram } from '../telegram/telegram-bot.js';
 import type { ChannelLinks } from './channel-links.store.js';
@@ -27,6 +29,10 @@ export interface ChannelRoutesDeps {
   links: ChannelLinks;
   audit: AuditLog;
   telegram: Telegram | null;
+  /** Linking a channel account adds a way in (the login widget signs in with it): it needs a recent sign-in. */
+  recentAuth: RecentAuth;
+  /** Anonymous users have no other way to sign in again and are not held to that. */
+  isAnonymous(userId: string): Promise<boolean>;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -35,6 +41,13 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDeps): Promise<void> {
   const { config, authenticator, links, audit, telegram } = deps;
   const signedIn = requireAuth(authenticator);
+  // A linked Telegram account signs in through the login widget: a fresh session, which passes every
+  // recent-authentication check. So linking one needs a recent sign-in (or X-2FA-Code), as adding a passkey does: a
+  // stolen older token must not link the attacker's account.
+  const mayLink = async (request: FastifyRequest, userId: string, sessionId: string | null) => {
+    if (await deps.isAnonymous(userId)) return;
+    await deps.recentAuth.assert(userId, sessionId, reauthCode(request));
+  };
 
   app.post(
     '/auth/channels/telegram/link-code',
@@ -44,12 +57,13 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
         summary: 'A one-time code (10 minutes) that links a Telegram account: /link <code> or the deep link',
         tags: ['channels'],
         security: [{ bearer: [] }],
-        response: { 201: LinkCodeResponse, ...errors(401, 503) },
+        response: { 201: LinkCodeResponse, ...errors(401, 403, 429, 503) },
       },
     },
     async (request, reply) => {
       if (!telegram) throw new AppError('TELEGRAM_DISABLED');
-      const { userId } = authOf(request);
+      const { userId, sessionId } = authOf(request);
+      await mayLink(request, userId, sessionId);
       const { code, expiresAt } = await links.issueCode(userId, 'telegram');
       const username = await telegram.username();
       return reply.status(201).send({
@@ -112,7 +126,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
         summary: 'Telegram Login Widget: links the account for a signed-in user, or signs in a user already linked',
         tags: ['channels'],
         body: WidgetBody,
-        response: { 200: WidgetResponse, ...errors(400, 401, 409, 503) },
+        response: { 200: WidgetResponse, ...errors(400, 401, 403, 409, 429, 503) },
       },
     },
     async (request) => {
@@ -140,6 +154,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
       if (request.headers.authorization !== undefined && !signedInAs) throw new AppError('INVALID_TOKEN');
 
       if (signedInAs) {
+        await mayLink(request, signedInAs.userId, signedInAs.sessionId ?? null);
         const outcome = await links.link(signedInAs.userId, 'telegram', telegramUserId);
         if (!outcome.ok) throw new AppError('CHANNEL_ALREADY_LINKED');
         if (!outcome.alreadyLinked) {

@@ -147,6 +147,39 @@ describe('account linking from the web side', () => {
       expect(await t.app.authenticator.authenticateTelegram(5551)).toMatchObject({ userId });
     });
 
+    it('linking needs a recent sign-in, for a link code and for the widget (anonymous users excepted)', async () => {
+      const { token, userId } = await registerUser(t.app);
+      await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 hour' WHERE user_id = $1`, [userId]);
+      const code = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/link-code',
+        headers: bearer(token),
+      });
+      expect(code.statusCode).toBe(403);
+      expect(code.json().error.code).toBe('REAUTH_REQUIRED');
+      const linked = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/widget',
+        headers: bearer(token),
+        payload: widget(5559),
+      });
+      expect(linked.statusCode).toBe(403);
+      expect(linked.json().error.code).toBe('REAUTH_REQUIRED');
+      expect(await t.app.authenticator.authenticateTelegram(5559)).toBeNull();
+
+      const anon = (await t.app.inject({ method: 'POST', url: '/auth/anonymous' })).json() as {
+        userId: string;
+        token: string;
+      };
+      await t.db.query(`UPDATE sessions SET created_at = now() - interval '3 days' WHERE user_id = $1`, [anon.userId]);
+      const anonCode = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/link-code',
+        headers: bearer(anon.token),
+      });
+      expect(anonCode.statusCode).toBe(201);
+    });
+
     it('signs in the linked user when no session is sent; the token works', async () => {
       const { userId } = await registerUser(t.app);
       await t.db.query(
