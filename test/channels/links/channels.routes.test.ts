@@ -25,10 +25,9 @@ describe('account linking from the web side', () => {
   });
 
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-  const newCode = async (token: string) =>
-    (
-      await t.app.inject({ method: 'POST', url: '/auth/channels/telegram/link-code', headers: bearer(token) })
-    ).json() as { code: string; expiresAt: string };
+  const askCode = (token: string) =>
+    t.app.inject({ method: 'POST', url: '/auth/channels/telegram/link-code', headers: bearer(token) });
+  const newCode = async (token: string) => (await askCode(token)).json() as { code: string; expiresAt: string };
 
   describe('link codes', () => {
     it('needs a signed-in user', async () => {
@@ -134,14 +133,17 @@ describe('account linking from the web side', () => {
       return { ...fields, hash: signWidgetData(fields, token) };
     };
 
-    it('links the Telegram account of a correctly signed widget to the signed-in user', async () => {
-      const { token, userId } = await registerUser(t.app);
-      const res = await t.app.inject({
+    const linkWidget = (token: string, id: number) =>
+      t.app.inject({
         method: 'POST',
         url: '/auth/channels/telegram/widget',
         headers: bearer(token),
-        payload: widget(5551),
+        payload: widget(id),
       });
+
+    it('links the Telegram account of a correctly signed widget to the signed-in user', async () => {
+      const { token, userId } = await registerUser(t.app);
+      const res = await linkWidget(token, 5551);
       expect(res.statusCode).toBe(200);
       expect(res.json()).toEqual({ success: true, userId, linked: true });
       expect(await t.app.authenticator.authenticateTelegram(5551)).toMatchObject({ userId });
@@ -150,19 +152,10 @@ describe('account linking from the web side', () => {
     it('linking needs a recent sign-in, for a link code and for the widget (anonymous users excepted)', async () => {
       const { token, userId } = await registerUser(t.app);
       await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 hour' WHERE user_id = $1`, [userId]);
-      const code = await t.app.inject({
-        method: 'POST',
-        url: '/auth/channels/telegram/link-code',
-        headers: bearer(token),
-      });
+      const code = await askCode(token);
       expect(code.statusCode).toBe(403);
       expect(code.json().error.code).toBe('REAUTH_REQUIRED');
-      const linked = await t.app.inject({
-        method: 'POST',
-        url: '/auth/channels/telegram/widget',
-        headers: bearer(token),
-        payload: widget(5559),
-      });
+      const linked = await linkWidget(token, 5559);
       expect(linked.statusCode).toBe(403);
       expect(linked.json().error.code).toBe('REAUTH_REQUIRED');
       expect(await t.app.authenticator.authenticateTelegram(5559)).toBeNull();
@@ -172,12 +165,7 @@ describe('account linking from the web side', () => {
         token: string;
       };
       await t.db.query(`UPDATE sessions SET created_at = now() - interval '3 days' WHERE user_id = $1`, [anon.userId]);
-      const anonCode = await t.app.inject({
-        method: 'POST',
-        url: '/auth/channels/telegram/link-code',
-        headers: bearer(anon.token),
-      });
-      expect(anonCode.statusCode).toBe(201);
+      expect((await askCode(anon.token)).statusCode).toBe(201);
     });
 
     it('signs in the linked user when no session is sent; the token works', async () => {
