@@ -11,6 +11,8 @@ import { chatComposer } from './chat.composer.js';
 import { linkComposer } from './link.composer.js';
 import { updateGuard } from './update-guard.js';
 
+/** How long a request waits for the bot's first getMe before answering without a deep link. */
+const USERNAME_WAIT_MS = 3000;
 export interface TelegramDeps {
   token: string;
   apiRoot: string;
@@ -142,14 +144,27 @@ export function createTelegram(deps: TelegramDeps) {
       return bot.isRunning();
     },
 
-    /** The bot's @username (from getMe), for t.me deep links; null when the Bot API cannot be reached. */
+    /**
+     * The bot's @username (from getMe), for t.me deep links; null when the Bot API cannot be reached, or does not
+     * answer within USERNAME_WAIT_MS (grammY waits up to 500 s: a request must not). getMe goes on in the background,
+     * and the next call has the answer.
+     */
     async username(): Promise<string | null> {
+      const attempt = init().then(() => true);
+      attempt.catch(() => {}); // a failure after the wait ended is logged by the next call, not left unhandled
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), USERNAME_WAIT_MS);
+      });
       try {
-        await init();
-        return bot.botInfo.username;
+        if (await Promise.race([attempt, waited])) return bot.botInfo.username;
+        log.warn({ waitedMs: USERNAME_WAIT_MS }, 'telegram getMe did not answer in time; no deep link');
+        return null;
       } catch (err) {
         log.warn({ err: { message: (err as Error).message } }, 'telegram getMe failed');
         return null;
+      } finally {
+        clearTimeout(timer);
       }
     },
 

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChannelLinks } from '../../../src/channels/links/channel-links.store.js';
 import { signWidgetData } from '../../../src/channels/telegram/login-widget.js';
@@ -244,5 +246,42 @@ describe('account linking from the web side', () => {
         expect(res.statusCode).toBe(400);
       }
     });
+  });
+});
+
+describe('a link code while the Telegram Bot API does not answer', () => {
+  let t: TestApp;
+  let silent: Server;
+  beforeAll(async () => {
+    // Accepts connections and never answers: getMe hangs (grammY itself would wait 500 s).
+    silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    t = await createTestApp({
+      config: {
+        telegram: {
+          bot_token: TOKEN,
+          api_root: `http://127.0.0.1:${port}`,
+          mode: 'webhook',
+          webhook_secret: 'x'.repeat(32),
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    silent?.closeAllConnections();
+    await new Promise((resolve) => silent?.close(resolve));
+  });
+
+  it('still answers the code, without a deep link, instead of waiting on the Bot API', async () => {
+    const { token } = await registerUser(t.app);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/channels/telegram/link-code',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({ success: true, code: expect.stringMatching(/^[\w-]{22}$/), deepLink: null });
   });
 });
