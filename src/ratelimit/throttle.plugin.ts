@@ -43,9 +43,8 @@ interface ApiAuthEvent {
 
 /**
  * Better Auth routes that sign in or sign up (the ones the mount serves): no route code of ours sees their outcome, so
- * this plugin audits them as our routes audit theirs. A password sign-in
- * of a 2FA account answers the challenge (`twoFactorRedirect`): the sign-in happens, and is recorded, when a code
- * completes it on Better Auth's two-factor routes.
+ * this plugin audits them as our routes audit theirs. A password sign-in of a 2FA account answers the challenge
+ * (`twoFactorRedirect`): the sign-in happens, and is recorded, when a code completes it on the two-factor routes.
  */
 const API_AUTH_EVENTS: Record<string, ApiAuthEvent> = {
   '/api/auth/sign-in/email': { kind: 'login', method: 'password' },
