@@ -15,7 +15,7 @@ import {
 import { createAccountsStore, createAdminStore } from './accounts/accounts.store.js';
 import { createDeviceStore, type DeviceStore, deviceKeyOf } from './accounts/devices.js';
 import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
-import { type AuditLog, createAuditLog } from './audit/index.js';
+import { type AuditLog, createAuditLog, restOrigin } from './audit/index.js';
 import {
   type AccountHooks,
   type AuthEngine,
@@ -23,8 +23,10 @@ import {
   betterAuthOpenApi,
   createAuthEngine,
   generateId,
+  type MountedSession,
 } from './auth/index.js';
 import {
+  type AuthContext,
   type Authenticator,
   createAuthenticator,
   createSessionEvents,
@@ -270,13 +272,15 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await app.register(betterAuthMount, {
     engine,
     baseUrl: config.server.base_url,
-    sessionIdFromJwt: async (token, ip) =>
-      (await authenticator.authenticateToken(token, 'rest', ip))?.sessionId ?? null,
-    admitSession: async (sessionId, ip) => (await authenticator.authenticateSession(sessionId, 'rest', ip)) !== null,
+    sessionFromJwt: async (token, ip) => mountedSession(await authenticator.authenticateToken(token, 'rest', ip)),
+    admitSession: async (sessionId, ip) =>
+      mountedSession(await authenticator.authenticateSession(sessionId, 'rest', ip)),
     async jwtForSessionToken(token) {
       const session = await sessions.findByToken(token);
       return session ? authenticator.issueToken(session.userId, session.id, session.expiresAt) : null;
     },
+    signedOut: ({ userId, sessionId }, request) =>
+      audit.record({ event: 'logout', userId, sessionId, ...restOrigin(request) }),
   });
 
   const recentAuth = createRecentAuth({
@@ -394,6 +398,11 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await admin.promoteAdmins(config.admin.emails);
 
   return app;
+}
+
+/** The session an authentication names, for the Better Auth mount (null without one: a link has no session). */
+function mountedSession(auth: AuthContext | null): MountedSession | null {
+  return auth?.sessionId ? { sessionId: auth.sessionId, userId: auth.userId } : null;
 }
 
 function toHeaders(headers: Record<string, string | string[] | undefined>): Headers {

@@ -39,6 +39,12 @@ export interface AuditOrigin {
   userAgent: string | null;
 }
 
+/** Where an HTTP request came from: the REST channel, the client's IP (as Fastify resolved it), its user agent. */
+export function restOrigin(request: { ip: string; headers: Record<string, unknown> }): AuditOrigin {
+  const ua = request.headers['user-agent'];
+  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
+}
+
 /** User agents are kept to this many characters in the log (a header can be kilobytes). */
 export const AUDIT_USER_AGENT_MAX = 512;
 

@@ -6,4 +6,5 @@ export {
   type AuditOrigin,
   type AuditRow,
   createAuditLog,
+  restOrigin,
 } from './audit-log.js';

@@ -5,6 +5,12 @@ import { AppError } from '../errors/index.js';
 import { CLIENT_IP_HEADER } from './better-auth.js';
 import type { AuthEngine } from './engine.js';
 
+/** A session a request to the mount carries, as the gateway admitted it. */
+export interface MountedSession {
+  sessionId: string;
+  userId: string;
+}
+
 export interface MountOptions {
   engine: AuthEngine;
   baseUrl: string;
@@ -12,15 +18,17 @@ export interface MountOptions {
    * Our JWT -> the session it names (null: invalid, expired or revoked), checked as every authentication is: the IP
    * restrictions for `ip` apply (throws IP_NOT_ALLOWED).
    */
-  sessionIdFromJwt(token: string, ip: string): Promise<string | null>;
+  sessionFromJwt(token: string, ip: string): Promise<MountedSession | null>;
   /**
    * A session Better Auth's own credential names (its cookie, or its session token as a bearer): the same checks for
    * `ip` (throws IP_NOT_ALLOWED), so no credential reaches Better Auth's routes from an address its user refuses.
-   * False when the gateway no longer accepts the session (idle, its user disabled).
+   * Null when the gateway no longer accepts the session (idle, its user disabled).
    */
-  admitSession(sessionId: string, ip: string): Promise<boolean>;
+  admitSession(sessionId: string, ip: string): Promise<MountedSession | null>;
   /** A new session Better Auth just created -> our JWT for it (sent back in X-Auth-Token). */
   jwtForSessionToken(betterAuthToken: string): Promise<string | null>;
+  /** Better Auth's sign-out ended `session` (its answer was a success): recorded as POST /auth/logout records it. */
+  signedOut(session: MountedSession, request: FastifyRequest): Promise<void>;
 }
 
 /**
@@ -156,10 +164,12 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     else headers.delete('cookie');
   }
 
+  // The session the request carries, once admitted (what a sign-out ends).
+  let session: MountedSession | null = null;
   const bearer = /^Bearer\s+(\S+)$/i.exec(headers.get('authorization') ?? '')?.[1];
   if (bearer && JWT_SHAPE.test(bearer)) {
-    const sessionId = await options.sessionIdFromJwt(bearer, request.ip);
-    const token = sessionId ? await options.engine.sessionToken(sessionId) : null;
+    session = await options.sessionFromJwt(bearer, request.ip);
+    const token = session ? await options.engine.sessionToken(session.sessionId) : null;
     if (!token) throw new AppError('INVALID_TOKEN');
     headers.set('authorization', `Bearer ${token}`);
   } else if (headers.has('cookie') || headers.has('authorization')) {
@@ -167,7 +177,8 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     // Better Auth says which session it names, in its own parsing, and the Authenticator whether it may be used here.
     // A session the gateway has ended (idle, its user disabled) goes to Better Auth as no session at all.
     const sessionId = await options.engine.sessionIdFromHeaders(headers);
-    if (sessionId && !(await options.admitSession(sessionId, request.ip))) {
+    session = sessionId ? await options.admitSession(sessionId, request.ip) : null;
+    if (sessionId && !session) {
       headers.delete('authorization');
       const cookie = withoutCookies(headers.get('cookie') ?? '', SESSION_COOKIE_NAME);
       if (cookie) headers.set('cookie', cookie);
@@ -196,6 +207,8 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     const jwt = await options.jwtForSessionToken(decodeURIComponent(newToken).split('.')[0] ?? '');
     if (jwt) reply.header('x-auth-token', jwt);
   }
+
+  if (route === '/sign-out' && response.ok && session) await options.signedOut(session, request);
 
   if (response.status >= 500) {
     // Better Auth's own 5xx answers carry {code, message} (never a request's secrets): keep them for the log only.

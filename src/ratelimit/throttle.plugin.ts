@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { AuditLog } from '../audit/index.js';
+import { type AuditLog, restOrigin } from '../audit/index.js';
 import type { Config } from '../config/index.js';
 import type { Queryable } from '../db/index.js';
 import { AppError } from '../errors/index.js';
@@ -113,7 +113,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
             if (firstOver) {
               audited = audit.record({
                 event: 'rate_limit.hit',
-                ...origin(request),
+                ...restOrigin(request),
                 details: { rule: rule.prefix, max: rule.max, window: rule.window },
               });
             }
@@ -196,7 +196,9 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
         const code = api.kind === 'login' ? betterAuthCodeOf(payload) : null;
         const reason =
           code && WRONG_PASSWORD.has(code) ? 'INVALID_CREDENTIALS' : code && REFUSALS.has(code) ? code : null;
-        if (reason) await audit.record({ event: 'login.failure', ...origin(request), details: { ...details, reason } });
+        if (reason) {
+          await audit.record({ event: 'login.failure', ...restOrigin(request), details: { ...details, reason } });
+        }
         return;
       }
       const token = reply.getHeader('x-auth-token');
@@ -205,7 +207,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
         event: api.kind === 'login' ? 'login.success' : 'signup',
         userId: claims?.sub ?? userIdOf(payload),
         sessionId: claims?.sid ?? null,
-        ...origin(request),
+        ...restOrigin(request),
         details,
       });
     }
@@ -219,7 +221,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       const userId = request.twoFactorUser;
       if (!userId) return; // no live challenge: Better Auth refuses without one
       const status = reply.statusCode;
-      const at = { userId, ...origin(request) };
+      const at = { userId, ...restOrigin(request) };
       if (!ok) {
         if (status === 429) {
           await audit.record({ event: 'lockout', ...at, details: { reason: 'TWO_FACTOR_LOCKED', api: 'better-auth' } });
@@ -323,9 +325,4 @@ function twoFactorPending(payload: unknown): boolean {
 function userIdOf(payload: unknown): string | null {
   const id = (jsonOf(payload) as { user?: { id?: unknown } } | null)?.user?.id;
   return typeof id === 'string' ? id : null;
-}
-
-function origin(request: FastifyRequest) {
-  const ua = request.headers['user-agent'];
-  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
 }

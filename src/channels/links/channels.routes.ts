@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RecentAuth } from '../../account/index.js';
-import type { AuditLog } from '../../audit/index.js';
+import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
@@ -111,7 +111,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
         await audit.record({
           event: 'channel.unlinked',
           userId,
-          ...origin(request),
+          ...restOrigin(request),
           details: { channelType, channelUserId, via: 'rest' },
         });
       }
@@ -139,7 +139,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
       if (!verdict.ok) {
         await audit.record({
           event: 'login.failure',
-          ...origin(request),
+          ...restOrigin(request),
           details: { method: 'telegram_widget', reason: verdict.reason },
         });
         throw new AppError(verdict.reason === 'expired' ? 'WIDGET_EXPIRED' : 'WIDGET_SIGNATURE_INVALID');
@@ -161,7 +161,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
           await audit.record({
             event: 'channel.linked',
             userId: signedInAs.userId,
-            ...origin(request),
+            ...restOrigin(request),
             details: { channelType: 'telegram', channelUserId: telegramUserId, method: 'widget' },
           });
         }
@@ -181,7 +181,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
         event: 'login.success',
         userId,
         sessionId: session.sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { method: 'telegram_widget' },
       });
       return {
@@ -192,9 +192,4 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
       };
     },
   );
-}
-
-function origin(request: FastifyRequest) {
-  const ua = request.headers['user-agent'];
-  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type AccountStore, type EmailVerification, type RecentAuth, sendDeferred } from '../../account/index.js';
-import type { AuditLog } from '../../audit/index.js';
+import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
@@ -44,7 +44,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
 
   const verifyEmail = async (token: string, request: FastifyRequest) => {
     const { userId } = await verification.verify(token);
-    await audit.record({ event: 'email.verified', userId, ...origin(request) });
+    await audit.record({ event: 'email.verified', userId, ...restOrigin(request) });
     return { success: true as const, message: 'Your email address is verified; you can sign in.' };
   };
   const verifySchema = {
@@ -73,7 +73,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
     },
     async (request, reply) => {
       const { userId } = await verification.resend(normalizeEmail(request.body.email));
-      if (userId) await audit.record({ event: 'email.verification_sent', userId, ...origin(request) });
+      if (userId) await audit.record({ event: 'email.verification_sent', userId, ...restOrigin(request) });
       return reply.status(202).send({ success: true, message: SAME_ANSWER });
     },
   );
@@ -135,7 +135,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
         event: 'password.changed',
         userId,
         sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { endedSessions },
       });
       const user = await accounts.userEmail(userId);
@@ -165,17 +165,11 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
         event: 'account.deleted',
         userId,
         sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { deletedUserId: userId },
       });
       await accounts.deleteUser(userId);
       return { success: true as const, message: 'Your account is deleted.' };
     },
   );
-}
-
-/** Where a REST request came from, for the audit log. */
-export function origin(request: { ip: string; headers: Record<string, unknown> }) {
-  const ua = request.headers['user-agent'];
-  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
 }

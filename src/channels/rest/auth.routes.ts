@@ -1,7 +1,7 @@
 import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AnonymousUsers } from '../../accounts/index.js';
-import type { AuditLog } from '../../audit/index.js';
+import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import { CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
@@ -84,7 +84,13 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       const { userId, sessionId } = created;
       // auth.require_email_verification: no session (and no token) until the emailed link is followed.
       if (sessionId === null) return reply.status(201).send({ success: true, userId, verificationRequired: true });
-      await audit.record({ event: 'signup', userId, sessionId, ...origin(request), details: { method: 'password' } });
+      await audit.record({
+        event: 'signup',
+        userId,
+        sessionId,
+        ...restOrigin(request),
+        details: { method: 'password' },
+      });
       return reply.status(201).send({ success: true, userId, token: tokenFor({ ...created, sessionId }) });
     },
   );
@@ -114,7 +120,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       event: 'signup',
       userId,
       sessionId,
-      ...origin(request),
+      ...restOrigin(request),
       details: { method: 'password', upgraded: 'anonymous' },
     });
     const token = tokenFor({ userId, sessionId, expiresAt: expiresAt ?? new Date() });
@@ -139,11 +145,11 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         session = await engine.signInEmail(
           { email: normalizeEmail(email), password: pw },
           engineHeaders(request),
-          origin(request),
+          restOrigin(request),
         );
       } catch (err) {
         const reason = err instanceof AppError ? err.code : 'error';
-        await audit.record({ event: 'login.failure', ...origin(request), details: { method: 'password', reason } });
+        await audit.record({ event: 'login.failure', ...restOrigin(request), details: { method: 'password', reason } });
         throw err;
       }
       // An account with 2FA: the password was right; POST /auth/2fa/verify completes the sign-in.
@@ -153,7 +159,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         event: 'login.success',
         userId,
         sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { method: 'password' },
       } as const;
       // The gateway's own sign-in wrote its row with the session (password-sign-in.ts); Better Auth's path did not.
@@ -177,7 +183,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     async (request, reply) => {
       const { sessionId, userId } = authOf(request);
       if (sessionId) await sessions.delete(sessionId);
-      await audit.record({ event: 'logout', userId, sessionId, ...origin(request) });
+      await audit.record({ event: 'logout', userId, sessionId, ...restOrigin(request) });
       if (request.headers.cookie) {
         for (const name of ['better-auth.session_token', 'better-auth.session_data']) {
           reply.header('set-cookie', `${name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax`);
@@ -234,12 +240,6 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       return reply.status(database.reachable ? 200 : 503).send(body);
     },
   );
-}
-
-/** Where a REST request came from, for the audit log. */
-function origin(request: { ip: string; headers: Record<string, unknown> }) {
-  const ua = request.headers['user-agent'];
-  return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
 }
 
 /** One account per address: case and surrounding spaces do not make a different account. */

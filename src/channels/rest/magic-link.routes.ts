@@ -1,7 +1,7 @@
 import { Type as T } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { type ExchangeCodes, type MagicLinks, SECRET_PATTERN } from '../../accounts/index.js';
-import type { AuditLog } from '../../audit/index.js';
+import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
@@ -34,10 +34,6 @@ const TOKEN = new RegExp(SECRET_PATTERN);
 /** Passwordless sign-in by a single-use link sent by email. */
 export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoutesDeps): Promise<void> {
   const { engine, authenticator, sessions, audit, links, finish } = deps;
-  const origin = (request: FastifyRequest) => {
-    const ua = request.headers['user-agent'];
-    return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
-  };
   const enabled = () => {
     if (!deps.enabled) throw new AppError('FEATURE_DISABLED');
   };
@@ -59,7 +55,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
         await links.request(email);
       } catch (err) {
         if (err instanceof AppError && err.code === 'RATE_LIMITED') {
-          await audit.record({ event: 'rate_limit.hit', ...origin(request), details: { route: 'magic-link' } });
+          await audit.record({ event: 'rate_limit.hit', ...restOrigin(request), details: { route: 'magic-link' } });
         }
         throw err;
       }
@@ -87,7 +83,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
       if (!found) {
         await audit.record({
           event: 'login.failure',
-          ...origin(request),
+          ...restOrigin(request),
           details: { method: 'magic_link', reason: 'MAGIC_LINK_INVALID' },
         });
         return finish.failure(reply, 'MAGIC_LINK_INVALID');
@@ -96,7 +92,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
         await audit.record({
           event: 'login.failure',
           userId: found.userId,
-          ...origin(request),
+          ...restOrigin(request),
           details: { method: 'magic_link', reason: 'TWO_FACTOR_REQUIRED' },
         });
         return finish.failure(reply, 'TWO_FACTOR_REQUIRED');
@@ -113,15 +109,20 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
         await audit.record({
           event: 'login.failure',
           userId: found.userId,
-          ...origin(request),
+          ...restOrigin(request),
           details: { method: 'magic_link', reason: err.code },
         });
         return finish.failure(reply, err.code);
       }
       if (found.created) {
-        await audit.record({ event: 'signup', ...session, ...origin(request), details: { method: 'magic_link' } });
+        await audit.record({ event: 'signup', ...session, ...restOrigin(request), details: { method: 'magic_link' } });
       }
-      await audit.record({ event: 'login.success', ...session, ...origin(request), details: { method: 'magic_link' } });
+      await audit.record({
+        event: 'login.success',
+        ...session,
+        ...restOrigin(request),
+        details: { method: 'magic_link' },
+      });
       if (deps.redirectUrl) return finish.success(reply, session);
       const active = await sessions.findActive(session.sessionId);
       if (!active) throw new Error('the session just created is not active');

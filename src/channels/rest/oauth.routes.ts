@@ -2,7 +2,7 @@ import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RecentAuth } from '../../account/index.js';
 import type { ExchangeCodes } from '../../accounts/index.js';
-import type { AuditLog } from '../../audit/index.js';
+import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER, configuredProviders } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import { type Config, usesSecureCookies } from '../../config/index.js';
@@ -78,10 +78,6 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
     if (typeof ua === 'string') headers.set('user-agent', ua);
     return headers;
   };
-  const origin = (request: FastifyRequest) => {
-    const ua = request.headers['user-agent'];
-    return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
-  };
   const requireProvider = (id: string) => {
     if (!known.has(id)) throw new AppError('OAUTH_PROVIDER_UNKNOWN');
   };
@@ -138,7 +134,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
         const code = CALLBACK_ERRORS[request.query.error] ?? 'OAUTH_FAILED';
         await audit.record({
           event: 'login.failure',
-          ...origin(request),
+          ...restOrigin(request),
           details: { method: 'oauth', reason: code, provider_error: request.query.error.slice(0, 64) },
         });
         return finish.failure(reply, code);
@@ -165,7 +161,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
           event: 'login.success',
           userId,
           sessionId,
-          ...origin(request),
+          ...restOrigin(request),
           details: { method: 'oauth' },
         });
       }
@@ -280,7 +276,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
         event: 'channel.unlinked',
         userId: auth.userId,
         sessionId: auth.sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { provider: request.params.providerId },
       });
       return { success: true as const };

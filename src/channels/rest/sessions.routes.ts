@@ -1,9 +1,9 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { type IpPolicy, invalidCidr } from '../../access/ip-policy.js';
 import type { RecentAuth } from '../../account/index.js';
 import type { AccountsStore } from '../../accounts/accounts.store.js';
 import type { DeviceStore } from '../../accounts/devices.js';
-import type { AuditLog } from '../../audit/index.js';
+import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
 import { ErrorResponse } from './auth.schemas.js';
@@ -40,11 +40,6 @@ const secured = { security: [{ bearer: [] }] };
 export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesDeps): Promise<void> {
   const { accounts, devices, audit } = deps;
   const preHandler = requireAuth(deps.authenticator);
-
-  const origin = (request: FastifyRequest) => {
-    const ua = request.headers['user-agent'];
-    return { channel: 'rest', ip: request.ip, userAgent: typeof ua === 'string' ? ua : null };
-  };
 
   app.get(
     '/auth/sessions',
@@ -96,7 +91,7 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
         event: 'session.revoked',
         userId: auth.userId,
         sessionId: auth.sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { revoked: request.params.id, by: 'user' },
       });
       return { success: true as const, revoked: 1 };
@@ -121,7 +116,7 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
         event: 'session.revoked',
         userId: auth.userId,
         sessionId: auth.sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { revoked, by: 'user', scope: 'others' },
       });
       return { success: true as const, revoked };
@@ -196,7 +191,7 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
         event: 'device.updated',
         userId: auth.userId,
         sessionId: auth.sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { device: updated.id, ...(trusted === undefined ? {} : { trusted }), renamed: name !== undefined },
       });
       const device = (await deviceView(auth.userId, auth.sessionId)).find((d) => d.id === updated.id);
@@ -225,7 +220,7 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
         event: 'device.removed',
         userId: auth.userId,
         sessionId: auth.sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { device: request.params.id, revoked: sessions.length },
       });
       return { success: true as const, revoked: sessions.length };
@@ -276,7 +271,7 @@ export async function sessionsRoutes(app: FastifyInstance, deps: SessionsRoutesD
         event: 'ip_allowlist.changed',
         userId: auth.userId,
         sessionId: auth.sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { entries: cidrs.length, by: 'user' },
       });
       return { success: true as const, cidrs };

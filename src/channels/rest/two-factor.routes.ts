@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { RecentAuth } from '../../account/index.js';
-import type { AuditLog } from '../../audit/index.js';
+import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import type { PasswordHasher } from '../../passwords/index.js';
-import { origin } from './account.routes.js';
+
 import {
   CodeBody,
   type DisableBody,
@@ -86,12 +86,12 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
           event: 'twofactor.failed',
           userId,
           sessionId,
-          ...origin(request),
+          ...restOrigin(request),
           details: { step: 'confirm' },
         });
         throw new AppError('TWO_FACTOR_INVALID_CODE');
       }
-      await audit.record({ event: 'twofactor.enabled', userId, sessionId, ...origin(request) });
+      await audit.record({ event: 'twofactor.enabled', userId, sessionId, ...restOrigin(request) });
       return { success: true as const };
     },
   );
@@ -119,7 +119,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
             event: 'twofactor.failed',
             userId,
             sessionId,
-            ...origin(request),
+            ...restOrigin(request),
             details: { step: 'disable' },
           });
           throw err;
@@ -134,7 +134,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
         throw new AppError('VALIDATION_FAILED', 'Send code or password.', { field: 'code' });
       }
       await engine.twoFactor.disable(userId);
-      await audit.record({ event: 'twofactor.disabled', userId, sessionId, ...origin(request) });
+      await audit.record({ event: 'twofactor.disabled', userId, sessionId, ...restOrigin(request) });
       return { success: true as const };
     },
   );
@@ -163,7 +163,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
       } catch (err) {
         if (err instanceof AppError) {
           const event = err.code === 'TWO_FACTOR_LOCKED' ? 'lockout' : 'twofactor.failed';
-          await audit.record({ event, userId: challengeUser, ...origin(request), details: { reason: err.code } });
+          await audit.record({ event, userId: challengeUser, ...restOrigin(request), details: { reason: err.code } });
         }
         throw err;
       }
@@ -172,14 +172,14 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
         event: 'twofactor.used',
         userId,
         sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { method: verified.method },
       });
       await audit.record({
         event: 'login.success',
         userId,
         sessionId,
-        ...origin(request),
+        ...restOrigin(request),
         details: { method: 'password', secondFactor: verified.method },
       });
       const session = await deps.sessions.findActive(sessionId);

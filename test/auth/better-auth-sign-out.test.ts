@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+
+/** Better Auth's POST /api/auth/sign-out ends a session as POST /auth/logout does, and is audited alike. */
+describe('sign-out through Better Auth', () => {
+  let t: TestApp;
+  let origin: string;
+  beforeAll(async () => {
+    t = await createTestApp();
+    origin = t.config.server.base_url;
+  });
+  afterAll(() => t?.close());
+
+  const signOut = (headers: Record<string, string>) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-out',
+      headers: { origin, 'content-type': 'application/json', ...headers },
+      payload: '{}',
+    });
+  const logouts = async (userId: string) =>
+    (
+      await t.db.query<{ session_id: string | null; channel: string; ip_address: string; user_agent: string | null }>(
+        `SELECT session_id, channel, ip_address, user_agent FROM auth_audit_log
+          WHERE event = 'logout' AND user_id = $1`,
+        [userId],
+      )
+    ).rows;
+  const sessionIds = async (userId: string) =>
+    (await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [userId])).rows.map((r) => r.id);
+
+  it('with the session cookie: the session ends and a logout row names it', async () => {
+    const user = await registerUser(t.app);
+    const signIn = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin, 'content-type': 'application/json' },
+      payload: JSON.stringify({ email: user.email, password: user.password }),
+    });
+    expect(signIn.statusCode).toBe(200);
+    const cookie = ([] as string[])
+      .concat(signIn.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0])
+      .join('; ');
+    expect(cookie).toMatch(/better-auth\.session_token=/);
+    const before = await sessionIds(user.userId);
+    expect(before).toHaveLength(2); // registration's and this sign-in's
+
+    const out = await signOut({ cookie, 'user-agent': 'sign-out-test/1' });
+    expect(out.statusCode).toBe(200);
+    const after = await sessionIds(user.userId);
+    const ended = before.filter((id) => !after.includes(id));
+    expect(ended).toHaveLength(1);
+    expect(await logouts(user.userId)).toEqual([
+      { session_id: ended[0], channel: 'rest', ip_address: '127.0.0.1', user_agent: 'sign-out-test/1' },
+    ]);
+  });
+
+  it('with our bearer token: that session ends and is recorded', async () => {
+    const user = await registerUser(t.app);
+    const [sessionId] = await sessionIds(user.userId);
+    const out = await signOut({ authorization: `Bearer ${user.token}` });
+    expect(out.statusCode).toBe(200);
+    expect(await sessionIds(user.userId)).toEqual([]);
+    expect((await logouts(user.userId)).map((r) => r.session_id)).toEqual([sessionId]);
+  });
+
+  it('without a live session: nothing ends and nothing is recorded', async () => {
+    const user = await registerUser(t.app);
+    expect((await signOut({ authorization: `Bearer ${user.token}` })).statusCode).toBe(200);
+    const mark = Number(
+      (await t.db.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM auth_audit_log')).rows[0]?.id,
+    );
+    // The same token again (its session is gone), a forged cookie, and no credential at all.
+    const again = await signOut({ authorization: `Bearer ${user.token}` });
+    expect(again.statusCode).toBe(401);
+    expect(again.json().error.code).toBe('INVALID_TOKEN');
+    // Better Auth's sign-out is idempotent: with no session it clears the cookies and answers success.
+    for (const headers of [{ cookie: 'better-auth.session_token=forged.value' }, {}]) {
+      const res = await signOut(headers);
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ success: true });
+    }
+    const { rows } = await t.db.query(`SELECT event FROM auth_audit_log WHERE id > $1 AND event = 'logout'`, [mark]);
+    expect(rows).toEqual([]);
+  });
+});
