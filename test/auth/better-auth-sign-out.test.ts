@@ -76,7 +76,7 @@ describe('sign-out through Better Auth', () => {
     expect(again.statusCode).toBe(401);
     expect(again.json().error.code).toBe('INVALID_TOKEN');
     // Better Auth's sign-out is idempotent: with no session it clears the cookies and answers success.
-    for (const headers of [{ cookie: 'better-auth.session_token=forged.value' }, {}]) {
+    for (const headers of [{ cookie: 'better-auth.session_token=forged.value' }, {}] as Record<string, string>[]) {
       const res = await signOut(headers);
       expect(res.statusCode).toBe(200);
       expect(res.json()).toEqual({ success: true });
