@@ -71,6 +71,7 @@ async function channels(app: FastifyInstance): Promise<void> {
       mode: tg.mode,
       webhookSecret: tg.webhook_secret,
       standbyRetry: tg.standby_retry,
+      apiTimeout: tg.api_timeout,
       baseUrl: config.server.base_url,
       db: app.db,
       authenticator,

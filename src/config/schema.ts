@@ -343,6 +343,8 @@ export const ConfigSchema = T.Object(
         api_root: T.String({ default: '' }),
         // Seconds between attempts of a standby process to take over polling (PostgreSQL advisory lock).
         standby_retry: T.Number({ exclusiveMinimum: 0, maximum: 3600, default: 5 }),
+        // Seconds any Bot API call may take (grammY's own default is 500); polling long-polls for half of it, <= 30 s.
+        api_timeout: T.Integer({ minimum: 2, maximum: 600, default: 60 }),
         // Seconds a Login Widget signature stays acceptable after its auth_date.
         widget_max_age: Seconds(600, 'seconds a Login Widget auth_date stays fresh'),
       },

@@ -96,6 +96,7 @@ export const ERROR_CATALOGUE = {
   CHANNEL_LINK_NOT_FOUND: { status: 404, message: 'No such channel link.' },
   CHANNEL_NOT_LINKED: { status: 401, message: 'This Telegram account is not linked to any user; sign in and link it.' },
   TELEGRAM_DISABLED: { status: 503, message: 'The Telegram bot is not configured on this gateway.' },
+  TELEGRAM_UNAVAILABLE: { status: 503, message: 'The Telegram Bot API cannot be reached; try again shortly.' },
   TELEGRAM_WEBHOOK_SECRET_INVALID: { status: 401, message: 'The webhook secret token is wrong.' },
   WIDGET_SIGNATURE_INVALID: { status: 401, message: 'The Telegram login data is not signed by our bot.' },
   WIDGET_EXPIRED: { status: 401, message: 'The Telegram login data is too old; log in with the widget again.' },

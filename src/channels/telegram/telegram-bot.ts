@@ -4,6 +4,7 @@ import type { Update } from 'grammy/types';
 import type { AuditLog } from '../../audit/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
 import type { AdvisoryLock, Database } from '../../db/index.js';
+import { AppError } from '../../errors/index.js';
 import type { ChatService } from '../chat/chat-service.js';
 import type { UsageLimits } from '../chat/usage-limits.js';
 import type { ChannelLinks } from '../links/channel-links.store.js';
@@ -20,6 +21,8 @@ export interface TelegramDeps {
   webhookSecret: string;
   /** Seconds between a standby process's attempts to take over polling. */
   standbyRetry: number;
+  /** Seconds any Bot API call may take: a silent Bot API fails the call instead of holding it for grammY's 500 s. */
+  apiTimeout: number;
   baseUrl: string;
   db: Pick<Database, 'tryAdvisoryLock'>;
   authenticator: Pick<Authenticator, 'authenticateTelegram'>;
@@ -53,7 +56,11 @@ export function pollingLockKey(token: string): number {
  */
 export function createTelegram(deps: TelegramDeps) {
   const { log } = deps;
-  const bot = new Bot(deps.token, deps.apiRoot ? { client: { apiRoot: deps.apiRoot } } : {});
+  const bot = new Bot(deps.token, {
+    client: { timeoutSeconds: deps.apiTimeout, ...(deps.apiRoot ? { apiRoot: deps.apiRoot } : {}) },
+  });
+  // getUpdates holds its request open for this long when no update comes: it must end well within the call timeout.
+  const longPollSeconds = Math.min(30, Math.floor(deps.apiTimeout / 2));
   const inflight = new Set<Promise<void>>();
   bot.catch((err) =>
     log.error({ err: { message: err.message }, updateId: err.ctx.update.update_id }, 'telegram update failed'),
@@ -73,13 +80,32 @@ export function createTelegram(deps: TelegramDeps) {
     }),
   );
 
+  // grammY's init (getMe) retries for as long as the Bot API cannot be reached; stop() ends that.
+  const lifetime = new AbortController();
   let initializing: Promise<void> | null = null;
   const init = (): Promise<void> => {
-    initializing ??= bot.init().catch((err) => {
+    initializing ??= bot.init(lifetime.signal as Parameters<typeof bot.init>[0]).catch((err) => {
       initializing = null;
       throw err;
     });
     return initializing;
+  };
+  /**
+   * Whether the bot knows who it is (getMe) within `waitMs`: false when the Bot API has not answered by then (the
+   * attempt goes on in the background, and a later call finds it done). Rejects when getMe failed for good.
+   */
+  const initialized = async (waitMs: number): Promise<boolean> => {
+    const attempt = init().then(() => true);
+    attempt.catch(() => {}); // a failure after the wait ended is reported by the next call, not left unhandled
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), waitMs);
+    });
+    try {
+      return await Promise.race([attempt, waited]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   let stopped = false;
@@ -123,6 +149,7 @@ export function createTelegram(deps: TelegramDeps) {
         if (stopped) return;
         await bot.start({
           allowed_updates: [...ALLOWED_UPDATES],
+          timeout: longPollSeconds,
           onStart: (me) => log.info({ bot: me.username }, 'telegram bot polling (this process holds the lock)'),
         });
       } catch (err) {
@@ -150,21 +177,13 @@ export function createTelegram(deps: TelegramDeps) {
      * and the next call has the answer.
      */
     async username(): Promise<string | null> {
-      const attempt = init().then(() => true);
-      attempt.catch(() => {}); // a failure after the wait ended is logged by the next call, not left unhandled
-      let timer: NodeJS.Timeout | undefined;
-      const waited = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), USERNAME_WAIT_MS);
-      });
       try {
-        if (await Promise.race([attempt, waited])) return bot.botInfo.username;
+        if (await initialized(USERNAME_WAIT_MS)) return bot.botInfo.username;
         log.warn({ waitedMs: USERNAME_WAIT_MS }, 'telegram getMe did not answer in time; no deep link');
         return null;
       } catch (err) {
         log.warn({ err: { message: (err as Error).message } }, 'telegram getMe failed');
         return null;
-      } finally {
-        clearTimeout(timer);
       }
     },
 
@@ -187,8 +206,16 @@ export function createTelegram(deps: TelegramDeps) {
       return timingSafeEqual(a, b);
     },
 
+    /**
+     * Handles one webhook update. Refused with TELEGRAM_UNAVAILABLE (503, and Telegram delivers it again later) while
+     * the bot cannot learn who it is from the Bot API (getMe, within telegram.api_timeout): its handlers need that.
+     */
     async handleWebhookUpdate(update: Update): Promise<void> {
-      await init();
+      const ready = await initialized(deps.apiTimeout * 1000).catch((err: Error) => {
+        log.warn({ err: { message: err.message } }, 'telegram getMe failed');
+        return false;
+      });
+      if (!ready) throw new AppError('TELEGRAM_UNAVAILABLE');
       try {
         await bot.handleUpdate(update);
       } catch (err) {
@@ -199,6 +226,7 @@ export function createTelegram(deps: TelegramDeps) {
 
     async stop(): Promise<void> {
       stopped = true;
+      lifetime.abort();
       if (retry) clearTimeout(retry);
       if (bot.isRunning()) await bot.stop();
       await polling;

@@ -29,7 +29,11 @@ export async function telegramPlugin(
           summary: 'Telegram webhook (called by Telegram with the configured secret token)',
           tags: ['channels'],
           body: WebhookBody,
-          response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } }, 401: ErrorResponse },
+          response: {
+            200: { type: 'object', properties: { ok: { type: 'boolean' } } },
+            401: ErrorResponse,
+            503: ErrorResponse,
+          },
         },
         async onRequest(request) {
           if (!telegram.webhookSecretMatches(request.headers['x-telegram-bot-api-secret-token'])) {

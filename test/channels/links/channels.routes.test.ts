@@ -264,6 +264,7 @@ describe('a link code while the Telegram Bot API does not answer', () => {
           api_root: `http://127.0.0.1:${port}`,
           mode: 'webhook',
           webhook_secret: 'x'.repeat(32),
+          api_timeout: 2,
         },
       },
     });
@@ -283,5 +284,29 @@ describe('a link code while the Telegram Bot API does not answer', () => {
     });
     expect(res.statusCode).toBe(201);
     expect(res.json()).toMatchObject({ success: true, code: expect.stringMatching(/^[\w-]{22}$/), deepLink: null });
+  });
+
+  it('a Bot API call fails after telegram.api_timeout instead of waiting (grammY alone: 500 s)', async () => {
+    const started = Date.now();
+    await expect(t.app.telegram?.setWebhook('https://gateway.example/telegram/webhook')).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('a webhook update that cannot be handled yet is refused with a stable code, for Telegram to deliver again', async () => {
+    const update = (id: number) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/telegram/webhook',
+        headers: { 'x-telegram-bot-api-secret-token': 'x'.repeat(32) },
+        payload: {
+          update_id: id,
+          message: { message_id: id, date: 0, chat: { id: 5, type: 'private' }, text: '/start' },
+        },
+      });
+    // The first waits out telegram.api_timeout for getMe (grammY alone retries it for as long as it fails).
+    for (const res of await Promise.all([update(1), update(2)])) {
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe('TELEGRAM_UNAVAILABLE');
+    }
   });
 });
