@@ -83,9 +83,8 @@ export const accessPlugin = fp<AccessOptions>(
       if (!request.deviceKey || reply.statusCode >= 400) return done(null, payload);
       reply.header(DEVICE_HEADER, request.deviceKey);
       const cookie = `${DEVICE_COOKIE}=${request.deviceKey}; Path=/; Max-Age=${DEVICE_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax${secureCookies ? '; Secure' : ''}`;
-      const existing = reply.getHeader('set-cookie');
-      const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [String(existing)];
-      reply.header('set-cookie', [...list, cookie]);
+      // Fastify adds a Set-Cookie to those already set (handing it the list back would send each of them twice).
+      reply.header('set-cookie', cookie);
       done(null, payload);
     });
   },

@@ -58,6 +58,21 @@ describe('devices: sessions grouped by device key, named, trusted, removed', () 
     expect(rows[0]?.key_hash).not.toContain(first.key);
   });
 
+  it("adds its cookie to Better Auth's, once each", async () => {
+    const user = await registerUser(t.app);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: t.config.server.base_url },
+      payload: { email: user.email, password: user.password },
+    });
+    expect(res.statusCode).toBe(200);
+    const names = ([] as string[]).concat(res.headers['set-cookie'] ?? []).map((c) => c.split('=')[0]);
+    expect(names).toContain('better-auth.session_token');
+    expect(names).toContain('gateway_device');
+    expect(names).toEqual([...new Set(names)]);
+  });
+
   it('files Better Auth sign-ins (/api/auth/*) under the device too', async () => {
     const user = await registerUser(t.app);
     const first = await login(user);
