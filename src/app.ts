@@ -279,8 +279,13 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       const session = await sessions.findByToken(token);
       return session ? authenticator.issueToken(session.userId, session.id, session.expiresAt) : null;
     },
-    signedOut: ({ userId, sessionId }, request) =>
-      audit.record({ event: 'logout', userId, sessionId, ...restOrigin(request) }),
+    async signedOut({ userId, sessionId }, request) {
+      // Better Auth answers a sign-out with success even when deleting the session failed (it only logs that): the
+      // session is deleted here too (a no-op once Better Auth's delete worked), so no logout is recorded for a
+      // session that still works; a failure here fails the request.
+      await sessions.delete(sessionId);
+      await audit.record({ event: 'logout', userId, sessionId, ...restOrigin(request) });
+    },
   });
 
   const recentAuth = createRecentAuth({

@@ -27,7 +27,10 @@ export interface MountOptions {
   admitSession(sessionId: string, ip: string): Promise<MountedSession | null>;
   /** A new session Better Auth just created -> our JWT for it (sent back in X-Auth-Token). */
   jwtForSessionToken(betterAuthToken: string): Promise<string | null>;
-  /** Better Auth's sign-out ended `session` (its answer was a success): recorded as POST /auth/logout records it. */
+  /**
+   * Better Auth's sign-out answered success for `session`: make sure it has ended, and record it as POST /auth/logout
+   * records it.
+   */
   signedOut(session: MountedSession, request: FastifyRequest): Promise<void>;
 }
 

@@ -65,6 +65,29 @@ describe('sign-out through Better Auth', () => {
     expect((await logouts(user.userId)).map((r) => r.session_id)).toEqual([sessionId]);
   });
 
+  it("with our bearer and another user's cookie: the bearer's session is the one ended and recorded", async () => {
+    const a = await registerUser(t.app);
+    const b = await registerUser(t.app);
+    const signIn = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin, 'content-type': 'application/json' },
+      payload: JSON.stringify({ email: b.email, password: b.password }),
+    });
+    const cookie = ([] as string[])
+      .concat(signIn.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0])
+      .join('; ');
+    const [aSession] = await sessionIds(a.userId);
+    const bSessions = await sessionIds(b.userId);
+    const out = await signOut({ authorization: `Bearer ${a.token}`, cookie });
+    expect(out.statusCode).toBe(200);
+    expect(await sessionIds(a.userId)).toEqual([]);
+    expect((await sessionIds(b.userId)).sort()).toEqual([...bSessions].sort());
+    expect((await logouts(a.userId)).map((r) => r.session_id)).toEqual([aSession]);
+    expect(await logouts(b.userId)).toEqual([]);
+  });
+
   it('without a live session: nothing ends and nothing is recorded', async () => {
     const user = await registerUser(t.app);
     expect((await signOut({ authorization: `Bearer ${user.token}` })).statusCode).toBe(200);
@@ -83,5 +106,31 @@ describe('sign-out through Better Auth', () => {
     }
     const { rows } = await t.db.query(`SELECT event FROM auth_audit_log WHERE id > $1 AND event = 'logout'`, [mark]);
     expect(rows).toEqual([]);
+  });
+
+  it("ends the session even when Better Auth's own delete failed (it answers success regardless)", async () => {
+    const user = await registerUser(t.app);
+    const [sessionId] = await sessionIds(user.userId);
+    // The first DELETE of this session fails (Better Auth's, which it logs and ignores); a sequence, unlike a table,
+    // is not rolled back with the failed statement.
+    await t.db.query('CREATE SEQUENCE IF NOT EXISTS sign_out_fail_once');
+    await t.db.query(`CREATE OR REPLACE FUNCTION sign_out_fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF OLD.id = '${sessionId}' AND nextval('sign_out_fail_once') = 1 THEN RAISE EXCEPTION 'injected failure'; END IF;
+        RETURN OLD;
+      END $$`);
+    await t.db.query(
+      'CREATE TRIGGER sign_out_fail_once BEFORE DELETE ON sessions FOR EACH ROW EXECUTE FUNCTION sign_out_fail_once()',
+    );
+    try {
+      const out = await signOut({ authorization: `Bearer ${user.token}` });
+      expect(out.statusCode).toBe(200);
+      expect(await sessionIds(user.userId)).toEqual([]);
+      expect((await logouts(user.userId)).map((r) => r.session_id)).toEqual([sessionId]);
+      const res = await t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${user.token}` } });
+      expect(res.statusCode).toBe(401);
+    } finally {
+      await t.db.query('DROP TRIGGER sign_out_fail_once ON sessions');
+    }
   });
 });
