@@ -95,16 +95,22 @@ export function createTelegram(deps: TelegramDeps) {
    * attempt goes on in the background, and a later call finds it done). Rejects when getMe failed for good.
    */
   const initialized = async (waitMs: number): Promise<boolean> => {
+    if (lifetime.signal.aborted) return bot.isInited();
     const attempt = init().then(() => true);
     attempt.catch(() => {}); // a failure after the wait ended is reported by the next call, not left unhandled
     let timer: NodeJS.Timeout | undefined;
+    let closing: (() => void) | undefined;
     const waited = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), waitMs);
+      // The gateway is shutting down: nothing waits for the Bot API any more.
+      closing = () => resolve(false);
+      lifetime.signal.addEventListener('abort', closing, { once: true });
     });
     try {
       return await Promise.race([attempt, waited]);
     } finally {
       clearTimeout(timer);
+      if (closing) lifetime.signal.removeEventListener('abort', closing);
     }
   };
 
@@ -153,7 +159,10 @@ export function createTelegram(deps: TelegramDeps) {
           onStart: (me) => log.info({ bot: me.username }, 'telegram bot polling (this process holds the lock)'),
         });
       } catch (err) {
-        log.warn({ err: { message: (err as Error).message } }, 'telegram polling stopped with an error; retrying');
+        // Unless the gateway is closing, which aborts a getMe still being retried.
+        if (!lifetime.signal.aborted) {
+          log.warn({ err: { message: (err as Error).message } }, 'telegram polling stopped with an error; retrying');
+        }
       } finally {
         await held.release();
         if (lock === held) lock = null;
@@ -222,6 +231,14 @@ export function createTelegram(deps: TelegramDeps) {
         // A failing update is logged and acknowledged: a retry by Telegram would fail the same way.
         log.error({ err: { message: (err as Error).message }, updateId: update.update_id }, 'telegram update failed');
       }
+    },
+
+    /**
+     * The gateway is closing (before in-flight requests are drained): what waits for the Bot API gives up now, so a
+     * webhook update held by a silent Bot API answers at once instead of holding the shutdown for telegram.api_timeout.
+     */
+    closing(): void {
+      lifetime.abort();
     },
 
     async stop(): Promise<void> {

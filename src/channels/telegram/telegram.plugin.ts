@@ -61,5 +61,9 @@ export async function telegramPlugin(
   }
 
   app.addHook('onReady', async () => telegram.start());
+  app.addHook('preClose', (done) => {
+    telegram.closing();
+    done();
+  });
   app.addHook('onClose', async () => telegram.stop());
 }

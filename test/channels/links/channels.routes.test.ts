@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChannelLinks } from '../../../src/channels/links/channel-links.store.js';
@@ -308,5 +308,69 @@ describe('a link code while the Telegram Bot API does not answer', () => {
       expect(res.statusCode).toBe(503);
       expect(res.json().error.code).toBe('TELEGRAM_UNAVAILABLE');
     }
+  });
+});
+
+describe('shutting down while a webhook update waits on a silent Telegram Bot API', () => {
+  let silent: Server;
+  beforeAll(async () => {
+    silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(async () => {
+    silent?.closeAllConnections();
+    await new Promise((resolve) => silent?.close(resolve));
+  });
+
+  it('the update answers 503 at once and the close does not wait out telegram.api_timeout (60 s)', async () => {
+    const { port } = silent.address() as AddressInfo;
+    const t = await createTestApp({
+      config: {
+        telegram: {
+          bot_token: TOKEN,
+          api_root: `http://127.0.0.1:${port}`,
+          mode: 'webhook',
+          webhook_secret: 'x'.repeat(32),
+          api_timeout: 60,
+        },
+      },
+    });
+    // Over a real connection (closed after the answer): closing drains in-flight HTTP requests before the onClose
+    // hooks run.
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port: gatewayPort } = t.app.server.address() as AddressInfo;
+    const pending = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: gatewayPort,
+          path: '/telegram/webhook',
+          method: 'POST',
+          agent: false,
+          headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': 'x'.repeat(32) },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (chunk) => {
+            body += chunk;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end(
+        JSON.stringify({
+          update_id: 1,
+          message: { message_id: 1, date: 0, chat: { id: 5, type: 'private' }, text: 'hi' },
+        }),
+      );
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    await t.close();
+    const res = await pending;
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body).error.code).toBe('TELEGRAM_UNAVAILABLE');
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
