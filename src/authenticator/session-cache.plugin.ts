@@ -8,8 +8,9 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 declare module 'fastify' {
   interface FastifyContextConfig {
     /**
-     * A route that changes state but never ends a session (a sign-in, a registration) sets this: its answer need not
-     * wait for the session-end events (one NOTIFY round trip on every sign-in otherwise).
+     * A route that changes state but never ends a session nor changes what a cached authentication holds (a password
+     * sign-in) sets this: its answer need not wait for the session events (one NOTIFY round trip on every sign-in
+     * otherwise).
      */
     endsNoSession?: boolean;
   }

@@ -61,7 +61,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
   app.post<{ Body: RegisterBody }>(
     '/auth/register',
     {
-      config: { endsNoSession: true },
+      // Not endsNoSession: with an anonymous user's token, registering changes that user's email and name, which
+      // cached authentications of its sessions hold; the answer waits until this process has dropped them.
       schema: {
         summary: 'Register with email and password, and sign in',
         tags: ['auth'],
