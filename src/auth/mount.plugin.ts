@@ -1,7 +1,7 @@
 import type {} from '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { AppError } from '../errors/index.js';
+import { AppError, type ErrorCode } from '../errors/index.js';
 import { CLIENT_IP_HEADER } from './better-auth.js';
 import type { AuthEngine } from './engine.js';
 
@@ -198,6 +198,13 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     }),
   );
 
+  const body = Buffer.from(await response.arrayBuffer());
+  if (response.status >= 400 && response.status < 500 && body.length === 0) {
+    // Better Auth answers some refusals with no body at all (a served path asked with another method: 404, as its
+    // router says it): they get the gateway's error envelope, as every other refusal does.
+    throw new AppError(BODYLESS_REFUSALS[response.status] ?? 'BAD_REQUEST');
+  }
+
   reply.status(response.status);
   response.headers.forEach((value, name) => {
     if (!DROPPED.has(name) && !name.startsWith('access-control-')) reply.header(name, value);
@@ -215,19 +222,30 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
 
   if (response.status >= 500) {
     // Better Auth's own 5xx answers carry {code, message} (never a request's secrets): keep them for the log only.
-    const body = (await response.json().catch(() => null)) as { code?: unknown; message?: unknown } | null;
+    let error: { code?: unknown; message?: unknown } | null = null;
+    try {
+      error = JSON.parse(body.toString('utf8'));
+    } catch {}
     request.log.error(
       {
         status: response.status,
-        code: String(body?.code ?? '').slice(0, 100),
-        message: String(body?.message ?? '').slice(0, 200),
+        code: String(error?.code ?? '').slice(0, 100),
+        message: String(error?.message ?? '').slice(0, 200),
       },
       'better-auth answered with a server error',
     );
     throw new AppError('INTERNAL_ERROR');
   }
-  return reply.send(Buffer.from(await response.arrayBuffer()));
+  return reply.send(body);
 }
+
+/** Our codes for Better Auth's refusals that come without a body. */
+const BODYLESS_REFUSALS: Record<number, ErrorCode> = {
+  400: 'BAD_REQUEST',
+  401: 'AUTH_REQUIRED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+};
 
 const hasNul = (text: string) => text.includes('\u0000');
 

@@ -73,4 +73,24 @@ describe("Better Auth's routes on /api/auth/*", () => {
       }
     }
   });
+
+  it('answers a served route asked with a method it does not take in the error envelope (404 NOT_FOUND)', async () => {
+    const user = await registerUser(t.app);
+    const served = endpoints().filter((e) => SERVED.includes(e.path) && !e.methods.includes('*'));
+    expect(served.length).toBeGreaterThanOrEqual(SERVED.length - 1);
+    for (const { path, methods } of served) {
+      const url = `/api/auth${path.replace(/:\w+/g, 'x')}`;
+      for (const method of (['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const).filter((m) => !methods.includes(m))) {
+        const res = await t.app.inject({
+          method,
+          url,
+          headers: { authorization: `Bearer ${user.token}`, origin: t.config.server.base_url },
+          payload: method === 'GET' ? undefined : {},
+        });
+        expect([url, method, res.statusCode]).toEqual([url, method, 404]);
+        expect(res.headers['content-type']).toMatch(/^application\/json/);
+        expect(res.json().error.code).toBe('NOT_FOUND');
+      }
+    }
+  });
 });
