@@ -14,6 +14,11 @@ import { updateGuard } from './update-guard.js';
 
 /** How long a request waits for the bot's first getMe before answering without a deep link. */
 const USERNAME_WAIT_MS = 3000;
+/**
+ * How long a webhook update waits for it (or telegram.api_timeout, if shorter) before answering 503: Telegram delivers
+ * the update again later, and a connection held for a minute per update helps nobody during a Bot API outage.
+ */
+const WEBHOOK_WAIT_MS = 10_000;
 export interface TelegramDeps {
   token: string;
   apiRoot: string;
@@ -217,10 +222,10 @@ export function createTelegram(deps: TelegramDeps) {
 
     /**
      * Handles one webhook update. Refused with TELEGRAM_UNAVAILABLE (503, and Telegram delivers it again later) while
-     * the bot cannot learn who it is from the Bot API (getMe, within telegram.api_timeout): its handlers need that.
+     * the bot cannot learn who it is from the Bot API (getMe, within WEBHOOK_WAIT_MS): its handlers need that.
      */
     async handleWebhookUpdate(update: Update): Promise<void> {
-      const ready = await initialized(deps.apiTimeout * 1000).catch((err: Error) => {
+      const ready = await initialized(Math.min(deps.apiTimeout * 1000, WEBHOOK_WAIT_MS)).catch((err: Error) => {
         log.warn({ err: { message: err.message } }, 'telegram getMe failed');
         return false;
       });
