@@ -14,6 +14,13 @@ declare module 'fastify' {
      */
     endsNoSession?: boolean;
   }
+  interface FastifyRequest {
+    /**
+     * Set by a GET that may have changed what cached authentications hold (Better Auth's OAuth callback, which can
+     * turn an anonymous user into a registered one): its answer waits for the events as a POST's does.
+     */
+    changedSessions: boolean;
+  }
 }
 
 /**
@@ -26,6 +33,7 @@ declare module 'fastify' {
  *   though the NOTIFY travels through PostgreSQL. If that cannot be confirmed, the cache is flushed instead.
  */
 export function bindSessionCache(app: FastifyInstance, cache: SessionCache, events: SessionEvents): void {
+  app.decorateRequest('changedSessions', false);
   const offEnded = events.onSessionEnded(({ sessionId }) => cache.forget(sessionId));
   // A changed email, name, license, role or disabled flag must show on the user's next request.
   const offUser = events.onUserChanged((userId) => cache.forgetUser(userId));
@@ -40,7 +48,11 @@ export function bindSessionCache(app: FastifyInstance, cache: SessionCache, even
 
   // Callback-style: a GET (the hot path) passes without creating a promise.
   app.addHook('onSend', (request, _reply, payload, done) => {
-    if (SAFE_METHODS.has(request.method) || cache.size === 0 || request.routeOptions.config.endsNoSession) {
+    if (
+      (SAFE_METHODS.has(request.method) && !request.changedSessions) ||
+      cache.idle ||
+      request.routeOptions.config.endsNoSession
+    ) {
       return done(null, payload);
     }
     events.sync().then(

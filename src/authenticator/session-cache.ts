@@ -33,6 +33,11 @@ export interface SessionCache {
   setEnabled(enabled: boolean): void;
   readonly enabled: boolean;
   readonly size: number;
+  /**
+   * Whether nothing is cached and nothing is being loaded into the cache: only then can no entry be stale after a
+   * change (a load in flight stores its session when it ends, unless the change's event arrived first).
+   */
+  readonly idle: boolean;
 }
 
 export interface SessionCacheOptions {
@@ -161,6 +166,9 @@ export function createSessionCache(options: SessionCacheOptions): SessionCache {
 
     get enabled() {
       return enabled;
+    },
+    get idle() {
+      return entries.size === 0 && loading.size === 0;
     },
     get size() {
       return entries.size;

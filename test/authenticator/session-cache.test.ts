@@ -214,4 +214,31 @@ describe('session cache', () => {
       expect(s.cache.enabled).toBe(false);
     }
   });
+
+  // The session-cache plugin lets a state-changing answer skip waiting for the session events only when the cache is
+  // idle: a load in flight would store what a change committed meanwhile has ended, unless its event arrived first.
+  it('is idle only with nothing cached and nothing being loaded', async () => {
+    const { cache, rows, now } = setup();
+    rows.set('s1', session('s1', now() + 60_000));
+    expect(cache.idle).toBe(true);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const pending = cache.lookup('s1', async (id) => {
+      await gate;
+      return rows.get(id) ?? null;
+    });
+    expect(cache.size).toBe(0);
+    expect(cache.idle).toBe(false);
+    release();
+    await pending;
+    expect(cache.size).toBe(1);
+    expect(cache.idle).toBe(false);
+    cache.forget('s1');
+    expect(cache.idle).toBe(true);
+    // A load that finds nothing leaves the cache idle again.
+    await cache.lookup('none', async () => null);
+    expect(cache.idle).toBe(true);
+  });
 });
