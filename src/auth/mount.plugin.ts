@@ -143,6 +143,9 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   url.pathname = ALIASES[url.pathname] ?? url.pathname;
   const route = betterAuthRoute(url);
   if (route === null || !servesBetterAuthRoute(route)) throw new AppError('NOT_FOUND');
+  // The OAuth callback is a GET that can change the user (an anonymous user linking a provider becomes a registered
+  // one): its answer waits until cached authentications have caught up, as a POST's does (session-cache.plugin.ts).
+  if (route.startsWith('/callback/')) request.changedSessions = true;
   if (Buffer.isBuffer(request.body) && bodyCarriesNul(request.headers['content-type'], request.body)) {
     throw new AppError('VALIDATION_FAILED', 'Text may not contain NUL characters.');
   }

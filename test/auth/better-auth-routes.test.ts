@@ -93,4 +93,28 @@ describe("Better Auth's routes on /api/auth/*", () => {
       }
     }
   });
+
+  it('waits for the session events after the OAuth callback, a GET that can change the user', async () => {
+    const user = await registerUser(t.app);
+    const events = t.app.sessionEvents;
+    const sync = events.sync;
+    let syncs = 0;
+    events.sync = (...args: Parameters<typeof sync>) => {
+      syncs++;
+      return sync.apply(events, args);
+    };
+    try {
+      // A cached session, so the cache is not idle (an idle cache has nothing to wait for).
+      const me = () => t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${user.token}` } });
+      expect((await me()).statusCode).toBe(200);
+      expect((await me()).statusCode).toBe(200);
+      expect((await t.app.inject({ url: '/api/auth/ok' })).statusCode).toBe(200);
+      expect(syncs).toBe(0);
+      const callback = await t.app.inject({ url: '/api/auth/callback/github?state=unknown&code=x' });
+      expect(callback.statusCode).toBeLessThan(500);
+      expect(syncs).toBe(1);
+    } finally {
+      events.sync = sync;
+    }
+  });
 });
