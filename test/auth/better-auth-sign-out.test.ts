@@ -28,9 +28,8 @@ describe('sign-out through Better Auth', () => {
     ).rows;
   const sessionIds = async (userId: string) =>
     (await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [userId])).rows.map((r) => r.id);
-
-  it('with the session cookie: the session ends and a logout row names it', async () => {
-    const user = await registerUser(t.app);
+  /** Signs `user` in through Better Auth: the Cookie header its answer sets. */
+  const cookieOf = async (user: { email: string; password: string }) => {
     const signIn = await t.app.inject({
       method: 'POST',
       url: '/api/auth/sign-in/email',
@@ -38,10 +37,15 @@ describe('sign-out through Better Auth', () => {
       payload: JSON.stringify({ email: user.email, password: user.password }),
     });
     expect(signIn.statusCode).toBe(200);
-    const cookie = ([] as string[])
+    return ([] as string[])
       .concat(signIn.headers['set-cookie'] ?? [])
       .map((c) => c.split(';')[0])
       .join('; ');
+  };
+
+  it('with the session cookie: the session ends and a logout row names it', async () => {
+    const user = await registerUser(t.app);
+    const cookie = await cookieOf(user);
     expect(cookie).toMatch(/better-auth\.session_token=/);
     const before = await sessionIds(user.userId);
     expect(before).toHaveLength(2); // registration's and this sign-in's
@@ -68,16 +72,7 @@ describe('sign-out through Better Auth', () => {
   it("with our bearer and another user's cookie: the bearer's session is the one ended and recorded", async () => {
     const a = await registerUser(t.app);
     const b = await registerUser(t.app);
-    const signIn = await t.app.inject({
-      method: 'POST',
-      url: '/api/auth/sign-in/email',
-      headers: { origin, 'content-type': 'application/json' },
-      payload: JSON.stringify({ email: b.email, password: b.password }),
-    });
-    const cookie = ([] as string[])
-      .concat(signIn.headers['set-cookie'] ?? [])
-      .map((c) => c.split(';')[0])
-      .join('; ');
+    const cookie = await cookieOf(b);
     const [aSession] = await sessionIds(a.userId);
     const bSessions = await sessionIds(b.userId);
     const out = await signOut({ authorization: `Bearer ${a.token}`, cookie });

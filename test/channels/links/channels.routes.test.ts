@@ -249,6 +249,18 @@ describe('account linking from the web side', () => {
   });
 });
 
+/** A webhook-mode bot whose Bot API is `api` (here: a server that never answers). */
+function webhookBotOn(api: Server, apiTimeout: number) {
+  const { port } = api.address() as AddressInfo;
+  return {
+    bot_token: TOKEN,
+    api_root: `http://127.0.0.1:${port}`,
+    mode: 'webhook' as const,
+    webhook_secret: 'x'.repeat(32),
+    api_timeout: apiTimeout,
+  };
+}
+
 describe('a link code while the Telegram Bot API does not answer', () => {
   let t: TestApp;
   let silent: Server;
@@ -256,18 +268,7 @@ describe('a link code while the Telegram Bot API does not answer', () => {
     // Accepts connections and never answers: getMe hangs (grammY itself would wait 500 s).
     silent = createServer(() => {});
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const { port } = silent.address() as AddressInfo;
-    t = await createTestApp({
-      config: {
-        telegram: {
-          bot_token: TOKEN,
-          api_root: `http://127.0.0.1:${port}`,
-          mode: 'webhook',
-          webhook_secret: 'x'.repeat(32),
-          api_timeout: 2,
-        },
-      },
-    });
+    t = await createTestApp({ config: { telegram: webhookBotOn(silent, 2) } });
   });
   afterAll(async () => {
     await t?.close();
@@ -324,18 +325,7 @@ describe('shutting down while a webhook update waits on a silent Telegram Bot AP
   });
 
   it('the update answers 503 at once and the close does not wait out its 10 s wait for getMe', async () => {
-    const { port } = silent.address() as AddressInfo;
-    const t = await createTestApp({
-      config: {
-        telegram: {
-          bot_token: TOKEN,
-          api_root: `http://127.0.0.1:${port}`,
-          mode: 'webhook',
-          webhook_secret: 'x'.repeat(32),
-          api_timeout: 60,
-        },
-      },
-    });
+    const t = await createTestApp({ config: { telegram: webhookBotOn(silent, 60) } });
     // Over a real connection (closed after the answer): closing drains in-flight HTTP requests before the onClose
     // hooks run.
     await t.app.listen({ port: 0, host: '127.0.0.1' });
