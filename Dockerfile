@@ -10,4 +10,4 @@ COPY public ./public
 USER node
 EXPOSE 3000
 # node directly (not npm) so SIGTERM reaches the process and shutdown is graceful.
-CMD ["node", "--import", "tsx", "src/server.ts"]
+CMD ["node", "--max-semi-space-size=32", "--import", "tsx", "src/server.ts"]

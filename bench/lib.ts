@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Shared pieces of the benchmark: child processes, ports, load runs, memory, tokens. */
@@ -107,20 +108,25 @@ export interface Gateway extends Proc {
   url: string;
 }
 
-/** One gateway process: `tsx src/server.ts` configured through the environment only. */
-export async function startGateway(
-  env: Record<string, string>,
-  options: { runner?: 'tsx' | 'node' } = {},
-): Promise<Gateway> {
+/**
+ * The arguments `npm start` gives node (package.json's start script, `node <flags> --import tsx src/server.ts`) in the
+ * checkout `dir`: benchmarks and tests run the gateway as production starts it, V8 flags included, in one process.
+ */
+export function startArguments(dir: string = GATEWAY_DIR): string[] {
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const [program, ...args] = pkg.scripts.start.trim().split(/\s+/);
+  if (program !== 'node') throw new Error(`package.json's start script does not run node: ${pkg.scripts.start}`);
+  return args;
+}
+
+/** One gateway process, started as `npm start` starts it, configured through the environment only. */
+export async function startGateway(env: Record<string, string>): Promise<Gateway> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   // BASE_URL explicitly: a test runner (vite) exports BASE_URL=/ into the environment children inherit.
-  // 'node': `node --import tsx`, one process and no tsx parent relaying signals (see the README's note on SIGTERM).
-  const [command, args] =
-    options.runner === 'node' ? [process.execPath, ['--import', 'tsx', 'src/server.ts']] : [TSX, ['src/server.ts']];
   const proc = startProcess(
-    command,
-    args,
+    process.execPath,
+    startArguments(),
     {
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',

@@ -28,7 +28,7 @@ import {
  * run on the same machine (shared machines are noisy; absolute figures move, ratios much less).
  *
  * Starts what it needs: a fresh PostgreSQL database on BENCH_DATABASE_URL's server (default the local one), gateway
- * processes (`tsx src/server.ts`, configured by environment only), a bare Fastify baseline process, and autocannon in
+ * processes (started as `npm start` starts them, configured by environment only), a bare Fastify baseline process, and autocannon in
  * its own process per run. Writes bench/results/<timestamp>.json and bench/results/latest.md.
  *
  * Environment: BENCH_DATABASE_URL (admin URL; a database is created and dropped), BENCH_SECONDS (per load run,

@@ -21,7 +21,7 @@ describe('SIGTERM under load', () => {
         tree.auth.argon2 = { memory_cost: 19456, time_cost: 2, parallelism: 1 };
         tree.server.shutdown_timeout = 20;
       },
-      { runner: 'node', env: { LOG_LEVEL: 'info' } },
+      { env: { LOG_LEVEL: 'info' } },
     );
   }, 120_000);
   afterAll(async () => {

@@ -70,7 +70,6 @@ export async function startGateways(
   databaseUrl: string,
   patch?: (tree: Tree) => void,
   options: {
-    runner?: 'tsx' | 'node';
     env?: Record<string, string>;
     envEach?: (index: number) => Record<string, string>;
   } = {},
@@ -87,7 +86,7 @@ export async function startGateways(
     ...options.env,
   };
   const started = await Promise.allSettled(
-    Array.from({ length: count }, (_, i) => startGateway({ ...env, ...options.envEach?.(i) }, options)),
+    Array.from({ length: count }, (_, i) => startGateway({ ...env, ...options.envEach?.(i) })),
   );
   const gateways = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const stop = async () => {
