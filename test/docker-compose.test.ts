@@ -55,8 +55,11 @@ describe('docker-compose.yml', () => {
     for (const name of Object.keys(gw.environment ?? {})) expect(known, name).toContain(name);
   });
 
-  it('the image starts the server with node directly (signals reach it) and ships the schema', () => {
-    expect(dockerfile).toMatch(/CMD \["node", "--import", "tsx", "src\/server\.ts"\]/);
+  it('the image starts the server with node directly (signals reach it), as npm start does, and ships the schema', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+    const start = pkg.scripts.start.split(/\s+/);
+    expect(start.slice(0, 1).concat(start.slice(-3))).toEqual(['node', '--import', 'tsx', 'src/server.ts']);
+    expect(dockerfile).toContain(`CMD ${JSON.stringify(start).replaceAll(',', ', ')}`);
     expect(dockerfile).toContain('COPY schema.sql');
   });
 });
