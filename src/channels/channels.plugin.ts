@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { createLicenseResolver } from '../licenses/index.js';
 import { type ChatService, createHttpChatService, EchoChatService } from './chat/chat-service.js';
 import { createUsageLimits, type UsageLimits } from './chat/usage-limits.js';
 import { createChannelLinks } from './links/channel-links.store.js';
@@ -32,6 +33,7 @@ async function channels(app: FastifyInstance): Promise<void> {
     ? createHttpChatService({ url: config.chat.upstream_url, timeoutSeconds: config.chat.upstream_timeout })
     : new EchoChatService();
   const usageLimits = createUsageLimits();
+  const licenses = createLicenseResolver(config.licenses);
   app.decorate('chat', chat);
   app.decorate('usageLimits', usageLimits);
   app.addHook('onClose', async () => usageLimits.stop());
@@ -40,8 +42,9 @@ async function channels(app: FastifyInstance): Promise<void> {
     authenticator,
     sessionEvents,
     licenseEvents: app.licenseEvents,
-    async sessionExpiry(sessionId) {
-      return (await sessions.findActive(sessionId))?.expiresAt ?? null;
+    async sessionState(sessionId) {
+      const session = await sessions.findActive(sessionId);
+      return session ? { expiresAt: session.expiresAt, license: licenses(session.license) } : null;
     },
     limits: usageLimits,
     chat,

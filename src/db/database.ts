@@ -69,6 +69,12 @@ export interface DatabaseOptions {
   onWarning?: (message: string) => void;
   /** Called for errors on idle connections (a restarted server): logged, never fatal. */
   onBackgroundError?: (err: Error) => void;
+  /**
+   * How often the LISTEN connection is asked for a round trip, and how long it has to answer, in ms (default 5000). A
+   * connection cut without a close (a dead network path, a failover behind a virtual IP) answers nothing but looks
+   * alive until TCP keepalive gives up, hours later; meanwhile notifications would be lost unnoticed.
+   */
+  listenerHeartbeatMs?: number;
 }
 
 /**
@@ -272,6 +278,10 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
   let closed = false;
   let up = false;
   const watchers = new Set<(up: boolean) => void>();
+  /** Ends the connected client as lost (set with `client`). */
+  let loseClient: ((err: Error) => void) | null = null;
+  const heartbeatMs = options.listenerHeartbeatMs ?? 5000;
+  let probing = false;
 
   const setUp = (value: boolean) => {
     if (up === value) return;
@@ -304,6 +314,7 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
       next.end().catch(() => {});
       if (client === next) {
         client = null;
+        loseClient = null;
         setUp(false);
         scheduleRetry();
       }
@@ -326,10 +337,33 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
       throw new Error('LISTEN connection closed while connecting');
     }
     client = next;
+    loseClient = onLost;
     attempt = 0;
     setUp(true);
     return next;
   }
+
+  /** One round trip on the LISTEN connection; no answer within heartbeatMs ends it as lost (then reconnects). */
+  function probe(): void {
+    const current = client;
+    const lose = loseClient;
+    if (!current || !lose || probing) return;
+    probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('LISTEN connection did not answer a heartbeat')), heartbeatMs);
+    });
+    Promise.race([current.query('SELECT 1'), silent])
+      .catch((err: Error) => {
+        if (client === current) lose(err);
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        probing = false;
+      });
+  }
+  const heartbeat = setInterval(probe, heartbeatMs);
+  heartbeat.unref();
 
   /** The connected client, connecting if needed; null (and a retry scheduled) when the server cannot be reached. */
   function ensure(): Promise<pg.Client | null> {
@@ -358,10 +392,12 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
     },
     async close() {
       closed = true;
+      clearInterval(heartbeat);
       if (retry) clearTimeout(retry);
       retry = null;
       const current = client;
       client = null;
+      loseClient = null;
       setUp(false);
       watchers.clear();
       await current?.end().catch(() => {});

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/index.js';
+import { startTcpRelay } from '../helpers/tcp-relay.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
 
 // The LISTEN connection of src/db: its own URL when configured (PgBouncer in transaction mode cannot carry LISTEN),
@@ -63,5 +64,37 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
     await db.notify('gw_test_channel_2', 'new channel');
     expect(await old).toBe('again');
     expect(await added).toBe('new channel');
+  });
+
+  it('notices a LISTEN connection that stops answering without closing, and comes back after', async () => {
+    const relay = await startTcpRelay(t.url as string);
+    const relayed = await openDatabase({
+      url: t.url as string,
+      listenUrl: relay.via(t.url as string),
+      dataDir: t.dataDir,
+      poolMax: 2,
+      connectTimeoutSeconds: 1,
+      statementTimeoutSeconds: 30,
+      listenerHeartbeatMs: 200,
+    });
+    try {
+      const got: string[] = [];
+      await relayed.listen('gw_test_silent', (payload) => got.push(payload));
+      expect(relayed.listening).toBe(true);
+      const states: boolean[] = [];
+      relayed.onListenerChange((up) => states.push(up));
+
+      relay.silent = true;
+      await expect.poll(() => states, { timeout: 5000 }).toEqual([false]);
+      expect(relayed.listening).toBe(false);
+
+      relay.silent = false;
+      await expect.poll(() => states, { timeout: 10_000 }).toEqual([false, true]);
+      await relayed.notify('gw_test_silent', 'after');
+      await expect.poll(() => got, { timeout: 5000 }).toEqual(['after']);
+    } finally {
+      await relayed.close();
+      await relay.close();
+    }
   });
 });

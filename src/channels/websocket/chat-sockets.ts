@@ -15,11 +15,15 @@ import {
 
 export interface ChatSocketsDeps {
   authenticator: Pick<Authenticator, 'authenticateToken'>;
-  sessionEvents: Pick<SessionEvents, 'onSessionEnded'>;
+  /** Session ends from every process, and whether they are being received (lost while the listener is down). */
+  sessionEvents: Pick<SessionEvents, 'onSessionEnded' | 'onListening' | 'listening'>;
   /** License changes from any process: open sockets take the new license (and close if it drops chat). */
   licenseEvents?: Pick<LicenseEvents, 'onLicenseChanged'>;
-  /** When a session ends unless extended: its current expiry, or null when it is gone or expired. */
-  sessionExpiry(sessionId: string): Promise<Date | null>;
+  /**
+   * A session as the database has it now: its expiry and its user's license; null when it is gone, expired or its user
+   * disabled. Read at expiry, and for every socket after the session events were lost for a while.
+   */
+  sessionState(sessionId: string): Promise<{ expiresAt: Date; license: License } | null>;
   limits: UsageLimits;
   chat: ChatService;
   /** Seconds. */
@@ -52,6 +56,21 @@ interface Conn {
 
 /** How long a license change is remembered for sockets whose authentication was under way when it arrived. */
 const RECENT_LICENSE_MS = 10_000;
+/**
+ * How long a session end is remembered for the same reason. An authentication reads the session, then maybe extends
+ * it: two statements of at most statement_timeout (10 s by default) each, plus the client's margin.
+ */
+const RECENT_END_MS = 60_000;
+
+/**
+ * When an authentication began, as far as session events go: whether they were being received, and how many times
+ * they had been lost before. An authentication that began while they were lost, or saw them lost meanwhile, may have
+ * read a session whose end was never announced: its socket is checked against the database once admitted.
+ */
+export interface AuthStamp {
+  listening: boolean;
+  losses: number;
+}
 
 // setTimeout keeps delays in a signed 32-bit integer; a longer one fires at once.
 const MAX_DELAY_MS = 2_147_483_647;
@@ -77,10 +96,36 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     conn.socket.close(close, code);
   };
 
+  // Ends of sessions with no socket yet: a socket whose authentication read the session before its end arrived must
+  // not be admitted after it (nothing would close it until the session's expiry). Map order is arrival order.
+  const recentEnds = new Map<string, number>();
+  const endedRecently = (sessionId: string) => {
+    const at = recentEnds.get(sessionId);
+    return at !== undefined && Date.now() - at <= RECENT_END_MS;
+  };
   const unsubscribe = deps.sessionEvents.onSessionEnded(({ sessionId }) => {
+    const now = Date.now();
+    for (const [id, at] of recentEnds) {
+      if (now - at <= RECENT_END_MS) break;
+      recentEnds.delete(id);
+    }
+    recentEnds.delete(sessionId);
+    recentEnds.set(sessionId, now);
     const conns = bySession.get(sessionId);
     if (!conns) return;
     for (const conn of conns) end(conn, 'SESSION_REVOKED', CloseCode.SESSION_ENDED);
+  });
+
+  // While the session events are lost (the LISTEN connection is down), ends and license changes made in other
+  // processes are never announced here: once they are back, every open socket is checked against the database.
+  let losses = 0;
+  const stamp = (): AuthStamp => ({ listening: deps.sessionEvents.listening, losses });
+  const unsubscribeListening = deps.sessionEvents.onListening((up) => {
+    if (!up) {
+      losses++;
+      return;
+    }
+    void recheck([...all]);
   });
 
   // A change of license is rare (an admin, the CLI, a billing job): walking the open sockets is cheaper than an index
@@ -112,20 +157,64 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     conn.timer = null;
     const sessionId = conn.auth?.sessionId;
     if (!sessionId || conn.socket.readyState !== conn.socket.OPEN) return;
-    let expiresAt: Date | null;
+    let state: Awaited<ReturnType<ChatSocketsDeps['sessionState']>>;
     try {
-      expiresAt = await deps.sessionExpiry(sessionId);
+      state = await deps.sessionState(sessionId);
     } catch (err) {
       log.warn({ err: { message: (err as Error).message } }, 'session expiry check failed; retrying');
       conn.timer = setTimeout(() => void checkExpiry(conn), 5_000);
       return;
     }
-    if (!expiresAt || expiresAt.getTime() <= Date.now()) end(conn, 'SESSION_EXPIRED', CloseCode.SESSION_ENDED);
-    else scheduleExpiry(conn, expiresAt);
+    if (!state || state.expiresAt.getTime() <= Date.now()) end(conn, 'SESSION_EXPIRED', CloseCode.SESSION_ENDED);
+    else scheduleExpiry(conn, state.expiresAt);
+  }
+
+  /**
+   * Checks sockets against the database: a session that ended closes its sockets (4409, as its end event would have),
+   * a changed license is applied (as its change event would have been). Retried while the database cannot answer,
+   * unless the events are lost again meanwhile (their return checks every socket anyway).
+   */
+  async function recheck(conns: Conn[]) {
+    const at = losses;
+    const bySessionId = new Map<string, Conn[]>();
+    for (const conn of conns) {
+      const sessionId = conn.auth?.sessionId;
+      if (!sessionId || conn.socket.readyState !== conn.socket.OPEN) continue;
+      const list = bySessionId.get(sessionId);
+      if (list) list.push(conn);
+      else bySessionId.set(sessionId, [conn]);
+    }
+    let states: Array<Awaited<ReturnType<ChatSocketsDeps['sessionState']>>>;
+    try {
+      states = await Promise.all([...bySessionId.keys()].map((id) => deps.sessionState(id)));
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, 'socket session check failed; retrying');
+      setTimeout(() => {
+        if (losses === at) void recheck(conns);
+      }, 5_000).unref();
+      return;
+    }
+    let i = 0;
+    for (const list of bySessionId.values()) {
+      const state = states[i++];
+      for (const conn of list) {
+        if (!conn.auth || conn.socket.readyState !== conn.socket.OPEN) continue;
+        if (!state || state.expiresAt.getTime() <= Date.now()) {
+          end(conn, 'SESSION_REVOKED', CloseCode.SESSION_ENDED);
+          continue;
+        }
+        conn.auth = { ...conn.auth, license: state.license };
+        if (state.license.features.chat === false) end(conn, 'FORBIDDEN', CloseCode.FORBIDDEN);
+      }
+    }
   }
 
   /** Authenticated: take a connection slot, index by session, answer auth_ok. False when refused. */
-  function admit(conn: Conn, authenticated: AuthContext): boolean {
+  function admit(conn: Conn, authenticated: AuthContext, began: AuthStamp): boolean {
+    if (authenticated.sessionId && endedRecently(authenticated.sessionId)) {
+      refuse(conn, 'SESSION_REVOKED', CloseCode.SESSION_ENDED);
+      return false;
+    }
     const changed = recentLicenses.get(authenticated.userId);
     const auth =
       changed && Date.now() - changed.at <= RECENT_LICENSE_MS
@@ -159,11 +248,15 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       expiresAt: context.expiresAt?.toISOString() ?? null,
       ...(renewedToken ? { token: renewedToken } : {}),
     });
+    // Events lost since the authentication began (or not received when it did): what it read may be stale. While they
+    // are still lost, their return checks this socket with all the others.
+    if (deps.sessionEvents.listening && (!began.listening || began.losses !== losses)) void recheck([conn]);
     return true;
   }
 
   async function authenticateByFrame(conn: Conn, token: string) {
     conn.pending = true;
+    const began = stamp();
     let auth: AuthContext | null;
     try {
       auth = await authenticator.authenticateToken(token, 'websocket', conn.ip);
@@ -189,7 +282,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       refuse(conn, 'INVALID_TOKEN', CloseCode.AUTH_FAILED);
       return;
     }
-    admit(conn, auth);
+    admit(conn, auth, began);
   }
 
   async function converse(conn: Conn, auth: AuthContext, id: string, text: string) {
@@ -302,8 +395,14 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   heartbeat.unref();
 
   return {
-    /** Takes over an upgraded socket; `auth` when the upgrade request carried a valid bearer token. */
-    accept(socket: WebSocket, auth: AuthContext | null, ip?: string) {
+    /** Where session events stand now: taken before authenticating an upgrade request, handed to accept() with it. */
+    stamp,
+
+    /**
+     * Takes over an upgraded socket; `auth` when the upgrade request carried a valid bearer token, with the stamp()
+     * taken before that authentication began.
+     */
+    accept(socket: WebSocket, auth: AuthContext | null, ip?: string, began: AuthStamp = stamp()) {
       if (!auth && unauthenticated >= deps.maxUnauthenticated) {
         socket.close(CloseCode.TRY_AGAIN_LATER, 'SERVER_BUSY');
         return;
@@ -327,7 +426,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       });
       socket.on('close', () => onClose(conn));
       if (auth) {
-        admit(conn, auth);
+        admit(conn, auth, began);
         return;
       }
       conn.timer = setTimeout(() => {
@@ -350,6 +449,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     close() {
       clearInterval(heartbeat);
       unsubscribe();
+      unsubscribeListening();
       unsubscribeLicenses?.();
       for (const conn of all) conn.socket.close(CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN');
     },

@@ -4,7 +4,7 @@ import type { AuthContext, Authenticator } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import { LIMIT_KEYS, limitOf, type UsageLimits } from '../chat/usage-limits.js';
-import type { ChatSockets } from './chat-sockets.js';
+import type { AuthStamp, ChatSockets } from './chat-sockets.js';
 
 export interface WsChatOptions {
   config: Config['websocket'];
@@ -14,7 +14,7 @@ export interface WsChatOptions {
   sockets: ChatSockets;
 }
 
-const upgradeAuth = new WeakMap<FastifyRequest, AuthContext>();
+const upgradeAuth = new WeakMap<FastifyRequest, { auth: AuthContext; began: AuthStamp }>();
 
 /**
  * GET /ws/chat. A bearer token on the upgrade request is checked before upgrading (an invalid one gets HTTP 401, a
@@ -56,12 +56,13 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
       },
       async preValidation(request) {
         if (request.headers.authorization === undefined) return;
+        const began = sockets.stamp();
         const auth = await authenticator.authenticateWebSocket(request);
         if (!auth) throw new AppError('INVALID_TOKEN');
         if (auth.license.features.chat === false) throw new AppError('FORBIDDEN');
         const max = limitOf(auth.license, LIMIT_KEYS.connections);
         if (max !== null && limits.connections(auth.userId) >= max) throw new AppError('CONNECTION_LIMIT');
-        upgradeAuth.set(request, auth);
+        upgradeAuth.set(request, { auth, began });
       },
       // An authenticated upgrade answers with the 101 response and, at once, the auth_ok frame: both are written in
       // the same synchronous run (the upgrade, then the handler), so a corked socket sends them as one write, one
@@ -79,7 +80,8 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
       },
     },
     (socket, request) => {
-      sockets.accept(socket, upgradeAuth.get(request) ?? null, request.ip);
+      const upgraded = upgradeAuth.get(request);
+      sockets.accept(socket, upgraded?.auth ?? null, request.ip, upgraded?.began);
       upgradeAuth.delete(request);
     },
   );

@@ -1,6 +1,8 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../../src/app.js';
 import { openDatabase } from '../../../src/db/index.js';
+import { startTcpRelay } from '../../helpers/tcp-relay.js';
 import { createTestApp, createTestDatabase, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
 import { connect, listen, type WsClient } from '../../helpers/ws-client.js';
 
@@ -120,5 +122,101 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation from anoth
       await secondDb.close();
       await testDb.drop();
     }
+  });
+});
+
+// Session ends and license changes that no event announced: made while this process's LISTEN connection was cut (by
+// another gateway, psql or a cron job), or while a socket was still being authenticated.
+describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events could not announce', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  it('checks every socket once the session events are back: ended sessions close 4409, a license without chat 4403', async () => {
+    const testDb = await createTestDatabase();
+    cleanups.push(() => testDb.drop());
+    const relay = await startTcpRelay(testDb.url as string);
+    cleanups.push(() => relay.close());
+    const db = await openDatabase({
+      url: testDb.url as string,
+      listenUrl: relay.via(testDb.url as string),
+      dataDir: testDb.dataDir,
+      poolMax: 4,
+      connectTimeoutSeconds: 1,
+      statementTimeoutSeconds: 30,
+      listenerHeartbeatMs: 200,
+    });
+    cleanups.push(() => db.close());
+    const app = await buildApp({ config: testConfig(testDb.dataDir, { websocket: { heartbeat_interval: 5 } }), db });
+    cleanups.push(() => app.close());
+    await app.ready();
+    const url = `${await listen(app)}/ws/chat`;
+    const ended = await registerUser(app);
+    const unlicensed = await registerUser(app);
+    const untouched = await registerUser(app);
+    const a = await open(url, ended.token);
+    const b = await open(url, unlicensed.token);
+    const c = await open(url, untouched.token);
+
+    relay.silent = true;
+    await expect.poll(() => db.listening, { timeout: 5000 }).toBe(false);
+    await db.query('DELETE FROM sessions WHERE user_id = $1', [ended.userId]);
+    await db.query(
+      `INSERT INTO user_licenses (user_id, license_type, features) VALUES ($1, 'free', '{"chat": false}')`,
+      [unlicensed.userId],
+    );
+    // Nothing announced them: the sockets are still open.
+    c.send({ type: 'ping' });
+    expect(await c.next()).toEqual({ type: 'pong' });
+    expect(a.ws.readyState).toBe(a.ws.OPEN);
+
+    relay.silent = false;
+    expect(await a.closed).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
+    expect((await b.closed).code).toBe(4403);
+    c.send({ type: 'ping' });
+    expect(await c.next()).toEqual({ type: 'pong' });
+    c.ws.close();
+  });
+
+  it('refuses a socket whose session ended while its authentication was under way', async () => {
+    const testDb = await createTestDatabase();
+    cleanups.push(() => testDb.drop());
+    const app = await buildApp({
+      config: testConfig(testDb.dataDir, { websocket: { heartbeat_interval: 5 } }),
+      db: testDb.db,
+    });
+    cleanups.push(() => app.close());
+    await app.ready();
+    const url = `${await listen(app)}/ws/chat`;
+    const { token, userId } = await registerUser(app);
+    // Due for renewal: authenticating it extends it, an UPDATE that waits here for the row lock held below.
+    await testDb.db.query(`UPDATE sessions SET expires_at = now() + interval '1 day' WHERE user_id = $1`, [userId]);
+    const locker = new pg.Client({ connectionString: testDb.url as string });
+    await locker.connect();
+    cleanups.push(() => locker.end());
+    await locker.query('BEGIN');
+    await locker.query('SELECT id FROM sessions WHERE user_id = $1 FOR UPDATE', [userId]);
+
+    const connecting = connect(url, { authorization: `Bearer ${token}` });
+    await expect
+      .poll(
+        async () =>
+          (
+            await locker.query(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE sessions%'`,
+            )
+          ).rows[0].n,
+        { timeout: 5000 },
+      )
+      .toBe(1);
+    // The session ends (its end event goes out) while the renewal still waits; then the renewal finds no row.
+    await locker.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+    await locker.query('COMMIT');
+
+    const c = await connecting;
+    const closed = await Promise.race([c.closed, new Promise((r) => setTimeout(() => r('still open'), 3000))]);
+    expect(closed).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
   });
 });
