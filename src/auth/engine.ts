@@ -2,7 +2,7 @@ import { APIError, getIP } from 'better-auth/api';
 import type { AuditOrigin } from '../audit/index.js';
 import { usesSecureCookies } from '../config/index.js';
 import type { Database } from '../db/index.js';
-import { isUniqueViolation } from '../db/index.js';
+import { isUnavailableError, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
@@ -121,7 +121,11 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
     },
 
     async sessionIdFromHeaders(headers) {
-      const found = await auth.api.getSession({ headers, query: { disableRefresh: true } }).catch(() => null);
+      const found = await auth.api.getSession({ headers, query: { disableRefresh: true } }).catch((err: unknown) => {
+        // A database that is away is not "no session": 503, as for a bearer token, not a 401 that signs clients out.
+        if (isUnavailableError(err)) throw err;
+        return null;
+      });
       return found?.session.id ?? null;
     },
 

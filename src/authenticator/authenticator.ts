@@ -74,6 +74,15 @@ export interface Authenticator {
   issueToken(userId: string, sessionId: string, expiresAt: Date): string;
 }
 
+/** Better Auth's session cookie, with the `__Secure-` prefix it takes over HTTPS. */
+const SESSION_COOKIE = /(?:^|;)\s*(?:__Secure-)?better-auth\.session_token=/;
+
+/** Whether a Cookie header carries a session cookie (other cookies, such as the device cookie, are no credential). */
+export function hasSessionCookie(header: string | string[] | undefined): boolean {
+  const value = Array.isArray(header) ? header.join(';') : header;
+  return value !== undefined && SESSION_COOKIE.test(value);
+}
+
 /** Returns the bearer token of an Authorization header; null when the header is absent or not a bearer. */
 export function bearerToken(header: string | string[] | undefined): string | null {
   const value = Array.isArray(header) ? header[0] : header;
@@ -187,7 +196,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
         const token = bearerToken(request.headers.authorization);
         return token ? checkToken(token, 'rest', request.ip) : null;
       }
-      if (!request.headers.cookie) return null;
+      if (!hasSessionCookie(request.headers.cookie)) return null;
       return deps
         .cookieSession(request.headers)
         .then((sessionId) => (sessionId ? fromSession(sessionId, null, 'rest', request.ip) : null));

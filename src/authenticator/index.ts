@@ -3,6 +3,7 @@ export {
   type AuthenticatorDeps,
   bearerToken,
   createAuthenticator,
+  hasSessionCookie,
   type Maybe,
 } from './authenticator.js';
 export { createSessionStore, type SessionStore } from './session.store.js';

@@ -5,7 +5,7 @@ import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import { CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
-import type { Config } from '../../config/index.js';
+import { type Config, usesSecureCookies } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import {
   ErrorResponse,
@@ -20,6 +20,7 @@ import {
   VerificationRequiredResponse,
 } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
+import { clearSessionCookies } from './session-cookies.js';
 
 export interface AuthRoutesDeps {
   config: Config;
@@ -41,6 +42,7 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Promise<void> {
   const { config, engine, authenticator, sessions, audit } = deps;
   const password = { min: config.auth.password.min_length, max: config.auth.password.max_length };
+  const secureCookies = usesSecureCookies(config);
   const startedAt = Date.now();
   const signedIn = requireAuth(authenticator);
 
@@ -185,11 +187,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       const { sessionId, userId } = authOf(request);
       if (sessionId) await sessions.delete(sessionId);
       await audit.record({ event: 'logout', userId, sessionId, ...restOrigin(request) });
-      if (request.headers.cookie) {
-        for (const name of ['better-auth.session_token', 'better-auth.session_data']) {
-          reply.header('set-cookie', `${name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax`);
-        }
-      }
+      if (request.headers.cookie) clearSessionCookies(reply, secureCookies);
       return { success: true };
     },
   );

@@ -12,6 +12,7 @@ import { ErrorResponse, TokenResponse } from './auth.schemas.js';
 import type { BrowserFinish } from './browser-finish.js';
 import { authOf, requireAuth } from './require-auth.js';
 import { reauthCode } from './require-recent-auth.js';
+import { clearSessionCookies } from './session-cookies.js';
 import {
   AccountsResponse,
   CompleteQuery,
@@ -57,8 +58,6 @@ const CALLBACK_ERRORS: Record<string, ErrorCode> = {
 
 /** A session Better Auth created for this callback: older ones do not mint codes (a stale cookie is not a sign-in). */
 const FRESH_SESSION_SECONDS = 600;
-
-const SESSION_COOKIES = ['better-auth.session_token', 'better-auth.session_data', 'better-auth.dont_remember'];
 
 /**
  * OAuth / OpenID Connect sign-in, completion, code exchange, and linking. Better Auth runs the protocol (PKCE, state
@@ -281,15 +280,6 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
       });
       return { success: true as const };
     },
-  );
-}
-
-/** The browser keeps no Better Auth session cookie after an OAuth sign-in: the front end holds the JWT instead. */
-function clearSessionCookies(reply: { header(name: string, value: string[]): unknown }, secure: boolean): void {
-  const names = secure ? SESSION_COOKIES.map((n) => `__Secure-${n}`) : SESSION_COOKIES;
-  reply.header(
-    'set-cookie',
-    names.map((n) => `${n}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`),
   );
 }
 

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
-import type { AuthContext, Authenticator, Maybe } from '../../authenticator/index.js';
+import { type AuthContext, type Authenticator, hasSessionCookie, type Maybe } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
 
 declare module 'fastify' {
@@ -35,7 +35,8 @@ function admitCaller(
   context: AuthContext | null,
 ): void {
   if (!context) {
-    const code = request.headers.authorization || request.headers.cookie ? 'INVALID_TOKEN' : 'AUTH_REQUIRED';
+    const code =
+      request.headers.authorization || hasSessionCookie(request.headers.cookie) ? 'INVALID_TOKEN' : 'AUTH_REQUIRED';
     done(new AppError(code));
     return;
   }

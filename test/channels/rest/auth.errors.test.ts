@@ -118,6 +118,17 @@ describe('error responses', () => {
       'INVALID_TOKEN',
     );
     expectError(await t.app.inject({ method: 'POST', url: '/auth/logout' }), 401, 'AUTH_REQUIRED');
+    // Cookies other than the session's (the device cookie, an app's own) are no credential: AUTH_REQUIRED.
+    expectError(
+      await t.app.inject({ url: '/auth/session', headers: { cookie: 'gateway_device=abc; theme=dark' } }),
+      401,
+      'AUTH_REQUIRED',
+    );
+    expectError(
+      await t.app.inject({ url: '/auth/session', headers: { cookie: 'theme=dark; better-auth.session_token=forged' } }),
+      401,
+      'INVALID_TOKEN',
+    );
     expectError(
       await t.app.inject({ url: '/api/auth/get-session', headers: { authorization: 'Bearer a.b.c' } }),
       401,
@@ -137,7 +148,18 @@ describe('error responses', () => {
 describe.skipIf(!process.env.TEST_DATABASE_URL)('503 when the database is unreachable', () => {
   it('answers DATABASE_UNAVAILABLE on routes and 503 on health, never a 500', async () => {
     const t = await createTestApp();
-    const { token } = await registerUser(t.app);
+    const { token, email, password } = await registerUser(t.app);
+    const signIn = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      payload: { email, password },
+      headers: { 'content-type': 'application/json' },
+    });
+    const cookie = [signIn.headers['set-cookie'] ?? []]
+      .flat()
+      .map((c) => c.split(';')[0])
+      .join('; ');
+    expect(cookie).toContain('better-auth.session_token=');
     await t.db.close(); // the database goes away under the running app
     try {
       const health = await t.app.inject({ url: '/auth/health' });
@@ -151,9 +173,35 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('503 when the database is unreac
       expect(session.statusCode).toBe(503);
       expect(session.json().error.code).toBe('DATABASE_UNAVAILABLE');
       expect(session.headers['retry-after']).toBeDefined();
+      // A browser's cookie session too: a 401 would tell the client its user is signed out.
+      const byCookie = await t.app.inject({ url: '/auth/session', headers: { cookie } });
+      expect(byCookie.statusCode).toBe(503);
+      expect(byCookie.json().error.code).toBe('DATABASE_UNAVAILABLE');
     } finally {
       await t.app.close();
       await t.testDb.drop().catch(() => {});
+    }
+  });
+});
+
+describe('POST /auth/logout over HTTPS', () => {
+  it("expires Better Auth's cookies under their __Secure- names, with Secure", async () => {
+    const t = await createTestApp({ config: { server: { base_url: 'https://auth.example.com' } } });
+    try {
+      const { token } = await registerUser(t.app);
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/logout',
+        headers: { authorization: `Bearer ${token}`, cookie: '__Secure-better-auth.session_token=abc' },
+      });
+      expect(res.statusCode).toBe(200);
+      const cleared = [res.headers['set-cookie'] ?? []].flat();
+      expect(cleared).toContain(
+        '__Secure-better-auth.session_token=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure',
+      );
+      expect(cleared.every((c) => c.startsWith('__Secure-') && c.endsWith('; Secure'))).toBe(true);
+    } finally {
+      await t.close();
     }
   });
 });
