@@ -60,8 +60,10 @@ CREATE TABLE IF NOT EXISTS passkeys (
   user_id               TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
   credential_id         TEXT NOT NULL UNIQUE,
   credential_public_key TEXT NOT NULL,
-  -- integer, not bigint: node-postgres returns int8 as a string and Better Auth's adapter does not convert it.
-  counter               INTEGER NOT NULL DEFAULT 0,
+  -- The WebAuthn signature counter: unsigned 32-bit (0..4294967295), past INTEGER. node-postgres returns BIGINT as a
+  -- string: src/passkeys/passkey.store.ts reads it as a number (exact up to 2^53); Better Auth's passkey routes, which
+  -- would not convert it, are not served.
+  counter               BIGINT NOT NULL DEFAULT 0,
   device_type           TEXT NOT NULL DEFAULT 'singleDevice',
   backed_up             BOOLEAN NOT NULL DEFAULT FALSE,
   transports            TEXT,
@@ -69,6 +71,17 @@ CREATE TABLE IF NOT EXISTS passkeys (
   created_at            TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS passkeys_user_id_idx ON passkeys (user_id);
+-- Databases made while the counter was INTEGER: widened once (a rewrite under ACCESS EXCLUSIVE, counters kept). The
+-- type is checked first so that every later start neither rewrites nor locks the table. The regclass resolves the
+-- passkeys table through search_path, as the ALTER would.
+DO $$
+BEGIN
+  IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'passkeys'::regclass AND attname = 'counter')
+     = 'integer'::regtype THEN
+    ALTER TABLE passkeys ALTER COLUMN counter TYPE BIGINT;
+  END IF;
+END
+$$;
 
 -- Email verification, password reset, passkey challenges: short-lived, single-use values.
 CREATE TABLE IF NOT EXISTS verification_tokens (

@@ -40,7 +40,8 @@ interface Row {
   user_id: string;
   credential_id: string;
   credential_public_key: string;
-  counter: number;
+  /** BIGINT: node-postgres returns it as a string, PGlite as a number. */
+  counter: string | number;
   device_type: string;
   backed_up: boolean;
   transports: string | null;
@@ -108,7 +109,8 @@ export function createPasskeyStore(db: Queryable) {
         userId: r.user_id,
         credentialId: r.credential_id,
         publicKey: new Uint8Array(Buffer.from(r.credential_public_key, 'base64')),
-        counter: r.counter,
+        // Exact: a signature counter is at most 2^32 - 1, far below 2^53.
+        counter: Number(r.counter),
         transports: splitTransports(r.transports),
       };
     },

@@ -152,6 +152,9 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
       if (!verification.verified || !info) {
         return refuse('PASSKEY_VERIFICATION_FAILED', meta, { userId: user.userId, ceremony });
       }
+      if (!isSignatureCounter(info.credential.counter)) {
+        return refuse('PASSKEY_MALFORMED_CREDENTIAL', meta, { userId: user.userId, ceremony });
+      }
 
       let stored: PasskeyInfo;
       try {
@@ -237,6 +240,7 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
       if (!verification.verified) return refuse('PASSKEY_SIGNATURE_INVALID', meta, context);
 
       const { newCounter } = verification.authenticationInfo;
+      if (!isSignatureCounter(newCounter)) return refuse('PASSKEY_MALFORMED_CREDENTIAL', meta, context);
       const regressed = (newCounter > 0 || stored.counter > 0) && newCounter <= stored.counter;
       if (regressed || !(await passkeys.advanceCounter(stored.id, newCounter))) {
         // WebAuthn §6.1.1: a counter that does not grow means two copies of the private key may exist.
@@ -346,6 +350,15 @@ function parseCredential(
     challenge: clientData.challenge,
   };
 }
+
+/**
+ * The signature counter is 4 bytes of authenticator data (WebAuthn §6.1): anything outside 0..2^32 - 1 did not come
+ * from a conforming authenticator. @simplewebauthn/server cannot report such a value today; checked all the same
+ * because it is stored: 2^32 would make every later genuine counter look like a clone's, a fraction or NaN would
+ * fail the query with a 500.
+ */
+const MAX_SIGNATURE_COUNTER = 0xffff_ffff;
+const isSignatureCounter = (n: number) => Number.isInteger(n) && n >= 0 && n <= MAX_SIGNATURE_COUNTER;
 
 const isStringArray = (v: unknown): v is string[] =>
   Array.isArray(v) && v.length <= 16 && v.every((s) => typeof s === 'string' && s.length <= 32);

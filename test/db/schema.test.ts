@@ -114,13 +114,6 @@ describe(`schema.sql (${process.env.TEST_DATABASE_URL ? 'PostgreSQL' : 'PGlite'}
     }
   });
 
-  it('passkeys.counter is an integer (pg returns int8 as a string)', async () => {
-    const { rows } = await t.db.query<{ data_type: string }>(
-      "SELECT data_type FROM information_schema.columns WHERE table_name = 'passkeys' AND column_name = 'counter'",
-    );
-    expect(rows[0]?.data_type).toBe('integer');
-  });
-
   it('has indexes for the hot lookups', async () => {
     const { rows } = await t.db.query<{ indexname: string }>(
       'SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()',

@@ -166,10 +166,10 @@ describe('concurrency: the same secret used 50 times in parallel', () => {
     expect(await count('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId])).toBe(sessionsBefore + 1);
     expect(await count(`SELECT 1 FROM verification_tokens WHERE identifier LIKE 'passkey:authentication:%'`)).toBe(0);
     expect(await count('SELECT 1 FROM passkeys WHERE user_id = $1', [user.userId])).toBe(1);
-    const counter = await t.db.query<{ counter: number }>('SELECT counter FROM passkeys WHERE id = $1', [passkeyId]);
+    const counter = await t.db.query<{ counter: string }>('SELECT counter FROM passkeys WHERE id = $1', [passkeyId]);
     // The stored counter moved once: to the value of the one assertion that was signed.
     expect(authenticator.getCredential(registration.id)?.signCount).toBe(1);
-    expect(counter.rows[0]?.counter).toBe(1);
+    expect(Number(counter.rows[0]?.counter)).toBe(1); // BIGINT: pg returns it as a string
     // The winner's token names the one new session.
     const me = await t.app.inject({ method: 'GET', url: '/auth/session', headers: bearer(ok[0]?.json().token) });
     expect(me.statusCode).toBe(200);

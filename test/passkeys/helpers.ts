@@ -1,7 +1,9 @@
 import type {
   PublicKeyCredentialCreationOptionsJSON,
   PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server';
+import { isoCBOR } from '@simplewebauthn/server/helpers';
 import type { CreateCredentialOptions, GetAssertionOptions, SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import type { TestApp } from '../helpers/test-app.js';
 
@@ -57,4 +59,27 @@ export async function addPasskey(
 export async function assertion(app: App, authenticator: SoftAuthenticator, opts: GetAssertionOptions = {}) {
   const options = await authenticationOptions(app);
   return authenticator.getAssertion(options, ORIGIN, opts);
+}
+
+/**
+ * `credential` (a registration response) with authenticator data that starts the signature counter at `counter`: the
+ * soft authenticator starts at 0, a real one need not (a security key may keep one counter for every site). The
+ * `none` attestation signs nothing, so the edited response still verifies.
+ */
+export function withStartingCounter(credential: RegistrationResponseJSON, counter: number): RegistrationResponseJSON {
+  const attestation = isoCBOR.decodeFirst<Map<string, Uint8Array>>(
+    Buffer.from(credential.response.attestationObject, 'base64url'),
+  );
+  const authData = Buffer.from(attestation.get('authData') ?? []);
+  // The counter follows the rpIdHash (32 bytes) and the flags (1 byte), big-endian.
+  authData.writeUInt32BE(counter, 33);
+  attestation.set('authData', new Uint8Array(authData));
+  return {
+    ...credential,
+    response: {
+      ...credential.response,
+      attestationObject: Buffer.from(isoCBOR.encode(attestation)).toString('base64url'),
+      authenticatorData: authData.toString('base64url'),
+    },
+  };
 }

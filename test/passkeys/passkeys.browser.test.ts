@@ -197,8 +197,8 @@ it('registers a passkey in Chromium, signs out, and signs in with the passkey al
     expect(session.status).toBe(200);
     expect(session.body.user).toEqual({ id: userId, email: 'browser@example.com', name: 'Browser User' });
 
-    const { rows: after } = await testDb.db.query<{ counter: number }>('SELECT counter FROM passkeys');
-    expect(after[0]?.counter).toBeGreaterThanOrEqual(0);
+    const { rows: after } = await testDb.db.query<{ counter: string | number }>('SELECT counter FROM passkeys');
+    expect(Number(after[0]?.counter)).toBeGreaterThanOrEqual(0);
     expect(consoleErrors).toEqual([]);
   });
   await page.close();

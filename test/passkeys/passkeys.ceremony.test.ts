@@ -43,12 +43,13 @@ describe('passkey registration', () => {
       id: passkey.id,
       name: 'Laptop',
       credential_id: credential.id,
-      counter: 0,
       device_type: 'singleDevice',
       backed_up: false,
       transports: 'internal',
       aaguid: '08987058-cadc-4b81-b6e1-30de50dcbe96',
     });
+    // BIGINT: a string from node-postgres, a number from PGlite.
+    expect(String(rows[0]?.counter)).toBe('0');
     expect(String(rows[0]?.id)).toMatch(/^pk_\d+_[0-9a-z]+$/);
     // The stored key is the COSE key, standard base64 (the format Better Auth's plugin reads).
     const cose = authenticator.getCredential(credential.id)?.cosePublicKey;
@@ -124,8 +125,10 @@ describe('passkey sign-in', () => {
     });
     expect(ba.json().user.id).toBe(user.userId);
 
-    const { rows: pk } = await t.db.query<{ counter: number }>('SELECT counter FROM passkeys WHERE id = $1', [id]);
-    expect(pk[0]?.counter).toBe(1);
+    const { rows: pk } = await t.db.query<{ counter: string }>('SELECT counter::text FROM passkeys WHERE id = $1', [
+      id,
+    ]);
+    expect(pk[0]?.counter).toBe('1');
     const { rows: events } = await t.db.query<{ event: string; details: Record<string, unknown> }>(
       `SELECT event, details FROM auth_audit_log WHERE user_id = $1 AND event IN ('passkey.used', 'login.success')
         ORDER BY id`,

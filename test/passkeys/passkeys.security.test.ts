@@ -23,8 +23,12 @@ const count = async (sql: string, params: unknown[] = []) =>
   Number((await t.db.query<{ n: string | number }>(`SELECT count(*) AS n FROM (${sql}) q`, params)).rows[0]?.n);
 const sessionsOf = (userId: string) => count('SELECT 1 FROM sessions WHERE user_id = $1', [userId]);
 const passkeysOf = (userId: string) => count('SELECT 1 FROM passkeys WHERE user_id = $1', [userId]);
+// BIGINT: node-postgres returns it as a string.
 const counterOf = async (id: string) =>
-  (await t.db.query<{ counter: number }>('SELECT counter FROM passkeys WHERE id = $1', [id])).rows[0]?.counter;
+  Number(
+    (await t.db.query<{ counter: string | number }>('SELECT counter FROM passkeys WHERE id = $1', [id])).rows[0]
+      ?.counter,
+  );
 const lastRefusal = async () =>
   (
     await t.db.query<{ user_id: string | null; details: { reason: string; ceremony: string } }>(
