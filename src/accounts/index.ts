@@ -1,3 +1,4 @@
+export { proveAddress, type Reclaimed } from './address-proof.js';
 export { type AnonymousUsers, createAnonymousUsers } from './anonymous-users.js';
 export { createExchangeCodes, type ExchangeCodes } from './exchange-codes.js';
 export { createMagicLinks, MAGIC_LINK_VERIFY_PATH, type MagicLinks } from './magic-links.js';

@@ -1,6 +1,8 @@
+import type { AuditLog, AuditOrigin } from '../audit/index.js';
 import type { Database } from '../db/index.js';
 import type { Mailer } from '../email/index.js';
 import { AppError } from '../errors/index.js';
+import { proveAddress } from './address-proof.js';
 import { hashSecret, newSecret } from './secrets.js';
 
 export interface MagicLinkSettings {
@@ -16,6 +18,8 @@ export interface MagicLinkDeps {
   mailer: Mailer;
   /** Creates a passwordless user (create_accounts) and returns its id. */
   createUser(email: string): Promise<string>;
+  /** Hears of the account.reclaimed events a link writes (see proveAddress). */
+  audit: Pick<AuditLog, 'noteWritten'>;
   log: { error(obj: object, msg: string): void };
 }
 
@@ -26,10 +30,12 @@ export interface MagicLinks {
    */
   request(email: string): Promise<void>;
   /**
-   * The user a valid link names (the token is used up), or null. `twoFactor`: the account has two-factor
-   * authentication, which a link cannot stand in for (the route refuses it: the inbox alone is one factor).
+   * The user a valid link names (the token is used up), or null. The link proves the address: an account whose email
+   * was not verified yet is reclaimed for its owner first (proveAddress: everyone else's sessions and ways in go;
+   * `origin` is the audit event's). `twoFactor`: the account has two-factor authentication, which a link cannot stand
+   * in for (the route refuses it: the inbox alone is one factor).
    */
-  verify(token: string): Promise<{ userId: string; created: boolean; twoFactor: boolean } | null>;
+  verify(token: string, origin: AuditOrigin): Promise<{ userId: string; created: boolean; twoFactor: boolean } | null>;
   /** Deletes rows past both their expiry and the rate-limit window. */
   purgeExpired(): Promise<number>;
 }
@@ -76,24 +82,29 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
         .catch((err: Error) => deps.log.error({ err: { message: err.message } }, 'magic link email failed'));
     },
 
-    async verify(token) {
-      const { rows } = await db.query<{ email: string }>(
-        `UPDATE magic_link_tokens SET used_at = now()
-          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-          RETURNING email`,
-        [hashSecret(token)],
-      );
-      const email = rows[0]?.email;
-      if (!email) return null;
-      const found = await db.query<{ id: string; two_factor_enabled: boolean }>(
-        `UPDATE users SET email_verified = TRUE, updated_at = now()
-          WHERE lower(email) = $1 AND NOT is_anonymous RETURNING id, two_factor_enabled`,
-        [email],
-      );
-      const user = found.rows[0];
-      if (user) return { userId: user.id, created: false, twoFactor: user.two_factor_enabled };
+    async verify(token, origin) {
+      const found = await db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ email: string }>(
+          `UPDATE magic_link_tokens SET used_at = now()
+            WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+            RETURNING email`,
+          [hashSecret(token)],
+        );
+        const email = rows[0]?.email;
+        if (!email) return null;
+        const user = await tx.query<{ id: string }>(
+          'SELECT id FROM users WHERE lower(email) = $1 AND NOT is_anonymous',
+          [email],
+        );
+        const userId = user.rows[0]?.id;
+        if (!userId) return { email, user: null };
+        const proven = await proveAddress(tx, userId, { method: 'magic_link', origin, audit: deps.audit });
+        return { email, user: proven && { userId, created: false, twoFactor: proven.twoFactor } };
+      });
+      if (!found) return null;
+      if (found.user) return found.user;
       if (!settings.createAccounts) return null;
-      return { userId: await deps.createUser(email), created: true, twoFactor: false };
+      return { userId: await deps.createUser(found.email), created: true, twoFactor: false };
     },
 
     async purgeExpired() {

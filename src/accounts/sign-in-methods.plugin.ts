@@ -35,7 +35,7 @@ export const signInMethodsPlugin = fp(
         maxPerWindow: config.magic_link.max_per_window,
         window: config.magic_link.window,
       },
-      { db, mailer, createUser: (email) => engine.methods.createUser(email), log: app.log },
+      { db, mailer, createUser: (email) => engine.methods.createUser(email), audit, log: app.log },
     );
     const finish = createBrowserFinish(config.oauth.redirect_url, codes);
 

@@ -27,6 +27,7 @@ export type AuditEvent =
   | 'admin.action'
   | 'email.verification_sent'
   | 'account.deleted'
+  | 'account.reclaimed'
   | 'channel.link_refused'
   | 'ip_allowlist.changed'
   | 'device.updated'

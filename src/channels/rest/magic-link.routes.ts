@@ -79,7 +79,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
     async (request, reply) => {
       enabled();
       const { token } = request.query;
-      const found = TOKEN.test(token) ? await links.verify(token) : null;
+      const found = TOKEN.test(token) ? await links.verify(token, restOrigin(request)) : null;
       if (!found) {
         await audit.record({
           event: 'login.failure',

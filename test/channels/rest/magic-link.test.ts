@@ -87,6 +87,8 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
 
   it('a link cannot stand in for two-factor authentication: TWO_FACTOR_REQUIRED, no session', async () => {
     const user = await registerUser(t.app, { email: 'link.2fa@example.com' });
+    // Verified: on an unverified account the link would reclaim it instead, 2FA included (magic-link.reclaim.test.ts).
+    await t.db.query('UPDATE users SET email_verified = TRUE WHERE id = $1', [user.userId]);
     const bearer = { authorization: `Bearer ${user.token}` };
     const enable = await t.app.inject({
       method: 'POST',
@@ -198,20 +200,22 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
         db: t.db,
         mailer: { kind: 'outbox', send: async (m) => void sent.push(m), close() {} },
         createUser: (email) => t.app.engine.methods.createUser(email),
+        audit: t.app.audit,
         log: { error() {} },
       },
     );
     await links.request('newcomer@example.com');
     await new Promise((r) => setImmediate(r));
     const token = linkIn(sent[0]?.text).split('token=')[1] as string;
-    const found = await links.verify(token);
+    const origin = { channel: 'rest', ip: '127.0.0.1', userAgent: null };
+    const found = await links.verify(token, origin);
     expect(found?.created).toBe(true);
     const { rows } = await t.db.query<{ email: string; email_verified: boolean }>(
       'SELECT email, email_verified FROM users WHERE id = $1',
       [found?.userId],
     );
     expect(rows[0]).toEqual({ email: 'newcomer@example.com', email_verified: true });
-    expect(await links.verify(token)).toBeNull();
+    expect(await links.verify(token, origin)).toBeNull();
   });
 
   describe('without a front-end URL (oauth.redirect_url empty)', () => {
