@@ -122,6 +122,9 @@ function preparedStatements(enabled: boolean, warn: (message: string) => void) {
   };
 }
 
+/** The LISTEN connection's application_name, unless its URL sets one. */
+const LISTENER_APPLICATION_NAME = 'auth-gateway listener';
+
 /** How long after statement_timeout the client stops waiting for an answer (see openPostgres). */
 export const QUERY_TIMEOUT_MARGIN_MS = 2000;
 
@@ -303,6 +306,8 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
   async function connect(): Promise<pg.Client> {
     const next = new pg.Client({
       connectionString: options.listenUrl || options.url,
+      // Named in pg_stat_activity (an application_name in the URL wins): its last query is mostly the heartbeat's.
+      application_name: LISTENER_APPLICATION_NAME,
       keepAlive: true,
       connectionTimeoutMillis: options.connectTimeoutSeconds * 1000,
     });

@@ -126,7 +126,7 @@ describe('session cache: revocation reaches every instance', () => {
     // Kill the LISTEN backends of this database (both instances), as a PostgreSQL restart would.
     await bDb.query(
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`,
+        WHERE datname = current_database() AND application_name = 'auth-gateway listener'`,
     );
     await down;
     expect(a.app.sessionCache.enabled).toBe(false);
