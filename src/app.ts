@@ -373,6 +373,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     audit: app.audit,
     recentAuth,
     hasher,
+    loginThrottle: app.loginThrottle,
     passwordHash: (userId) => accounts.passwordHash(userId),
   });
   await app.register(channelsPlugin);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { APIError } from 'better-auth/api';
 import { symmetricDecrypt } from 'better-auth/crypto';
 import * as OTPAuth from 'otpauth';
@@ -10,8 +10,9 @@ import type { BetterAuthInstance } from './better-auth.js';
  * Two-factor (TOTP) on Better Auth's twoFactor plugin. The plugin owns enrolment (secret and backup codes encrypted with
  * auth.secret), the pending sign-in (a signed, single-use, expiring challenge bound to the user and stored hashed), the
  * per-challenge attempt budget (5) and the per-account lockout. We add what the plugin does only with cookie sessions
- * or not at all: confirming and disabling without replacing the caller's session (our JWT names it), and checking a
- * code for re-authentication against the same lockout counters.
+ * or not at all: confirming and disabling without replacing the caller's session (our JWT names it), checking a code
+ * for re-authentication against the same lockout counters, and accepting each time step's code once per account, on
+ * every path (the plugin's sign-in step does not).
  */
 
 /** The plugin's signed cookie carrying the pending sign-in; its value is our challengeToken. */
@@ -39,7 +40,10 @@ export interface TwoFactorEngine {
   challengeOfRequest(cookieHeader: string | undefined): string | null;
   /** The user a challenge belongs to (for the audit log), or null when it is not a live challenge. */
   challengeUser(challenge: string): Promise<string | null>;
-  /** Completes a pending sign-in with a TOTP or backup code; returns Better Auth's new session token. */
+  /**
+   * Completes a pending sign-in with a TOTP or backup code; returns Better Auth's new session token. A TOTP code's time
+   * step is used up as check() uses it up: once per account.
+   */
   verifyChallenge(
     challenge: string,
     code: string,
@@ -72,24 +76,36 @@ export function createTwoFactorEngine(
     return { id: row.id, locked: row.locked, totp };
   }
 
-  async function check(userId: string, code: string, verified: boolean): Promise<CodeCheck> {
-    const found = await totpOf(userId, verified);
-    if (!found) return 'not_enabled';
-    if (found.locked) return 'locked';
-    const delta = /^\d{6}$/.test(code) ? found.totp.validate({ token: code, window: SKEW_STEPS }) : null;
-    if (delta !== null) {
-      // Each time step's code is accepted once (RFC 6238 §5.2): a code seen in transit cannot be replayed, and parallel
-      // uses of one code yield one success. A replay counts as a wrong code.
-      const step = Math.floor(Date.now() / 1000 / TOTP.period) + delta;
-      const { rowCount } = await db.query(
-        `UPDATE two_factor SET failed_verification_count = 0, locked_until = NULL, last_used_step = $2
-          WHERE id = $1 AND (last_used_step IS NULL OR last_used_step < $2)`,
-        [found.id, step],
-      );
-      if (rowCount > 0) return 'ok';
-    }
-    // One atomic statement: parallel wrong codes cannot lose an increment or skip the lock. A lock that has run out
-    // starts a fresh count (as the plugin does on its sign-in path).
+  /** The time step a 6-digit code belongs to, when it is valid now (one step of skew either way), or null. */
+  function stepOf(totp: OTPAuth.TOTP, code: string): number | null {
+    if (!/^\d{6}$/.test(code)) return null;
+    const now = Date.now(); // one clock for both: a step boundary between two readings would name the wrong step
+    const delta = totp.validate({ token: code, timestamp: now, window: SKEW_STEPS });
+    return delta === null ? null : Math.floor(now / 1000 / TOTP.period) + delta;
+  }
+
+  /**
+   * Each time step's code is accepted once per account (RFC 6238 §5.2): a code seen in transit cannot be replayed, and
+   * parallel uses of one code yield one success. One conditional UPDATE: of racing claims exactly one wins.
+   */
+  async function claimStep(id: string, step: number, resetFailures: boolean): Promise<boolean> {
+    const { rowCount } = await db.query(
+      `UPDATE two_factor
+          SET last_used_step = $2,
+              failed_verification_count = CASE WHEN $3::boolean THEN 0 ELSE failed_verification_count END,
+              locked_until = CASE WHEN $3::boolean THEN NULL ELSE locked_until END
+        WHERE id = $1 AND (last_used_step IS NULL OR last_used_step < $2)`,
+      [id, step, resetFailures],
+    );
+    return rowCount > 0;
+  }
+
+  /**
+   * Counts a wrong code on the account; true when it locked the account. One atomic statement: parallel wrong codes
+   * cannot lose an increment or skip the lock. A lock that has run out starts a fresh count (as the plugin does on its
+   * sign-in path).
+   */
+  async function countFailure(id: string): Promise<boolean> {
     const { rows } = await db.query<{ locked: boolean }>(
       `WITH current AS (
          SELECT id, CASE WHEN locked_until <= now() THEN 0 ELSE failed_verification_count END + 1 AS failures
@@ -101,9 +117,63 @@ export function createTwoFactorEngine(
          FROM current c
         WHERE t.id = c.id
         RETURNING coalesce(t.locked_until > now(), false) AS locked`,
-      [found.id, options.lockoutThreshold, options.lockoutDuration],
+      [id, options.lockoutThreshold, options.lockoutDuration],
     );
-    return rows[0]?.locked ? 'locked' : 'invalid';
+    return rows[0]?.locked === true;
+  }
+
+  async function check(userId: string, code: string, verified: boolean): Promise<CodeCheck> {
+    const found = await totpOf(userId, verified);
+    if (!found) return 'not_enabled';
+    if (found.locked) return 'locked';
+    const step = stepOf(found.totp, code);
+    // A replay counts as a wrong code.
+    if (step !== null && (await claimStep(found.id, step, true))) return 'ok';
+    return (await countFailure(found.id)) ? 'locked' : 'invalid';
+  }
+
+  /** The user of a live challenge, read from the database (for the audit log: the signature is not checked). */
+  async function challengeUser(challenge: string): Promise<string | null> {
+    const identifier = challenge.slice(0, challenge.lastIndexOf('.'));
+    if (!identifier.startsWith('2fa-')) return null;
+    // Better Auth stores identifiers hashed (verification.storeIdentifier: 'hashed'): SHA-256, base64url.
+    const stored = createHash('sha256').update(identifier).digest('base64url');
+    const { rows } = await db.query<{ token: string }>(
+      'SELECT token FROM verification_tokens WHERE identifier = $1 AND expires_at > now()',
+      [stored],
+    );
+    return rows[0]?.token ?? null;
+  }
+
+  /**
+   * Whether a challenge carries Better Auth's signature: `<identifier>.<base64 HMAC-SHA256 of it under auth.secret>`,
+   * as better-call's signed cookies are made and checked. A challenge that fails this is refused by the plugin anyway.
+   */
+  async function signedByUs(challenge: string): Promise<boolean> {
+    const dot = challenge.lastIndexOf('.');
+    const given = Buffer.from(challenge.slice(dot + 1));
+    const expected = Buffer.from(
+      createHmac('sha256', (await auth.$context).secret)
+        .update(challenge.slice(0, dot))
+        .digest('base64'),
+    );
+    return dot > 0 && given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  /**
+   * The plugin's sign-in step (verifyTOTP) accepts a code as often as it stays valid (90 s), last_used_step unread. So
+   * the code's time step is claimed here first, as check() claims it: a code that completed a sign-in or a
+   * re-authentication completes no other (it counts as a wrong code). A wrong code, a locked account or a challenge
+   * that is not ours is left to the plugin, which counts and answers it as before.
+   */
+  async function claimForSignIn(challenge: string, code: string): Promise<void> {
+    if (!(await signedByUs(challenge))) return;
+    const userId = await challengeUser(challenge);
+    const found = userId ? await totpOf(userId, true) : null;
+    if (!found || found.locked) return;
+    const step = stepOf(found.totp, code);
+    if (step === null || (await claimStep(found.id, step, false))) return;
+    throw new AppError((await countFailure(found.id)) ? 'TWO_FACTOR_LOCKED' : 'TWO_FACTOR_INVALID_CODE');
   }
 
   return {
@@ -174,22 +244,13 @@ export function createTwoFactorEngine(
       return null;
     },
 
-    async challengeUser(challenge) {
-      const identifier = challenge.slice(0, challenge.lastIndexOf('.'));
-      if (!identifier.startsWith('2fa-')) return null;
-      // Better Auth stores identifiers hashed (verification.storeIdentifier: 'hashed'): SHA-256, base64url.
-      const stored = createHash('sha256').update(identifier).digest('base64url');
-      const { rows } = await db.query<{ token: string }>(
-        'SELECT token FROM verification_tokens WHERE identifier = $1 AND expires_at > now()',
-        [stored],
-      );
-      return rows[0]?.token ?? null;
-    },
+    challengeUser,
 
     async verifyChallenge(challenge, code, headers) {
       const withCookie = new Headers(headers);
       withCookie.set('cookie', `${cookieName}=${encodeURIComponent(challenge)}`);
       const method = /^\d{6}$/.test(code) ? 'totp' : 'backup_code';
+      if (method === 'totp') await claimForSignIn(challenge, code);
       try {
         const res =
           method === 'totp'

@@ -104,7 +104,8 @@ describe('server.https_only: true behind a trusted proxy', () => {
     expect(login.json()).toMatchObject({ twoFactorRequired: true, challengeToken: expect.any(String) });
     const verified = await https('/auth/2fa/verify', {
       challengeToken: login.json().challengeToken,
-      code: totp.generate(),
+      // The next step's code: each step's is accepted once, and the confirmation used this one.
+      code: totp.generate({ timestamp: Date.now() + 30_000 }),
     });
     expect(verified.statusCode).toBe(200);
     expect(verified.json().token).toMatch(/^eyJ/);

@@ -6,6 +6,7 @@ import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import type { PasswordHasher } from '../../passwords/index.js';
+import type { LoginThrottle } from '../../ratelimit/login-throttle.js';
 
 import {
   CodeBody,
@@ -19,7 +20,7 @@ import {
 } from './account.schemas.js';
 import { ErrorResponse, TokenResponse } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
-import { reauthCode } from './require-recent-auth.js';
+import { reauthCode, requireRecentAuth } from './require-recent-auth.js';
 
 export interface TwoFactorRoutesDeps {
   config: Config;
@@ -29,6 +30,8 @@ export interface TwoFactorRoutesDeps {
   audit: AuditLog;
   recentAuth: RecentAuth;
   hasher: PasswordHasher;
+  /** The per-account lockout of password sign-ins: the password checks here count toward it too. */
+  loginThrottle: LoginThrottle;
   /** The user's password hash (null without a password), to check `password` on disable. */
   passwordHash(userId: string): Promise<string | null>;
 }
@@ -36,30 +39,67 @@ export interface TwoFactorRoutesDeps {
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
 const CHALLENGE_COOKIE = /(?:^|;\s*)(?:__Secure-)?better-auth\.two_factor=([^;]+)/;
 
+/** The challenge in Better Auth's cookie; a value that is not valid percent-encoding is none (not a 500). */
+function challengeOfCookie(header: string | undefined): string | undefined {
+  const raw = CHALLENGE_COOKIE.exec(header ?? '')?.[1];
+  if (!raw) return undefined;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}
+
 /** TOTP two-factor: enrolment, confirmation, disabling, and the second step of a sign-in. */
 export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoutesDeps): Promise<void> {
   const { engine, audit } = deps;
   const password = { max: deps.config.auth.password.max_length };
   const signedIn = requireAuth(deps.authenticator);
+  // Enrolment hands out a secret that decides every later sign-in: a stolen old session must not get one (nor confirm
+  // one), and must not get to try passwords here. So the session's age is checked first, the password after.
+  const recent = requireRecentAuth(deps.recentAuth);
+
+  /**
+   * A password check counted against the account's sign-in lockout as /auth/login counts it (the same key: the email):
+   * a slot is taken before the password is looked at (429 ACCOUNT_LOCKED when locked or all slots are in use), a wrong
+   * password is a failure, a right one clears the count, anything else gives the slot back.
+   */
+  async function countedPassword<T>(email: string, check: () => Promise<T>): Promise<T> {
+    const attempt = await deps.loginThrottle.reserve(email);
+    let result: T;
+    try {
+      result = await check();
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'INVALID_PASSWORD') await attempt.failed();
+      else await attempt.released();
+      throw err;
+    }
+    await attempt.succeeded();
+    return result;
+  }
 
   app.post<{ Body: PasswordBody }>(
     '/auth/2fa/enable',
     {
-      preHandler: signedIn,
+      preHandler: [signedIn, recent],
       schema: {
-        summary: 'Start 2FA enrolment: an otpauth URI and backup codes (inactive until /auth/2fa/confirm)',
+        summary:
+          'Start 2FA enrolment (needs the password and a recent sign-in): an otpauth URI and backup codes, inactive ' +
+          'until /auth/2fa/confirm',
         tags: ['two-factor'],
         security: [{ bearer: [] }],
         body: makePasswordBody(password),
-        response: { 200: EnableResponse, ...errors(400, 401, 409, 503) },
+        response: { 200: EnableResponse, ...errors(400, 401, 403, 409, 429, 503) },
       },
     },
     async (request) => {
-      const { userId, sessionId } = authOf(request);
+      const { userId, sessionId, email } = authOf(request);
       if (await engine.twoFactor.isEnabled(userId)) throw new AppError('TWO_FACTOR_ALREADY_ENABLED');
       const sessionToken = sessionId ? await engine.sessionToken(sessionId) : null;
       if (!sessionToken) throw new AppError('INVALID_TOKEN');
-      const enrolment = await engine.twoFactor.enable(sessionToken, request.body.password);
+      const enrolment = await countedPassword(email, () =>
+        engine.twoFactor.enable(sessionToken, request.body.password),
+      );
       return { success: true as const, ...enrolment };
     },
   );
@@ -67,13 +107,15 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
   app.post<{ Body: CodeBody }>(
     '/auth/2fa/confirm',
     {
-      preHandler: signedIn,
+      preHandler: [signedIn, recent],
       schema: {
-        summary: 'Confirm 2FA enrolment with a first code from the authenticator app: 2FA is active from now on',
+        summary:
+          'Confirm 2FA enrolment with a first code from the authenticator app (needs a recent sign-in): 2FA is active ' +
+          'from now on',
         tags: ['two-factor'],
         security: [{ bearer: [] }],
         body: CodeBody,
-        response: { 200: SuccessResponse, ...errors(400, 401, 429, 503) },
+        response: { 200: SuccessResponse, ...errors(400, 401, 403, 429, 503) },
       },
     },
     async (request) => {
@@ -109,7 +151,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
       },
     },
     async (request) => {
-      const { userId, sessionId } = authOf(request);
+      const { userId, sessionId, email } = authOf(request);
       const { code, password: pw } = request.body;
       if (!(await engine.twoFactor.isEnabled(userId))) throw new AppError('TWO_FACTOR_NOT_ENABLED');
       if (code) {
@@ -125,11 +167,14 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
           throw err;
         });
       } else if (pw) {
-        const hash = await deps.passwordHash(userId);
-        if (!hash || !(await deps.hasher.verify(hash, pw))) {
-          throw new AppError('INVALID_PASSWORD', undefined, { field: 'password' });
-        }
+        // The session's age first: an old session learns nothing about the password here.
         await deps.recentAuth.assert(userId, sessionId, reauthCode(request));
+        await countedPassword(email, async () => {
+          const hash = await deps.passwordHash(userId);
+          if (!hash || !(await deps.hasher.verify(hash, pw))) {
+            throw new AppError('INVALID_PASSWORD', undefined, { field: 'password' });
+          }
+        });
       } else {
         throw new AppError('VALIDATION_FAILED', 'Send code or password.', { field: 'code' });
       }
@@ -150,8 +195,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
       },
     },
     async (request) => {
-      const cookie = CHALLENGE_COOKIE.exec(request.headers.cookie ?? '')?.[1];
-      const challenge = request.body.challengeToken ?? (cookie ? decodeURIComponent(cookie) : undefined);
+      const challenge = request.body.challengeToken ?? challengeOfCookie(request.headers.cookie);
       if (!challenge) throw new AppError('TWO_FACTOR_CHALLENGE_INVALID');
       const challengeUser = await engine.twoFactor.challengeUser(challenge);
       const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });

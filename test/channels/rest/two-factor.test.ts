@@ -28,6 +28,11 @@ describe('TOTP two-factor', () => {
     t.app.inject({ method: 'PATCH', url: `/auth/devices/${deviceId}`, headers: bearer(token), payload: { trusted } });
   /** A code that is valid at no moment near now (10 minutes ahead). */
   const wrongCode = (totp: OTPAuth.TOTP) => totp.generate({ timestamp: Date.now() + 600_000 });
+  /**
+   * The next time step's code (valid now: one step of skew is allowed). Each step's code is accepted once per account,
+   * and the confirmation in enrolled() used this step's.
+   */
+  const nextCode = (totp: OTPAuth.TOTP) => totp.generate({ timestamp: Date.now() + 30_000 });
 
   async function enrolled(): Promise<{ user: User; totp: OTPAuth.TOTP; backupCodes: string[] }> {
     const user = await registerUser(t.app);
@@ -92,7 +97,7 @@ describe('TOTP two-factor', () => {
     const asBearer = await t.app.inject({ url: '/auth/session', headers: bearer(body.challengeToken) });
     expect(asBearer.statusCode).toBe(401);
 
-    const ok = await verify(body.challengeToken, totp.generate());
+    const ok = await verify(body.challengeToken, nextCode(totp));
     expect(ok.statusCode).toBe(200);
     expect(Object.keys(ok.json()).sort()).toEqual(['success', 'token', 'userId']);
     expect(ok.json().userId).toBe(user.userId);
@@ -131,11 +136,59 @@ describe('TOTP two-factor', () => {
     expect(foreign.statusCode).toBe(401);
   });
 
+  // Regression: the sign-in's second step went through Better Auth's verifyTOTP, which ignores last_used_step, so one
+  // code (seen in transit, or used for a re-authentication) completed any number of sign-ins within its 90 s.
+  it('a TOTP code completes one sign-in: the same code on another challenge is a wrong code', async () => {
+    const { user, totp } = await enrolled();
+    const code = nextCode(totp);
+    const [first, second] = [await challenge(user), await challenge(user)];
+    expect((await verify(first, code)).statusCode).toBe(200);
+    const replay = await verify(second, code);
+    expect(replay.statusCode).toBe(401);
+    expect(replay.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    // A code used to sign in does not re-authenticate either (X-2FA-Code shares the account's last used step).
+    await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 hour' WHERE user_id = $1`, [user.userId]);
+    const reauth = await t.app.inject({
+      method: 'POST',
+      url: '/auth/account/delete',
+      headers: { ...bearer(user.token), 'x-2fa-code': code },
+    });
+    expect(reauth.statusCode).toBe(401);
+    expect(reauth.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+
+    // Parallel: one fresh code on five challenges signs in once.
+    await t.db.query('UPDATE two_factor SET last_used_step = NULL, failed_verification_count = 0 WHERE user_id = $1', [
+      user.userId,
+    ]);
+    const challenges = await Promise.all(Array.from({ length: 5 }, () => challenge(user)));
+    const fresh = totp.generate();
+    const results = await Promise.all(challenges.map((c) => verify(c, fresh)));
+    expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
+    expect(results.filter((r) => r.statusCode === 401).map((r) => r.json().error.code)).toEqual(
+      Array(4).fill('TWO_FACTOR_INVALID_CODE'),
+    );
+  });
+
+  // Regression: a challenge cookie that is not valid percent-encoding made decodeURIComponent throw (500).
+  it('a malformed challenge cookie is an invalid challenge, not a server error', async () => {
+    for (const cookie of ['better-auth.two_factor=%E0%A4%A', '__Secure-better-auth.two_factor=%']) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/2fa/verify',
+        payload: { code: '123456' },
+        headers: { cookie },
+      });
+      expect(res.statusCode, cookie).toBe(401);
+      expect(res.json().error.code).toBe('TWO_FACTOR_CHALLENGE_INVALID');
+    }
+  });
+
   it('parallel uses of one challenge with the right code: exactly one session', async () => {
     const { user, totp } = await enrolled();
     const c = await challenge(user);
     const { rows: before } = await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
-    const results = await Promise.all(Array.from({ length: 10 }, () => verify(c, totp.generate())));
+    const code = nextCode(totp);
+    const results = await Promise.all(Array.from({ length: 10 }, () => verify(c, code)));
     expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
     const { rows: after } = await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
     expect(after.length - before.length).toBe(1);
@@ -161,7 +214,7 @@ describe('TOTP two-factor', () => {
       expect(r.statusCode).toBe(401);
       expect(r.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
     }
-    const sixth = await verify(c, totp.generate());
+    const sixth = await verify(c, nextCode(totp));
     expect(sixth.statusCode).toBe(429);
     expect(sixth.json().error.code).toBe('TWO_FACTOR_LOCKED');
     const after = await verify(c, totp.generate());
@@ -176,10 +229,12 @@ describe('TOTP two-factor', () => {
     expect(locked.statusCode).toBe(429);
     expect(locked.json().error.code).toBe('TWO_FACTOR_LOCKED');
 
-    // Once the lock has run out, the right code works again.
-    await t.db.query(`UPDATE two_factor SET locked_until = now() - interval '1 second' WHERE user_id = $1`, [
-      user.userId,
-    ]);
+    // Once the lock has run out, the right code works again. (The step the 6th try used is forgotten too: each step's
+    // code works once, and this test does not wait for the next one.)
+    await t.db.query(
+      `UPDATE two_factor SET locked_until = now() - interval '1 second', last_used_step = NULL WHERE user_id = $1`,
+      [user.userId],
+    );
     expect((await verify(await challenge(user), totp.generate())).statusCode).toBe(200);
     const { rows } = await t.db.query<{ event: string }>(
       `SELECT event FROM auth_audit_log WHERE user_id = $1 AND event IN ('twofactor.failed', 'lockout')`,
@@ -206,7 +261,7 @@ describe('TOTP two-factor', () => {
     const ok = await t.app.inject({
       method: 'POST',
       url: '/auth/2fa/verify',
-      payload: { code: totp.generate() },
+      payload: { code: nextCode(totp) },
       headers: { cookie: (cookie as string).split(';')[0] as string },
     });
     expect(ok.statusCode).toBe(200);
@@ -214,8 +269,9 @@ describe('TOTP two-factor', () => {
   });
 
   it('disable: with a code at once; with the password only after a recent sign-in', async () => {
-    const { user, totp } = await enrolled();
-    const signedIn = (await verify(await challenge(user), totp.generate())).json().token as string;
+    const { user, totp, backupCodes } = await enrolled();
+    // Signed in with a backup code: the TOTP steps stay for the disabling below.
+    const signedIn = (await verify(await challenge(user), backupCodes[0] as string)).json().token as string;
     await t.db.query(`UPDATE sessions SET created_at = now() - interval '1 hour' WHERE user_id = $1`, [user.userId]);
 
     const stale = await post('/auth/2fa/disable', { password: user.password }, signedIn);
@@ -256,7 +312,7 @@ describe('TOTP two-factor', () => {
       method: 'POST',
       url: '/auth/2fa/verify',
       headers: { 'x-device-id': key },
-      payload: { challengeToken: first.json().challengeToken, code: totp.generate() },
+      payload: { challengeToken: first.json().challengeToken, code: nextCode(totp) },
     });
     expect(signedIn.statusCode).toBe(200);
     const token = signedIn.json().token as string;
