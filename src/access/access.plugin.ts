@@ -9,17 +9,18 @@ import {
 } from '../accounts/devices.js';
 import type { AuditLog } from '../audit/index.js';
 import { AppError } from '../errors/index.js';
+import { requestPath } from '../ratelimit/rate-limiter.js';
 import type { IpPolicy } from './ip-policy.js';
 import { signInContext } from './sign-in-guard.js';
 
 /**
- * Everything that can start a session: our sign-in routes (password, anonymous, OAuth, magic link, passkey, the 2FA
- * step) and all of Better Auth's. Signed-in routes under these prefixes (e.g. /auth/oauth/accounts) are refused for
- * the same addresses by the Authenticator anyway.
+ * Everything that can start a session (paths, and the patterns of their routes): our sign-in routes (password,
+ * anonymous, OAuth, magic link, passkey, the 2FA step) and all of Better Auth's. Signed-in routes under these prefixes
+ * (e.g. /auth/oauth/accounts) are refused for the same addresses by the Authenticator anyway.
  */
-const SIGN_IN_PATH =
+const SIGN_IN =
   /^\/(?:api\/auth\/|auth\/(?:login|register|anonymous|oauth|magic-link|passkey\/authenticate|2fa\/verify)(?:$|[/?]))/;
-/** Of those, the ones that create a session (their response carries the device key back). */
+/** Of those, the paths that create a session (their response carries the device key back). */
 const SESSION_PATH =
   /^\/(?:auth\/(?:login|register|anonymous|magic-link\/verify|passkey\/authenticate|2fa\/verify)|api\/auth\/(?:sign-in\/[\w-]+|sign-up\/[\w-]+|passkey\/authenticate|passkey\/verify-authentication|callback\/[\w-]+|magic-link\/verify))$/;
 
@@ -46,10 +47,14 @@ export const accessPlugin = fp<AccessOptions>(
   async (app: FastifyInstance, { ipPolicy, audit, secureCookies }) => {
     app.decorateRequest('deviceKey', null);
 
-    // Callback-style hooks: every request passes through them, and most (not a sign-in) without any work.
+    // Callback-style hooks: every request passes through them, and most (not a sign-in) with no work but a path check.
     app.addHook('onRequest', (request: FastifyRequest, _reply, done) => {
-      const path = request.url.split('?', 1)[0] ?? '';
-      if (!SIGN_IN_PATH.test(path)) return done();
+      // Never the raw URL: Fastify's router decodes the path, so `/auth/%6cogin` is served by /auth/login. The route
+      // it dispatched to (its pattern: `/api/auth/*` for all of Better Auth's) or the path as the rate limiter reads
+      // it (dot segments resolved, percent-decoded; it also names which of Better Auth's routes) makes a sign-in.
+      const path = requestPath(request.url);
+      const route = request.routeOptions.url;
+      if (!SIGN_IN.test(path) && !(route !== undefined && SIGN_IN.test(route))) return done();
       const refusal = ipPolicy.refuseGlobally(request.ip);
       if (refusal) {
         const ua = request.headers['user-agent'];

@@ -29,7 +29,7 @@ export interface SessionStarted {
  * The policy every sign-in passes, whatever the method (password, passkey, OAuth, magic link): it runs where the auth
  * engine creates a session, so no sign-in route can forget it. Refuses disabled users (ACCOUNT_DISABLED) and addresses
  * outside the IP restrictions (IP_NOT_ALLOWED, audited); then files the new session under its device and grants the
- * admin role to the configured admin emails.
+ * admin role to the configured admin emails once verified.
  */
 export function createSignInGuard(deps: {
   db: Queryable;
@@ -68,9 +68,13 @@ export function createSignInGuard(deps: {
     async afterSession({ sessionId, userId, userAgent, deviceKey, deviceFiled }: SessionStarted): Promise<void> {
       const key = deviceFiled ? null : (deviceKey ?? signInContext.getStore()?.deviceKey ?? null);
       if (key) await deps.devices.bindSession({ sessionId, userId, key, userAgent });
+      // Only a proven address: anyone can register one of these (verification is off by default). A link that
+      // verifies the address and signs in (magic link, OAuth) grants it here at once; the emailed verification link
+      // makes no session, so there it is the next sign-in.
       if (adminEmails.length > 0) {
         await deps.db.query(
-          `UPDATE users SET role = 'admin' WHERE id = $1 AND lower(email) = ANY($2::text[]) AND role <> 'admin'`,
+          `UPDATE users SET role = 'admin'
+            WHERE id = $1 AND lower(email) = ANY($2::text[]) AND email_verified AND role <> 'admin'`,
           [userId, adminEmails],
         );
       }

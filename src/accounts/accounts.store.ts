@@ -274,7 +274,7 @@ export function createAdminStore(db: Queryable) {
     async promoteAdmins(emails: readonly string[]): Promise<number> {
       if (emails.length === 0) return 0;
       const { rowCount } = await db.query(
-        `UPDATE users SET role = 'admin' WHERE lower(email) = ANY($1::text[]) AND role <> 'admin'`,
+        `UPDATE users SET role = 'admin' WHERE lower(email) = ANY($1::text[]) AND email_verified AND role <> 'admin'`,
         [emails.map((e) => e.trim().toLowerCase())],
       );
       return rowCount;

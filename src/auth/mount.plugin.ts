@@ -52,7 +52,8 @@ const SERVED = new Set([
   '/update-user',
   '/request-password-reset',
   '/reset-password',
-  '/verify-email',
+  // Not '/verify-email': nothing hands out its link (the verification email carries the gateway's own single-use
+  // link, /auth/email/verify), and it took any HS256 token signed with auth.secret, the gateway's JWTs included (500).
   '/send-verification-email',
   // A 2FA sign-in's second step (challenge cookie); stripped of any session below.
   '/two-factor/verify-totp',
@@ -149,6 +150,11 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   if (Buffer.isBuffer(request.body) && bodyCarriesNul(request.headers['content-type'], request.body)) {
     throw new AppError('VALIDATION_FAILED', 'Text may not contain NUL characters.');
   }
+  // Better Auth writes update-user's body into the user row as it comes: it is checked, then forwarded as checked.
+  const forwardedBody =
+    route === '/update-user' && request.method === 'POST'
+      ? Buffer.from(checkedUpdateUserBody(request.headers['content-type'], request.body))
+      : request.body;
 
   const headers = new Headers();
   for (const [name, value] of Object.entries(request.headers)) {
@@ -161,6 +167,7 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     headers.set(name, Array.isArray(value) ? value.join(', ') : value);
   }
   headers.set(CLIENT_IP_HEADER, request.ip);
+  if (forwardedBody !== request.body) headers.delete('content-length');
 
   if (CHALLENGE_ONLY.has(route)) {
     // The second step of a 2FA sign-in: only its challenge cookie counts. Better Auth would take a session first.
@@ -192,12 +199,12 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     }
   }
 
-  const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(request.body);
+  const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(forwardedBody);
   const response = await options.engine.handle(
     new Request(url, {
       method: request.method,
       headers,
-      body: hasBody ? new Uint8Array(request.body as Buffer) : undefined,
+      body: hasBody ? new Uint8Array(forwardedBody as Buffer) : undefined,
     }),
   );
 
@@ -249,6 +256,72 @@ const BODYLESS_REFUSALS: Record<number, ErrorCode> = {
   403: 'FORBIDDEN',
   404: 'NOT_FOUND',
 };
+
+/** Longest name: what POST /auth/register takes (src/channels/rest/auth.schemas.ts), in characters. */
+const NAME_MAX_LENGTH = 100;
+/**
+ * Longest image URL: 2048 is the practical limit of a link across browsers, servers and CDNs, and keeps the user row
+ * (read with every session) small. An image is a link to a picture stored elsewhere, not a data: URL.
+ */
+const IMAGE_MAX_LENGTH = 2048;
+/** The user fields POST /update-user may change (README: name, image); Better Auth would write any other it knows. */
+const UPDATABLE_USER_FIELDS = new Set(['name', 'image']);
+
+/**
+ * The body of POST /update-user as it is forwarded, once checked. Better Auth takes any JSON object there and writes
+ * its values into the user row unchecked: `null` as a name ended in a NOT NULL violation, a deeply nested array in a
+ * stack overflow in the driver (both 500), arrays and objects were stored as their text, a 60 KB name was taken.
+ * Here `name` is a string with registration's rules (at most 100 characters, trimmed), `image` an http(s) URL or
+ * null, and nothing else may be set. The checked object is serialised again, so Better Auth parses exactly what was
+ * checked (no second reading of the bytes that could differ: a byte order mark, a duplicate key).
+ */
+export function checkedUpdateUserBody(contentType: string | undefined, body: unknown): string {
+  if ((contentType ?? '').split(';')[0]?.trim().toLowerCase() !== 'application/json') {
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : '');
+  } catch {
+    throw new AppError('MALFORMED_JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new AppError('VALIDATION_FAILED', 'The body must be a JSON object.');
+  }
+  const checked: { name?: string; image?: string | null } = {};
+  for (const [field, value] of Object.entries(parsed)) {
+    if (!UPDATABLE_USER_FIELDS.has(field)) {
+      throw new AppError('VALIDATION_FAILED', `${field} cannot be changed here; only name and image can.`, { field });
+    }
+    if (field === 'name') {
+      if (typeof value !== 'string' || [...value].length > NAME_MAX_LENGTH) {
+        throw new AppError('VALIDATION_FAILED', `name must be a string of at most ${NAME_MAX_LENGTH} characters.`, {
+          field,
+        });
+      }
+      checked.name = value.trim();
+    } else if (value === null || isImageUrl(value)) {
+      checked.image = value;
+    } else {
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `image must be null or an http(s) URL of at most ${IMAGE_MAX_LENGTH} characters.`,
+        { field },
+      );
+    }
+  }
+  return JSON.stringify(checked);
+}
+
+function isImageUrl(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length > IMAGE_MAX_LENGTH) return false;
+  try {
+    const { protocol } = new URL(value);
+    return protocol === 'https:' || protocol === 'http:';
+  } catch {
+    return false;
+  }
+}
 
 const hasNul = (text: string) => text.includes('\u0000');
 

@@ -109,7 +109,7 @@ async function createUser(
 }
 
 function checkLicenseType(config: Config, type: string): void {
-  if (!config.licenses.types[type]) {
+  if (!Object.hasOwn(config.licenses.types, type)) {
     throw new UsageError(
       `unknown license type "${type}"; configured: ${Object.keys(config.licenses.types).join(', ')}`,
     );

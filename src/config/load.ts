@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Type as T, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
 import { invalidCidr } from '../access/ip-policy.js';
 import { createIpMatcher } from '../ratelimit/client-key.js';
@@ -116,7 +117,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   config.server.https_only ??= production;
   validateNetworks(config, (key) => originOf(origin, key) ?? configFile);
   const devSecret = settleSecret(config, production, (key) => originOf(origin, key) ?? secretsFile);
-  if (!config.licenses.types[config.licenses.default_type]) {
+  if (!Object.hasOwn(config.licenses.types, config.licenses.default_type)) {
     throw new ConfigError(
       `licenses.default_type: "${config.licenses.default_type}" is not a key of licenses.types (${configFile})`,
     );
@@ -173,6 +174,13 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
       );
     }
   }
+  // Otherwise no password could be set: every one is too short or too long.
+  const { min_length, max_length } = config.auth.password;
+  if (min_length > max_length) {
+    throw new ConfigError(
+      `auth.password.min_length: ${min_length} is more than auth.password.max_length (${max_length}) (${where('auth.password.min_length')})`,
+    );
+  }
   for (const [key, value] of urls) {
     try {
       new URL(value);
@@ -191,6 +199,8 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
 }
 
 function validateNetworks(config: RawConfig, where: (key: string) => string): void {
+  const trustProxy = invalidTrustProxy(config.server.trust_proxy);
+  if (trustProxy) throw new ConfigError(`server.trust_proxy: ${trustProxy} (${where('server.trust_proxy')})`);
   config.metrics.allowed_ips.forEach((range, i) => {
     try {
       createIpMatcher([range]);
@@ -205,6 +215,48 @@ function validateNetworks(config: RawConfig, where: (key: string) => string): vo
       throw new ConfigError(`redis.url: not a valid URL (${where('redis.url')})`);
     }
   }
+}
+
+/** The names of address ranges @fastify/proxy-addr knows (its IP_RANGES). */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * Why Fastify cannot take `value` as its trustProxy (lib/request.js), or null. `true` trusts every proxy; `false`, 0
+ * and "" none; a string is a comma list whose entries @fastify/proxy-addr compiles at start, throwing on one it cannot
+ * read (the process died with a stack trace): an address, an address with a prefix length (1 to 32 or 128) or an IPv4
+ * netmask, or a range name. The entries are read as proxy-addr reads them (ipaddr.js, the same parser). A hop count
+ * is refused: Fastify 5 takes it but trusts no proxy at all ("cannot validate the immediate peer"), so every client
+ * would have the proxy's address, in rate limits and IP restrictions alike.
+ */
+export function invalidTrustProxy(value: boolean | number | string): string | null {
+  if (typeof value === 'boolean' || value === 0 || value === '') return null;
+  if (typeof value === 'number') {
+    return 'a hop count is not supported (Fastify trusts no proxy with one); list the proxies\' addresses, e.g. "10.0.0.1,10.0.0.0/8"';
+  }
+  for (const raw of value.split(',')) {
+    const entry = raw.trim();
+    if (!PROXY_RANGE_NAMES.has(entry) && !isProxyAddress(entry)) {
+      return `"${entry}" is not an IP address, CIDR or range name (loopback, linklocal, uniquelocal); use true, false or a comma list of those`;
+    }
+  }
+  return null;
+}
+
+/** An address, `address/bits` or `IPv4/netmask`, as @fastify/proxy-addr's parseipNotation accepts it. */
+function isProxyAddress(entry: string): boolean {
+  const slash = entry.lastIndexOf('/');
+  const address = slash < 0 ? entry : entry.slice(0, slash);
+  if (!ipaddr.isValid(address)) return false;
+  if (slash < 0) return true;
+  const kind = ipaddr.parse(address).kind();
+  const range = entry.slice(slash + 1);
+  let bits: number | null = null;
+  if (/^\d+$/.test(range)) bits = Number.parseInt(range, 10);
+  else if (kind === 'ipv4' && ipaddr.isValid(range)) {
+    const mask = ipaddr.parse(range);
+    bits = mask.kind() === 'ipv4' ? mask.prefixLengthFromSubnetMask() : null;
+  }
+  return bits !== null && bits > 0 && bits <= (kind === 'ipv6' ? 128 : 32);
 }
 
 /** Production demands a real secret; development generates one once and keeps it under data_dir. */

@@ -50,7 +50,6 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/api/auth/request-password-reset', max: 10, window: 900 },
   { prefix: '/api/auth/reset-password', max: 10, window: 900 },
   { prefix: '/api/auth/send-verification-email', max: 5, window: 900 },
-  { prefix: '/api/auth/verify-email', max: 20, window: 900 },
   { prefix: '/api/auth/two-factor/', max: 20, window: 300 },
 ];
 

@@ -3,7 +3,8 @@ import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
 
 /**
  * Everything that might carry a credential is redacted before a line is written: headers, any body field with a
- * secret's name, and query strings (reset and verification links carry tokens there).
+ * secret's name, query strings (reset and verification links carry tokens there) and secret path segments (see
+ * SECRET_PATH_AFTER).
  */
 export const REDACT_PATHS = [
   'req.headers.authorization',
@@ -36,7 +37,7 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: {
       req(req: { method: string; url: string; ip?: string; id?: string }) {
-        return { method: req.method, url: stripQuery(req.url), ip: req.ip };
+        return { method: req.method, url: loggedUrl(req.url), ip: req.ip };
       },
       res(res: { statusCode: number }) {
         return { statusCode: res.statusCode };
@@ -49,6 +50,48 @@ export function loggerOptions(level: string): FastifyServerOptions['logger'] {
 export function genReqId(req: { headers: Record<string, string | string[] | undefined> }): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * Path segments after which a served route carries a secret in the path itself: Better Auth's reset link
+ * `GET /api/auth/reset-password/:token` (src/auth/mount.plugin.ts). Every other link or callback with a token, code or
+ * state has it in the query, whose values are never logged: the gateway's email verification (/auth/email/verify),
+ * magic link (/auth/magic-link/verify) and reset page links, the OAuth callbacks (/api/auth/callback/:provider, whose
+ * parameter is the provider's id). A route added with a secret in its path adds its segment here.
+ */
+export const SECRET_PATH_AFTER: ReadonlySet<string> = new Set(['reset-password']);
+
+/** What the log keeps of a request URL: no query values, no secret path segments. */
+export function loggedUrl(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? redactSecretPath(url) : stripQuery(`${redactSecretPath(url.slice(0, q))}${url.slice(q)}`);
+}
+
+/**
+ * The path without whatever follows a segment of SECRET_PATH_AFTER. Segments are compared as a router might read them
+ * (percent-decoded, any case, `\` as `/`, tabs and newlines dropped, as URL parsing does), and everything after the
+ * segment goes, not just the next one: a trailing slash, a dot segment or a `\` still reach the route
+ * (`/api/auth/./reset-password/TOKEN/` is served), and a mistyped path must not log the token either.
+ */
+export function redactSecretPath(path: string): string {
+  let start = 0;
+  for (let i = 0; i < path.length - 1; i++) {
+    if (path[i] !== '/' && path[i] !== '\\') continue;
+    if (SECRET_PATH_AFTER.has(segmentName(path.slice(start, i)))) return `${path.slice(0, i + 1)}[redacted]`;
+    start = i + 1;
+  }
+  return path;
+}
+
+const IGNORED_IN_PATH = /[\t\n\r]/g;
+
+function segmentName(segment: string): string {
+  const plain = segment.replace(IGNORED_IN_PATH, '');
+  try {
+    return decodeURIComponent(plain).toLowerCase();
+  } catch {
+    return plain.toLowerCase();
+  }
 }
 
 /** Query values are dropped from logged URLs; their names stay. */

@@ -142,7 +142,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       }
     });
     const reserve = async (request: FastifyRequest) => {
-      const email = emailOf(request.body, request.headers['content-type']);
+      const email = await emailOf(request.body, request.headers['content-type']);
       if (email === null) throw new AppError('VALIDATION_FAILED', 'email is required', { field: 'email' });
       try {
         request.loginAttempt = await throttle.reserve(email);
@@ -272,18 +272,35 @@ async function buildStore(config: Config, app: FastifyInstance, metrics: Metrics
   });
 }
 
-/** The email of a sign-in body: parsed JSON (our routes) or raw bytes (Better Auth's mount: JSON or a form). */
-function emailOf(body: unknown, contentType: string | undefined): string | null {
+/** The body types Better Auth's sign-in accepts (its allowedMediaTypes), and the only ones the lockout reads. */
+const JSON_TYPE = 'application/json';
+const FORM_TYPE = 'application/x-www-form-urlencoded';
+
+/**
+ * The email of a sign-in body, read exactly as the code that checks the password reads it: the lockout must count the
+ * account whose password is verified, not a decoy. Our routes hand over Fastify's parsed body. Better Auth's mount
+ * hands over the raw bytes, which better-call reads with the Fetch body methods: as JSON whenever the type merely
+ * starts with application/json (`application/json; x=application/x-www-form-urlencoded` is JSON), and a form's
+ * repeated field by its last value. So those bytes are read here with the same methods, and what could still be read
+ * two ways is refused before anything is counted or verified: a media type (before `;`, trimmed, any case) other than
+ * exactly one of the two (Better Auth refuses those too, 415), and a form that repeats `email`. Duplicate JSON keys
+ * need no refusal: both sides use JSON.parse (the last one wins).
+ */
+async function emailOf(body: unknown, contentType: string | undefined): Promise<string | null> {
   let value: unknown = body;
   if (Buffer.isBuffer(body)) {
-    const text = body.toString('utf8');
-    if ((contentType ?? '').includes('application/x-www-form-urlencoded')) {
-      return new URLSearchParams(text).get('email');
+    const type = (contentType ?? '').split(';', 1)[0]?.trim().toLowerCase();
+    if (type !== JSON_TYPE && type !== FORM_TYPE) {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Send ${JSON_TYPE} or ${FORM_TYPE}.`);
     }
-    try {
-      value = JSON.parse(text);
-    } catch {
-      return null;
+    // Parameters change neither reading (a form is UTF-8 whatever its charset says), so the bare type is enough.
+    const read = new Response(new Uint8Array(body), { headers: { 'content-type': type } });
+    if (type === JSON_TYPE) {
+      value = await read.json().catch(() => null);
+    } else {
+      const emails = (await read.formData().catch(() => null))?.getAll('email') ?? [];
+      if (emails.length > 1) throw new AppError('VALIDATION_FAILED', 'email must be sent once', { field: 'email' });
+      value = { email: emails[0] };
     }
   }
   const email = (value as { email?: unknown } | null)?.email;

@@ -52,6 +52,38 @@ describe('sign-in guard: every way a session is created', () => {
     expect(rows).toHaveLength(0);
   });
 
+  // Regression: the check matched the raw URL, and Fastify routes the decoded path, so `/auth/%6cogin` reached
+  // /auth/login unchecked (a password oracle for a denied address) and `/auth/%72egister` created a user.
+  it('refuses percent-encoded spellings of the sign-in routes from a globally denied address', async () => {
+    const user = await registerUser(t.app);
+    const denied = (method: 'GET' | 'POST', url: string, payload?: object) =>
+      t.app.inject({ method, url, remoteAddress: '203.0.113.51', ...(payload ? { payload } : {}) });
+    for (const [method, url, payload] of [
+      ['POST', '/auth/%6cogin', { email: user.email, password: user.password }],
+      ['POST', '/auth/%6Cogin', { email: user.email, password: 'wrong-password' }],
+      ['POST', '/auth/%72egister', { email: 'encoded.register@example.com', password: 'SecurePassword123!' }],
+      ['POST', '/auth/%61nonymous', {}],
+      ['GET', '/auth/magic-link/%76erify?token=x', undefined],
+      ['GET', '/auth/oauth/%67oogle', undefined],
+      ['POST', '/auth/passkey/authenticate/%6fptions', {}],
+      ['POST', '/auth/2fa/%76erify', { challengeToken: 'x', code: '123456' }],
+      ['POST', '/api/auth/sign-in/%65mail', { email: user.email, password: user.password }],
+    ] as const) {
+      const res = await denied(method, url, payload);
+      expect(res.statusCode, url).toBe(403);
+      expect(res.json().error.code, url).toBe('IP_NOT_ALLOWED');
+    }
+    const { rows } = await t.db.query("SELECT 1 FROM users WHERE email = 'encoded.register@example.com'");
+    expect(rows).toHaveLength(0);
+    // The same routes still serve an address that is not denied.
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: '/auth/%6cogin',
+      payload: { email: user.email, password: user.password },
+    });
+    expect(ok.statusCode).toBe(200);
+  });
+
   it('files an anonymous trial session under a device too', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/auth/anonymous', payload: {} });
     expect(res.statusCode).toBeLessThan(300);

@@ -22,7 +22,6 @@ const SERVED = [
   '/two-factor/verify-backup-code',
   '/two-factor/verify-totp',
   '/update-user',
-  '/verify-email',
 ];
 
 describe("Better Auth's routes on /api/auth/*", () => {
@@ -89,6 +88,19 @@ describe("Better Auth's routes on /api/auth/*", () => {
         });
         expect([url, method, res.statusCode]).toEqual([url, method, 404]);
         expect(res.headers['content-type']).toMatch(/^application\/json/);
+        expect(res.json().error.code).toBe('NOT_FOUND');
+      }
+    }
+  });
+
+  // Regression: GET /api/auth/verify-email took the gateway's own JWT (HS256, the same secret) and answered 500 when
+  // its payload was not a verification token's. Nothing hands out Better Auth's link (ours is /auth/email/verify).
+  it('does not serve verify-email, whatever token it is given', async () => {
+    const user = await registerUser(t.app);
+    for (const token of [user.token, 'not-a-jwt']) {
+      for (const query of [`token=${token}`, `token=${token}&callbackURL=/`]) {
+        const res = await t.app.inject({ url: `/api/auth/verify-email?${query}` });
+        expect([query, res.statusCode]).toEqual([query, 404]);
         expect(res.json().error.code).toBe('NOT_FOUND');
       }
     }

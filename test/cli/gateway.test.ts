@@ -184,6 +184,20 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
     expect((await gateway(['set-license', user.userId])).code).toBe(2);
   });
 
+  // Regression: checkLicenseType looked the type up as config.licenses.types[type], which also finds
+  // Object.prototype's names: set-license --type constructor was taken (exit 0) and the user lost chat.
+  it('set-license and create-user refuse a type that is only an inherited name (usage error, 2)', async () => {
+    const user = await registerUser(t.app);
+    for (const type of ['constructor', 'toString', '__proto__']) {
+      const res = await gateway(['set-license', user.userId, '--type', type]);
+      expect([type, res.code]).toEqual([type, 2]);
+      expect(res.stderr).toContain(`unknown license type "${type}"`);
+      const created = await gateway(['create-user', '--email', `inherited-${type}@example.com`, '--license', type]);
+      expect([type, created.code]).toEqual([type, 2]);
+    }
+    expect((await t.app.authenticator.authenticateToken(user.token))?.license.features).toMatchObject({ chat: true });
+  });
+
   it('link-telegram links a numeric id; the Authenticator then knows the user; taken ids fail with 1', async () => {
     const user = await registerUser(t.app);
     const res = await gateway(['link-telegram', user.email, '5550001']);

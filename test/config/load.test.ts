@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, EXAMPLE_SECRET, loadConfig } from '../../src/config/index.js';
 import { REPO_ROOT } from '../helpers/test-app.js';
@@ -116,6 +117,52 @@ describe('loadConfig', () => {
     expect(errorOf(load({ config: 'licenses:\n  default_type: gold\n' }).load).message).toMatch(
       /^licenses\.default_type/,
     );
+  });
+
+  // Regression: "10.0.0.0/33" or a quoted "true" passed the schema and Fastify's proxy-addr threw at start (exit 1,
+  // a stack trace) instead of the one-line config error (exit 78).
+  it('takes exactly the server.trust_proxy values Fastify can compile, and refuses a hop count it would ignore', () => {
+    const trustProxy = (value: string) => () => load({ config: `server:\n  trust_proxy: ${value}\n` }).load();
+    const good = [
+      'true',
+      'false',
+      '""',
+      '"127.0.0.1"',
+      '"10.0.0.1, 10.0.0.0/8 ,::1,fe80::/10"',
+      '"loopback,uniquelocal"',
+    ];
+    const bad = ['"10.0.0.0/33"', '"true"', '"10.0.0.0/0"', '"::1/129"', '"10.0.0.1,"', '" "', '"proxy.internal"'];
+    const more = ['"10.0.0.0/255.0.0.0"', '"10.0.0.0/255.0.255.0"', '"10"', '"::ffff:10.0.0.1/8"', '"10.0.0.1/+8"'];
+    for (const value of [...good, ...bad, ...more]) {
+      const option = JSON.parse(value.startsWith('"') ? value : JSON.stringify(value === 'true'));
+      let fastifyTakes = true;
+      try {
+        Fastify({ trustProxy: option });
+      } catch {
+        fastifyTakes = false;
+      }
+      if (good.includes(value)) expect([value, fastifyTakes]).toEqual([value, true]);
+      if (bad.includes(value)) expect([value, fastifyTakes]).toEqual([value, false]);
+      if (fastifyTakes) {
+        expect(trustProxy(value)().server.trust_proxy, value).toEqual(option);
+      } else {
+        const message = errorOf(trustProxy(value)).message;
+        expect(message, value).toMatch(/^server\.trust_proxy: ".*" is not an IP address, CIDR or range name/);
+        expect(message.split('\n')).toHaveLength(1);
+      }
+    }
+    expect(trustProxy('0')().server.trust_proxy).toBe(0);
+    expect(errorOf(trustProxy('1')).message).toMatch(/^server\.trust_proxy: a hop count is not supported/);
+  });
+
+  // Regression: min_length above max_length was accepted, and then no password could be set.
+  it('refuses auth.password.min_length above max_length', () => {
+    const passwords = (min: number, max: number) => () =>
+      load({ config: `auth:\n  password:\n    min_length: ${min}\n    max_length: ${max}\n` }).load();
+    expect(errorOf(passwords(100, 50)).message).toMatch(
+      /^auth\.password\.min_length: 100 is more than auth\.password\.max_length \(50\)/,
+    );
+    expect(passwords(64, 64)().auth.password).toMatchObject({ min_length: 64, max_length: 64 });
   });
 
   describe('secrets in production', () => {

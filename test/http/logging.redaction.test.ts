@@ -1,6 +1,8 @@
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/test-app.js';
+import { loggedUrl } from '../../src/http/logging.js';
+import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../helpers/smtp-sink.js';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 // Drives every route, including failures, with recognisable secrets and proves none reaches a log line
 // (the app logs at debug level here).
@@ -148,5 +150,73 @@ describe('no secret in any log line', () => {
       const line = t.logs.lines.find((l) => l.includes(s));
       expect(line, `secret ${s.slice(0, 20)}... found in a log line`).toBeUndefined();
     }
+  });
+});
+
+// Regression: Better Auth's reset link GET /api/auth/reset-password/:token carries the token in its path, and the
+// "incoming request" line logged it (only query values were redacted); the logged token then reset the password.
+describe('no reset token from a path in any log line', () => {
+  let t: TestApp;
+  let smtp: SmtpSink;
+  beforeAll(async () => {
+    smtp = await startSmtpSink();
+    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await smtp?.close();
+  });
+
+  it('redacts the path after a secret segment, however the path is spelled', () => {
+    expect(loggedUrl('/api/auth/reset-password/T0KEN?callbackURL=/x')).toBe(
+      '/api/auth/reset-password/[redacted]?callbackURL=[redacted]',
+    );
+    for (const spelling of [
+      '/api/auth/reset-password/T0KEN/',
+      '/api/auth/./reset-password/T0KEN',
+      '/api/auth/reset-password/./T0KEN',
+      '/api/auth/reset-password//T0KEN',
+      '/api/auth/reset-password\\T0KEN',
+      '/api/auth/Reset-Password/T0KEN',
+      '/api/auth/reset%2Dpassword/T0KEN',
+      '/api/auth/reset-password/../reset-password/T0KEN',
+    ]) {
+      expect(loggedUrl(spelling), spelling).not.toContain('T0KEN');
+      expect(loggedUrl(`${spelling}?a=b`), spelling).not.toContain('T0KEN');
+    }
+    // The rest of a path is kept: the POST route without a parameter, and paths without a secret.
+    expect(loggedUrl('/api/auth/reset-password')).toBe('/api/auth/reset-password');
+    expect(loggedUrl('/api/auth/reset-password/')).toBe('/api/auth/reset-password/');
+    expect(loggedUrl('/api/auth/callback/github?code=c&state=s')).toBe(
+      '/api/auth/callback/github?code=[redacted]&state=[redacted]',
+    );
+    expect(loggedUrl('/admin/users/user_1/license')).toBe('/admin/users/user_1/license');
+  });
+
+  it("logs neither a real token followed through Better Auth's link nor a guessed one", async () => {
+    const user = await registerUser(t.app);
+    const forgot = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/request-password-reset',
+      headers: { 'content-type': 'application/json', origin: t.config.server.base_url },
+      payload: JSON.stringify({ email: user.email }),
+    });
+    expect(forgot.statusCode).toBe(200);
+    const mail = await smtp.waitFor((m) => addressOf(m) === user.email);
+    const token = linkIn(mail, '/reset-password').searchParams.get('token') ?? '';
+    expect(token.length).toBeGreaterThan(10);
+
+    const link = await t.app.inject({ url: `/api/auth/reset-password/${token}?callbackURL=/new-password` });
+    expect(link.statusCode).toBe(302);
+    expect(link.headers.location).toBe(`${t.config.server.base_url}/new-password?token=${token}`); // a good token
+    const guessed = ['G4essed-1', 'G4essed-2', 'G4essed-3'];
+    await t.app.inject({ url: `/api/auth/./reset-password/${guessed[0]}/?callbackURL=/x` });
+    await t.app.inject({ url: `/api/auth/reset-password/${guessed[1]}/more` });
+    await t.app.inject({ url: `/api/auth/RESET-PASSWORD/${guessed[2]}` });
+
+    const incoming = t.logs.lines.filter((l) => l.includes('incoming request') && /reset-password\//i.test(l));
+    expect(incoming.length).toBeGreaterThanOrEqual(4);
+    expect(incoming[0]).toContain('"url":"/api/auth/reset-password/[redacted]?callbackURL=[redacted]"');
+    for (const s of [token, ...guessed]) expect(t.logs.text).not.toContain(s);
   });
 });

@@ -207,6 +207,84 @@ describe('per-account lockout (memory counters)', () => {
     expect((await login(user.email, user.password)).statusCode).toBe(429);
   });
 
+  // Regression: the lockout read Better Auth's body itself, not as better-call does (a form whenever the type merely
+  // contained the form type; a repeated form field's first value), so wrong passwords were counted against a decoy.
+  it('counts a Better Auth sign-in against the account Better Auth checks, however the body is spelled', async () => {
+    const user = await registerUser(t.app);
+    const apiSignIn = (contentType: string, payload: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        headers: { origin: ORIGIN, 'content-type': contentType },
+        payload,
+      });
+    const codes = [
+      // JSON to better-call (the type starts with application/json), a form with a decoy to a reader of "contains".
+      await apiSignIn(
+        'application/json; x=application/x-www-form-urlencoded',
+        JSON.stringify({ email: user.email, password: 'wrong-1', x: '&email=decoy1@example.com&' }),
+      ),
+      await apiSignIn('application/x-www-form-urlencoded', `email=${encodeURIComponent(user.email)}&password=wrong-2`),
+      // Duplicate JSON keys: the last one, for both (JSON.parse).
+      await apiSignIn(
+        'Application/JSON;charset=utf-8',
+        `{"email":"decoy3@example.com","email":${JSON.stringify(user.email)},"password":"wrong-3"}`,
+      ),
+    ].map((r) => r.statusCode);
+    expect(codes).toEqual([401, 401, 401]);
+    expect((await login(user.email, user.password)).statusCode).toBe(429);
+  });
+
+  it('refuses Better Auth sign-in bodies that could be read two ways, before anything is counted or verified', async () => {
+    const user = await registerUser(t.app);
+    const email = encodeURIComponent(user.email);
+    const verify = t.app.hasher.verify;
+    let verified = 0;
+    (t.app.hasher as { verify: typeof verify }).verify = (hash, password) => {
+      verified++;
+      return verify(hash, password);
+    };
+    try {
+      for (const [contentType, payload, status, code] of [
+        [
+          'application/x-www-form-urlencoded',
+          `email=decoy%40example.com&email=${email}&password=wrong`,
+          400,
+          'VALIDATION_FAILED',
+        ],
+        [
+          'application/x-www-form-urlencoded',
+          `email=${email}&password=wrong&email=decoy%40example.com`,
+          400,
+          'VALIDATION_FAILED',
+        ],
+        ['text/plain', JSON.stringify({ email: user.email, password: 'wrong' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+        ['application/jsonx', JSON.stringify({ email: user.email, password: 'wrong' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+        ['application/x-www-form-urlencoded+json', `email=${email}&password=wrong`, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+        [
+          'multipart/form-data; boundary=b',
+          `--b\r\ncontent-disposition: form-data; name="email"\r\n\r\n${user.email}\r\n--b--\r\n`,
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+        ],
+      ] as const) {
+        const res = await t.app.inject({
+          method: 'POST',
+          url: '/api/auth/sign-in/email',
+          headers: { origin: ORIGIN, 'content-type': contentType },
+          payload,
+        });
+        expect(res.statusCode, contentType).toBe(status);
+        expect(res.json().error.code, contentType).toBe(code);
+      }
+      expect(verified).toBe(0);
+    } finally {
+      (t.app.hasher as { verify: typeof verify }).verify = verify;
+    }
+    // More refusals than max_failures, none of them counted: the right password still signs in.
+    expect((await login(user.email, user.password)).statusCode).toBe(200);
+  });
+
   it('a Better Auth sign-in body without an email is refused before anything is verified', async () => {
     const res = await t.app.inject({
       method: 'POST',

@@ -178,7 +178,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
     },
     async (request) => {
       const { type, features, resourceLimits } = request.body;
-      if (!config.licenses.types[type]) {
+      if (!Object.hasOwn(config.licenses.types, type)) {
         throw new AppError(
           'VALIDATION_FAILED',
           `type must be one of: ${Object.keys(config.licenses.types).join(', ')}`,

@@ -1,27 +1,103 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LicenseChanged } from '../../../src/licenses/index.js';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
+import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 const ADMIN_EMAIL = 'boss@example.com';
+/** Also in admin.emails, registered by the tests of when the role is granted. */
+const LATE_ADMIN = 'late.boss@example.com';
+const LINK_ADMIN = 'link.boss@example.com';
 
 describe('admin API (/admin/*)', () => {
   let t: TestApp;
+  let smtp: SmtpSink;
   let admin: { userId: string; token: string };
   beforeAll(async () => {
-    t = await createTestApp({ config: { admin: { emails: [ADMIN_EMAIL.toUpperCase()] } } });
-    admin = await registerUser(t.app, { email: ADMIN_EMAIL, name: 'The Boss' });
+    smtp = await startSmtpSink();
+    t = await createTestApp({
+      config: {
+        admin: { emails: [ADMIN_EMAIL.toUpperCase(), LATE_ADMIN, LINK_ADMIN] },
+        email: { smtp_url: smtp.url },
+      },
+    });
+    const boss = await registerUser(t.app, { email: ADMIN_EMAIL, name: 'The Boss' });
+    await verifyEmail(ADMIN_EMAIL);
+    expect((await login(boss)).statusCode).toBe(200);
+    admin = boss;
   });
-  afterAll(() => t?.close());
+  afterAll(async () => {
+    await t?.close();
+    await smtp?.close();
+  });
 
   const as = (token: string) => ({ authorization: `Bearer ${token}` });
   const call = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: object, token = admin.token) =>
     t.app.inject({ method, url, headers: as(token), ...(payload ? { payload } : {}) });
   const status = async (token: string) =>
     (await t.app.inject({ method: 'GET', url: '/auth/session', headers: as(token) })).statusCode;
+  const login = (user: { email: string; password: string }) =>
+    t.app.inject({ method: 'POST', url: '/auth/login', payload: { email: user.email, password: user.password } });
+  const roleOf = async (userId: string) =>
+    (await t.db.query<{ role: string }>('SELECT role FROM users WHERE id = $1', [userId])).rows[0]?.role;
+  /** The real proof of an address: a verification email over SMTP, and its link followed. */
+  async function verifyEmail(email: string) {
+    const resend = await t.app.inject({ method: 'POST', url: '/auth/email/verify/resend', payload: { email } });
+    expect(resend.statusCode).toBe(202);
+    const mail = await smtp.waitFor((m) => addressOf(m) === email && /Verify your email/.test(m.subject ?? ''));
+    const link = linkIn(mail, '/auth/email/verify');
+    expect((await t.app.inject({ url: `${link.pathname}${link.search}` })).statusCode).toBe(200);
+  }
 
-  it('grants the admin role to the configured emails when they sign up (case-insensitive)', async () => {
-    const { rows } = await t.db.query<{ role: string }>('SELECT role FROM users WHERE id = $1', [admin.userId]);
-    expect(rows[0]?.role).toBe('admin');
+  it('grants the admin role to the configured emails once verified, at the next sign-in (case-insensitive)', async () => {
+    expect(await roleOf(admin.userId)).toBe('admin');
+  });
+
+  // Regression: the role went to whoever registered a configured address, unproven (verification is off by default).
+  it('an unverified registration of a configured address stays a user: sign-up, sign-ins, restart', async () => {
+    const late = await registerUser(t.app, { email: LATE_ADMIN });
+    expect(await roleOf(late.userId)).toBe('user');
+    expect((await login(late)).statusCode).toBe(200);
+    const api = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: 'http://localhost:3000' },
+      payload: { email: LATE_ADMIN, password: late.password },
+    });
+    expect(api.statusCode).toBe(200);
+    const restarted = await createSiblingApp(t, { admin: { emails: [LATE_ADMIN] } });
+    await restarted.close();
+    expect(await roleOf(late.userId)).toBe('user');
+    expect((await call('GET', '/admin/users', undefined, late.token)).statusCode).toBe(403);
+
+    // Proven: the next sign-in grants it.
+    await verifyEmail(LATE_ADMIN);
+    expect((await login(late)).statusCode).toBe(200);
+    expect(await roleOf(late.userId)).toBe('admin');
+    expect((await call('GET', '/admin/users', undefined, late.token)).statusCode).toBe(200);
+  });
+
+  it('a magic link proves the address: the session it creates comes with the role', async () => {
+    const user = await registerUser(t.app, { email: LINK_ADMIN });
+    expect(await roleOf(user.userId)).toBe('user');
+    const ask = await t.app.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: LINK_ADMIN } });
+    expect(ask.statusCode).toBe(200);
+    const mail = await smtp.waitFor((m) => addressOf(m) === LINK_ADMIN && /sign-in link/.test(m.subject ?? ''));
+    const link = linkIn(mail, '/auth/magic-link/verify');
+    const open = await t.app.inject({ url: `${link.pathname}${link.search}` });
+    expect(open.statusCode).toBe(200);
+    expect(await roleOf(user.userId)).toBe('admin');
+    expect((await call('GET', '/admin/users', undefined, open.json().token)).statusCode).toBe(200);
+  });
+
+  it('at start, only the verified configured addresses are promoted', async () => {
+    const unproven = await registerUser(t.app);
+    const proven = await registerUser(t.app);
+    await verifyEmail(proven.email);
+    const restarted = await createSiblingApp(t, { admin: { emails: [unproven.email, proven.email.toUpperCase()] } });
+    await restarted.close();
+    expect(await roleOf(unproven.userId)).toBe('user');
+    expect(await roleOf(proven.userId)).toBe('admin');
   });
 
   it('refuses non-admins with 403 ADMIN_REQUIRED on every route (audited), and anonymous callers with 401', async () => {
@@ -132,6 +208,19 @@ describe('admin API (/admin/*)', () => {
     expect((await call('PUT', `/admin/users/${user.userId}/license`, { type: 'pro', features: [1] })).statusCode).toBe(
       400,
     );
+  });
+
+  // Regression: the type was looked up as config.licenses.types[type], which also finds Object.prototype's names:
+  // "constructor" was taken (200) and the user lost chat.
+  it('refuses a license type that is only an inherited name, and the license stays', async () => {
+    const user = await registerUser(t.app);
+    for (const type of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+      const res = await call('PUT', `/admin/users/${user.userId}/license`, { type });
+      expect([type, res.statusCode]).toEqual([type, 400]);
+      expect(res.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'type' });
+    }
+    const session = await t.app.inject({ method: 'GET', url: '/auth/session', headers: as(user.token) });
+    expect(session.json().license).toMatchObject({ type: 'free', features: { chat: true } });
   });
 
   it("revokes a user's sessions", async () => {
