@@ -10,9 +10,10 @@ return {n, redis.call('PTTL', KEYS[1])}`;
 const RESERVE = `
 local t = redis.call('PTTL', KEYS[1])
 if t > 0 then return {0, t} end
-local n = redis.call('INCR', KEYS[2])
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n >= tonumber(ARGV[1]) then return {0, tonumber(ARGV[3])} end
+n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return {0, tonumber(ARGV[3])} end
 return {1, n}`;
 
 const FAIL = `

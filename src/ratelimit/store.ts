@@ -104,9 +104,11 @@ export function createMemoryStore(now: () => number = Date.now): CounterStore {
         set(k, 1, policy.failureWindowMs);
         return { kind: 'slot', n: 1 };
       }
+      // Every slot is taken by attempts still being verified: the lock they will set is at least the base. A refused
+      // reservation is not counted: the slots given back would otherwise leave the count above the maximum, the account
+      // refused for the whole failure window without one wrong password and without a lock.
+      if (e.value >= policy.maxFailures) return { kind: 'locked', retryMs: policy.baseMs };
       e.value++;
-      // Every slot is taken by attempts still being verified: the lock they will set is at least the base.
-      if (e.value > policy.maxFailures) return { kind: 'locked', retryMs: policy.baseMs };
       return { kind: 'slot', n: e.value };
     },
     async fail(account, n, policy) {

@@ -49,7 +49,23 @@ describe('memory store', () => {
     expect(await store.reserve('b', policy)).toEqual({ kind: 'locked', retryMs: 60_000 });
     await store.close();
   });
+
+  // Regression: refused reservations were counted too, so once the slot holders gave their slots back (no verdict:
+  // a 400, an error) the count stayed above the maximum and the account was refused for the whole failure window,
+  // the right password included, with no lock, no audit row and no metric.
+  it('a refused reservation is not counted: once the slots are given back, attempts go through again', async () => {
+    await refusalsAreNotCounted(createMemoryStore(), 'c');
+  });
 });
+
+async function refusalsAreNotCounted(store: CounterStore, account: string) {
+  const held = await Promise.all(Array.from({ length: 3 }, () => store.reserve(account, policy)));
+  expect(held.every((r) => r.kind === 'slot')).toBe(true);
+  for (let i = 0; i < 10; i++) expect((await store.reserve(account, policy)).kind).toBe('locked');
+  for (let i = 0; i < 3; i++) await store.release(account);
+  expect(await store.reserve(account, policy)).toEqual({ kind: 'slot', n: 1 });
+  await store.succeed(account);
+}
 
 const redisUrl = process.env.TEST_REDIS_URL;
 
@@ -89,6 +105,10 @@ describe.skipIf(!redisUrl)('redis store (real Redis)', () => {
     await store.release(account);
     await store.release(account); // never below zero: a late release cannot buy an extra guess
     expect(await store.client.get(keys.attempts(account))).toBe('0');
+  });
+
+  it('a refused reservation is not counted: once the slots are given back, attempts go through again', async () => {
+    await refusalsAreNotCounted(store, `${prefix}:refused`);
   });
 
   it('a Redis that is down falls back to process memory instead of failing', async () => {
