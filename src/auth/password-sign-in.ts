@@ -49,6 +49,15 @@ export interface PasswordSignInDeps {
 export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientIp }: PasswordSignInDeps) {
   const expiresInMs = config.auth.session.expires_in * 1000;
 
+  /** Why no session was written after a right password: the account was disabled, or its password changed, meanwhile. */
+  async function refusalAfterVerify(userId: string): Promise<AppError> {
+    const { rows } = await db.query<{ disabled: boolean }>(
+      'SELECT disabled_at IS NOT NULL AS disabled FROM users WHERE id = $1',
+      [userId],
+    );
+    return new AppError(rows[0]?.disabled === false ? 'INVALID_CREDENTIALS' : 'ACCOUNT_DISABLED');
+  }
+
   return async function signIn(
     input: { email: string; password: string },
     headers: Headers,
@@ -93,14 +102,18 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
       expiresAt: new Date(now.getTime() + expiresInMs),
     };
     // One statement, so one round trip and one commit after the password: the session (only while the account is
-    // still enabled: it may have been disabled, and its sessions deleted, while the password was being verified, which
-    // can take seconds behind a long hash queue), filed under its device (created on first use, as bindSession does),
-    // and its login.success audit row. They commit together: no session without its audit row. FOR SHARE: a disable
-    // in flight (its UPDATE of the user, then its DELETE of the sessions) is waited for and then seen, so it cannot
-    // miss a session written between the two.
+    // still enabled and the password verified is still its password: it may have been disabled, or its password changed
+    // or removed, and its sessions deleted, while the password was being verified, which can take seconds behind a long
+    // hash queue), filed under its device (created on first use, as bindSession does), and its login.success audit row.
+    // They commit together: no session without its audit row. FOR SHARE on the user and the credential: a disable, a
+    // password change or reset, or a reclaim by a magic link in flight (an UPDATE or DELETE of those rows, then a DELETE
+    // of the sessions) is waited for and then seen, so it cannot miss a session written between the two.
     const { rows: created } = await db.query<{ id: string }>(
       `WITH account AS (
-         SELECT id FROM users WHERE id = $3 AND disabled_at IS NULL FOR SHARE
+         SELECT u.id FROM users u
+           JOIN user_credentials c ON c.user_id = u.id AND c.provider_id = 'credential' AND c.account_id = u.id
+          WHERE u.id = $3 AND u.disabled_at IS NULL AND c.password_hash = $16
+            FOR SHARE
        ), device AS (
          INSERT INTO devices (id, user_id, key_hash, name, user_agent)
          SELECT $8, id, $9, $10, $11 FROM account WHERE $9::text IS NOT NULL
@@ -132,9 +145,10 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
         origin.ip,
         origin.userAgent?.slice(0, AUDIT_USER_AGENT_MAX) ?? null,
         JSON.stringify(secondFactorSkipped ? { method: 'password', trustedDevice: true } : { method: 'password' }),
+        user.password_hash,
       ],
     );
-    if (created.length === 0) throw new AppError('ACCOUNT_DISABLED');
+    if (created.length === 0) throw await refusalAfterVerify(user.id);
     await sessionGuard?.afterSession({
       sessionId: session.sessionId,
       userId: user.id,

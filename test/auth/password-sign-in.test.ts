@@ -214,4 +214,54 @@ describe('password sign-in (POST /auth/login)', () => {
     );
     expect(audit).toEqual([]);
   });
+
+  // Regression: the session was written if the account was still enabled, whatever had happened to the password
+  // meanwhile: a sign-in with the old password, started before a password change (or a magic link's reclaim), could
+  // still get a session after the change had ended every other one.
+  it('a password changed while it is being verified gets no session', async () => {
+    const user = await registerUser(t.app);
+    const verify = t.app.hasher.verify.bind(t.app.hasher);
+    vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
+      await t.db.query(
+        `UPDATE user_credentials SET password_hash = 'changed' WHERE user_id = $1 AND provider_id = 'credential'`,
+        [user.userId],
+      );
+      await t.db.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+      return verify(hash, password);
+    });
+    const res = await login(user.email, user.password);
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('INVALID_CREDENTIALS');
+    const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(rows).toHaveLength(0);
+  });
+
+  it('a password change still in flight when the session is written is waited for, and wins', async () => {
+    const user = await registerUser(t.app);
+    const verify = t.app.hasher.verify.bind(t.app.hasher);
+    let changing: Promise<unknown> = Promise.resolve();
+    vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
+      let started: () => void = () => {};
+      const inFlight = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      changing = t.db.transaction(async (tx) => {
+        await tx.query(
+          `UPDATE user_credentials SET password_hash = 'changed' WHERE user_id = $1 AND provider_id = 'credential'`,
+          [user.userId],
+        );
+        await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      });
+      await inFlight;
+      return verify(hash, password);
+    });
+    const res = await login(user.email, user.password);
+    await changing;
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('INVALID_CREDENTIALS');
+    const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(rows).toHaveLength(0);
+  });
 });
