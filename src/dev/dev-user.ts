@@ -24,7 +24,7 @@ export async function ensureDevUser(
 
   const generated = config.dev_user.password ? null : randomBytes(12).toString('base64url');
   const hash = await hasher.hash(config.dev_user.password || (generated as string));
-  const license = config.licenses.types[config.dev_user.license]
+  const license = Object.hasOwn(config.licenses.types, config.dev_user.license)
     ? config.dev_user.license
     : config.licenses.default_type;
   const created = await db.transaction(async (tx) => {

@@ -22,7 +22,10 @@ export type LicenseResolver = (row: LicenseRow | null) => License;
 export function createLicenseResolver(config: Config['licenses']): LicenseResolver {
   const resolve = (row: LicenseRow | null): License => {
     const type = row?.license_type ?? config.default_type;
-    const defaults = config.types[type] ?? { features: {}, resource_limits: {} };
+    // Own keys only: a row typed 'constructor' (written by hand) must not pick up Object.prototype's members.
+    const defaults = Object.hasOwn(config.types, type)
+      ? (config.types[type] as (typeof config.types)[string])
+      : { features: {}, resource_limits: {} };
     return Object.freeze({
       type,
       features: Object.freeze({ ...defaults.features, ...(row?.features ?? {}) }),
