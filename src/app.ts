@@ -364,6 +364,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     accounts,
     recentAuth,
     mailer,
+    loginThrottle: app.loginThrottle,
   });
   await app.register(twoFactorRoutes, {
     config,

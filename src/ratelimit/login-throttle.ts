@@ -30,6 +30,31 @@ export interface LoginThrottleDeps {
 export const accountKey = (email: string) => email.trim().toLowerCase();
 
 /**
+ * A password check outside sign-in (2FA enrolment, a password change), counted against the account's sign-in lockout
+ * as /auth/login counts it (the same key: the email): a slot is taken before the password is looked at (429
+ * ACCOUNT_LOCKED when locked or all slots are in use), a wrong password (`check` throws INVALID_PASSWORD) is a failure,
+ * a right one clears the count, anything else gives the slot back. Without it, a session could guess its account's
+ * password at the routes' rate, never locked out.
+ */
+export async function countedPasswordCheck<T>(
+  throttle: LoginThrottle,
+  email: string,
+  check: () => Promise<T>,
+): Promise<T> {
+  const attempt = await throttle.reserve(email);
+  let result: T;
+  try {
+    result = await check();
+  } catch (err) {
+    if (err instanceof AppError && err.code === 'INVALID_PASSWORD') await attempt.failed();
+    else await attempt.released();
+    throw err;
+  }
+  await attempt.succeeded();
+  return result;
+}
+
+/**
  * Per-account failed-login throttle. Keyed by the normalized email whether or not an account exists, so a lockout
  * answers the same for unknown emails and reveals nothing.
  */

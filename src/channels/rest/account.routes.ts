@@ -5,6 +5,7 @@ import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { type Mailer, passwordChangedEmail } from '../../email/index.js';
+import { countedPasswordCheck, type LoginThrottle } from '../../ratelimit/login-throttle.js';
 import {
   type ChangeBody,
   EmailBody,
@@ -29,6 +30,8 @@ export interface AccountRoutesDeps {
   accounts: AccountStore;
   recentAuth: RecentAuth;
   mailer: Mailer;
+  /** The sign-in lockout: a wrong current password counts as a failed sign-in of the account. */
+  loginThrottle: LoginThrottle;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -124,13 +127,15 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
       },
     },
     async (request) => {
-      const { userId, sessionId } = authOf(request);
-      const { endedSessions } = await accounts.changePassword({
-        userId,
-        keepSessionId: sessionId,
-        currentPassword: request.body.currentPassword,
-        newPassword: request.body.newPassword,
-      });
+      const { userId, sessionId, email } = authOf(request);
+      const { endedSessions } = await countedPasswordCheck(deps.loginThrottle, email, () =>
+        accounts.changePassword({
+          userId,
+          keepSessionId: sessionId,
+          currentPassword: request.body.currentPassword,
+          newPassword: request.body.newPassword,
+        }),
+      );
       await audit.record({
         event: 'password.changed',
         userId,

@@ -6,7 +6,7 @@ import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import type { PasswordHasher } from '../../passwords/index.js';
-import type { LoginThrottle } from '../../ratelimit/login-throttle.js';
+import { countedPasswordCheck, type LoginThrottle } from '../../ratelimit/login-throttle.js';
 
 import {
   CodeBody,
@@ -59,24 +59,8 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
   // one), and must not get to try passwords here. So the session's age is checked first, the password after.
   const recent = requireRecentAuth(deps.recentAuth);
 
-  /**
-   * A password check counted against the account's sign-in lockout as /auth/login counts it (the same key: the email):
-   * a slot is taken before the password is looked at (429 ACCOUNT_LOCKED when locked or all slots are in use), a wrong
-   * password is a failure, a right one clears the count, anything else gives the slot back.
-   */
-  async function countedPassword<T>(email: string, check: () => Promise<T>): Promise<T> {
-    const attempt = await deps.loginThrottle.reserve(email);
-    let result: T;
-    try {
-      result = await check();
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'INVALID_PASSWORD') await attempt.failed();
-      else await attempt.released();
-      throw err;
-    }
-    await attempt.succeeded();
-    return result;
-  }
+  const countedPassword = <T>(email: string, check: () => Promise<T>) =>
+    countedPasswordCheck(deps.loginThrottle, email, check);
 
   app.post<{ Body: PasswordBody }>(
     '/auth/2fa/enable',

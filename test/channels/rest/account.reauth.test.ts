@@ -75,6 +75,35 @@ describe('re-authentication for sensitive operations; password change; account d
     expect((await change('not-a-token', user.password, 'ChangedPassword456!')).statusCode).toBe(401);
   });
 
+  // Regression: a wrong current password was not counted, so a (recent) session could guess its account's password
+  // here at the route's rate without ever being locked out.
+  it('a wrong current password counts toward the per-account lockout that /auth/login uses', async () => {
+    const strict = await createTestApp({ config: { lockout: { max_failures: 3 } } });
+    try {
+      const user = await registerUser(strict.app);
+      const changeOn = (currentPassword: string) =>
+        strict.app.inject({
+          method: 'POST',
+          url: '/auth/password/change',
+          payload: { currentPassword, newPassword: 'ChangedPassword456!' },
+          headers: bearer(user.token),
+        });
+      for (let i = 0; i < 3; i++)
+        expect((await changeOn(`NotMyPassword${i}!`)).json().error.code).toBe('INVALID_PASSWORD');
+      const locked = await changeOn(user.password);
+      expect(locked.statusCode).toBe(429);
+      expect(locked.json().error.code).toBe('ACCOUNT_LOCKED');
+      const signIn = await strict.app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        payload: { email: user.email, password: user.password },
+      });
+      expect(signIn.json().error.code).toBe('ACCOUNT_LOCKED');
+    } finally {
+      await strict.close();
+    }
+  });
+
   it('a session older than recent_auth_window gets 403 REAUTH_REQUIRED; signing in again unlocks it', async () => {
     const user = await registerUser(t.app);
     await age(user, t.config.auth.recent_auth_window + 5);
