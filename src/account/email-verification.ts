@@ -1,15 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { completeUpgrade } from '../accounts/anonymous-users.js';
 import { generateId } from '../auth/index.js';
-import type { Database } from '../db/index.js';
-import { type Mailer, verificationEmail } from '../email/index.js';
+import type { Database, Queryable } from '../db/index.js';
+import { type EmailMessage, type Mailer, verificationEmail } from '../email/index.js';
+import { signUpAttemptEmail } from '../email/templates.js';
 import { AppError } from '../errors/index.js';
 import { sendDeferred } from './deferred.js';
 
 /**
  * Email verification with our own links: Better Auth's are stateless JWTs that verify as often as they are opened until
  * they expire; ours are single-use. A link carries 256 random bits; verification_tokens keeps only their SHA-256
- * (identifier `email-verification:<hex>`, value = user id) and consuming is one DELETE ... RETURNING, so a link works
- * once even when opened twice at the same moment.
+ * (identifier `email-verification:<hex>`, value = `<user id>\n<address>`: a link proves the address it was sent to) and
+ * consuming is one DELETE ... RETURNING, so a link works once even when opened twice at the same moment.
  */
 
 const TOKEN_PREFIX = 'email-verification:';
@@ -28,11 +30,15 @@ export interface EmailVerificationOptions {
 }
 
 export interface EmailVerification {
-  /** Issues a new link for this user (older ones stop working) and sends it after the request. */
-  issue(user: { id: string; email: string; name: string }): Promise<void>;
   /**
-   * As issue(), but silently skipped when the address got a link less than resend_interval ago: Better Auth's own
-   * triggers (sign-up, /api/auth/send-verification-email) share the resend limit.
+   * The email a sign-up (or an anonymous user's upgrade) sends to `user.email`, prepared and sent after the request has
+   * answered: a request for an address with an account costs what one for a new address costs, and a failure is
+   * logged, never the request's (the user asks for a new link). Which email depends on the address, which the request
+   * must not reveal: a link that verifies the address for `user.id` when the address is that user's, unverified, or
+   * nobody's (an upgrade waiting for it); otherwise, when the address belongs to another account or is verified
+   * already, a notice to its owner that someone tried to sign up with it. Silently skipped when the address got an
+   * email less than resend_interval ago: Better Auth's own triggers (sign-up, /api/auth/send-verification-email) share
+   * the resend limit.
    */
   issueLimited(user: { id: string; email: string; name: string }): Promise<void>;
   /**
@@ -40,100 +46,130 @@ export interface EmailVerification {
    * none; refuses with RATE_LIMITED when the address got one less than resend_interval ago.
    */
   resend(email: string): Promise<{ userId: string | null }>;
-  /** Consumes a link: marks the user's email verified. INVALID_VERIFICATION_TOKEN when unknown, used or expired. */
+  /**
+   * Consumes a link: marks the user's email verified, or completes the anonymous user's upgrade to the address.
+   * INVALID_VERIFICATION_TOKEN when unknown, used or expired; EMAIL_TAKEN when an upgrade's address got an account
+   * meanwhile.
+   */
   verify(token: string): Promise<{ userId: string }>;
 }
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
+const normalize = (email: string) => email.trim().toLowerCase();
 
 export function createEmailVerification(options: EmailVerificationOptions): EmailVerification {
-  const { db } = options;
+  const { db, log } = options;
 
-  async function issue(user: { id: string; email: string; name: string }): Promise<void> {
+  /** A new link for this user and address (the user's older links stop working); the email to send after commit. */
+  async function issue(tx: Queryable, user: { id: string; email: string; name: string }): Promise<EmailMessage> {
     const token = randomBytes(32).toString('base64url');
-    await db.transaction(async (tx) => {
-      await tx.query(`DELETE FROM verification_tokens WHERE identifier LIKE $1 AND token = $2`, [
-        `${TOKEN_PREFIX}%`,
-        user.id,
-      ]);
-      await tx.query(
-        `INSERT INTO verification_tokens (id, identifier, token, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
-        [generateId('verification'), TOKEN_PREFIX + sha256(token), user.id, options.ttlSeconds],
-      );
-    });
+    await tx.query(`DELETE FROM verification_tokens WHERE identifier LIKE $1 AND split_part(token, E'\\n', 1) = $2`, [
+      `${TOKEN_PREFIX}%`,
+      user.id,
+    ]);
+    await tx.query(
+      `INSERT INTO verification_tokens (id, identifier, token, expires_at)
+       VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
+      [generateId('verification'), TOKEN_PREFIX + sha256(token), `${user.id}\n${user.email}`, options.ttlSeconds],
+    );
     const link = new URL('/auth/email/verify', options.baseUrl);
     link.searchParams.set('token', token);
-    sendDeferred(
-      options.mailer,
-      verificationEmail({
-        to: user.email,
-        name: user.name,
-        link: link.toString(),
-        ttlSeconds: options.ttlSeconds,
-        appName: options.appName,
-      }),
-      options.log,
-    );
+    return verificationEmail({
+      to: user.email,
+      name: user.name,
+      link: link.toString(),
+      ttlSeconds: options.ttlSeconds,
+      appName: options.appName,
+    });
   }
 
-  /** Takes this address's send slot; returns 0, or the seconds until the slot frees up. */
-  async function claimSlot(email: string): Promise<number> {
-    const marker = SENT_PREFIX + sha256(email.trim().toLowerCase());
-    const allowed = await db.transaction(async (tx) => {
-      // Serialises resends of one address across connections and processes; the marker row is the limit.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
-      const { rows } = await tx.query<{ wait: number }>(
-        `SELECT ceil(extract(epoch FROM max(expires_at) - now()))::int AS wait
-             FROM verification_tokens WHERE identifier = $1 AND expires_at > now()`,
-        [marker],
+  /** Takes this address's send slot inside `tx`; returns 0, or the seconds until the slot frees up. */
+  async function claimSlot(tx: Queryable, email: string): Promise<number> {
+    const marker = SENT_PREFIX + sha256(email);
+    // Serialises sends to one address across connections and processes; the marker row is the limit.
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
+    const { rows } = await tx.query<{ wait: number }>(
+      `SELECT ceil(extract(epoch FROM max(expires_at) - now()))::int AS wait
+           FROM verification_tokens WHERE identifier = $1 AND expires_at > now()`,
+      [marker],
+    );
+    const wait = rows[0]?.wait;
+    if (wait) return wait;
+    await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [marker]);
+    await tx.query(
+      `INSERT INTO verification_tokens (id, identifier, token, expires_at)
+         VALUES ($1, $2, '', now() + make_interval(secs => $3))`,
+      [generateId('verification'), marker, options.resendIntervalSeconds],
+    );
+    return 0;
+  }
+
+  /** issueLimited's work; the slot, the link and the decision commit together, so a failure leaves the slot free. */
+  async function sendFor(user: { id: string; email: string; name: string }): Promise<void> {
+    const email = normalize(user.email);
+    const message = await db.transaction(async (tx) => {
+      if ((await claimSlot(tx, email)) > 0) return null;
+      const { rows } = await tx.query<{ id: string; name: string; email_verified: boolean }>(
+        'SELECT id, name, email_verified FROM users WHERE lower(email) = $1',
+        [email],
       );
-      const wait = rows[0]?.wait;
-      if (wait) return { wait };
-      await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [marker]);
-      await tx.query(
-        `INSERT INTO verification_tokens (id, identifier, token, expires_at)
-           VALUES ($1, $2, '', now() + make_interval(secs => $3))`,
-        [generateId('verification'), marker, options.resendIntervalSeconds],
-      );
-      return { wait: 0 };
+      const owner = rows[0];
+      // The owner's own name, never the requester's: the notice must carry nothing the requester wrote.
+      if (owner && (owner.id !== user.id || owner.email_verified)) {
+        return signUpAttemptEmail({ to: email, name: owner.name, appName: options.appName });
+      }
+      return issue(tx, { ...user, email });
     });
-    return allowed.wait;
+    if (message) sendDeferred(options.mailer, message, log);
   }
 
   return {
-    issue,
-
     async issueLimited(user) {
-      if ((await claimSlot(user.email)) === 0) await issue(user);
+      setImmediate(() => {
+        sendFor(user).catch((err: Error) => {
+          log.error({ err: { message: err.message } }, 'preparing a verification email failed');
+        });
+      });
     },
 
     async resend(email) {
-      const wait = await claimSlot(email);
-      if (wait > 0) throw new AppError('RATE_LIMITED', undefined, { retryAfter: wait });
-      const { rows } = await db.query<{ id: string; email: string; name: string; email_verified: boolean }>(
-        'SELECT id, email, name, email_verified FROM users WHERE lower(email) = lower($1)',
-        [email],
-      );
-      const user = rows[0];
-      if (!user || user.email_verified) return { userId: null };
-      await issue(user);
-      return { userId: user.id };
+      const address = normalize(email);
+      const found = await db.transaction(async (tx) => {
+        const wait = await claimSlot(tx, address);
+        if (wait > 0) throw new AppError('RATE_LIMITED', undefined, { retryAfter: wait });
+        const { rows } = await tx.query<{ id: string; email: string; name: string; email_verified: boolean }>(
+          'SELECT id, email, name, email_verified FROM users WHERE lower(email) = $1',
+          [address],
+        );
+        const user = rows[0];
+        if (!user || user.email_verified) return null;
+        return { userId: user.id, message: await issue(tx, { ...user, email: address }) };
+      });
+      if (!found) return { userId: null };
+      sendDeferred(options.mailer, found.message, log);
+      return { userId: found.userId };
     },
 
     async verify(token) {
-      const { rows } = await db.query<{ user_id: string; live: boolean }>(
-        `DELETE FROM verification_tokens WHERE identifier = $1
-         RETURNING token AS user_id, expires_at > now() AS live`,
-        [TOKEN_PREFIX + sha256(token)],
-      );
-      const row = rows[0];
-      if (!row?.live) throw new AppError('INVALID_VERIFICATION_TOKEN', undefined, { field: 'token' });
-      const updated = await db.query('UPDATE users SET email_verified = true, updated_at = now() WHERE id = $1', [
-        row.user_id,
-      ]);
-      if (updated.rowCount === 0) throw new AppError('INVALID_VERIFICATION_TOKEN', undefined, { field: 'token' });
-      return { userId: row.user_id };
+      return db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ value: string; live: boolean }>(
+          `DELETE FROM verification_tokens WHERE identifier = $1
+           RETURNING token AS value, expires_at > now() AS live`,
+          [TOKEN_PREFIX + sha256(token)],
+        );
+        const row = rows[0];
+        if (!row?.live) throw new AppError('INVALID_VERIFICATION_TOKEN', undefined, { field: 'token' });
+        // Links issued before they carried their address name the user only: they verify the user's current one.
+        const [userId = '', email = null] = row.value.split('\n');
+        if (email !== null && (await completeUpgrade(tx, userId, email))) return { userId };
+        const updated = await tx.query(
+          `UPDATE users SET email_verified = true, updated_at = now()
+            WHERE id = $1 AND ($2::text IS NULL OR lower(email) = $2)`,
+          [userId, email],
+        );
+        if (updated.rowCount === 0) throw new AppError('INVALID_VERIFICATION_TOKEN', undefined, { field: 'token' });
+        return { userId };
+      });
     },
   };
 }

@@ -3,6 +3,17 @@ import { isUniqueViolation, type Queryable } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
 
+// An upgrade that waits for its address to be proven (auth.require_email_verification): one row per anonymous user in
+// verification_tokens, the value a JSON PendingUpgrade. The password is stored as its argon2id hash, as it will be in
+// user_credentials.
+const PENDING_PREFIX = 'anonymous-upgrade:';
+
+interface PendingUpgrade {
+  email: string;
+  name: string;
+  passwordHash: string;
+}
+
 export interface AnonymousUsers {
   isAnonymous(userId: string): Promise<boolean>;
   /**
@@ -10,6 +21,13 @@ export interface AnonymousUsers {
    * stay), now with an email and a password. NOT_ANONYMOUS if it was registered meanwhile; EMAIL_TAKEN if the email is.
    */
   upgradeWithPassword(userId: string, input: { email: string; password: string; name: string }): Promise<void>;
+  /**
+   * The upgrade when addresses must be proven: nothing about the user changes yet, whether or not the address has an
+   * account (the caller answers the same either way and emails the address). The upgrade is made by the emailed link
+   * (completeUpgrade); a newer request replaces this one, so only the link for the latest address can complete it.
+   * NOT_ANONYMOUS if the user is not anonymous.
+   */
+  requestUpgrade(userId: string, input: { email: string; password: string; name: string }): Promise<void>;
   /** Deletes anonymous users older than max_age (their sessions, links and license go with them). */
   cleanup(): Promise<number>;
 }
@@ -29,25 +47,22 @@ export function createAnonymousUsers(
 
     async upgradeWithPassword(userId, { email, password, name }) {
       const passwordHash = await hasher.hash(password);
-      try {
-        await db.transaction(async (tx) => {
-          const { rowCount } = await tx.query(
-            `UPDATE users SET email = $2, email_verified = FALSE, is_anonymous = FALSE, updated_at = now(),
-                    name = CASE WHEN $3 <> '' THEN $3 ELSE name END
-              WHERE id = $1 AND is_anonymous`,
-            [userId, email, name],
-          );
-          if (rowCount === 0) throw new AppError('NOT_ANONYMOUS');
-          await tx.query(
-            `INSERT INTO user_credentials (id, user_id, account_id, provider_id, password_hash)
-             VALUES ($1, $2, $2, 'credential', $3)`,
-            [generateId('account'), userId, passwordHash],
-          );
-        });
-      } catch (err) {
-        if (isUniqueViolation(err)) throw new AppError('EMAIL_TAKEN', undefined, { field: 'email' }, { cause: err });
-        throw err;
-      }
+      const upgraded = await db.transaction((tx) => applyUpgrade(tx, userId, { email, name, passwordHash }, false));
+      if (!upgraded) throw new AppError('NOT_ANONYMOUS');
+    },
+
+    async requestUpgrade(userId, { email, password, name }) {
+      // The same argon2 computation a sign-up makes, and no look-up of the address: the request costs the same
+      // whether or not the address has an account.
+      const pending: PendingUpgrade = { email, name, passwordHash: await hasher.hash(password) };
+      // Expires with the anonymous user at the latest (anonymous.max_age); the link's own expiry is shorter.
+      const { rowCount } = await db.query(
+        `WITH replaced AS (DELETE FROM verification_tokens WHERE identifier = $2)
+         INSERT INTO verification_tokens (id, identifier, token, expires_at)
+         SELECT $3, $2, $4, now() + make_interval(secs => $5) FROM users WHERE id = $1 AND is_anonymous`,
+        [userId, PENDING_PREFIX + userId, generateId('verification'), JSON.stringify(pending), maxAgeSeconds],
+      );
+      if (rowCount === 0) throw new AppError('NOT_ANONYMOUS');
     },
 
     async cleanup() {
@@ -55,7 +70,50 @@ export function createAnonymousUsers(
         `DELETE FROM users WHERE is_anonymous AND created_at < now() - make_interval(secs => $1)`,
         [maxAgeSeconds],
       );
+      await db.query(`DELETE FROM verification_tokens WHERE starts_with(identifier, $1) AND expires_at < now()`, [
+        PENDING_PREFIX,
+      ]);
       return rowCount;
     },
   };
+}
+
+/**
+ * Completes the anonymous user's pending upgrade to `email`, inside the caller's transaction, when a link sent to that
+ * address has just been followed: the address is then verified. False when the user has no pending upgrade to this
+ * address (another address was asked for since) or is no longer anonymous. EMAIL_TAKEN if the address got an account
+ * in the meantime.
+ */
+export async function completeUpgrade(tx: Queryable, userId: string, email: string): Promise<boolean> {
+  const { rows } = await tx.query<{ token: string }>(
+    `SELECT token FROM verification_tokens WHERE identifier = $1 AND expires_at > now() FOR UPDATE`,
+    [PENDING_PREFIX + userId],
+  );
+  const pending = rows.map((r) => JSON.parse(r.token) as PendingUpgrade).find((p) => p.email === email);
+  if (!pending) return false;
+  if (!(await applyUpgrade(tx, userId, pending, true))) return false;
+  await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [PENDING_PREFIX + userId]);
+  return true;
+}
+
+/** The upgrade itself: email, name and password on the anonymous user's row. False if it is not anonymous. */
+async function applyUpgrade(tx: Queryable, userId: string, upgrade: PendingUpgrade, verified: boolean) {
+  try {
+    const { rowCount } = await tx.query(
+      `UPDATE users SET email = $2, email_verified = $4, is_anonymous = FALSE, updated_at = now(),
+              name = CASE WHEN $3 <> '' THEN $3 ELSE name END
+        WHERE id = $1 AND is_anonymous`,
+      [userId, upgrade.email, upgrade.name, verified],
+    );
+    if (rowCount === 0) return false;
+    await tx.query(
+      `INSERT INTO user_credentials (id, user_id, account_id, provider_id, password_hash)
+       VALUES ($1, $2, $2, 'credential', $3)`,
+      [generateId('account'), userId, upgrade.passwordHash],
+    );
+    return true;
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new AppError('EMAIL_TAKEN', undefined, { field: 'email' }, { cause: err });
+    throw err;
+  }
 }

@@ -33,6 +33,10 @@ export interface BetterAuthDeps {
 
 /** What Better Auth calls for account emails. Each returns at once: sending is deferred (no timing oracle). */
 export interface AccountHooks {
+  /**
+   * A sign-up's email to `user.email`: the verification link, or, when the address already has a verified account
+   * or another account, a notice to its owner (src/account/email-verification.ts decides, after the answer).
+   */
   sendVerificationEmail(user: { id: string; email: string; name: string }): Promise<void>;
   sendPasswordReset(user: { id: string; email: string; name: string }, token: string): Promise<void>;
   passwordReset(user: { id: string; email: string; name: string }): Promise<void>;
@@ -121,6 +125,9 @@ export function createBetterAuth({
       ...(accountHooks && {
         sendResetPassword: ({ user, token }) => accountHooks.sendPasswordReset(user, token),
         onPasswordReset: ({ user }) => accountHooks.passwordReset(user),
+        // A sign-up for an address that has an account, answered like a new one (require_email_verification): the
+        // same email hook, so both cost the same and the owner hears of the attempt.
+        onExistingUserSignUp: ({ user }) => accountHooks.sendVerificationEmail(user),
       }),
     },
     ...(accountHooks && {

@@ -47,6 +47,26 @@ export function passwordChangedEmail(input: { to: string; name: string; appName:
   };
 }
 
+/**
+ * Sent to the owner of an address instead of a verification link when someone signs up with it (or upgrades an
+ * anonymous user to it) while it already has an account: the sign-up answered as for a new address, so the person who
+ * tried learns nothing, and the owner learns of the attempt. No link: the account needs nothing from them.
+ */
+export function signUpAttemptEmail(input: { to: string; name: string; appName: string }): EmailMessage {
+  const greeting = greet(input.name);
+  const body = `Someone (hopefully you) tried to create a new ${input.appName} account with ${input.to}. This address already has an account, so nothing was created and nothing in your account changed.`;
+  const hint = 'If it was you, sign in with your account instead; if you forgot its password, reset it.';
+  const ignore = 'If it was not you, you can ignore this email.';
+  return {
+    to: input.to,
+    subject: `You already have an account with ${input.appName}`,
+    text: `${greeting}\n\n${body}\n\n${hint}\n${ignore}\n`,
+    html: page(
+      `<p>${escapeHtml(greeting)}</p><p>${escapeHtml(body)}</p><p>${escapeHtml(hint)}</p><p>${escapeHtml(ignore)}</p>`,
+    ),
+  };
+}
+
 function linkEmail(
   input: LinkEmailInput,
   copy: { subject: string; lead: string; action: string; ignore: string },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { passwordChangedEmail, passwordResetEmail, verificationEmail } from '../../src/email/index.js';
-import { describeDuration, escapeHtml } from '../../src/email/templates.js';
+import { describeDuration, escapeHtml, signUpAttemptEmail } from '../../src/email/templates.js';
 
 describe('account email templates', () => {
   const input = {
@@ -32,6 +32,15 @@ describe('account email templates', () => {
     const notice = passwordChangedEmail({ to: input.to, name: 'Ann', appName: 'Acme' });
     expect(notice.text).toContain('Hello Ann,');
     expect(notice.html).toContain('<p>Hello Ann,</p>');
+  });
+
+  it('sign-up attempt notice: no link, the name escaped in HTML', () => {
+    const notice = signUpAttemptEmail({ to: input.to, name: input.name, appName: 'Acme' });
+    expect(notice.subject).toBe('You already have an account with Acme');
+    expect(notice.text).toContain('tried to create a new Acme account with user@example.com');
+    expect(`${notice.text}${notice.html}`).not.toMatch(/https?:\/\//);
+    expect(notice.html).not.toContain('<script>');
+    expect(notice.html).toContain('&lt;script&gt;');
   });
 
   it('durations and escaping', () => {

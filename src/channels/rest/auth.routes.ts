@@ -32,7 +32,10 @@ export interface AuthRoutesDeps {
   version: string;
   /** Registering with an anonymous user's token upgrades that user in place (src/accounts/). */
   anonymous?: AnonymousUsers;
-  /** Sends an email verification link (the one a sign-up gets), for an upgrade while verification is required. */
+  /**
+   * The email a sign-up sends (the verification link, or a notice to the owner of an address that has an account),
+   * for an upgrade while verification is required. Returns at once: the email is prepared after the answer.
+   */
   sendVerificationEmail?(user: { id: string; email: string; name: string }): Promise<void>;
 }
 
@@ -101,6 +104,11 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
   /**
    * Registering while holding an anonymous user's token: that user gets the email and password, keeping its id,
    * sessions, links and data. Any other token is refused rather than silently creating a second account.
+   *
+   * With auth.require_email_verification the upgrade waits for the emailed link, and the answer, its cost and the
+   * user's state until then are the same whether or not the address has an account: an immediate upgrade (or an
+   * EMAIL_TAKEN) would let one anonymous token test any number of addresses, through the status, the session's email
+   * or a second attempt's NOT_ANONYMOUS. The address gets the link, or its owner a notice of the attempt (src/account/).
    */
   const upgradeAnonymous = async (
     request: FastifyRequest<{ Body: RegisterBody }>,
@@ -112,20 +120,19 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     if (!(await anonymous.isAnonymous(context.userId))) throw new AppError('NOT_ANONYMOUS');
     const { email, password: pw, name } = request.body;
     const account = { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() };
-    await anonymous.upgradeWithPassword(context.userId, account);
     const { userId, sessionId, expiresAt } = context;
-    // The address is unverified until its link is followed, as after a sign-up. The session the anonymous user
-    // already had goes on (its data is theirs); password sign-ins wait for the link (EMAIL_NOT_VERIFIED).
-    if (config.auth.require_email_verification) {
-      await deps.sendVerificationEmail?.({ id: userId, email: account.email, name: account.name });
-    }
+    const pending = config.auth.require_email_verification;
+    if (pending) await anonymous.requestUpgrade(userId, account);
+    else await anonymous.upgradeWithPassword(userId, account);
     await audit.record({
       event: 'signup',
       userId,
       sessionId,
       ...restOrigin(request),
-      details: { method: 'password', upgraded: 'anonymous' },
+      details: { method: 'password', upgraded: 'anonymous', ...(pending && { verificationRequired: true }) },
     });
+    // The session the anonymous user already had goes on (its data is theirs), as an anonymous one until the link.
+    if (pending) await deps.sendVerificationEmail?.({ id: userId, email: account.email, name: account.name });
     const token = tokenFor({ userId, sessionId, expiresAt: expiresAt ?? new Date() });
     return reply.status(201).send({ success: true, userId, token });
   };

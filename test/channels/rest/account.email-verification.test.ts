@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, type TestApp } from '../../helpers/test-app.js';
@@ -89,6 +90,18 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect((await login(user)).statusCode).toBe(403);
   });
 
+  it('a link issued before links carried their address verifies the account it names', async () => {
+    const user = fresh();
+    const id = (await register(user)).json().userId;
+    const link = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
+    await t.db.query(
+      `UPDATE verification_tokens SET token = $1 WHERE identifier LIKE 'email-verification:%' AND token LIKE $2`,
+      [id, `${id}\n%`],
+    );
+    expect((await t.app.inject({ url: `${link.pathname}${link.search}` })).statusCode).toBe(200);
+    expect((await login(user)).statusCode).toBe(200);
+  });
+
   it('parallel opens of one link: one verifies, the rest are refused', async () => {
     const user = fresh();
     await register(user);
@@ -169,27 +182,164 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(rows).toHaveLength(1);
   });
 
-  it('an anonymous user upgraded with an email gets the link too; password sign-ins wait for it', async () => {
-    const anon = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
-    expect(anon.statusCode).toBe(201);
-    const user = fresh();
-    const upgraded = await t.app.inject({
+  const anonymous = async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
+    expect(res.statusCode).toBe(201);
+    return res.json() as { userId: string; token: string };
+  };
+  const upgrade = (token: string, user: { email: string; password: string }, name = 'Ana') =>
+    t.app.inject({
       method: 'POST',
       url: '/auth/register',
-      headers: { authorization: `Bearer ${anon.json().token}` },
-      payload: { ...user, name: 'Ana' },
+      headers: { authorization: `Bearer ${token}` },
+      payload: { ...user, name },
     });
-    expect(upgraded.statusCode).toBe(201);
-    // The session the anonymous user had goes on.
-    const me = await t.app.inject({
-      url: '/auth/session',
-      headers: { authorization: `Bearer ${upgraded.json().token}` },
-    });
-    expect(me.json().user.email).toBe(user.email);
+  const sessionUser = async (token: string) =>
+    (await t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } })).json().user as {
+      id: string;
+      email: string;
+      name: string;
+    };
+  const userRow = async (id: string) =>
+    (
+      await t.db.query<{ email: string; is_anonymous: boolean; email_verified: boolean }>(
+        'SELECT email, is_anonymous, email_verified FROM users WHERE id = $1',
+        [id],
+      )
+    ).rows[0];
+  const follow = (link: URL) => t.app.inject({ url: `${link.pathname}${link.search}` });
+  const NOTICE = /^You already have an account with /;
 
-    expect((await login(user)).json().error.code).toBe('EMAIL_NOT_VERIFIED');
+  it('an anonymous upgrade waits for the link: the user stays anonymous until then, and keeps its id and session', async () => {
+    const anon = await anonymous();
+    const user = fresh();
+    const upgraded = await upgrade(anon.token, user);
+    expect(upgraded.statusCode).toBe(201);
+    expect(upgraded.json()).toEqual({ success: true, userId: anon.userId, token: expect.any(String) });
+    // Nothing changes before the address is proven: same session, same anonymous user, no account has the address.
+    expect((await sessionUser(upgraded.json().token)).email).toMatch(/@anonymous\.invalid$/);
+    expect((await userRow(anon.userId))?.is_anonymous).toBe(true);
+    expect((await login(user)).json().error.code).toBe('INVALID_CREDENTIALS');
+
     const link = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
-    expect((await t.app.inject({ url: `${link.pathname}${link.search}` })).statusCode).toBe(200);
-    expect((await login(user)).statusCode).toBe(200);
+    expect((await follow(link)).statusCode).toBe(200);
+    expect(await sessionUser(anon.token)).toEqual({ id: anon.userId, email: user.email, name: 'Ana' });
+    expect(await userRow(anon.userId)).toEqual({ email: user.email, is_anonymous: false, email_verified: true });
+    const signedIn = await login(user);
+    expect(signedIn.statusCode).toBe(200);
+    expect(signedIn.json().userId).toBe(anon.userId);
+  });
+
+  // Regression: the upgrade was an exact oracle. A taken address (any case) answered 409 EMAIL_TAKEN, a new one 201,
+  // and the anonymous token stayed reusable after each hit, so one token tested any number of addresses.
+  it('an anonymous upgrade to a taken address answers as one to a new address; the owner gets a notice', async () => {
+    const owner = fresh();
+    await register(owner);
+    await follow(linkIn(await smtp.waitFor((m) => addressOf(m) === owner.email), '/auth/email/verify'));
+    await expireSlots(); // the owner's sign-up email took the address's slot
+    const prober = await anonymous();
+    const control = await anonymous();
+    const newcomer = fresh();
+
+    const taken = await upgrade(prober.token, { ...owner, email: owner.email.toUpperCase() }, 'Mallory <i>');
+    const free = await upgrade(control.token, newcomer, 'Mallory <i>');
+    expect(taken.statusCode).toBe(201);
+    expect(taken.statusCode).toBe(free.statusCode);
+    expect(Object.keys(taken.json()).sort()).toEqual(Object.keys(free.json()).sort());
+    expect(taken.json()).toEqual({ success: true, userId: prober.userId, token: expect.any(String) });
+    // Neither the session nor a second attempt tells them apart: both users are still anonymous, as they were.
+    for (const anon of [prober, control]) {
+      expect((await sessionUser(anon.token)).email).toMatch(/@anonymous\.invalid$/);
+      expect((await userRow(anon.userId))?.is_anonymous).toBe(true);
+    }
+    const again = await upgrade(prober.token, fresh());
+    expect(again.statusCode).toBe(201);
+
+    // The owner hears of the attempt: their own name, no link, nothing the requester wrote; the account is unchanged.
+    const notice = await smtp.waitFor((m) => addressOf(m) === owner.email && NOTICE.test(m.subject ?? ''));
+    expect(notice.text).toContain('Hello Vera <b>,');
+    expect(notice.text).not.toContain('Mallory');
+    expect(notice.text).not.toMatch(/https?:\/\//);
+    expect(mailsTo(owner.email).filter((m) => /Verify/.test(m.subject ?? ''))).toHaveLength(1); // the sign-up's only
+    expect((await login(owner)).statusCode).toBe(200);
+    const { rows } = await t.db.query('SELECT 1 FROM user_credentials WHERE user_id = $1', [prober.userId]);
+    expect(rows).toHaveLength(0);
+    // The new address got its link, as a sign-up would.
+    linkIn(await smtp.waitFor((m) => addressOf(m) === newcomer.email), '/auth/email/verify');
+  });
+
+  it('only the link for the latest address asked for completes the upgrade', async () => {
+    const anon = await anonymous();
+    const first = fresh();
+    const second = fresh();
+    await upgrade(anon.token, first);
+    const firstLink = linkIn(await smtp.waitFor((m) => addressOf(m) === first.email), '/auth/email/verify');
+    await upgrade(anon.token, second);
+    const secondLink = linkIn(await smtp.waitFor((m) => addressOf(m) === second.email), '/auth/email/verify');
+
+    const stale = await follow(firstLink);
+    expect(stale.statusCode).toBe(400);
+    expect(stale.json().error.code).toBe('INVALID_VERIFICATION_TOKEN');
+    expect((await userRow(anon.userId))?.is_anonymous).toBe(true);
+    expect((await follow(secondLink)).statusCode).toBe(200);
+    expect((await userRow(anon.userId))?.email).toBe(second.email);
+  });
+
+  it('an upgrade link whose address got an account meanwhile: 409 EMAIL_TAKEN, the user stays anonymous', async () => {
+    const anon = await anonymous();
+    const user = fresh();
+    await upgrade(anon.token, user);
+    const link = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
+    expect((await register(user)).statusCode).toBe(201);
+    const res = await follow(link);
+    expect(res.statusCode).toBe(409);
+    expect(res.json().error.code).toBe('EMAIL_TAKEN');
+    expect((await userRow(anon.userId))?.is_anonymous).toBe(true);
+  });
+
+  it('a sign-up for the address of a verified account sends its owner a notice, not a link', async () => {
+    const owner = fresh();
+    await register(owner);
+    await follow(linkIn(await smtp.waitFor((m) => addressOf(m) === owner.email), '/auth/email/verify'));
+    await expireSlots();
+    const again = await register({ ...owner, password: 'AnotherPassword123!' });
+    expect(again.statusCode).toBe(201);
+    const notice = await smtp.waitFor((m) => addressOf(m) === owner.email && NOTICE.test(m.subject ?? ''));
+    expect(notice.text).not.toMatch(/https?:\/\//);
+    expect((await login(owner)).statusCode).toBe(200);
+  });
+
+  // Regression: a sign-up for a new address answered only after the link's two transactions, one for a taken address
+  // did not (59 ms against 38 ms). Held here: the address's send slot is locked, and the sign-up answers anyway.
+  it.skipIf(!process.env.TEST_DATABASE_URL)('a sign-up answers before its email is prepared', async () => {
+    const user = fresh();
+    const marker = `email-verification-sent:${createHash('sha256').update(user.email).digest('hex')}`;
+    await t.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
+      const res = await Promise.race([
+        register(user),
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000).unref()),
+      ]);
+      expect(res?.statusCode).toBe(201);
+      expect(mailsTo(user.email)).toHaveLength(0);
+    });
+    await smtp.waitFor((m) => addressOf(m) === user.email);
+  });
+
+  it('an email that could not be prepared is logged; the user asks for a new link and gets one', async () => {
+    const user = fresh();
+    const marker = `email-verification-sent:${createHash('sha256').update(user.email).digest('hex')}`;
+    await t.db.query(
+      `ALTER TABLE verification_tokens ADD CONSTRAINT fail_one_address CHECK (identifier <> '${marker}') NOT VALID`,
+    );
+    try {
+      expect((await register(user)).statusCode).toBe(201);
+      await expect.poll(() => t.logs.text).toContain('preparing a verification email failed');
+    } finally {
+      await t.db.query('ALTER TABLE verification_tokens DROP CONSTRAINT fail_one_address');
+    }
+    expect((await resend(user.email)).statusCode).toBe(202); // the failure left the address's slot free
+    const link = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
+    expect((await follow(link)).statusCode).toBe(200);
   });
 });
