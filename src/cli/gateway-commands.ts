@@ -3,13 +3,13 @@ import { parseArgs } from 'node:util';
 import { createAdminStore, type UserSummary } from '../accounts/accounts.store.js';
 import { generateId } from '../auth/ids.js';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
-import { type Database, isUniqueViolation, migrate, openDatabase } from '../db/index.js';
+import { type Database, DataDirLockedError, isUniqueViolation, migrate, openDatabase } from '../db/index.js';
 import { createPasswordHasher } from '../passwords/index.js';
 
 /**
  * The operator commands behind `npm run gateway -- <command>` (src/cli/gateway.ts is the process entry), against the
- * configured database (DATABASE_URL or config.yaml). Exit codes: 0 done, 1 failed (the message says why), 2 usage
- * error, 78 configuration error (EX_CONFIG).
+ * configured database (DATABASE_URL or config.yaml). Exit codes: 0 done, 1 failed (the message says why; also the
+ * embedded database in use by a running gateway), 2 usage error, 78 configuration error (EX_CONFIG).
  */
 
 const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
@@ -227,6 +227,7 @@ function help(): string {
     ...Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`),
     '',
     `<user> is ${userOption}. The database is DATABASE_URL, else database.url in config.yaml (CONFIG_FILE).`,
+    'On the embedded database (no URL) the gateway must be stopped: one process at a time can open it.',
     'Exit codes: 0 done, 1 failed, 2 usage error, 78 configuration error.',
   ].join('\n');
 }
@@ -297,6 +298,15 @@ export async function runGateway(argv: string[], io: GatewayIo): Promise<number>
     if (e instanceof ConfigError) {
       err(`config error: ${e.message}`);
       return EXIT.config;
+    }
+    if (e instanceof DataDirLockedError) {
+      // Regression: with the gateway running on the embedded database, commands printed success and their writes
+      // were lost (a second PGlite on the same files). Now they refuse before touching anything.
+      err(
+        `${name} failed: the embedded database at ${e.dir} is in use by ${e.holder}: stop the gateway first, or run ` +
+          'this command against PostgreSQL (DATABASE_URL)',
+      );
+      return EXIT.failure;
     }
     err(`${name} failed: ${(e as Error).message}`);
     return EXIT.failure;

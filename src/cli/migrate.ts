@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from '../config/index.js';
-import { migrate, openDatabase } from '../db/index.js';
+import { DataDirLockedError, migrate, openDatabase } from '../db/index.js';
 
 /** `npm run migrate`: applies schema.sql to DATABASE_URL (or the embedded database) without psql. */
 try {
@@ -19,6 +19,14 @@ try {
     await db.close();
   }
 } catch (err) {
+  if (err instanceof DataDirLockedError) {
+    // The gateway applies schema.sql itself at start: with it running there is nothing to do here.
+    process.stderr.write(
+      `migrate failed: the embedded database at ${err.dir} is in use by ${err.holder}: stop the gateway first ` +
+        '(it applies the schema itself at start)\n',
+    );
+    process.exit(1);
+  }
   process.stderr.write(
     `${err instanceof ConfigError ? 'config error' : 'migrate failed'}: ${(err as Error).message}\n`,
   );

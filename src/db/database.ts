@@ -5,6 +5,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
+import { lockDataDir } from './data-dir-lock.js';
 
 /**
  * The one database module: PostgreSQL through node-postgres when a URL is given, otherwise embedded PostgreSQL
@@ -413,7 +414,12 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
 async function openPglite(options: DatabaseOptions): Promise<Database> {
   const dir = join(options.dataDir, 'pgdata');
   mkdirSync(dir, { recursive: true });
-  const db = await PGlite.create(dir);
+  // One process at a time: a second PGlite on the same files silently loses writes (the CLI beside a running gateway).
+  const lock = await lockDataDir(dir);
+  const db = await PGlite.create(dir).catch((err: unknown) => {
+    lock.release();
+    throw err;
+  });
   const kysely = new Kysely({ dialect: new PGliteDialect(db) });
   const wrap = <R>(res: { rows: unknown[]; affectedRows?: number }): QueryResult<R> => ({
     rows: res.rows as R[],
@@ -452,7 +458,11 @@ async function openPglite(options: DatabaseOptions): Promise<Database> {
       return { async release() {} };
     },
     async close() {
-      await db.close();
+      try {
+        await db.close();
+      } finally {
+        lock.release();
+      }
     },
   };
 }
