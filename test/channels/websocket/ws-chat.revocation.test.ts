@@ -202,12 +202,13 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
     await expect
       .poll(
         async () =>
+          // Not on the locker's connection: inside its transaction pg_stat_activity is a snapshot taken once.
           (
-            await locker.query(
+            await testDb.db.query<{ n: number }>(
               `SELECT count(*)::int AS n FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE sessions%'`,
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE sessions SET expires_at%'`,
             )
-          ).rows[0].n,
+          ).rows[0]?.n,
         { timeout: 5000 },
       )
       .toBe(1);
