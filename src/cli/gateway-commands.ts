@@ -248,7 +248,7 @@ export async function runGateway(argv: string[], io: GatewayIo): Promise<number>
     (name ? out : err)(help());
     return name ? EXIT.ok : EXIT.usage;
   }
-  const command = COMMANDS[name];
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {
     err(`unknown command "${name}"\n\n${help()}`);
     return EXIT.usage;

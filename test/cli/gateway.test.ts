@@ -89,6 +89,11 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
     const unknown = await spawned(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    // Names Object.prototype has are no commands either (they were looked up as COMMANDS[name], and crashed).
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      const inherited = await gateway([name]);
+      expect([name, inherited.code, inherited.stderr.includes(`unknown command "${name}"`)]).toEqual([name, 2, true]);
+    }
     const badOption = await gateway(['revoke-sessions', '--force']);
     expect(badOption.code).toBe(2);
     const commandHelp = await gateway(['set-license', '--help']);
