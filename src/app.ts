@@ -13,6 +13,7 @@ import {
   type RecentAuth,
 } from './account/index.js';
 import { createAccountsStore, createAdminStore } from './accounts/accounts.store.js';
+import { proveAddress } from './accounts/address-proof.js';
 import { createDeviceStore, type DeviceStore, deviceKeyOf } from './accounts/devices.js';
 import { signInMethodsPlugin } from './accounts/sign-in-methods.plugin.js';
 import { type AuditLog, createAuditLog, restOrigin } from './audit/index.js';
@@ -340,6 +341,15 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   accountHooks = createAccountHooks({
     mailer,
     audit: app.audit,
+    addressProven: async (userId) => {
+      // Better Auth's reset hook has no request: the channel only, as the reset's own audit rows.
+      const proof = {
+        method: 'password_reset',
+        origin: { channel: 'rest', ip: null, userAgent: null },
+        audit: app.audit,
+      };
+      await db.transaction((tx) => proveAddress(tx, userId, { ...proof, keepPassword: true }));
+    },
     verification,
     log: app.log,
     baseUrl: config.server.base_url,

@@ -14,6 +14,11 @@ export interface AccountHooksOptions {
   /** The web page that reads ?token= and POSTs /auth/password/reset; relative to baseUrl or absolute. */
   resetPage: string;
   resetTtlSeconds: number;
+  /**
+   * A reset link was followed: the address is proven. An account whose email was not verified is reclaimed for its
+   * owner (proveAddress, keeping the password just set): a registrant's passkeys, 2FA, links and providers go.
+   */
+  addressProven(userId: string): Promise<void>;
 }
 
 /** What Better Auth calls when it has decided to send an account email or has reset a password. */
@@ -41,6 +46,7 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
     },
 
     async passwordReset(user) {
+      await options.addressProven(user.id);
       await audit.record({ event: 'password.reset_completed', userId: user.id, channel: 'rest' });
       sendDeferred(mailer, passwordChangedEmail({ to: user.email, name: user.name, appName: options.appName }), log);
     },

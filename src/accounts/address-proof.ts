@@ -15,10 +15,12 @@ export interface Reclaimed {
 }
 
 export interface AddressProof {
-  /** How the address was proven, for the audit event: 'magic_link'. */
+  /** How the address was proven, for the audit event: 'magic_link', 'password_reset'. */
   method: string;
   origin: AuditOrigin;
   audit: Pick<AuditLog, 'noteWritten'>;
+  /** The proof just set the password (a reset link): it is the owner's, and stays. */
+  keepPassword?: boolean;
 }
 
 /**
@@ -30,6 +32,9 @@ export interface AddressProof {
  * password, provider (OAuth) accounts, passkeys, two-factor enrolment, channel links and unused link codes, devices and
  * IP allow list are removed. The id, email, license and data stay. An account whose address was already verified is
  * left as it is.
+ *
+ * A password reset is such a proof too (its link went to the address): run after the reset, with `keepPassword`, it
+ * removes the rest and keeps the password the owner just chose.
  *
  * Runs in the caller's transaction (`tx`), so the reclaim, the verified mark and the `account.reclaimed` audit row
  * commit together. The user row is locked first: of two links opened at once, one reclaims and the other finds the
@@ -62,7 +67,8 @@ export async function proveAddress(
     devices: string | number;
   }>(
     `WITH s AS (DELETE FROM sessions WHERE user_id = $1 RETURNING 1),
-          c AS (DELETE FROM user_credentials WHERE user_id = $1 RETURNING provider_id),
+          c AS (DELETE FROM user_credentials WHERE user_id = $1 AND NOT ($2 AND provider_id = 'credential')
+                RETURNING provider_id),
           p AS (DELETE FROM passkeys WHERE user_id = $1 RETURNING 1),
           t AS (DELETE FROM two_factor WHERE user_id = $1 RETURNING 1),
           l AS (DELETE FROM user_channel_links WHERE user_id = $1 RETURNING 1),
@@ -76,7 +82,7 @@ export async function proveAddress(
             (SELECT count(*) FROM l) AS channel_links,
             (SELECT count(*) FROM lc) AS channel_link_codes,
             (SELECT count(*) FROM d) AS devices`,
-    [userId],
+    [userId, proof.keepPassword === true],
   );
   const r = removed.rows[0];
   const reclaimed: Reclaimed = {

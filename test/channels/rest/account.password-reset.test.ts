@@ -33,6 +33,48 @@ describe('password reset by real email', () => {
     return link.searchParams.get('token') ?? '';
   }
 
+  // Pre-hijacked accounts: someone registered the owner's address first and added ways in (here: a channel link and a
+  // provider account, as their routes write them). The reset link proves the address, as a magic link does, and the
+  // account becomes the owner's alone; the password the owner just set stays.
+  it('a reset of an account whose email was not verified reclaims it for the owner, keeping the new password', async () => {
+    const registrant = await registerUser(t.app, { password: 'RegistrantKnows123!' });
+    await t.db.query(
+      `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, 'telegram', '5151')`,
+      [registrant.userId],
+    );
+    await t.db.query(
+      `INSERT INTO user_credentials (id, user_id, account_id, provider_id) VALUES ('acct_gh_reset', $1, 'gh-reset', 'github')`,
+      [registrant.userId],
+    );
+    const res = await reset(await resetTokenFor(registrant.email), 'OwnersPassword456!');
+    expect(res.statusCode).toBe(200);
+
+    expect((await login(registrant.email, 'OwnersPassword456!')).statusCode).toBe(200);
+    expect((await login(registrant.email, 'RegistrantKnows123!')).statusCode).toBe(401);
+    const left = await t.db.query<Record<string, unknown>>(
+      `SELECT u.email_verified,
+              (SELECT count(*)::int FROM user_channel_links WHERE user_id = u.id) AS channel_links,
+              array(SELECT provider_id FROM user_credentials WHERE user_id = u.id) AS providers
+         FROM users u WHERE u.id = $1`,
+      [registrant.userId],
+    );
+    expect(left.rows[0]).toEqual({ email_verified: true, channel_links: 0, providers: ['credential'] });
+    const { rows: events } = await t.db.query<{ details: { method: string; removed: Record<string, number> } }>(
+      `SELECT details FROM auth_audit_log WHERE user_id = $1 AND event = 'account.reclaimed'`,
+      [registrant.userId],
+    );
+    expect(events).toHaveLength(1);
+    expect(events[0]?.details.method).toBe('password_reset');
+    expect(events[0]?.details.removed).toMatchObject({ password: 0, oauthAccounts: 1, channelLinks: 1 });
+
+    // Verified now: a later reset is the owner's own and removes nothing.
+    expect((await reset(await resetTokenFor(registrant.email), 'OwnersPassword789!')).statusCode).toBe(200);
+    const again = await t.db.query(`SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'account.reclaimed'`, [
+      registrant.userId,
+    ]);
+    expect(again.rows).toHaveLength(1);
+  });
+
   it('answers the same for a known and an unknown address, and mails only the known one', async () => {
     const user = await registerUser(t.app);
     const known = await forgot(user.email);
