@@ -2,6 +2,7 @@ import type {} from '@fastify/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { AppError, type ErrorCode } from '../errors/index.js';
+import { betterAuthBodyField } from '../http/better-auth-body.js';
 import { CLIENT_IP_HEADER } from './better-auth.js';
 import type { AuthEngine } from './engine.js';
 
@@ -175,6 +176,13 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     const cookie = withoutCookies(headers.get('cookie') ?? '', SESSION_COOKIE_NAME);
     if (cookie) headers.set('cookie', cookie);
     else headers.delete('cookie');
+    // Better Auth accepts a TOTP code for as long as it is valid (90 s), as often as it is sent: the gateway accepts
+    // each code once per account (RFC 6238 section 5.2), here as on /auth/2fa/verify.
+    if (route === '/two-factor/verify-totp' && request.method === 'POST' && Buffer.isBuffer(forwardedBody)) {
+      const code = await betterAuthBodyField(request.headers['content-type'], forwardedBody, 'code');
+      const challenge = options.engine.twoFactor.challengeOfRequest(cookie || undefined);
+      if (code && challenge) await options.engine.twoFactor.claimSignInCode(challenge, code);
+    }
   }
 
   // The session the request carries, once admitted (what a sign-out ends).

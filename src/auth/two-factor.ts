@@ -49,6 +49,11 @@ export interface TwoFactorEngine {
     code: string,
     headers: Headers,
   ): Promise<{ sessionToken: string; method: 'totp' | 'backup_code' }>;
+  /**
+   * Uses up a sign-in code's time step before Better Auth's own verify-totp route checks it (served at /api/auth), as
+   * verifyChallenge does: throws TWO_FACTOR_INVALID_CODE (or _LOCKED) for a code already used on the account.
+   */
+  claimSignInCode(challenge: string, code: string): Promise<void>;
 }
 
 export function createTwoFactorEngine(
@@ -245,6 +250,8 @@ export function createTwoFactorEngine(
     },
 
     challengeUser,
+
+    claimSignInCode: claimForSignIn,
 
     async verifyChallenge(challenge, code, headers) {
       const withCookie = new Headers(headers);

@@ -4,6 +4,7 @@ import { type AuditLog, restOrigin } from '../audit/index.js';
 import type { Config } from '../config/index.js';
 import type { Queryable } from '../db/index.js';
 import { AppError } from '../errors/index.js';
+import { betterAuthBodyField } from '../http/better-auth-body.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { accountKey, createLoginThrottle, type LoginAttempt, type LoginThrottle } from './login-throttle.js';
 import { createRateLimiter, requestPath } from './rate-limiter.js';
@@ -272,38 +273,15 @@ async function buildStore(config: Config, app: FastifyInstance, metrics: Metrics
   });
 }
 
-/** The body types Better Auth's sign-in accepts (its allowedMediaTypes), and the only ones the lockout reads. */
-const JSON_TYPE = 'application/json';
-const FORM_TYPE = 'application/x-www-form-urlencoded';
-
 /**
  * The email of a sign-in body, read exactly as the code that checks the password reads it: the lockout must count the
- * account whose password is verified, not a decoy. Our routes hand over Fastify's parsed body. Better Auth's mount
- * hands over the raw bytes, which better-call reads with the Fetch body methods: as JSON whenever the type merely
- * starts with application/json (`application/json; x=application/x-www-form-urlencoded` is JSON), and a form's
- * repeated field by its last value. So those bytes are read here with the same methods, and what could still be read
- * two ways is refused before anything is counted or verified: a media type (before `;`, trimmed, any case) other than
- * exactly one of the two (Better Auth refuses those too, 415), and a form that repeats `email`. Duplicate JSON keys
- * need no refusal: both sides use JSON.parse (the last one wins).
+ * account whose password is verified, not a decoy. Our routes hand over Fastify's parsed body; Better Auth's mount the
+ * raw bytes, read as better-call reads them (betterAuthBodyField: what could be read two ways is refused first).
  */
 async function emailOf(body: unknown, contentType: string | undefined): Promise<string | null> {
-  let value: unknown = body;
-  if (Buffer.isBuffer(body)) {
-    const type = (contentType ?? '').split(';', 1)[0]?.trim().toLowerCase();
-    if (type !== JSON_TYPE && type !== FORM_TYPE) {
-      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Send ${JSON_TYPE} or ${FORM_TYPE}.`);
-    }
-    // Parameters change neither reading (a form is UTF-8 whatever its charset says), so the bare type is enough.
-    const read = new Response(new Uint8Array(body), { headers: { 'content-type': type } });
-    if (type === JSON_TYPE) {
-      value = await read.json().catch(() => null);
-    } else {
-      const emails = (await read.formData().catch(() => null))?.getAll('email') ?? [];
-      if (emails.length > 1) throw new AppError('VALIDATION_FAILED', 'email must be sent once', { field: 'email' });
-      value = { email: emails[0] };
-    }
-  }
-  const email = (value as { email?: unknown } | null)?.email;
+  const email = Buffer.isBuffer(body)
+    ? await betterAuthBodyField(contentType, body, 'email')
+    : (body as { email?: unknown } | null)?.email;
   return typeof email === 'string' && email.trim() !== '' ? accountKey(email) : null;
 }
 

@@ -169,6 +169,45 @@ describe('TOTP two-factor', () => {
     );
   });
 
+  // Regression: Better Auth's own verify-totp route (served at /api/auth) accepted a code as often as it stayed valid.
+  it("Better Auth's verify-totp route accepts each code once too, and shares the record with /auth/2fa/verify", async () => {
+    const { user, totp } = await enrolled();
+    /** A pending sign-in through Better Auth's route: its challenge cookie. */
+    const challengeCookie = async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        headers: { 'content-type': 'application/json', origin: 'http://localhost:3000' },
+        payload: JSON.stringify({ email: user.email, password: user.password }),
+      });
+      expect(res.json().twoFactorRedirect).toBe(true);
+      return ([] as string[])
+        .concat(res.headers['set-cookie'] ?? [])
+        .map((c) => c.split(';')[0] as string)
+        .find((c) => c.startsWith('better-auth.two_factor=')) as string;
+    };
+    const verifyThere = (cookie: string, code: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/two-factor/verify-totp',
+        headers: { cookie, 'content-type': 'application/json' },
+        payload: JSON.stringify({ code }),
+      });
+    const code = nextCode(totp);
+    const [first, second] = [await challengeCookie(), await challengeCookie()];
+    expect((await verifyThere(first, code)).statusCode).toBe(200);
+    const replay = await verifyThere(second, code);
+    expect(replay.statusCode).toBe(401);
+    expect(replay.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    // A code used on the gateway's route is used here too.
+    await t.db.query('UPDATE two_factor SET last_used_step = NULL, failed_verification_count = 0 WHERE user_id = $1', [
+      user.userId,
+    ]);
+    const fresh = totp.generate();
+    expect((await verify(await challenge(user), fresh)).statusCode).toBe(200);
+    expect((await verifyThere(await challengeCookie(), fresh)).json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+  });
+
   // Regression: a challenge cookie that is not valid percent-encoding made decodeURIComponent throw (500).
   it('a malformed challenge cookie is an invalid challenge, not a server error', async () => {
     for (const cookie of ['better-auth.two_factor=%E0%A4%A', '__Secure-better-auth.two_factor=%']) {
@@ -366,7 +405,7 @@ describe('TOTP two-factor', () => {
     const verified = await t.app.inject({
       method: 'POST',
       url: '/api/auth/two-factor/verify-totp',
-      payload: { code: totp.generate(), trustDevice: true },
+      payload: { code: nextCode(totp), trustDevice: true }, // the confirmation used this step's code
       headers: { cookie: challenge, origin: 'http://localhost:3000' },
     });
     expect(verified.statusCode).toBe(200);
@@ -485,7 +524,8 @@ describe('TOTP two-factor', () => {
     // Another user's session sent along is not passed on: the challenge alone decides whose sign-in this is.
     const other = await registerUser(t.app);
     mark = await lastId();
-    const done = await code(totp.generate(), { authorization: `Bearer ${other.token}` });
+    // The confirmation used this step's code: each step's is accepted once, on this route too.
+    const done = await code(nextCode(totp), { authorization: `Bearer ${other.token}` });
     expect(done.statusCode).toBe(200);
     const sid = sessionIdOf(done.headers['x-auth-token'] as string);
     expect(await since(mark)).toEqual([
