@@ -1,21 +1,15 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startArguments } from '../../bench/lib.js';
 import { type Gateway, startGateway, testConfigFile } from '../helpers/gateway-process.js';
-import { REPO_ROOT, TEST_SECRET } from '../helpers/test-app.js';
+import { runNode } from '../helpers/run-node.js';
+import { TEST_SECRET } from '../helpers/test-app.js';
 
 // Regression: with the gateway running on the embedded database, `create-user` printed "created user ..." and
 // `revoke-sessions` "revoked 3 session(s)", exit 0, while their writes were lost (a second PGlite on the same files):
 // the revoked token kept working. Every other opener of that data directory is now refused, with exit 1.
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 describe('the embedded database beside a running gateway', { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'gw-lock-cli-'));
@@ -36,26 +30,8 @@ describe('the embedded database beside a running gateway', { timeout: 120_000 },
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const run = (args: string[], stdin = '') =>
-    new Promise<Run>((resolve, reject) => {
-      const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      // Without the lock a second gateway would serve on and on: end it, so the test fails instead of hanging.
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      child.on('error', reject);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.end(stdin);
-    });
+  // Without the lock a second gateway would serve on and on: it is killed after 30 s, so the test fails, not hangs.
+  const run = (args: string[], stdin = '') => runNode(args, { env, stdin, timeoutMs: 30_000 });
   const cli = (...args: string[]) => run(['--import', 'tsx', 'src/cli/gateway.ts', ...args], 'CliPassword123!\n');
 
   it('the CLI, npm run migrate and a second gateway are refused with one line and exit 1; the CLI works once it stops', async () => {

@@ -1,15 +1,9 @@
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGateway } from '../../src/cli/gateway-commands.js';
+import { type NodeRun, runNode } from '../helpers/run-node.js';
 import { createTestApp, REPO_ROOT, registerUser, TEST_SECRET, type TestApp } from '../helpers/test-app.js';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 // The CLI is a separate process: it needs a database server both it and the test can reach (PostgreSQL).
 describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway -- <command>)', () => {
@@ -33,23 +27,9 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
 
   /** The real process, as an operator runs it (slow to start under load: used for the exit-code contract). */
   const spawned = (args: string[], options: { stdin?: string; env?: Record<string, string> } = {}) =>
-    new Promise<Run>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/gateway.ts', ...args], {
-        cwd: REPO_ROOT,
-        env: { ...env, ...options.env },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(options.stdin ?? '');
+    runNode(['--import', 'tsx', 'src/cli/gateway.ts', ...args], {
+      env: { ...env, ...options.env },
+      stdin: options.stdin,
     });
 
   /** The same commands in-process (same code path after argv and the environment). */
@@ -66,7 +46,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
       readStdin: async () => options.stdin ?? '',
       env: { ...env, ...options.env },
     });
-    return { code, stdout, stderr } as Run;
+    return { code, stdout, stderr } as NodeRun;
   };
 
   const login = (email: string, password: string) =>
