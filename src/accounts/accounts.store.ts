@@ -270,7 +270,7 @@ export function createAdminStore(db: Queryable) {
       return mine.rows.length > 0 ? 'linked' : 'taken';
     },
 
-    /** Grants the admin role to the configured emails (at start). Returns how many users changed. */
+    /** Grants the admin role to the configured emails whose address is verified (at start). Returns how many changed. */
     async promoteAdmins(emails: readonly string[]): Promise<number> {
       if (emails.length === 0) return 0;
       const { rowCount } = await db.query(
