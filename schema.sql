@@ -198,6 +198,9 @@ CREATE TABLE IF NOT EXISTS auth_exchange_codes (
   created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS auth_exchange_codes_expires_at_idx ON auth_exchange_codes (expires_at);
+-- PKCE-style binding (RFC 7636, S256): the challenge the front end gave when it started the flow. A bound code is
+-- exchanged only with its verifier, so a code minted in someone else's browser cannot sign this one in.
+ALTER TABLE auth_exchange_codes ADD COLUMN IF NOT EXISTS code_challenge TEXT;
 
 -- Magic links: the SHA-256 of the emailed token; used_at marks single use; rows also count requests per address.
 CREATE TABLE IF NOT EXISTS magic_link_tokens (
@@ -208,6 +211,8 @@ CREATE TABLE IF NOT EXISTS magic_link_tokens (
   created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS magic_link_tokens_email_idx ON magic_link_tokens (email, created_at);
+-- The requester's code challenge, handed on to the exchange code the link mints (see auth_exchange_codes).
+ALTER TABLE magic_link_tokens ADD COLUMN IF NOT EXISTS code_challenge TEXT;
 
 -- One-time codes that link a channel account (e.g. a Telegram user) to the signed-in user who asked for the code.
 -- Only a SHA-256 of the code is stored; redeeming deletes the row, so a code works once even under concurrency.

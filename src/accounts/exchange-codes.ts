@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/index.js';
+import { verifierAnswers } from './code-challenge.js';
 import { hashSecret, newSecret } from './secrets.js';
 
 /**
@@ -6,34 +7,43 @@ import { hashSecret, newSecret } from './secrets.js';
  * browser lands on the front end with ?code=..., and the front end trades the code for the session's JWT.
  */
 export interface ExchangeCodes {
-  /** A fresh code for a session; only its hash is stored. */
-  mint(sessionId: string, userId: string): Promise<string>;
-  /** The session of a valid, unexpired, unused code, which is used up by this call (concurrent calls: one wins). */
-  consume(code: string): Promise<{ sessionId: string; userId: string } | null>;
+  /** A fresh code for a session, bound to `challenge` when the flow's front end gave one; only its hash is stored. */
+  mint(sessionId: string, userId: string, challenge?: string | null): Promise<string>;
+  /**
+   * The session of a valid, unexpired, unused code whose binding `verifier` answers (see code-challenge.ts). The code
+   * is used up by this call whatever the answer (concurrent calls: one wins), so a verifier cannot be guessed at.
+   */
+  consume(code: string, verifier?: string): Promise<{ sessionId: string; userId: string } | null>;
   /** Deletes expired codes. */
   purgeExpired(): Promise<number>;
 }
 
 export function createExchangeCodes(db: Queryable, ttlSeconds: number): ExchangeCodes {
   return {
-    async mint(sessionId, userId) {
+    async mint(sessionId, userId, challenge = null) {
       const code = newSecret();
       await db.query(
-        `INSERT INTO auth_exchange_codes (code_hash, session_id, user_id, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
-        [hashSecret(code), sessionId, userId, ttlSeconds],
+        `INSERT INTO auth_exchange_codes (code_hash, session_id, user_id, expires_at, code_challenge)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)`,
+        [hashSecret(code), sessionId, userId, ttlSeconds, challenge],
       );
       return code;
     },
-    async consume(code) {
+    async consume(code, verifier) {
       // DELETE ... RETURNING is the single-use guarantee: of concurrent exchanges, one deletes the row.
-      const { rows } = await db.query<{ session_id: string; user_id: string; live: boolean }>(
+      const { rows } = await db.query<{
+        session_id: string;
+        user_id: string;
+        live: boolean;
+        code_challenge: string | null;
+      }>(
         `DELETE FROM auth_exchange_codes WHERE code_hash = $1
-         RETURNING session_id, user_id, expires_at > now() AS live`,
+         RETURNING session_id, user_id, expires_at > now() AS live, code_challenge`,
         [hashSecret(code)],
       );
       const row = rows[0];
-      return row?.live ? { sessionId: row.session_id, userId: row.user_id } : null;
+      if (!row?.live || !verifierAnswers(row.code_challenge, verifier)) return null;
+      return { sessionId: row.session_id, userId: row.user_id };
     },
     async purgeExpired() {
       const { rowCount } = await db.query('DELETE FROM auth_exchange_codes WHERE expires_at <= now()');

@@ -27,17 +27,26 @@ export interface MagicLinks {
   /**
    * Emails a sign-in link to `email` if it has an account (or accounts may be created). The caller learns nothing
    * about the address: the same answer, and the email is sent after the answer. Throws RATE_LIMITED past the limit.
+   * `codeChallenge` binds the sign-in the link ends in to the requester's front end.
    */
-  request(email: string): Promise<void>;
+  request(email: string, codeChallenge?: string): Promise<void>;
   /**
    * The user a valid link names (the token is used up), or null. The link proves the address: an account whose email
    * was not verified yet is reclaimed for its owner first (proveAddress: everyone else's sessions and ways in go;
    * `origin` is the audit event's). `twoFactor`: the account has two-factor authentication, which a link cannot stand
-   * in for (the route refuses it: the inbox alone is one factor).
+   * in for (the route refuses it: the inbox alone is one factor). `codeChallenge`: the requester's, for the exchange
+   * code the link ends with (see code-challenge.ts).
    */
-  verify(token: string, origin: AuditOrigin): Promise<{ userId: string; created: boolean; twoFactor: boolean } | null>;
+  verify(token: string, origin: AuditOrigin): Promise<MagicLinkUse | null>;
   /** Deletes rows past both their expiry and the rate-limit window. */
   purgeExpired(): Promise<number>;
+}
+
+export interface MagicLinkUse {
+  userId: string;
+  created: boolean;
+  twoFactor: boolean;
+  codeChallenge: string | null;
 }
 
 export const MAGIC_LINK_VERIFY_PATH = '/auth/magic-link/verify';
@@ -46,7 +55,7 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
   const { db, mailer } = deps;
 
   return {
-    async request(email) {
+    async request(email, codeChallenge) {
       const token = newSecret();
       const { allowed, known } = await db.transaction(async (tx) => {
         // Serialises requests for one address, so a burst cannot slip past the count.
@@ -59,9 +68,9 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
         if (Number(rows[0]?.n ?? 0) >= settings.maxPerWindow) return { allowed: false, known: false };
         // A row is written for unknown addresses too (its token is never sent): the limit counts every request alike.
         await tx.query(
-          `INSERT INTO magic_link_tokens (token_hash, email, expires_at)
-           VALUES ($1, $2, now() + make_interval(secs => $3))`,
-          [hashSecret(token), email, settings.expiresIn],
+          `INSERT INTO magic_link_tokens (token_hash, email, expires_at, code_challenge)
+           VALUES ($1, $2, now() + make_interval(secs => $3), $4)`,
+          [hashSecret(token), email, settings.expiresIn, codeChallenge ?? null],
         );
         const user = await tx.query('SELECT 1 FROM users WHERE lower(email) = $1 AND NOT is_anonymous', [email]);
         return { allowed: true, known: user.rows.length > 0 };
@@ -84,27 +93,29 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
 
     async verify(token, origin) {
       const found = await db.transaction(async (tx) => {
-        const { rows } = await tx.query<{ email: string }>(
+        const { rows } = await tx.query<{ email: string; code_challenge: string | null }>(
           `UPDATE magic_link_tokens SET used_at = now()
             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-            RETURNING email`,
+            RETURNING email, code_challenge`,
           [hashSecret(token)],
         );
         const email = rows[0]?.email;
         if (!email) return null;
+        const codeChallenge = rows[0]?.code_challenge ?? null;
         const user = await tx.query<{ id: string }>(
           'SELECT id FROM users WHERE lower(email) = $1 AND NOT is_anonymous',
           [email],
         );
         const userId = user.rows[0]?.id;
-        if (!userId) return { email, user: null };
+        if (!userId) return { email, codeChallenge, user: null };
         const proven = await proveAddress(tx, userId, { method: 'magic_link', origin, audit: deps.audit });
-        return { email, user: proven && { userId, created: false, twoFactor: proven.twoFactor } };
+        return { email, codeChallenge, user: proven && { userId, created: false, twoFactor: proven.twoFactor } };
       });
       if (!found) return null;
-      if (found.user) return found.user;
+      const { codeChallenge } = found;
+      if (found.user) return { ...found.user, codeChallenge };
       if (!settings.createAccounts) return null;
-      return { userId: await deps.createUser(found.email), created: true, twoFactor: false };
+      return { userId: await deps.createUser(found.email), created: true, twoFactor: false, codeChallenge };
     },
 
     async purgeExpired() {

@@ -79,7 +79,7 @@ export const ERROR_CATALOGUE = {
   OAUTH_ACCOUNT_NOT_FOUND: { status: 404, message: 'No linked account of this provider.' },
   LAST_SIGN_IN_METHOD: { status: 409, message: 'This is the last way to sign in to the account; add another first.' },
   SESSION_NOT_FRESH: { status: 403, message: 'Sign in again to do this.' },
-  EXCHANGE_CODE_INVALID: { status: 400, message: 'The code is invalid, expired or already used.' },
+  EXCHANGE_CODE_INVALID: { status: 400, message: 'The code is invalid, expired, used, or not for this verifier.' },
   OAUTH_STATE_INVALID: { status: 400, message: 'The sign-in could not be verified (state mismatch); start again.' },
   OAUTH_ISSUER_MISMATCH: { status: 400, message: 'The identity provider answering is not the one configured.' },
   OAUTH_ACCOUNT_NOT_LINKED: {

@@ -16,8 +16,9 @@ export function createBrowserFinish(redirectUrl: string, codes: ExchangeCodes) {
     reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
 
   return {
-    async success(reply: FastifyReply, session: { sessionId: string; userId: string }) {
-      const code = await codes.mint(session.sessionId, session.userId);
+    /** `challenge`: the flow's code challenge, which the code is bound to (see accounts/code-challenge.ts). */
+    async success(reply: FastifyReply, session: { sessionId: string; userId: string }, challenge: string | null) {
+      const code = await codes.mint(session.sessionId, session.userId, challenge);
       noStore(reply);
       if (!redirectUrl) return reply.status(200).send({ success: true, code });
       return reply.redirect(target({ code }), 302);

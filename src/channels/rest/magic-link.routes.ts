@@ -52,7 +52,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
       enabled();
       const email = normalizeEmail(request.body.email);
       try {
-        await links.request(email);
+        await links.request(email, request.body.codeChallenge);
       } catch (err) {
         if (err instanceof AppError && err.code === 'RATE_LIMITED') {
           await audit.record({ event: 'rate_limit.hit', ...restOrigin(request), details: { route: 'magic-link' } });
@@ -123,7 +123,8 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
         ...restOrigin(request),
         details: { method: 'magic_link' },
       });
-      if (deps.redirectUrl) return finish.success(reply, session);
+      // A bound link ends with a code even without a redirect URL: its requester exchanges it with the verifier.
+      if (deps.redirectUrl || found.codeChallenge) return finish.success(reply, session, found.codeChallenge);
       const active = await sessions.findActive(session.sessionId);
       if (!active) throw new Error('the session just created is not active');
       reply.header('cache-control', 'no-store');

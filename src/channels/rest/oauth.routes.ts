@@ -1,9 +1,9 @@
 import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RecentAuth } from '../../account/index.js';
-import type { ExchangeCodes } from '../../accounts/index.js';
+import { CODE_CHALLENGE_PATTERN, type ExchangeCodes } from '../../accounts/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
-import { type AuthEngine, CLIENT_IP_HEADER, configuredProviders } from '../../auth/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER, configuredProviders, OAUTH_COMPLETE_PATH } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import { type Config, usesSecureCookies } from '../../config/index.js';
 import type { Database } from '../../db/index.js';
@@ -22,6 +22,7 @@ import {
   ProviderIdParams,
   ProviderParams,
   ProvidersResponse,
+  StartQuery,
   SuccessResponse,
 } from './sign-in-methods.schemas.js';
 
@@ -56,6 +57,19 @@ const CALLBACK_ERRORS: Record<string, ErrorCode> = {
   account_already_linked_to_different_user: 'OAUTH_LINK_REFUSED',
 };
 
+/**
+ * The code challenge of an OAuth sign-in, kept in the browser from its start to its completion (the provider's round
+ * trip carries no parameter of ours): only the completion route is sent it, and it lives as long as a state cookie.
+ */
+const CHALLENGE_COOKIE = 'gateway.oauth_challenge';
+const CHALLENGE_IN_COOKIE = /(?:^|;\s*)gateway\.oauth_challenge=([^;]*)/;
+const CHALLENGE_SHAPE = new RegExp(CODE_CHALLENGE_PATTERN);
+
+function challengeOfCookie(header: string | undefined): string | null {
+  const value = CHALLENGE_IN_COOKIE.exec(header ?? '')?.[1] ?? '';
+  return CHALLENGE_SHAPE.test(value) ? value : null;
+}
+
 /** A session Better Auth created for this callback: older ones do not mint codes (a stale cookie is not a sign-in). */
 const FRESH_SESSION_SECONDS = 600;
 
@@ -70,6 +84,12 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
   const signedIn = requireAuth(authenticator);
   const base = config.server.base_url;
   const secure = usesSecureCookies(config);
+  // The completion route's public path (base_url may carry a prefix a proxy strips).
+  const completePath = `${new URL(base).pathname.replace(/\/$/, '')}${OAUTH_COMPLETE_PATH}`;
+  const challengeCookie = (value: string | null) => {
+    const attributes = `Path=${completePath}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
+    return `${CHALLENGE_COOKIE}=${value ?? ''}; Max-Age=${value ? 600 : 0}; ${attributes}`;
+  };
 
   const engineHeaders = (request: FastifyRequest) => {
     const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
@@ -96,26 +116,29 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
     }),
   );
 
-  app.get<{ Params: ProviderParams }>(
+  app.get<{ Params: ProviderParams; Querystring: StartQuery }>(
     '/auth/oauth/:provider',
     {
       schema: {
         summary: "Start signing in with a provider: redirects the browser to the provider's authorization page",
         tags: ['oauth'],
         params: ProviderParams,
+        querystring: StartQuery,
         response: { ...errors(400, 404, 503) },
       },
     },
     async (request, reply) => {
       requireProvider(request.params.provider);
       const { url, cookies } = await engine.methods.startOAuth(request.params.provider, engineHeaders(request));
-      reply.header('set-cookie', cookies).header('cache-control', 'no-store');
+      // Set, or cleared: a challenge left by an abandoned sign-in must not bind this one.
+      const challenge = challengeCookie(request.query.codeChallenge ?? null);
+      reply.header('set-cookie', [...cookies, challenge]).header('cache-control', 'no-store');
       return reply.redirect(url, 302);
     },
   );
 
   app.get<{ Querystring: CompleteQuery }>(
-    '/auth/oauth/complete',
+    OAUTH_COMPLETE_PATH,
     {
       schema: {
         summary: 'Where Better Auth returns the browser: mints the one-time code and redirects to oauth.redirect_url',
@@ -129,6 +152,8 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
     },
     async (request, reply) => {
       clearSessionCookies(reply, secure);
+      const challenge = challengeOfCookie(request.headers.cookie);
+      reply.header('set-cookie', challengeCookie(null));
       if (request.query.error !== undefined) {
         const code = CALLBACK_ERRORS[request.query.error] ?? 'OAUTH_FAILED';
         await audit.record({
@@ -164,7 +189,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
           details: { method: 'oauth' },
         });
       }
-      return finish.success(reply, { sessionId, userId });
+      return finish.success(reply, { sessionId, userId }, challenge);
     },
   );
 
@@ -193,7 +218,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
     },
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
-      const found = await codes.consume(request.body.code);
+      const found = await codes.consume(request.body.code, request.body.codeVerifier);
       const session = found ? await sessions.findActive(found.sessionId) : null;
       if (!found || !session || session.userId !== found.userId) throw new AppError('EXCHANGE_CODE_INVALID');
       return {

@@ -1,5 +1,5 @@
 import { type Static, Type as T } from '@sinclair/typebox';
-import { SECRET_PATTERN } from '../../accounts/index.js';
+import { CODE_CHALLENGE_PATTERN, CODE_VERIFIER_PATTERN, SECRET_PATTERN } from '../../accounts/index.js';
 import { Email } from './auth.schemas.js';
 
 /** Schemas of the OAuth, magic-link and anonymous routes. */
@@ -26,6 +26,15 @@ export const ProvidersResponse = T.Object({
   ),
 });
 
+export const CodeChallenge = T.String({
+  pattern: CODE_CHALLENGE_PATTERN,
+  description:
+    'PKCE S256 challenge (base64url SHA-256 of a verifier the front end keeps): the one-time code of this flow is then exchanged only with that verifier',
+});
+
+export const StartQuery = T.Object({ codeChallenge: T.Optional(CodeChallenge) });
+export type StartQuery = Static<typeof StartQuery>;
+
 export const CompleteQuery = T.Object({
   error: T.Optional(T.String({ maxLength: 200 })),
   error_description: T.Optional(T.String({ maxLength: 1000 })),
@@ -37,7 +46,16 @@ export type LinkedQuery = Static<typeof LinkedQuery>;
 
 export const Code = T.String({ pattern: SECRET_PATTERN, description: 'The one-time code from the redirect' });
 
-export const ExchangeBody = T.Object({ code: Code });
+export const ExchangeBody = T.Object({
+  code: Code,
+  codeVerifier: T.Optional(
+    T.String({
+      pattern: CODE_VERIFIER_PATTERN,
+      description:
+        "The verifier of the flow's codeChallenge (required for a code minted with one, refused for one without)",
+    }),
+  ),
+});
 export type ExchangeBody = Static<typeof ExchangeBody>;
 
 export const CodeResponse = T.Object({
@@ -57,7 +75,7 @@ export const AccountsResponse = T.Object({
 
 export const SuccessResponse = T.Object({ success: T.Literal(true) });
 
-export const MagicLinkBody = T.Object({ email: Email });
+export const MagicLinkBody = T.Object({ email: Email, codeChallenge: T.Optional(CodeChallenge) });
 export type MagicLinkBody = Static<typeof MagicLinkBody>;
 
 export const MagicLinkResponse = T.Object({ success: T.Literal(true), message: T.String() });

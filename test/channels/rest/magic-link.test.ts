@@ -1,6 +1,7 @@
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMagicLinks } from '../../../src/accounts/index.js';
+import { pkcePair } from '../../helpers/pkce.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
 import { type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
@@ -68,6 +69,46 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     const token = path.split('token=')[1] as string;
     const stored = await t.db.query('SELECT 1 FROM magic_link_tokens WHERE token_hash = $1', [token]);
     expect(stored.rows).toHaveLength(0);
+  });
+
+  it("a link asked for with a codeChallenge ends in a code only the requester's verifier exchanges", async () => {
+    const user = await registerUser(t.app, { email: 'bound.link@example.com' });
+    const { verifier, challenge } = pkcePair();
+    const codeOfLink = async () => {
+      const asked = await t.app.inject({
+        method: 'POST',
+        url: '/auth/magic-link',
+        payload: { email: user.email, codeChallenge: challenge },
+      });
+      expect(asked.statusCode).toBe(200);
+      const mail = await smtp.waitFor((m) => m.rcpt.includes(user.email) && !seen.has(m.text ?? ''));
+      seen.add(mail.text ?? '');
+      const verify = await open(linkIn(mail.text));
+      return new URL(verify.headers.location as string).searchParams.get('code') as string;
+    };
+    const seen = new Set<string>();
+    const exchange = (code: string, codeVerifier?: string) =>
+      t.app.inject({ method: 'POST', url: '/auth/oauth/exchange', payload: { code, codeVerifier } });
+
+    // Forwarded to someone else (or opened by a victim an attacker sent it to): the code alone signs no one in.
+    expect((await exchange(await codeOfLink())).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    const ok = await exchange(await codeOfLink(), verifier);
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json().userId).toBe(user.userId);
+    // Only the hash of the link's token is stored, next to the challenge.
+    const { rows } = await t.db.query<{ code_challenge: string }>(
+      'SELECT code_challenge FROM magic_link_tokens WHERE email = $1',
+      [user.email],
+    );
+    expect(rows.map((r) => r.code_challenge)).toEqual([challenge, challenge]);
+
+    const bad = await t.app.inject({
+      method: 'POST',
+      url: '/auth/magic-link',
+      payload: { email: user.email, codeChallenge: verifier },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('VALIDATION_FAILED');
   });
 
   it('a link to an account disabled since it was sent is refused with ACCOUNT_DISABLED', async () => {
@@ -242,6 +283,27 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
       const again = await json.inject({ method: 'GET', url: path });
       expect(again.statusCode).toBe(400);
       expect(again.json().error.code).toBe('MAGIC_LINK_INVALID');
+    });
+
+    it('a link asked for with a codeChallenge answers a one-time code, not the token', async () => {
+      const user = await registerUser(json, { email: 'json.bound@example.com' });
+      const { verifier, challenge } = pkcePair();
+      await json.inject({
+        method: 'POST',
+        url: '/auth/magic-link',
+        payload: { email: user.email, codeChallenge: challenge },
+      });
+      const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes(user.email))).text);
+      const res = await json.inject({ method: 'GET', url: path });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ success: true, code: expect.stringMatching(/^[\w-]{43}$/) });
+      const ex = await json.inject({
+        method: 'POST',
+        url: '/auth/oauth/exchange',
+        payload: { code: res.json().code, codeVerifier: verifier },
+      });
+      expect(ex.statusCode).toBe(200);
+      expect(ex.json().userId).toBe(user.userId);
     });
   });
 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeAtProvider, CookieJar, type OidcProvider, startOidcProvider } from '../../helpers/oidc-provider.js';
+import { pkcePair } from '../../helpers/pkce.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
@@ -38,9 +39,12 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
   });
 
   /** GET /auth/oauth/corp, with an optional bearer (link) or start URL; returns the jar and the provider URL. */
-  const start = async () => {
-    const jar = new CookieJar();
-    const res = await t.app.inject({ method: 'GET', url: '/auth/oauth/corp' });
+  const start = async (query = '', jar = new CookieJar()) => {
+    const res = await t.app.inject({
+      method: 'GET',
+      url: `/auth/oauth/corp${query}`,
+      headers: { cookie: jar.header() },
+    });
     expect(res.statusCode).toBe(302);
     jar.store(res.headers['set-cookie'] as string[]);
     return { jar, authorizeUrl: new URL(res.headers.location as string) };
@@ -64,7 +68,8 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     expect(done.statusCode).toBe(302);
     return { callback: cb, done, front: new URL(done.headers.location as string) };
   };
-  const exchange = (code: string) => t.app.inject({ method: 'POST', url: '/auth/oauth/exchange', payload: { code } });
+  const exchange = (code: string, codeVerifier?: string) =>
+    t.app.inject({ method: 'POST', url: '/auth/oauth/exchange', payload: { code, codeVerifier } });
   const session = (token: string) =>
     t.app.inject({ method: 'GET', url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
   const signIn = async (accountId: string) => {
@@ -115,6 +120,63 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     const second = await signIn('alice');
     const ex2 = await exchange(second.front.searchParams.get('code') as string);
     expect(ex2.json().userId).toBe(userId);
+  });
+
+  it('a code bound to the front end (codeChallenge) is exchanged only with its verifier: a planted code signs no one in', async () => {
+    idp.accounts.bound = { email: 'bound@corp.example', email_verified: true, name: 'Bound' };
+    const { verifier, challenge } = pkcePair();
+    const boundSignIn = async (query = `?codeChallenge=${challenge}`) => {
+      const { jar, authorizeUrl } = await start(query);
+      const { front, done } = await finish(jar, await authorizeAtProvider(authorizeUrl.toString(), 'bound'));
+      // The challenge cookie is spent by the completion, whatever its outcome.
+      const spent = (done.headers['set-cookie'] as string[]).find((c) => c.startsWith('gateway.oauth_challenge='));
+      expect(spent).toMatch(/Max-Age=0/);
+      return { jar, code: front.searchParams.get('code') as string };
+    };
+
+    // The challenge rides in a cookie only the completion route is sent, for as long as a state cookie lives.
+    const started = await t.app.inject({ method: 'GET', url: `/auth/oauth/corp?codeChallenge=${challenge}` });
+    const cookie = (started.headers['set-cookie'] as string[]).find((c) => c.startsWith('gateway.oauth_challenge='));
+    expect(cookie).toBe(
+      `gateway.oauth_challenge=${challenge}; Max-Age=600; Path=/auth/oauth/complete; HttpOnly; SameSite=Lax`,
+    );
+
+    // Its own verifier exchanges it.
+    const ok = await exchange((await boundSignIn()).code, verifier);
+    expect(ok.statusCode).toBe(200);
+    expect((await session(ok.json().token)).json().user.email).toBe('bound@corp.example');
+
+    // Without the verifier, or with another one: refused, and the code is spent (no second guess).
+    const planted = (await boundSignIn()).code;
+    expect((await exchange(planted)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    expect((await exchange(planted, verifier)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    const guessed = (await boundSignIn()).code;
+    expect((await exchange(guessed, pkcePair().verifier)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    expect((await exchange(guessed, verifier)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+
+    // A front end that sent a challenge refuses an unbound code (one minted in an attacker's browser without one).
+    const unbound = (await boundSignIn('')).code;
+    const refused = await exchange(unbound, verifier);
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().error.code).toBe('EXCHANGE_CODE_INVALID');
+
+    // A start without a challenge clears one an abandoned start left: that sign-in is unbound.
+    const jar = new CookieJar();
+    await start(`?codeChallenge=${challenge}`, jar);
+    expect(jar.has('gateway.oauth_challenge')).toBe(true);
+    const again = await start('', jar);
+    expect(again.jar.has('gateway.oauth_challenge')).toBe(false);
+    const { front } = await finish(again.jar, await authorizeAtProvider(again.authorizeUrl.toString(), 'bound'));
+    expect((await exchange(front.searchParams.get('code') as string)).statusCode).toBe(200);
+
+    // A challenge of the wrong shape (plain method, or a verifier sent by mistake) is refused before anything starts.
+    for (const bad of ['short', 'a'.repeat(44), `${'a'.repeat(42)}%2B`]) {
+      const res = await t.app.inject({ method: 'GET', url: `/auth/oauth/corp?codeChallenge=${bad}` });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error.code).toBe('VALIDATION_FAILED');
+    }
+    const badVerifier = await exchange(planted, 'x'.repeat(20));
+    expect(badVerifier.json().error.code).toBe('VALIDATION_FAILED');
   });
 
   it('a forged state is refused with OAUTH_STATE_INVALID and creates no session', async () => {
