@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { AppError } from '../errors/index.js';
 import { createIpMatcher } from '../ratelimit/client-key.js';
@@ -36,7 +36,17 @@ export const metricsPlugin = fp<MetricsPluginOptions>(
     });
     if (!options.enabled) return;
 
-    const ipAllowed = options.allowedIps.length > 0 ? createIpMatcher(options.allowedIps) : () => true;
+    const matches = options.allowedIps.length > 0 ? createIpMatcher(options.allowedIps) : () => true;
+    // Every address the request came through or names: the TCP peer, and each X-Forwarded-For entry whether or not
+    // server.trust_proxy believes it. Behind a proxy on loopback the peer alone would admit the whole internet; with
+    // trust_proxy true the client IP alone would be whatever the client wrote.
+    const ipAllowed = (request: FastifyRequest) => {
+      const forwarded = request.headers['x-forwarded-for'];
+      const claimed = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',');
+      return [request.socket.remoteAddress ?? '', request.ip, ...claimed.map((a) => a.trim()).filter(Boolean)].every(
+        (address) => matches(address),
+      );
+    };
     const expected = Buffer.from(`Bearer ${options.token}`);
     const tokenOk = (header: string | undefined) => {
       if (!options.token) return true;
@@ -55,7 +65,7 @@ export const metricsPlugin = fp<MetricsPluginOptions>(
         },
       },
       async (request, reply) => {
-        if (!ipAllowed(request.ip)) throw new AppError('FORBIDDEN', 'Metrics are not served to this address.');
+        if (!ipAllowed(request)) throw new AppError('FORBIDDEN', 'Metrics are not served to this address.');
         if (!tokenOk(request.headers.authorization)) {
           throw new AppError(request.headers.authorization ? 'INVALID_TOKEN' : 'AUTH_REQUIRED');
         }

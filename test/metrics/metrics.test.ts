@@ -201,6 +201,44 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('metrics.allowed_ips behind proxies', () => {
+  const appWith = (trust: boolean | string) =>
+    createTestApp({
+      shared,
+      config: { server: { trust_proxy: trust }, metrics: { token: '', allowed_ips: ['127.0.0.1', '10.9.0.0/16'] } },
+    });
+  const scrape = (t: TestApp, remoteAddress: string, forwarded?: string) =>
+    t.app.inject({ url: '/metrics', remoteAddress, headers: forwarded ? { 'x-forwarded-for': forwarded } : {} });
+
+  it('trust_proxy true: a client naming an allowed address in X-Forwarded-For is still refused', async () => {
+    const t = await appWith(true);
+    try {
+      // Regression: the client IP Fastify resolved (the left-most entry, the client's own words) was all that counted.
+      const spoofed = await scrape(t, '192.0.2.2', '127.0.0.1');
+      expect(spoofed.statusCode).toBe(403);
+      expect(spoofed.json().error.code).toBe('FORBIDDEN');
+      expect((await scrape(t, '10.9.1.1', '10.9.2.2')).statusCode).toBe(200);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a proxy on loopback: the forwarded client is checked, not only the proxy', async () => {
+    for (const trust of [false, 'loopback']) {
+      const t = await appWith(trust);
+      try {
+        expect((await scrape(t, '127.0.0.1', '203.0.113.7')).statusCode).toBe(403);
+        expect((await scrape(t, '127.0.0.1', '10.9.0.1, 203.0.113.7')).statusCode).toBe(403);
+        expect((await scrape(t, '127.0.0.1', 'not-an-ip')).statusCode).toBe(403);
+        expect((await scrape(t, '127.0.0.1')).statusCode).toBe(200);
+        expect((await scrape(t, '127.0.0.1', '10.9.0.1')).statusCode).toBe(200);
+      } finally {
+        await t.close();
+      }
+    }
+  });
+});
+
 describe('metrics.enabled: false', () => {
   let t: TestApp;
   beforeAll(async () => {
