@@ -410,6 +410,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     accounts: createAccountsStore(db, sessions.flushUses),
     licenses: createLicenseResolver(config.licenses),
     audit,
+    ipPolicy,
+    recentAuth,
     forgetUser: (userId) => sessionCache.forgetUser(userId),
   });
   await admin.promoteAdmins(config.admin.emails);

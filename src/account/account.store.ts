@@ -1,3 +1,4 @@
+import { deleteUser } from '../accounts/accounts.store.js';
 import type { Database } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
@@ -42,11 +43,11 @@ export function createAccountStore(db: Database, hasher: PasswordHasher) {
       });
     },
 
-    /** Deletes the user; sessions, credentials, passkeys, links and 2FA go with it (ON DELETE CASCADE). */
-    async deleteUser(userId: string): Promise<boolean> {
-      const { rowCount } = await db.query('DELETE FROM users WHERE id = $1', [userId]);
-      return rowCount > 0;
-    },
+    /**
+     * Deletes the user; sessions, credentials, passkeys, links and 2FA go with it (ON DELETE CASCADE). LAST_ADMIN for
+     * the last enabled administrator, who would leave the gateway without one.
+     */
+    deleteUser: (userId: string): Promise<boolean> => deleteUser(db, userId),
 
     /** The user's argon2id password hash; null when the account signs in without a password. */
     async passwordHash(userId: string): Promise<string | null> {

@@ -1,5 +1,6 @@
-import type { Queryable } from '../db/index.js';
+import type { Database, Queryable } from '../db/index.js';
 import type { LicenseRow } from '../licenses/index.js';
+import { keepingAnAdmin } from './admin-guard.js';
 import { deviceName } from './user-agent.js';
 
 export interface SessionSummary {
@@ -131,8 +132,16 @@ const USER_COLUMNS = `u.id, u.email, u.name, u.role, u.email_verified, u.disable
 /** Escapes LIKE wildcards so a search for "a_b%" matches those characters literally. */
 const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
+/** Deletes a user (the admin API, or their own request): never the last enabled administrator (LAST_ADMIN). */
+export async function deleteUser(db: Database, userId: string): Promise<boolean> {
+  return keepingAnAdmin(db, userId, async (tx) => {
+    const { rowCount } = await tx.query('DELETE FROM users WHERE id = $1', [userId]);
+    return rowCount > 0;
+  });
+}
+
 /** What administrators (the admin API and the CLI) do to users. */
-export function createAdminStore(db: Queryable) {
+export function createAdminStore(db: Database) {
   return {
     /** Users matching `query` (email, name or id, case-insensitive), newest first. */
     async listUsers(page: { query?: string; limit: number; offset: number }) {
@@ -222,24 +231,34 @@ export function createAdminStore(db: Queryable) {
       return rowCount > 0;
     },
 
-    /** Disables (and ends every session of) or re-enables a user. False when the user does not exist. */
+    /**
+     * Disables (and ends every session of) or re-enables a user. False when the user does not exist; LAST_ADMIN when
+     * disabling would leave no enabled administrator.
+     */
     async setDisabled(userId: string, disabled: boolean): Promise<boolean> {
-      const { rowCount } = await db.query(
-        `UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) ELSE NULL END, updated_at = now()
-          WHERE id = $1`,
-        [userId, disabled],
-      );
-      if (rowCount === 0) return false;
-      if (disabled) await db.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
-      return true;
+      const apply = async (tx: Queryable) => {
+        const { rowCount } = await tx.query(
+          `UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) ELSE NULL END,
+                  updated_at = now()
+            WHERE id = $1`,
+          [userId, disabled],
+        );
+        if (rowCount > 0 && disabled) await tx.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+        return rowCount > 0;
+      };
+      return disabled ? keepingAnAdmin(db, userId, apply) : apply(db);
     },
 
+    /** False when the user does not exist; LAST_ADMIN when a demotion would leave no enabled administrator. */
     async setRole(userId: string, role: 'admin' | 'user'): Promise<boolean> {
-      const { rowCount } = await db.query('UPDATE users SET role = $2, updated_at = now() WHERE id = $1', [
-        userId,
-        role,
-      ]);
-      return rowCount > 0;
+      const apply = async (tx: Queryable) => {
+        const { rowCount } = await tx.query('UPDATE users SET role = $2, updated_at = now() WHERE id = $1', [
+          userId,
+          role,
+        ]);
+        return rowCount > 0;
+      };
+      return role === 'admin' ? apply(db) : keepingAnAdmin(db, userId, apply);
     },
 
     async revokeAllSessions(userId: string): Promise<number> {
@@ -247,10 +266,12 @@ export function createAdminStore(db: Queryable) {
       return rowCount;
     },
 
-    /** Deletes a user and everything of theirs (ON DELETE CASCADE; their sessions end through the trigger). */
+    /**
+     * Deletes a user and everything of theirs (ON DELETE CASCADE; their sessions end through the trigger). LAST_ADMIN
+     * for the last enabled administrator.
+     */
     async deleteUser(userId: string): Promise<boolean> {
-      const { rowCount } = await db.query('DELETE FROM users WHERE id = $1', [userId]);
-      return rowCount > 0;
+      return deleteUser(db, userId);
     },
 
     async linkChannel(userId: string, channel: string, channelUserId: string): Promise<'linked' | 'taken' | 'no_user'> {

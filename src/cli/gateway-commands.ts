@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createAdminStore, type UserSummary } from '../accounts/accounts.store.js';
+import { createAuditLog } from '../audit/index.js';
 import { generateId } from '../auth/ids.js';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
 import { type Database, DataDirLockedError, isUniqueViolation, migrate, openDatabase } from '../db/index.js';
@@ -32,6 +33,8 @@ interface Context {
   db(): Promise<Database>;
   out(line: string): void;
   readStdin(): Promise<string>;
+  /** An admin.action audit event (channel 'cli'), as the admin API writes for the same change. */
+  audit(action: string, target: string, details?: Record<string, unknown>): Promise<void>;
 }
 
 const userOption = 'a user id or email address';
@@ -150,21 +153,41 @@ const COMMANDS: Record<string, Command> = {
       const { password, generated } = await passwordFor(ctx, values['password-stdin'] === true);
       const name = typeof values.name === 'string' ? values.name.trim().slice(0, 100) : '';
       const id = await createUser(ctx, { email, name, password, license, role: 'user' });
+      await ctx.audit('user.create', id, { license });
       ctx.out(`created user ${id} <${email}> (license ${license})`);
       if (generated) ctx.out(`password: ${password}  (shown once)`);
     },
   },
 
   'create-admin': {
-    usage: 'create-admin --email <address> [--name <name>] [--password-stdin]',
-    summary: 'Make an existing user an administrator, or create one (password from stdin, or generated)',
-    options: { email: { type: 'string' }, name: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
+    usage: 'create-admin --email <address> [--name <name>] [--password-stdin] [--trust-unverified]',
+    summary:
+      'Make an existing user an administrator (its address must be verified, or --trust-unverified), or create one',
+    options: {
+      email: { type: 'string' },
+      name: { type: 'string' },
+      'password-stdin': { type: 'boolean' },
+      'trust-unverified': { type: 'boolean' },
+    },
     async run(ctx, { values }) {
       const email = requireEmail(values.email);
       const admin = createAdminStore(await ctx.db());
       const existing = await admin.findUserByEmail(email);
       if (existing) {
+        if (values['password-stdin']) {
+          throw new CommandError(
+            `a user with email ${email} already exists and keeps its own password: run without --password-stdin to make it an administrator`,
+          );
+        }
+        // Anyone can register any address: an unverified account may be someone else's claim on the operator's own.
+        if (!existing.emailVerified && values['trust-unverified'] !== true) {
+          throw new CommandError(
+            `${existing.id} <${email}> has not verified its address, so anyone could have registered it; verify it ` +
+              '(the verification email, a magic link or a password reset), or pass --trust-unverified if you made it',
+          );
+        }
         await admin.setRole(existing.id, 'admin');
+        await ctx.audit('role.set', existing.id, { role: 'admin', emailVerified: existing.emailVerified });
         ctx.out(`user ${existing.id} <${email}> is now an administrator`);
         return;
       }
@@ -172,6 +195,7 @@ const COMMANDS: Record<string, Command> = {
       const name = typeof values.name === 'string' ? values.name.trim().slice(0, 100) : '';
       const license = ctx.config.licenses.default_type;
       const id = await createUser(ctx, { email, name, password, license, role: 'admin' });
+      await ctx.audit('user.create', id, { role: 'admin' });
       ctx.out(`created administrator ${id} <${email}>`);
       if (generated) ctx.out(`password: ${password}  (shown once)`);
     },
@@ -188,6 +212,7 @@ const COMMANDS: Record<string, Command> = {
       const resourceLimits = jsonObject(values.limits, 'limits');
       const user = await findUser(ctx, positionals[0]);
       await createAdminStore(await ctx.db()).setLicense(user.id, { type: values.type, features, resourceLimits });
+      await ctx.audit('license.set', user.id, { type: values.type });
       ctx.out(`license of ${user.id} <${user.email}> set to ${values.type}`);
     },
   },
@@ -204,6 +229,7 @@ const COMMANDS: Record<string, Command> = {
       const result = await createAdminStore(await ctx.db()).linkChannel(user.id, 'telegram', telegramId);
       if (result === 'taken') throw new CommandError(`Telegram user ${telegramId} is already linked to another user`);
       if (result === 'no_user') throw new CommandError(`no user ${JSON.stringify(positionals[0])}`);
+      await ctx.audit('channel.link', user.id, { channel: 'telegram', channelUserId: telegramId });
       ctx.out(`Telegram user ${telegramId} linked to ${user.id} <${user.email}>`);
     },
   },
@@ -214,6 +240,7 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx, { positionals }) {
       const user = await findUser(ctx, positionals[0]);
       const revoked = await createAdminStore(await ctx.db()).revokeAllSessions(user.id);
+      await ctx.audit('sessions.revoke', user.id, { revoked });
       ctx.out(`revoked ${revoked} session(s) of ${user.id} <${user.email}>`);
     },
   },
@@ -276,6 +303,14 @@ export async function runGateway(argv: string[], io: GatewayIo): Promise<number>
       config,
       out,
       readStdin,
+      async audit(action, target, details = {}) {
+        const log = { error: (_obj: object, msg: string) => err(`warning: ${msg}`) };
+        await createAuditLog(await ctx.db(), log).record({
+          event: 'admin.action',
+          channel: 'cli',
+          details: { action, target, ...details },
+        });
+      },
       async db() {
         db ??= await openDatabase({
           url: config.database.url,

@@ -110,6 +110,11 @@ export const ERROR_CATALOGUE = {
     status: 409,
     message: 'This allow list does not include the address you are connecting from; it would lock you out.',
   },
+  LAST_ADMIN: { status: 409, message: 'This is the last administrator; make another one first.' },
+  ADMIN_BY_CONFIG: {
+    status: 409,
+    message: 'This address is an administrator by configuration (admin.emails); remove it there first.',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

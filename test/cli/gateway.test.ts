@@ -206,6 +206,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
 
   it('create-admin promotes an existing user, or creates an administrator', async () => {
     const user = await registerUser(t.app);
+    await t.db.query('UPDATE users SET email_verified = true WHERE id = $1', [user.userId]);
     const promote = await gateway(['create-admin', '--email', user.email]);
     expect(promote.code).toBe(0);
     const list = await t.app.inject({
@@ -227,5 +228,38 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
       headers: { authorization: `Bearer ${signIn.json().token}` },
     });
     expect(admin.json().users).toMatchObject([{ email: 'root@example.com', role: 'admin' }]);
+
+    // Each change is an admin.action audit event from the CLI, as through the admin API.
+    const { rows } = await t.db.query<{ channel: string; details: { action: string; target: string } }>(
+      `SELECT channel, details FROM auth_audit_log WHERE event = 'admin.action' ORDER BY id`,
+    );
+    expect(rows.map((r) => [r.channel, r.details.action])).toEqual(
+      expect.arrayContaining([
+        ['cli', 'role.set'],
+        ['cli', 'user.create'],
+      ]),
+    );
+    expect(rows.find((r) => r.details.action === 'role.set')?.details.target).toBe(user.userId);
+  });
+
+  // Regression: it promoted whoever had registered the address first (anyone can register any address), and
+  // ignored --password-stdin, so the operator believed the account had the password they typed.
+  it('create-admin refuses an existing account whose address is unproven, and a password for an existing account', async () => {
+    const squatter = await registerUser(t.app, { email: 'ops@example.com' });
+    const refused = await gateway(['create-admin', '--email', 'ops@example.com', '--password-stdin'], {
+      stdin: 'OperatorsOwnPassword1!',
+    });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('already exists');
+    const unproven = await gateway(['create-admin', '--email', 'ops@example.com']);
+    expect(unproven.code).toBe(1);
+    expect(unproven.stderr).toContain('has not verified its address');
+    const roleOf = async () =>
+      (await t.db.query<{ role: string }>('SELECT role FROM users WHERE id = $1', [squatter.userId])).rows[0]?.role;
+    expect(await roleOf()).toBe('user');
+    // The operator who registered it themselves says so.
+    const trusted = await gateway(['create-admin', '--email', 'ops@example.com', '--trust-unverified']);
+    expect(trusted.code).toBe(0);
+    expect(await roleOf()).toBe('admin');
   });
 });

@@ -160,12 +160,14 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
         summary: 'Delete the account and everything attached to it (needs a recent sign-in or X-2FA-Code)',
         tags: ['account'],
         security: [{ bearer: [] }],
-        response: { 200: SuccessResponse, ...errors(401, 403, 429, 503) },
+        response: { 200: SuccessResponse, ...errors(401, 403, 409, 429, 503) },
       },
     },
     async (request) => {
       const { userId, sessionId } = authOf(request);
-      // Recorded first: the row outlives the user (user_id becomes NULL), the id stays in details.
+      // Refused for the last administrator (LAST_ADMIN), before anything is written.
+      await accounts.deleteUser(userId);
+      // The row outlives the user (its user_id is NULL once the user is gone): the id stays in details.
       await audit.record({
         event: 'account.deleted',
         userId,
@@ -173,7 +175,6 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
         ...restOrigin(request),
         details: { deletedUserId: userId },
       });
-      await accounts.deleteUser(userId);
       return { success: true as const, message: 'Your account is deleted.' };
     },
   );

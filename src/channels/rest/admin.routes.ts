@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { invalidCidr } from '../../access/ip-policy.js';
+import { type IpPolicy, invalidCidr } from '../../access/ip-policy.js';
+import type { RecentAuth } from '../../account/index.js';
 import type { AccountsStore, AdminStore, UserSummary } from '../../accounts/accounts.store.js';
 import type { AuditLog } from '../../audit/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
@@ -22,6 +23,7 @@ import {
 import { ErrorResponse } from './auth.schemas.js';
 import { requireAdmin } from './require-admin.js';
 import { authOf } from './require-auth.js';
+import { requireRecentAuth } from './require-recent-auth.js';
 import { IpAllowlistResponse, RevokedResponse } from './sessions.schemas.js';
 
 export interface AdminRoutesDeps {
@@ -32,6 +34,9 @@ export interface AdminRoutesDeps {
   accounts: AccountsStore;
   licenses: LicenseResolver;
   audit: AuditLog;
+  ipPolicy: IpPolicy;
+  /** Changes need a recent sign-in (or X-2FA-Code): a stolen old admin token must not make admins or delete users. */
+  recentAuth: RecentAuth;
   /** Drops the user's cached sessions in this process: a license or allow-list change applies to the next request. */
   forgetUser?(userId: string): void;
 }
@@ -45,6 +50,8 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   // administrator's invalid input is known to come from them (and audited below).
   const preValidation = requireAdmin(deps);
   const common = { preValidation, schema: { tags: ['admin'], security: [{ bearer: [] }] } } as const;
+  const change = { preValidation: [...preValidation, requireRecentAuth(deps.recentAuth)], schema: common.schema };
+  const adminEmails = new Set(config.admin.emails.map((e) => e.trim().toLowerCase()));
   /** Requests whose outcome is already in the audit log: the refusal hook does not write a second, contradicting row. */
   const recorded = new WeakSet<FastifyRequest>();
 
@@ -167,7 +174,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   app.put<{ Params: UserIdParams; Body: LicenseBody }>(
     '/admin/users/:id/license',
     {
-      ...common,
+      ...change,
       schema: {
         ...common.schema,
         summary: "Set a user's license type, features and resource limits (applies to their next request)",
@@ -197,7 +204,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   app.post<{ Params: UserIdParams }>(
     '/admin/users/:id/revoke-sessions',
     {
-      ...common,
+      ...change,
       schema: {
         ...common.schema,
         summary: "End all of a user's sessions on every channel",
@@ -220,14 +227,14 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
     app.post<{ Params: UserIdParams }>(
       `/admin/users/:id/${path}`,
       {
-        ...common,
+        ...change,
         schema: {
           ...common.schema,
           summary: disabled
             ? 'Disable a user: no sign-in on any channel, and their sessions end'
             : 'Re-enable a disabled user',
           params: UserIdParams,
-          response: { 200: OkResponse, ...errors(400, 401, 403, 404, 503) },
+          response: { 200: OkResponse, ...errors(400, 401, 403, 404, 409, 503) },
         },
       },
       async (request) => {
@@ -243,17 +250,23 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   app.put<{ Params: UserIdParams; Body: RoleBody }>(
     '/admin/users/:id/role',
     {
-      ...common,
+      ...change,
       schema: {
         ...common.schema,
         summary: 'Make a user an administrator, or take the role away',
         params: UserIdParams,
         body: RoleBody,
-        response: { 200: OkResponse, ...errors(400, 401, 403, 404, 503) },
+        response: { 200: OkResponse, ...errors(400, 401, 403, 404, 409, 503) },
       },
     },
     async (request) => {
-      if (request.body.role !== 'admin') notSelf(request, request.params.id, 'demote');
+      if (request.body.role !== 'admin') {
+        notSelf(request, request.params.id, 'demote');
+        // The sign-in guard would grant the role again at their next sign-in: the demotion would not last.
+        if (adminEmails.has((await existing(request.params.id)).email.toLowerCase())) {
+          throw new AppError('ADMIN_BY_CONFIG');
+        }
+      }
       if (!(await admin.setRole(request.params.id, request.body.role))) throw new AppError('USER_NOT_FOUND');
       await record(request, 'role.set', request.params.id, { role: request.body.role });
       return { success: true as const };
@@ -263,13 +276,13 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   app.put<{ Params: UserIdParams; Body: AdminIpAllowlistBody }>(
     '/admin/users/:id/ip-allowlist',
     {
-      ...common,
+      ...change,
       schema: {
         ...common.schema,
         summary: "Replace a user's IP allow list (empty: no per-user restriction)",
         params: UserIdParams,
         body: AdminIpAllowlistBody,
-        response: { 200: IpAllowlistResponse, ...errors(400, 401, 403, 404, 503) },
+        response: { 200: IpAllowlistResponse, ...errors(400, 401, 403, 404, 409, 503) },
       },
     },
     async (request) => {
@@ -279,6 +292,10 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
         throw new AppError('VALIDATION_FAILED', `cidrs: "${bad.slice(0, 64)}" is not a CIDR or IP address`, {
           field: 'cidrs',
         });
+      }
+      const self = authOf(request).userId === request.params.id;
+      if (self && cidrs.length > 0 && deps.ipPolicy.refuse(request.ip, cidrs) === 'user_allow') {
+        throw new AppError('IP_ALLOWLIST_LOCKOUT');
       }
       if (!(await accounts.setIpAllowlist(request.params.id, cidrs))) throw new AppError('USER_NOT_FOUND');
       deps.forgetUser?.(request.params.id);
@@ -290,20 +307,20 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   app.delete<{ Params: UserIdParams }>(
     '/admin/users/:id',
     {
-      ...common,
+      ...change,
       schema: {
         ...common.schema,
         summary: 'Delete a user and everything of theirs; their sessions end on every channel',
         params: UserIdParams,
-        response: { 200: OkResponse, ...errors(400, 401, 403, 404, 503) },
+        response: { 200: OkResponse, ...errors(400, 401, 403, 404, 409, 503) },
       },
     },
     async (request) => {
       notSelf(request, request.params.id, 'delete');
       const user = await existing(request.params.id);
-      // Recorded first: the audit row's user_id would be nulled with the user, the target id stays in details.
-      await record(request, 'user.delete', user.id, { email: user.email });
+      // Recorded once done (a refused deletion, LAST_ADMIN, is recorded as refused): the target id is in details.
       if (!(await admin.deleteUser(user.id))) throw new AppError('USER_NOT_FOUND');
+      await record(request, 'user.delete', user.id, { email: user.email });
       return { success: true as const };
     },
   );
