@@ -69,6 +69,9 @@ export const consolePlugin = fp<ConsoleOptions>(
       cacheControl: true,
       maxAge: 0, // revalidate with the ETag: a redeployed console is picked up at once
       serveDotFiles: false,
+      // With `wildcard`, serveDotFiles only shapes a glob that is never made; `send` decides, and it serves dot-files
+      // unless told otherwise. 'ignore' (not 'deny', a 403) makes one the gateway's 404, like any unknown path.
+      dotfiles: 'ignore',
     });
 
     // The passkey routes may serve the same module at the same URL; then theirs stays and these are not added.

@@ -50,6 +50,20 @@ export const WEBSOCKET_DESCRIPTIONS: Record<string, { summary: string; descripti
 const BETTER_AUTH_PREFIX = '/api/auth';
 const BETTER_AUTH_SCHEMA_PREFIX = 'BetterAuth';
 
+/** Methods Better Auth's generator lists that the gateway refuses, by path below /api/auth: left out of the document. */
+const BETTER_AUTH_REFUSED_METHODS: Record<string, readonly string[]> = {
+  // Better Auth takes POST here only with session.deferSessionRefresh, which the gateway leaves off: 405.
+  '/get-session': ['post'],
+};
+
+/**
+ * Request examples the gateway accepts, by path below /api/auth and method, where the one built from Better Auth's
+ * schema is refused: its image "string" fails the mount's check (an http(s) URL or null, mount.plugin.ts).
+ */
+const BETTER_AUTH_REQUEST_EXAMPLES: Record<string, Record<string, Json>> = {
+  '/update-user': { post: { name: 'Jane Doe', image: 'https://example.com/avatar.png' } },
+};
+
 /** Everything the post-processing does, in order. */
 export function finishDocument(
   doc: OpenApiDocument,
@@ -79,7 +93,8 @@ export function operations(doc: OpenApiDocument): [string, string, Json][] {
 /**
  * Better Auth's paths under /api/auth, its component schemas renamed (BetterAuthUser, ...) so they cannot collide with
  * ours, its security mapped onto ours (our bearer JWT is accepted on /api/auth/* too), and a summary on each operation
- * (its generator only gives descriptions).
+ * (its generator only gives descriptions). Methods the gateway refuses are left out, and request examples it would
+ * refuse are replaced: the document promises only what the gateway answers.
  */
 export function mergeBetterAuth(doc: OpenApiDocument, external: ExternalDocument): void {
   const rename = (name: string) => `${BETTER_AUTH_SCHEMA_PREFIX}${name}`;
@@ -94,7 +109,9 @@ export function mergeBetterAuth(doc: OpenApiDocument, external: ExternalDocument
     const target: Record<string, Json> = {};
     for (const method of METHODS) {
       const op = item[method] as Json | undefined;
-      if (!op) continue;
+      if (!op || BETTER_AUTH_REFUSED_METHODS[path]?.includes(method)) continue;
+      const example = BETTER_AUTH_REQUEST_EXAMPLES[path]?.[method];
+      if (example) setRequestExample(op, example);
       const description = typeof op.description === 'string' ? op.description : '';
       target[method] = {
         ...op,
@@ -116,6 +133,16 @@ export function mergeBetterAuth(doc: OpenApiDocument, external: ExternalDocument
         'session cookie; successful sign-ins also return the gateway token in the X-Auth-Token header.',
     },
   ];
+}
+
+/**
+ * Sets the example of an operation's JSON request body (addExamples then leaves it alone). An operation that no longer
+ * has one keeps what its generator gave (the OpenAPI tests send the example, so they notice).
+ */
+function setRequestExample(op: Json, example: Json): void {
+  const content = (op.requestBody as Json | undefined)?.content as Record<string, Json> | undefined;
+  const media = content?.['application/json'];
+  if (media) media.example = example;
 }
 
 function summaryOf(description: string): string {

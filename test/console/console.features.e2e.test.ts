@@ -29,6 +29,31 @@ describe.skipIf(!hasChromium)('console feature panels in Chromium', () => {
     await page.waitForSelector('#profile-email');
   }
 
+  /** Turns two-factor on for a user through the API (enrol, confirm now); returns the app's TOTP generator. */
+  async function enableTwoFactor(token: string, password: string): Promise<OTPAuth.TOTP> {
+    const headers = { authorization: `Bearer ${token}` };
+    const enrol = await gw.app.inject({ method: 'POST', url: '/auth/2fa/enable', headers, payload: { password } });
+    expect(enrol.statusCode, enrol.body).toBe(200);
+    const totp = OTPAuth.URI.parse((enrol.json() as { otpauthUri: string }).otpauthUri) as OTPAuth.TOTP;
+    const confirm = await gw.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/confirm',
+      headers,
+      payload: { code: totp.generate() },
+    });
+    expect(confirm.statusCode, confirm.body).toBe(200);
+    return totp;
+  }
+
+  /** The JSON bodies the page sends to a path, in order. */
+  function bodiesSentTo(page: Page, path: string): unknown[] {
+    const bodies: unknown[] = [];
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname === path) bodies.push(request.postDataJSON());
+    });
+    return bodies;
+  }
+
   async function signInThroughForm(page: Page, email: string, password: string): Promise<void> {
     const form = page.locator('#signin-form');
     await form.getByLabel('Email').fill(email);
@@ -178,6 +203,104 @@ describe.skipIf(!hasChromium)('console feature panels in Chromium', () => {
       headers: { authorization: `Bearer ${otherToken}` },
     });
     expect(refused.statusCode).toBe(401);
+    expect(cspViolations()).toEqual([]);
+  });
+
+  // Regression: ending the current session left the tab "signed in" with a dead token.
+  it("signs the tab out when it ends the tab's own session", async (ctx) => {
+    const user = await registerUser(gw.app);
+    const { page, cspViolations } = await openPage(browser, ctx);
+    await signedInConsole(page, user.token);
+    await page.getByRole('button', { name: 'End this session (sign out here)' }).click();
+    await expect.poll(() => page.locator('#who').textContent()).toBe('Not signed in.');
+    expect(await page.evaluate(() => sessionStorage.getItem('gateway.token'))).toBeNull();
+    await page.locator('#signin-form').waitFor({ state: 'visible' });
+    expect(await page.locator('#sessions .message').textContent()).toBe('Session ended; this tab is signed out.');
+    const refused = await gw.app.inject({
+      method: 'GET',
+      url: '/auth/session',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(refused.statusCode).toBe(401);
+    expect(cspViolations()).toEqual([]);
+  });
+
+  // Regression: a session whose device the gateway could not name ('') was listed with a blank name.
+  it('names a session on a device the gateway could not name "Unknown device"', async (ctx) => {
+    const user = await registerUser(gw.app);
+    // A user agent with no product token: the gateway's device name for it is ''.
+    const other = await gw.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { 'user-agent': '()' },
+      payload: { email: user.email, password: user.password },
+    });
+    expect(other.statusCode).toBe(200);
+    const listed = await gw.app.inject({
+      method: 'GET',
+      url: '/auth/sessions',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    const sessions = (listed.json() as { sessions: { current: boolean; device: { name: string } }[] }).sessions;
+    expect(sessions.find((s) => !s.current)?.device.name).toBe('');
+
+    const { page, cspViolations } = await openPage(browser, ctx);
+    await signedInConsole(page, user.token);
+    const item = page.locator('#session-list li[data-current="false"]');
+    await expect.poll(() => item.locator('strong').textContent()).toBe('Unknown device');
+    expect(await item.getByRole('button').getAttribute('aria-label')).toBe('End the session on Unknown device');
+    expect(cspViolations()).toEqual([]);
+  });
+
+  // Regression: the one "password or code" field sent an all-digit password as {code}: always wrong, and counted
+  // toward the 2FA lockout.
+  it('turns two-factor off with an all-digit password, sent as the password', async (ctx) => {
+    const user = await registerUser(gw.app, { password: '48203917' });
+    await enableTwoFactor(user.token, user.password);
+    const { page, cspViolations } = await openPage(browser, ctx);
+    const sent = bodiesSentTo(page, '/auth/2fa/disable');
+    await signedInConsole(page, user.token);
+
+    const form = page.locator('#two-factor-disable-password-form');
+    await form.getByLabel('Current password').fill(user.password);
+    await form.getByRole('button', { name: 'Turn off with password' }).click();
+    await expect
+      .poll(() => page.locator('#two-factor .message').textContent())
+      .toBe('Two-factor authentication is off.');
+    expect(sent).toEqual([{ password: '48203917' }]);
+    const login = await gw.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: user.email, password: user.password },
+    });
+    expect(login.json()).toMatchObject({ success: true, token: expect.any(String) });
+    expect(login.json()).not.toHaveProperty('twoFactorRequired');
+    expect(cspViolations()).toEqual([]);
+  });
+
+  it('turns two-factor off with a code from the app, and sends no backup code as one', async (ctx) => {
+    const user = await registerUser(gw.app);
+    const totp = await enableTwoFactor(user.token, user.password);
+    const { page, cspViolations } = await openPage(browser, ctx);
+    const sent = bodiesSentTo(page, '/auth/2fa/disable');
+    await signedInConsole(page, user.token);
+
+    const form = page.locator('#two-factor-disable-code-form');
+    const code = form.getByLabel('Code from the app');
+    const submit = form.getByRole('button', { name: 'Turn off with code' });
+    // The route checks TOTP codes only: a backup code would be one more wrong code toward the lockout.
+    await code.fill('a1b2c-d3e4f');
+    await submit.click();
+    expect(await code.evaluate((input: HTMLInputElement) => input.validity.valid)).toBe(false);
+
+    // The confirmation used this period's code: take the next period's (inside the usual ±1 window).
+    const next = totp.generate({ timestamp: Date.now() + 30_000 });
+    await code.fill(next);
+    await submit.click();
+    await expect
+      .poll(() => page.locator('#two-factor .message').textContent())
+      .toBe('Two-factor authentication is off.');
+    expect(sent).toEqual([{ code: next }]);
     expect(cspViolations()).toEqual([]);
   });
 

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consoleCsp } from '../../src/console/console.plugin.js';
+import { consoleCsp, PUBLIC_DIR } from '../../src/console/console.plugin.js';
 import { DOCS_CSP } from '../../src/docs/docs.plugin.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
@@ -55,6 +57,17 @@ describe('console routes', () => {
       expect([400, 403, 404], url).toContain(res.statusCode);
       expect(res.body, url).not.toContain('"dependencies"');
     }
+  });
+
+  // Regression: with `wildcard`, serveDotFiles: false did not stop @fastify/static serving public/.gitkeep (200).
+  it('answers a dot-file that exists in public/ as it answers any unknown path', async () => {
+    expect(existsSync(join(PUBLIC_DIR, '.gitkeep'))).toBe(true);
+    const res = await t.app.inject({ method: 'GET', url: '/.gitkeep' });
+    expect(res.statusCode).toBe(404);
+    expect(res.json()).toEqual({
+      success: false,
+      error: { code: 'NOT_FOUND', message: 'No route GET /.gitkeep.' },
+    });
   });
 
   it('serves @simplewebauthn/browser as an ES module from node_modules', async () => {

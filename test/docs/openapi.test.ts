@@ -8,7 +8,7 @@ import {
   operations,
   WEBSOCKET_DESCRIPTIONS,
 } from '../../src/docs/openapi.document.js';
-import { createTestApp, REPO_ROOT, type TestApp } from '../helpers/test-app.js';
+import { createTestApp, REPO_ROOT, registerUser, type TestApp } from '../helpers/test-app.js';
 
 /**
  * The official OpenAPI 3.1 schema (spec.openapis.org/oas/3.1/schema/2022-10-07), as shipped inside
@@ -135,6 +135,41 @@ describe('GET /openapi.json', () => {
     expect(Object.keys(doc.components.schemas ?? {})).toContain('BetterAuthUser');
     // No route of Better Auth's openAPI plugin is exposed (its reference page loads from a CDN).
     expect(Object.keys(doc.paths).filter((p) => p.includes('open-api') || p.endsWith('/reference'))).toEqual([]);
+  });
+
+  // Regression: POST /api/auth/get-session was documented, but the gateway answers it 405
+  // (METHOD_NOT_ALLOWED_DEFER_SESSION_REQUIRED: Better Auth's deferSessionRefresh is off).
+  it('documents get-session with GET only, the one method the gateway answers', async () => {
+    expect(Object.keys(doc.paths['/api/auth/get-session'] ?? {})).toEqual(['get']);
+    const { token } = await registerUser(t.app);
+    const headers = { authorization: `Bearer ${token}` };
+    const get = await t.app.inject({ method: 'GET', url: '/api/auth/get-session', headers });
+    expect(get.statusCode).toBe(200);
+    const post = await t.app.inject({ method: 'POST', url: '/api/auth/get-session', headers, payload: {} });
+    expect(post.statusCode).toBe(405);
+  });
+
+  // Regression: update-user's generated example ({"image":"string"}) was refused with 400 VALIDATION_FAILED.
+  it('gives update-user a request example the gateway accepts', async () => {
+    const body = (doc.paths['/api/auth/update-user']?.post?.requestBody ?? {}) as {
+      content?: Record<string, { example?: Record<string, unknown> }>;
+    };
+    const example = body.content?.['application/json']?.example;
+    expect(example).toMatchObject({ image: expect.stringMatching(/^https:\/\//) });
+    const { token } = await registerUser(t.app);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/update-user',
+      headers: { authorization: `Bearer ${token}` },
+      payload: example,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const session = await t.app.inject({
+      method: 'GET',
+      url: '/api/auth/get-session',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(session.json()).toMatchObject({ user: example });
   });
 
   it('gives every operation a summary, responses, error codes and an example', () => {

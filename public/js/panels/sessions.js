@@ -1,6 +1,7 @@
 // Sessions and devices: the signed-in user's active sessions; end one, or all but this one.
 import { call, describe, isAbsent, listIn, pick } from '../api.js';
 import { h, messageArea, replace, when } from '../dom.js';
+import { setToken } from '../session.js';
 
 export const ROUTES = {
   list: '/auth/sessions',
@@ -9,6 +10,13 @@ export const ROUTES = {
 };
 
 const FEATURE = 'Session management';
+
+/** A session's device in words; the gateway names it '' when the user agent says nothing readable. */
+function deviceOf(session) {
+  const raw = pick(session, ['device', 'deviceName', 'userAgent', 'user_agent']);
+  const name = raw && typeof raw === 'object' ? pick(raw, ['name']) : raw;
+  return String(name ?? '').trim() || 'Unknown device';
+}
 
 export default {
   id: 'sessions',
@@ -54,9 +62,7 @@ export default {
           items.map((s) => {
             const id = String(pick(s, ['id']));
             const current = Boolean(pick(s, ['current', 'isCurrent']));
-            const rawDevice = pick(s, ['device', 'deviceName', 'userAgent', 'user_agent']);
-            const device =
-              (rawDevice && typeof rawDevice === 'object' ? pick(rawDevice, ['name']) : rawDevice) ?? 'Unknown device';
+            const device = deviceOf(s);
             const end = h('button', { type: 'button', class: 'danger' }, current ? 'Sign out here' : 'End session');
             end.setAttribute(
               'aria-label',
@@ -67,8 +73,9 @@ export default {
               const r = await call('DELETE', ROUTES.one(id));
               end.disabled = false;
               if (!r.ok) return message.show('error', describe(r, FEATURE));
+              if (current) return signedOutHere();
               message.show('ok', 'Session ended.');
-              if (!current) refresh();
+              refresh();
             });
             return h(
               'li',
@@ -76,11 +83,7 @@ export default {
               h(
                 'div',
                 {},
-                h(
-                  'strong',
-                  {},
-                  typeof device === 'object' ? (pick(device, ['name']) ?? JSON.stringify(device)) : device,
-                ),
+                h('strong', {}, device),
                 current ? h('span', { class: 'badge' }, 'this session') : null,
                 h(
                   'div',
@@ -100,6 +103,15 @@ export default {
           }),
         ),
       );
+    }
+
+    /**
+     * This tab's own session was ended: its token is dead, so the tab signs out as the Account panel's Sign out does
+     * (every panel and the header hear it). The message comes after, as signing out clears each panel's.
+     */
+    function signedOutHere() {
+      setToken(null);
+      message.show('ok', 'Session ended; this tab is signed out.');
     }
 
     return {

@@ -68,21 +68,50 @@ export default {
       code.row,
       h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Confirm')),
     );
-    const disableSecret = field('Password or current code', {
+    // Turning off takes the password or a current code, and the person says which: a password may be all digits, and
+    // sent as a code it would fail and count toward the 2FA lockout (which also blocks sign-ins).
+    const disablePassword = field('Current password', {
       type: 'password',
-      name: 'tf-disable',
+      name: 'tf-disable-password',
       autocomplete: 'current-password',
       required: true,
     });
-    const disableForm = h(
+    const disableCode = field('Code from the app', {
+      name: 'tf-disable-code',
+      inputMode: 'numeric',
+      autocomplete: 'one-time-code',
+      required: true,
+      // The route checks TOTP codes only: anything else (a backup code) would be a wrong code for the lockout.
+      pattern: '\\d{6}',
+      maxLength: 6,
+      title: 'The 6-digit code your authenticator app shows now',
+    });
+    const disableByPassword = h(
       'form',
-      { id: 'two-factor-disable-form', class: 'card' },
-      h('p', {}, 'Turn two-factor authentication off.'),
-      disableSecret.row,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'danger' }, 'Turn off two-factor')),
+      { id: 'two-factor-disable-password-form', class: 'inline' },
+      disablePassword.row,
+      h('button', { type: 'submit', class: 'danger' }, 'Turn off with password'),
+    );
+    const disableByCode = h(
+      'form',
+      { id: 'two-factor-disable-code-form', class: 'inline' },
+      disableCode.row,
+      h('button', { type: 'submit', class: 'danger' }, 'Turn off with code'),
+    );
+    const disableCard = h(
+      'div',
+      { id: 'two-factor-disable', class: 'card' },
+      h(
+        'p',
+        {},
+        'Turn two-factor authentication off with your password or with the code your app shows now ' +
+          '(backup codes only work for signing in).',
+      ),
+      disableByPassword,
+      disableByCode,
     );
     const signedOut = h('p', { class: 'muted' }, 'Sign in to set up two-factor authentication.');
-    root.append(signedOut, message.el, enableForm, setup, confirmForm, disableForm);
+    root.append(signedOut, message.el, enableForm, setup, confirmForm, disableCard);
 
     enableForm.addEventListener('submit', async (event) => {
       event.preventDefault();
@@ -146,23 +175,29 @@ export default {
       });
     });
 
-    disableForm.addEventListener('submit', async (event) => {
-      event.preventDefault();
-      await busy(disableForm, async () => {
-        const value = disableSecret.input.value.trim();
-        const body = /^\d{6,8}$/.test(value) ? { code: value } : { password: value };
-        const result = await call('POST', ROUTES.disable, { body });
-        if (!result.ok) return message.show('error', describe(result, FEATURE));
-        disableSecret.input.value = '';
-        message.show('ok', 'Two-factor authentication is off.');
+    // The password goes as typed (spaces are part of it); a code is trimmed, as on confirm.
+    turnOffWith(disableByPassword, disablePassword.input, (value) => ({ password: value }));
+    turnOffWith(disableByCode, disableCode.input, (value) => ({ code: value.trim() }));
+
+    /** Submitting `form` turns two-factor off with the body `bodyOf` makes of the input's value. */
+    function turnOffWith(form, input, bodyOf) {
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        await busy(form, async () => {
+          const result = await call('POST', ROUTES.disable, { body: bodyOf(input.value) });
+          if (!result.ok) return message.show('error', describe(result, FEATURE));
+          disablePassword.input.value = '';
+          disableCode.input.value = '';
+          message.show('ok', 'Two-factor authentication is off.');
+        });
       });
-    });
+    }
 
     return {
       onSession(isIn) {
         signedOut.hidden = isIn;
         enableForm.hidden = !isIn;
-        disableForm.hidden = !isIn;
+        disableCard.hidden = !isIn;
         confirmForm.hidden = true;
         setup.hidden = true;
         replace(setup);
