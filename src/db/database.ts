@@ -229,13 +229,21 @@ function openPostgres(options: DatabaseOptions): Database {
       // lock needs a real session, so it takes the LISTEN URL (which bypasses a transaction-mode pooler) when set.
       const client = new pg.Client({
         connectionString: options.listenUrl || options.url,
+        keepAlive: true,
         connectionTimeoutMillis: options.connectTimeoutSeconds * 1000,
       });
       let released = false;
-      client.on('error', (err) => {
-        options.onBackgroundError?.(err);
-        if (!released) onLost?.();
-      });
+      let heartbeat: NodeJS.Timeout | undefined;
+      // Once, however it is noticed: an error, the end of the connection, or a heartbeat without an answer.
+      const lose = (err?: Error) => {
+        if (released) return;
+        released = true;
+        clearInterval(heartbeat);
+        if (err) options.onBackgroundError?.(err);
+        client.end().catch(() => {});
+        onLost?.();
+      };
+      client.on('error', lose);
       await client.connect();
       try {
         const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]);
@@ -249,13 +257,19 @@ function openPostgres(options: DatabaseOptions): Database {
         await client.end().catch(() => {});
         throw err;
       }
-      client.once('end', () => {
-        if (!released) onLost?.();
-      });
+      client.once('end', () => lose());
+      // A connection cut without a FIN or RST never errors: the server ends the session (and frees the lock for another
+      // process) while this one would go on believing it holds it. The heartbeat notices, as the listener's does.
+      const heartbeatMs = options.listenerHeartbeatMs ?? 5000;
+      heartbeat = setInterval(() => {
+        answersWithin(client, heartbeatMs).catch((err: Error) => lose(err));
+      }, heartbeatMs);
+      heartbeat.unref();
       return {
         async release() {
           if (released) return;
           released = true;
+          clearInterval(heartbeat);
           await client.end().catch(() => {}); // ending the session releases the lock
         },
       };
@@ -268,6 +282,19 @@ function openPostgres(options: DatabaseOptions): Database {
       if (!pool.ended) await pool.end();
     },
   };
+}
+
+/** A heartbeat: one round trip on a connection of our own, rejected when no answer comes within `ms`. */
+async function answersWithin(client: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('connection did not answer a heartbeat')), ms);
+  });
+  try {
+    await Promise.race([client.query('SELECT 1'), silent]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -355,16 +382,11 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
     const lose = loseClient;
     if (!current || !lose || probing) return;
     probing = true;
-    let timer: NodeJS.Timeout | undefined;
-    const silent = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('LISTEN connection did not answer a heartbeat')), heartbeatMs);
-    });
-    Promise.race([current.query('SELECT 1'), silent])
+    answersWithin(current, heartbeatMs)
       .catch((err: Error) => {
         if (client === current) lose(err);
       })
       .finally(() => {
-        clearTimeout(timer);
         probing = false;
       });
   }

@@ -97,4 +97,43 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
       await relay.close();
     }
   });
+
+  // Regression: the lock's connection had no heartbeat. Cut silently, it never errored, so its holder went on polling
+  // Telegram after the server had ended the session and another process had taken the lock: two pollers.
+  it('an advisory lock whose connection goes silent is reported lost (the server frees it for another process)', async () => {
+    const relay = await startTcpRelay(t.url as string);
+    const relayed = await openDatabase({
+      url: t.url as string,
+      listenUrl: relay.via(t.url as string),
+      dataDir: t.dataDir,
+      poolMax: 2,
+      connectTimeoutSeconds: 1,
+      statementTimeoutSeconds: 30,
+      listenerHeartbeatMs: 200,
+    });
+    const KEY = 727219999;
+    let lost = 0;
+    try {
+      const held = await relayed.tryAdvisoryLock(KEY, () => lost++);
+      expect(held).not.toBeNull();
+      expect(await db.tryAdvisoryLock(KEY)).toBeNull();
+
+      // No FIN, no RST: nothing but the heartbeat can tell. Once it has, the holder stops (and closes its socket, which
+      // ends the session and frees the lock; the server would end it on its own sooner or later).
+      relay.silent = true;
+      await expect.poll(() => lost, { timeout: 5000 }).toBe(1);
+      const takeLock = async () => {
+        taken ??= await db.tryAdvisoryLock(KEY);
+        return taken !== null;
+      };
+      let taken: Awaited<ReturnType<Database['tryAdvisoryLock']>> = null;
+      await expect.poll(takeLock, { timeout: 5000 }).toBe(true);
+      await taken?.release();
+      await held?.release();
+      expect(lost).toBe(1);
+    } finally {
+      await relayed.close();
+      await relay.close();
+    }
+  });
 });
