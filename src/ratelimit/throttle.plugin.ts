@@ -145,6 +145,12 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
     const reserve = async (request: FastifyRequest) => {
       const email = await emailOf(request.body, request.headers['content-type']);
       if (email === null) throw new AppError('VALIDATION_FAILED', 'email is required', { field: 'email' });
+      // Our routes' schema caps it; Better Auth's does not, and the key would be kept for the failure window.
+      if (email.length > MAX_EMAIL_LENGTH) {
+        throw new AppError('VALIDATION_FAILED', `email must be at most ${MAX_EMAIL_LENGTH} characters`, {
+          field: 'email',
+        });
+      }
       try {
         request.loginAttempt = await throttle.reserve(email);
       } catch (err) {
@@ -284,6 +290,9 @@ async function emailOf(body: unknown, contentType: string | undefined): Promise<
     : (body as { email?: unknown } | null)?.email;
   return typeof email === 'string' && email.trim() !== '' ? accountKey(email) : null;
 }
+
+/** RFC 5321's cap on a path, as the Email schema of our routes has it. */
+const MAX_EMAIL_LENGTH = 254;
 
 /** A wrong password, as our routes (INVALID_CREDENTIALS) and Better Auth's (INVALID_EMAIL_OR_PASSWORD) say it. */
 const WRONG_PASSWORD = new Set(['INVALID_CREDENTIALS', 'INVALID_EMAIL_OR_PASSWORD']);

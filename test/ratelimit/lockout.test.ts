@@ -295,4 +295,26 @@ describe('per-account lockout (memory counters)', () => {
     expect(res.statusCode).toBe(400);
     expect(res.json().success).toBe(false);
   });
+
+  // Regression: Better Auth's route has no cap, and each distinct 60 KB email was kept as a lockout key for the
+  // failure window (300 such requests: 300 keys of 60 KB in the counter store).
+  it("an over-long email on Better Auth's sign-in is refused before a lockout key is kept", async () => {
+    const email = `${'a'.repeat(60_000)}@example.com`;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: ORIGIN },
+      payload: { email, password: 'whatever-it-is' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.code).toBe('VALIDATION_FAILED');
+    const at254 = `${'b'.repeat(254 - '@example.com'.length)}@example.com`;
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: ORIGIN },
+      payload: { email: at254, password: 'whatever-it-is' },
+    });
+    expect(ok.statusCode).toBe(401);
+  });
 });
