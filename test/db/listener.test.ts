@@ -122,13 +122,13 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
       // ends the session and frees the lock; the server would end it on its own sooner or later).
       relay.silent = true;
       await expect.poll(() => lost, { timeout: 5000 }).toBe(1);
+      const taken: { lock: Awaited<ReturnType<Database['tryAdvisoryLock']>> } = { lock: null };
       const takeLock = async () => {
-        taken ??= await db.tryAdvisoryLock(KEY);
-        return taken !== null;
+        taken.lock ??= await db.tryAdvisoryLock(KEY);
+        return taken.lock !== null;
       };
-      let taken: Awaited<ReturnType<Database['tryAdvisoryLock']>> = null;
       await expect.poll(takeLock, { timeout: 5000 }).toBe(true);
-      await taken?.release();
+      await taken.lock?.release();
       await held?.release();
       expect(lost).toBe(1);
     } finally {
