@@ -34,7 +34,6 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
         mailer,
         passwordResetEmail({
           to: user.email,
-          name: user.name,
           link: link.toString(),
           ttlSeconds: options.resetTtlSeconds,
           appName: options.appName,
@@ -48,7 +47,7 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
     async passwordReset(user) {
       await options.addressProven(user.id);
       await audit.record({ event: 'password.reset_completed', userId: user.id, channel: 'rest' });
-      sendDeferred(mailer, passwordChangedEmail({ to: user.email, name: user.name, appName: options.appName }), log);
+      sendDeferred(mailer, passwordChangedEmail({ to: user.email, appName: options.appName }), log);
     },
   };
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { completeUpgrade } from '../accounts/anonymous-users.js';
 import { generateId } from '../auth/index.js';
 import type { Database, Queryable } from '../db/index.js';
-import { type EmailMessage, type Mailer, verificationEmail } from '../email/index.js';
+import { type EmailMessage, gatewayLink, type Mailer, verificationEmail } from '../email/index.js';
 import { signUpAttemptEmail } from '../email/templates.js';
 import { AppError } from '../errors/index.js';
 import { sendDeferred } from './deferred.js';
@@ -40,12 +40,14 @@ export interface EmailVerification {
    * email less than resend_interval ago: Better Auth's own triggers (sign-up, /api/auth/send-verification-email) share
    * the resend limit.
    */
-  issueLimited(user: { id: string; email: string; name: string }): Promise<void>;
+  issueLimited(user: { id: string; email: string }): Promise<void>;
   /**
-   * Resends a link for an address. Answers the same whether the address has an unverified account, a verified one or
-   * none; refuses with RATE_LIMITED when the address got one less than resend_interval ago.
+   * Resends a link for an address, in two steps so that the request can answer between them. This one takes the
+   * address's send slot, the same work whatever the address: RATE_LIMITED when it got an email less than
+   * resend_interval ago. It returns the second step, for after the answer: a new link when the address has an
+   * unverified account, whose id it resolves with (else null). A failure there frees the slot again and throws.
    */
-  resend(email: string): Promise<{ userId: string | null }>;
+  resend(email: string): Promise<() => Promise<{ userId: string | null }>>;
   /**
    * Consumes a link: marks the user's email verified, or completes the anonymous user's upgrade to the address.
    * INVALID_VERIFICATION_TOKEN when unknown, used or expired; EMAIL_TAKEN when an upgrade's address got an account
@@ -61,7 +63,7 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
   const { db, log } = options;
 
   /** A new link for this user and address (the user's older links stop working); the email to send after commit. */
-  async function issue(tx: Queryable, user: { id: string; email: string; name: string }): Promise<EmailMessage> {
+  async function issue(tx: Queryable, user: { id: string; email: string }): Promise<EmailMessage> {
     const token = randomBytes(32).toString('base64url');
     await tx.query(`DELETE FROM verification_tokens WHERE identifier LIKE $1 AND split_part(token, E'\\n', 1) = $2`, [
       `${TOKEN_PREFIX}%`,
@@ -72,19 +74,16 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
        VALUES ($1, $2, $3, now() + make_interval(secs => $4))`,
       [generateId('verification'), TOKEN_PREFIX + sha256(token), `${user.id}\n${user.email}`, options.ttlSeconds],
     );
-    const link = new URL('/auth/email/verify', options.baseUrl);
-    link.searchParams.set('token', token);
     return verificationEmail({
       to: user.email,
-      name: user.name,
-      link: link.toString(),
+      link: gatewayLink(options.baseUrl, '/auth/email/verify', token),
       ttlSeconds: options.ttlSeconds,
       appName: options.appName,
     });
   }
 
-  /** Takes this address's send slot inside `tx`; returns 0, or the seconds until the slot frees up. */
-  async function claimSlot(tx: Queryable, email: string): Promise<number> {
+  /** Takes this address's send slot inside `tx`: the marker row's id, or the seconds until the slot frees up. */
+  async function claimSlot(tx: Queryable, email: string): Promise<{ marker: string } | { wait: number }> {
     const marker = SENT_PREFIX + sha256(email);
     // Serialises sends to one address across connections and processes; the marker row is the limit.
     await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
@@ -94,29 +93,29 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
       [marker],
     );
     const wait = rows[0]?.wait;
-    if (wait) return wait;
+    if (wait) return { wait };
+    const id = generateId('verification');
     await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [marker]);
     await tx.query(
       `INSERT INTO verification_tokens (id, identifier, token, expires_at)
          VALUES ($1, $2, '', now() + make_interval(secs => $3))`,
-      [generateId('verification'), marker, options.resendIntervalSeconds],
+      [id, marker, options.resendIntervalSeconds],
     );
-    return 0;
+    return { marker: id };
   }
 
   /** issueLimited's work; the slot, the link and the decision commit together, so a failure leaves the slot free. */
-  async function sendFor(user: { id: string; email: string; name: string }): Promise<void> {
+  async function sendFor(user: { id: string; email: string }): Promise<void> {
     const email = normalize(user.email);
     const message = await db.transaction(async (tx) => {
-      if ((await claimSlot(tx, email)) > 0) return null;
-      const { rows } = await tx.query<{ id: string; name: string; email_verified: boolean }>(
-        'SELECT id, name, email_verified FROM users WHERE lower(email) = $1',
+      if ('wait' in (await claimSlot(tx, email))) return null;
+      const { rows } = await tx.query<{ id: string; email_verified: boolean }>(
+        'SELECT id, email_verified FROM users WHERE lower(email) = $1',
         [email],
       );
       const owner = rows[0];
-      // The owner's own name, never the requester's: the notice must carry nothing the requester wrote.
       if (owner && (owner.id !== user.id || owner.email_verified)) {
-        return signUpAttemptEmail({ to: email, name: owner.name, appName: options.appName });
+        return signUpAttemptEmail({ to: email, appName: options.appName });
       }
       return issue(tx, { ...user, email });
     });
@@ -134,20 +133,30 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
 
     async resend(email) {
       const address = normalize(email);
-      const found = await db.transaction(async (tx) => {
-        const wait = await claimSlot(tx, address);
-        if (wait > 0) throw new AppError('RATE_LIMITED', undefined, { retryAfter: wait });
-        const { rows } = await tx.query<{ id: string; email: string; name: string; email_verified: boolean }>(
-          'SELECT id, email, name, email_verified FROM users WHERE lower(email) = $1',
-          [address],
-        );
-        const user = rows[0];
-        if (!user || user.email_verified) return null;
-        return { userId: user.id, message: await issue(tx, { ...user, email: address }) };
-      });
-      if (!found) return { userId: null };
-      sendDeferred(options.mailer, found.message, log);
-      return { userId: found.userId };
+      const slot = await db.transaction((tx) => claimSlot(tx, address));
+      if ('wait' in slot) throw new AppError('RATE_LIMITED', undefined, { retryAfter: slot.wait });
+
+      return async () => {
+        try {
+          const found = await db.transaction(async (tx) => {
+            const { rows } = await tx.query<{ id: string; email_verified: boolean }>(
+              'SELECT id, email_verified FROM users WHERE lower(email) = $1',
+              [address],
+            );
+            const user = rows[0];
+            if (!user || user.email_verified) return null;
+            return { userId: user.id, message: await issue(tx, { id: user.id, email: address }) };
+          });
+          if (!found) return { userId: null };
+          sendDeferred(options.mailer, found.message, log);
+          return { userId: found.userId };
+        } catch (err) {
+          // As after a sign-up whose email could not be prepared, the slot is free again: the user may ask at once.
+          // The caller logs `err`; a failure to free the slot has the same cause (the database) and adds nothing.
+          await db.query('DELETE FROM verification_tokens WHERE id = $1', [slot.marker]).catch(() => undefined);
+          throw err;
+        }
+      };
     },
 
     async verify(token) {

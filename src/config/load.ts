@@ -110,6 +110,9 @@ export function loadConfig(options: LoadOptions = {}): Config {
   check(ConfigSchema, config, (key) => originOf(origin, key) ?? configFile);
   validateSemantics(config, (key) => originOf(origin, key) ?? configFile);
 
+  // Paths are appended to it (Better Auth's base URL, the OAuth completion URL, links in emails): one spelling only, or
+  // "http://host/" makes "http://host//auth/...", which the gateway refuses.
+  config.server.base_url = config.server.base_url.replace(/\/+$/, '');
   config.data_dir = resolve(cwd, config.data_dir);
   config.email.outbox_dir = config.email.outbox_dir
     ? resolve(cwd, config.email.outbox_dir)

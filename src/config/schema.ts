@@ -65,6 +65,7 @@ export const ConfigSchema = T.Object(
   {
     server: T.Object(
       {
+        // Loaded without a trailing slash (load.ts): code appends paths to it.
         base_url: T.String({ minLength: 1, default: 'http://localhost:3000' }),
         host: T.String({ minLength: 1, default: '0.0.0.0' }),
         port: T.Integer({ minimum: 0, maximum: 65535, default: 3000 }),

@@ -1,2 +1,3 @@
+export { gatewayLink } from './links.js';
 export { createMailer, type EmailMessage, type Mailer, type MailerOptions } from './mailer.js';
 export { type LinkEmailInput, passwordChangedEmail, passwordResetEmail, verificationEmail } from './templates.js';

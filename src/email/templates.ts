@@ -2,13 +2,17 @@ import type { EmailMessage } from './mailer.js';
 
 /**
  * The account emails: plain text and HTML from one set of strings. Links are absolute (built by the caller from
- * server.base_url); every interpolated value is HTML-escaped, so a user's name cannot inject markup.
+ * server.base_url); every interpolated value is HTML-escaped.
+ *
+ * No email carries text a user chose, such as the account's name: whoever registers an address first names the
+ * account, and its emails go to the address's owner, who may be someone else. A name like "Alice,\n\nSECURITY ALERT:
+ * confirm your identity at https://evil.example/reset" would write the opening lines of a genuine email from us.
  */
+
+const greeting = 'Hello,';
 
 export interface LinkEmailInput {
   to: string;
-  /** The user's display name; may be empty. */
-  name: string;
   /** Absolute URL carrying the single-use token. */
   link: string;
   /** Seconds the link stays valid, stated in the message. */
@@ -35,8 +39,7 @@ export function passwordResetEmail(input: LinkEmailInput): EmailMessage {
 }
 
 /** Sent after a password change or reset: the owner learns of it even if someone else did it. */
-export function passwordChangedEmail(input: { to: string; name: string; appName: string }): EmailMessage {
-  const greeting = greet(input.name);
+export function passwordChangedEmail(input: { to: string; appName: string }): EmailMessage {
   const body = `The password of your ${input.appName} account was just changed and your other sessions were signed out.`;
   const warn = 'If this was not you, reset your password at once and review your account.';
   return {
@@ -52,8 +55,7 @@ export function passwordChangedEmail(input: { to: string; name: string; appName:
  * anonymous user to it) while it already has an account: the sign-up answered as for a new address, so the person who
  * tried learns nothing, and the owner learns of the attempt. No link: the account needs nothing from them.
  */
-export function signUpAttemptEmail(input: { to: string; name: string; appName: string }): EmailMessage {
-  const greeting = greet(input.name);
+export function signUpAttemptEmail(input: { to: string; appName: string }): EmailMessage {
   const body = `Someone (hopefully you) tried to create a new ${input.appName} account with ${input.to}. This address already has an account, so nothing was created and nothing in your account changed.`;
   const hint = 'If it was you, sign in with your account instead; if you forgot its password, reset it.';
   const ignore = 'If it was not you, you can ignore this email.';
@@ -71,7 +73,6 @@ function linkEmail(
   input: LinkEmailInput,
   copy: { subject: string; lead: string; action: string; ignore: string },
 ): EmailMessage {
-  const greeting = greet(input.name);
   const expiry = `The link works once and expires in ${describeDuration(input.ttlSeconds)}.`;
   const text = `${greeting}\n\n${copy.lead}\n\n${input.link}\n\n${expiry}\n${copy.ignore}\n`;
   const href = escapeHtml(input.link);
@@ -84,8 +85,6 @@ function linkEmail(
   );
   return { to: input.to, subject: copy.subject, text, html };
 }
-
-const greet = (name: string) => (name.trim() ? `Hello ${name.trim()},` : 'Hello,');
 
 function page(body: string): string {
   return `<!doctype html>

@@ -119,6 +119,16 @@ describe('loadConfig', () => {
     );
   });
 
+  // Regression: "http://host/" made magic links "http://host//auth/magic-link/verify?...", which the gateway refuses.
+  it('loads server.base_url without a trailing slash, from the file or BASE_URL, keeping a path prefix', () => {
+    const baseUrl = (config: string, env: Record<string, string> = {}) =>
+      load({ config }, { AUTH_SECRET: 's'.repeat(32), ...env }).load().server.base_url;
+    expect(baseUrl('server:\n  base_url: https://auth.example.com/\n')).toBe('https://auth.example.com');
+    expect(baseUrl('', { BASE_URL: 'https://auth.example.com//' })).toBe('https://auth.example.com');
+    expect(baseUrl('', { BASE_URL: 'https://example.com/gateway/' })).toBe('https://example.com/gateway');
+    expect(baseUrl('', { BASE_URL: 'https://example.com/gateway' })).toBe('https://example.com/gateway');
+  });
+
   // Regression: "10.0.0.0/33" or a quoted "true" passed the schema and Fastify's proxy-addr threw at start (exit 1,
   // a stack trace) instead of the one-line config error (exit 78).
   it('takes exactly the server.trust_proxy values Fastify can compile, and refuses a hop count it would ignore', () => {

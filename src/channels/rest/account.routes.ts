@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type AccountStore, type EmailVerification, type RecentAuth, sendDeferred } from '../../account/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
@@ -38,6 +38,21 @@ const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) =>
 
 const SAME_ANSWER = 'If an account exists for this address, an email is on its way.';
 
+/**
+ * Answers 202 SAME_ANSWER, then does `work`, the part that depends on whether the address has an account: up to the
+ * answer, a known address costs exactly what an unknown one costs. A failure of `work` is logged, never answered.
+ */
+async function answerThen(reply: FastifyReply, failure: string, work: () => Promise<unknown>): Promise<void> {
+  // Fastify's reply is thenable: it resolves once the answer is written.
+  await reply.status(202).send({ success: true, message: SAME_ANSWER });
+  try {
+    await work();
+  } catch (err) {
+    // The message only: the work's values (a link, its token) stay out of the log.
+    reply.log.error({ err: { message: (err as Error).message } }, failure);
+  }
+}
+
 /** Email verification, password reset and change, account deletion. */
 export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDeps): Promise<void> {
   const { config, engine, audit, verification, accounts } = deps;
@@ -75,9 +90,12 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
       },
     },
     async (request, reply) => {
-      const { userId } = await verification.resend(normalizeEmail(request.body.email));
-      if (userId) await audit.record({ event: 'email.verification_sent', userId, ...restOrigin(request) });
-      return reply.status(202).send({ success: true, message: SAME_ANSWER });
+      // The address's send slot is taken before the answer (429 RATE_LIMITED when it is not free), the link after it.
+      const sendLink = await verification.resend(normalizeEmail(request.body.email));
+      await answerThen(reply, 'resending a verification email failed', async () => {
+        const { userId } = await sendLink();
+        if (userId) await audit.record({ event: 'email.verification_sent', userId, ...restOrigin(request) });
+      });
     },
   );
 
@@ -92,9 +110,10 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
       },
     },
     async (request, reply) => {
+      const email = normalizeEmail(request.body.email);
       const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
-      await engine.requestPasswordReset(normalizeEmail(request.body.email), headers);
-      return reply.status(202).send({ success: true, message: SAME_ANSWER });
+      // Better Auth writes a reset token for a known address only: after the answer.
+      await answerThen(reply, 'requesting a password reset failed', () => engine.requestPasswordReset(email, headers));
     },
   );
 
@@ -145,7 +164,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
       });
       const user = await accounts.userEmail(userId);
       if (user) {
-        const notice = passwordChangedEmail({ to: user.email, name: user.name, appName: config.email.app_name });
+        const notice = passwordChangedEmail({ to: user.email, appName: config.email.app_name });
         sendDeferred(deps.mailer, notice, request.log);
       }
       return { success: true as const, endedSessions };

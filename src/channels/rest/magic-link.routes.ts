@@ -41,6 +41,8 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
   app.post<{ Body: MagicLinkBody }>(
     '/auth/magic-link',
     {
+      // Its answer waits for nothing: no session changes here, and the account lookup comes after it.
+      config: { endsNoSession: true },
       schema: {
         summary: 'Email a sign-in link (the same answer whether or not the address has an account)',
         tags: ['magic-link'],
