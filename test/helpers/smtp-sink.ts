@@ -70,3 +70,23 @@ export function linkIn(mail: ParsedMail, path: string): URL {
   if (!found) throw new Error(`no ${path} link in the email`);
   return new URL(found);
 }
+
+/**
+ * Follows an emailed verification link as its owner does: opens the page (a GET, which verifies nothing), then
+ * presses its button, which posts the page's form. Returns the form's answer (an HTML page; 200 when verified).
+ */
+export async function openVerificationLink(
+  app: { inject(options: object): Promise<{ statusCode: number; body: string }> },
+  link: URL,
+): Promise<{ statusCode: number; body: string }> {
+  const page = await app.inject({ url: `${link.pathname}${link.search}` });
+  const token = /name="token" value="([^"]+)"/.exec(page.body)?.[1];
+  const action = /<form method="post" action="([^"]+)"/.exec(page.body)?.[1];
+  if (page.statusCode !== 200 || !token || !action) throw new Error(`not a verification page: ${page.statusCode}`);
+  return app.inject({
+    method: 'POST',
+    url: new URL(action, link).pathname,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ token }).toString(),
+  });
+}

@@ -5,6 +5,7 @@ import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { type Mailer, passwordChangedEmail } from '../../email/index.js';
+import { AppError } from '../../errors/index.js';
 import { countedPasswordCheck, type LoginThrottle } from '../../ratelimit/login-throttle.js';
 import {
   type ChangeBody,
@@ -20,6 +21,7 @@ import { normalizeEmail } from './auth.routes.js';
 import { ErrorResponse } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
 import { requireRecentAuth } from './require-recent-auth.js';
+import { VERIFY_PAGE_CSP, verifiedPage, verifyPage } from './verify-page.js';
 
 export interface AccountRoutesDeps {
   config: Config;
@@ -65,19 +67,56 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
     await audit.record({ event: 'email.verified', userId, ...restOrigin(request) });
     return { success: true as const, message: 'Your email address is verified; you can sign in.' };
   };
-  const verifySchema = {
-    summary: 'Follow an email verification link: verifies the address (each link works once, then expires)',
-    tags: ['account'],
-    response: { 200: SuccessResponse, ...errors(400, 503) },
-  };
   app.get<{ Querystring: TokenQuery }>(
     '/auth/email/verify',
-    { schema: { ...verifySchema, querystring: TokenQuery } },
-    (r) => verifyEmail(r.query.token, r),
+    {
+      schema: {
+        summary: 'The page a verification link opens: a button that verifies (the GET itself verifies nothing)',
+        tags: ['account'],
+        querystring: TokenQuery,
+        produces: ['text/html'],
+        response: { ...errors(400) },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .type('text/html; charset=utf-8')
+        .header('content-security-policy', VERIFY_PAGE_CSP)
+        .header('cache-control', 'no-store')
+        .header('referrer-policy', 'no-referrer')
+        .send(verifyPage(request.query.token)),
   );
-  app.post<{ Body: TokenQuery }>('/auth/email/verify', { schema: { ...verifySchema, body: TokenQuery } }, (r) =>
-    verifyEmail(r.body.token, r),
-  );
+  // Its own scope: the page's button posts a form, which no other route takes.
+  await app.register(async (scope) => {
+    scope.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: 1024 },
+      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+    );
+    scope.post<{ Body: TokenQuery }>(
+      '/auth/email/verify',
+      {
+        schema: {
+          summary: 'Verify the address of a verification link: JSON {token}, or the form of its page',
+          tags: ['account'],
+          body: TokenQuery,
+          response: { 200: SuccessResponse, ...errors(400, 409, 413, 415, 503) },
+        },
+      },
+      async (request, reply) => {
+        const fromPage = request.headers['content-type']?.startsWith('application/x-www-form-urlencoded') === true;
+        if (!fromPage) return verifyEmail(request.body.token, request);
+        reply.type('text/html; charset=utf-8').header('content-security-policy', VERIFY_PAGE_CSP);
+        try {
+          const { message } = await verifyEmail(request.body.token, request);
+          return reply.send(verifiedPage(true, message));
+        } catch (err) {
+          if (!(err instanceof AppError) || err.status >= 500) throw err;
+          return reply.status(err.status).send(verifiedPage(false, err.message));
+        }
+      },
+    );
+  });
 
   app.post<{ Body: EmailBody }>(
     '/auth/email/verify/resend',

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { addressOf, linkIn, openVerificationLink, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, type TestApp } from '../../helpers/test-app.js';
 
 describe('email verification (auth.require_email_verification: true)', () => {
@@ -56,15 +56,31 @@ describe('email verification (auth.require_email_verification: true)', () => {
     const link = linkIn(mail, '/auth/email/verify');
     expect(link.origin).toBe(new URL(t.config.server.base_url).origin);
 
-    const follow = await t.app.inject({ url: `${link.pathname}${link.search}` });
+    // Regression: a GET verified, so a mail filter that fetches every link (Safe Links) proved the address for
+    // whoever had registered it. The GET is a page with a button; the button verifies.
+    const page = await t.app.inject({ url: `${link.pathname}${link.search}`, headers: { 'user-agent': 'SafeLinks' } });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toContain("form-action 'self'");
+    expect(page.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(page.body).toContain(`value="${link.searchParams.get('token')}"`);
+    expect((await login(user)).statusCode).toBe(403);
+
+    const follow = await openVerificationLink(t.app, link);
     expect(follow.statusCode).toBe(200);
-    expect(follow.json().success).toBe(true);
+    expect(follow.body).toContain('Your email address is verified; you can sign in.');
     expect((await login(user)).statusCode).toBe(200);
 
-    // The link works once.
-    const again = await t.app.inject({ url: `${link.pathname}${link.search}` });
+    // The link works once: its page still opens, its button says why it cannot be used.
+    const again = await openVerificationLink(t.app, link);
     expect(again.statusCode).toBe(400);
-    expect(again.json().error.code).toBe('INVALID_VERIFICATION_TOKEN');
+    expect(again.body).toContain('This link cannot be used');
+    const json = await t.app.inject({
+      method: 'POST',
+      url: '/auth/email/verify',
+      payload: { token: link.searchParams.get('token') },
+    });
+    expect(json.json().error.code).toBe('INVALID_VERIFICATION_TOKEN');
 
     const { rows } = await t.db.query<{ event: string }>(
       `SELECT event FROM auth_audit_log WHERE user_id = $1 AND event = 'email.verified'`,
@@ -98,7 +114,7 @@ describe('email verification (auth.require_email_verification: true)', () => {
       `UPDATE verification_tokens SET token = $1 WHERE identifier LIKE 'email-verification:%' AND token LIKE $2`,
       [id, `${id}\n%`],
     );
-    expect((await t.app.inject({ url: `${link.pathname}${link.search}` })).statusCode).toBe(200);
+    expect((await openVerificationLink(t.app, link)).statusCode).toBe(200);
     expect((await login(user)).statusCode).toBe(200);
   });
 
@@ -163,12 +179,12 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(burst.filter((r) => r.statusCode === 202)).toHaveLength(1);
 
     // The old link is dead; the newest one works.
-    const old = await t.app.inject({ url: `${first.pathname}${first.search}` });
+    const old = await openVerificationLink(t.app, first);
     expect(old.statusCode).toBe(400);
     await smtp.waitFor(() => mailsTo(user.email).length === 3); // registration, resend, the one burst resend
     const newest = mailsTo(user.email).at(-1);
     const latest = linkIn(newest as NonNullable<typeof newest>, '/auth/email/verify');
-    expect((await t.app.inject({ url: `${latest.pathname}${latest.search}` })).statusCode).toBe(200);
+    expect((await openVerificationLink(t.app, latest)).statusCode).toBe(200);
     expect((await login(user)).statusCode).toBe(200);
   });
 
@@ -207,7 +223,10 @@ describe('email verification (auth.require_email_verification: true)', () => {
         [id],
       )
     ).rows[0];
-  const follow = (link: URL) => t.app.inject({ url: `${link.pathname}${link.search}` });
+  const follow = (link: URL) => openVerificationLink(t.app, link);
+  /** The link's token posted as JSON, as a front end's own verification page does: the answer carries the code. */
+  const postToken = (link: URL) =>
+    t.app.inject({ method: 'POST', url: '/auth/email/verify', payload: { token: link.searchParams.get('token') } });
   const NOTICE = /^You already have an account with /;
 
   it('an anonymous upgrade waits for the link: the user stays anonymous until then, and keeps its id and session', async () => {
@@ -277,7 +296,7 @@ describe('email verification (auth.require_email_verification: true)', () => {
     await upgrade(anon.token, second);
     const secondLink = linkIn(await smtp.waitFor((m) => addressOf(m) === second.email), '/auth/email/verify');
 
-    const stale = await follow(firstLink);
+    const stale = await postToken(firstLink);
     expect(stale.statusCode).toBe(400);
     expect(stale.json().error.code).toBe('INVALID_VERIFICATION_TOKEN');
     expect((await userRow(anon.userId))?.is_anonymous).toBe(true);
@@ -291,7 +310,7 @@ describe('email verification (auth.require_email_verification: true)', () => {
     await upgrade(anon.token, user);
     const link = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
     expect((await register(user)).statusCode).toBe(201);
-    const res = await follow(link);
+    const res = await postToken(link);
     expect(res.statusCode).toBe(409);
     expect(res.json().error.code).toBe('EMAIL_TAKEN');
     expect((await userRow(anon.userId))?.is_anonymous).toBe(true);

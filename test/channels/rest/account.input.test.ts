@@ -92,8 +92,32 @@ describe('account and 2FA routes: hostile input', () => {
       payload: { code: '123456', challengeToken: 'nodotatallhere' },
     });
     expect(noDot.statusCode).toBe(401);
-    const link = await t.app.inject({ url: '/auth/email/verify?token=AAAAAAAAAAAAAAAAAAAAAAAA' });
+    const link = await t.app.inject({
+      method: 'POST',
+      url: '/auth/email/verify',
+      payload: { token: 'AAAAAAAAAAAAAAAAAAAAAAAA' },
+    });
     expect(link.statusCode).toBe(400);
     expect(link.json().error.code).toBe('INVALID_VERIFICATION_TOKEN');
+    // The page of a link posts a form: an unknown token there is a page saying so, in the same status.
+    const form = await t.app.inject({
+      method: 'POST',
+      url: '/auth/email/verify',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'token=AAAAAAAAAAAAAAAAAAAAAAAA',
+    });
+    expect(form.statusCode).toBe(400);
+    expect(form.body).toContain('This link cannot be used');
+    for (const payload of ['token=%00', 'token=<script>', `token=${'A'.repeat(5000)}`, '%%%', 'token=a&token=b']) {
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: '/auth/email/verify',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload,
+      });
+      expect([payload.slice(0, 20), bad.statusCode]).toEqual([payload.slice(0, 20), expect.any(Number)]);
+      expect(bad.statusCode).toBeGreaterThanOrEqual(400);
+      expect(bad.statusCode).toBeLessThan(500);
+    }
   });
 });

@@ -1,0 +1,31 @@
+import { escapeHtml } from '../../email/templates.js';
+
+/**
+ * The page an emailed verification link opens. A GET only shows it: link scanners (Safe Links and the like) fetch
+ * every link in a message, and a GET that verified would prove an address nobody confirmed (for whoever registered it
+ * with their own password). The button POSTs the token as a form; the answer to that is a page too.
+ */
+export const VERIFY_PAGE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+export function verifyPage(token: string): string {
+  return page(
+    'Verify your email address',
+    'Confirm that this email address is yours.',
+    // Relative: the page's own path, under whatever prefix base_url has.
+    `<form method="post" action="verify"><input type="hidden" name="token" value="${escapeHtml(token)}">` +
+      '<button type="submit">Verify my email address</button></form>',
+  );
+}
+
+export function verifiedPage(ok: boolean, message: string): string {
+  return page(ok ? 'Email address verified' : 'This link cannot be used', message, '');
+}
+
+function page(title: string, message: string, body: string): string {
+  return (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">' +
+    '<meta name="viewport" content="width=device-width, initial-scale=1">' +
+    `<title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p>${body}` +
+    '</body></html>'
+  );
+}
