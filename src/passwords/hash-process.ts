@@ -43,22 +43,50 @@ interface Pending {
 }
 
 /**
+ * The hashing process ended, stopped answering or could not be reached before it answered: there is no verdict on
+ * the password, which is not the same as a wrong one (argon2's own errors, such as an unreadable hash, are plain
+ * `Error`s). The hasher turns it into 503 SERVER_BUSY; the next call starts a new process.
+ */
+export class HashProcessUnavailable extends Error {
+  override name = 'HashProcessUnavailable';
+}
+
+/** One started child and the calls it has not answered yet (a replacement never inherits its predecessor's calls). */
+interface Running {
+  process: ChildProcess;
+  pending: Map<number, Pending>;
+  /** Fails everything pending, lets the next call start a new child, and kills this one. */
+  abandon(reason: string): void;
+}
+
+/**
+ * How long one call may take in the child before the child is deemed stuck (stopped, swapping, deadlocked). A
+ * production hash takes tens of milliseconds; at nice 10 under a saturated CPU the child still gets about a tenth of a
+ * core, and a call may wait in its pool behind one other hash per thread (hasher concurrency is at most twice the
+ * thread count), so even a hash configured at a second or two finishes in well under this. It is also past the point
+ * where any client or proxy is still waiting for the sign-in, so nothing that could have succeeded is cut.
+ */
+const DEFAULT_DEADLINE_MS = 30_000;
+
+/**
  * argon2 in a child process started at a lower CPU priority (`nice`). Hashing is meant to use every core the
  * requests leave idle, and no more: at equal priority two hashing threads on a two-core machine take two thirds of
  * the CPU from the event loop, and bearer checks slow to a third during a login flood. At nice 10 the scheduler
  * gives the event loop about nine tenths of a contended core and the hashes the rest, and all of it when requests
  * are idle. The child's libuv pool inherits the priority, since the whole process starts under `nice`.
  *
- * The child starts on first use, is restarted after a crash (what was in flight fails; the next call starts a new
- * one), and does not keep the gateway alive while nothing is in flight.
+ * The child starts on first use, is restarted after a crash (what was in flight fails with HashProcessUnavailable;
+ * the next call starts a new one), and does not keep the gateway alive while nothing is in flight. A call that has
+ * not been answered within `deadlineMs` means the child is stuck: it is killed (SIGKILL, which also ends a stopped
+ * process), so what it held fails as after a crash instead of holding the hasher's slots forever.
  */
-export function createHashProcess(options: { nice: number; threads: number }): Argon2Runner {
+export function createHashProcess(options: { nice: number; threads: number; deadlineMs?: number }): Argon2Runner {
   const nice = findNice();
-  let child: ChildProcess | null = null;
-  const pending = new Map<number, Pending>();
+  const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  let current: Running | null = null;
   let nextId = 0;
 
-  const start = (): ChildProcess => {
+  const start = (): Running => {
     // Under `nice` from the start, so every thread the child makes (its libuv pool) has the lower priority. Without
     // the program, the child's main thread is lowered just after it starts (threads made later inherit it).
     // Its environment is only its pool size: libuv reads UV_THREADPOOL_SIZE when the pool starts, which is before the
@@ -75,6 +103,20 @@ export function createHashProcess(options: { nice: number; threads: number }): A
         setPriority(started.pid, options.nice);
       } catch {}
     }
+    const pending = new Map<number, Pending>();
+    const gone = (reason: string) => {
+      if (current === running) current = null;
+      for (const waiting of pending.values()) waiting.reject(new HashProcessUnavailable(`hash process ${reason}`));
+      pending.clear();
+    };
+    const running: Running = {
+      process: started,
+      pending,
+      abandon(reason) {
+        gone(reason);
+        started.kill('SIGKILL');
+      },
+    };
     started.on('message', (message: { id: number; value?: string | boolean; error?: string }) => {
       const waiting = pending.get(message.id);
       if (!waiting) return;
@@ -83,29 +125,36 @@ export function createHashProcess(options: { nice: number; threads: number }): A
       if (message.error !== undefined) waiting.reject(new Error(message.error));
       else waiting.resolve(message.value as string | boolean);
     });
-    const gone = (reason: string) => {
-      if (child === started) child = null;
-      for (const waiting of pending.values()) waiting.reject(new Error(`hash process ${reason}`));
-      pending.clear();
-    };
     started.on('exit', (code, signal) => gone(`exited (${signal ?? code})`));
     started.on('error', (err) => gone(`failed: ${err.message}`));
     started.unref();
     started.channel?.unref();
-    return started;
+    return running;
   };
 
   const call = <T extends string | boolean>(request: Record<string, unknown>): Promise<T> => {
-    child ??= start();
+    current ??= start();
+    const running = current;
     const id = nextId++;
-    const running = child;
     return new Promise<T>((resolve, reject) => {
-      pending.set(id, { resolve: resolve as Pending['resolve'], reject });
-      running.channel?.ref();
-      running.send({ id, ...request }, (err) => {
-        if (!err) return;
-        pending.delete(id);
-        reject(err);
+      const deadline = setTimeout(
+        () => running.abandon(`did not answer within ${deadlineMs} ms (killed)`),
+        deadlineMs,
+      ).unref();
+      running.pending.set(id, {
+        resolve(value) {
+          clearTimeout(deadline);
+          resolve(value as T);
+        },
+        reject(error) {
+          clearTimeout(deadline);
+          reject(error);
+        },
+      });
+      running.process.channel?.ref();
+      // A failed send means the channel is closed or broken: nothing pending on it will be answered either.
+      running.process.send({ id, ...request }, (err) => {
+        if (err) running.abandon(`unreachable: ${err.message}`);
       });
     });
   };
@@ -115,11 +164,11 @@ export function createHashProcess(options: { nice: number; threads: number }): A
     verify: (hash, password) => call<boolean>({ op: 'verify', hash, password }),
     close() {
       // Disconnecting ends the child (it ignores stop signals meant for the gateway's process group).
-      if (child?.connected) child.disconnect();
-      child = null;
+      if (current?.process.connected) current.process.disconnect();
+      current = null;
     },
     get pid() {
-      return child?.pid ?? null;
+      return current?.process.pid ?? null;
     },
   };
 }

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
 import { AppError } from '../errors/index.js';
-import { type Argon2Runner, inProcessArgon2 } from './hash-process.js';
+import { type Argon2Runner, HashProcessUnavailable, inProcessArgon2 } from './hash-process.js';
 
 export interface Argon2Params {
   memoryCost: number;
@@ -11,7 +11,10 @@ export interface Argon2Params {
 
 export interface PasswordHasher {
   hash(password: string): Promise<string>;
-  /** False for a wrong password and for a hash this hasher cannot read; never throws for bad input. */
+  /**
+   * False for a wrong password and for a hash this hasher cannot read; never throws for bad input. Rejects with
+   * SERVER_BUSY when there is no verdict (a full queue; the hashing process crashed or was stuck): never a wrong password.
+   */
   verify(hash: string, password: string): Promise<boolean>;
   readonly maxLength: number;
   /** Stops the hashing process, if there is one. */
@@ -33,12 +36,23 @@ export function createPasswordHasher(
   return {
     maxLength: options.maxLength,
     close: () => argon2.close(),
-    hash: (password) => limit(() => argon2.hash(password, params)),
+    hash: (password) =>
+      limit(() =>
+        argon2.hash(password, params).catch((err: unknown) => {
+          throw err instanceof HashProcessUnavailable ? refuseAsBusy(err) : err;
+        }),
+      ),
     async verify(hash, password) {
       // Over-long input never reaches argon2 (routes refuse it first; this guards every other caller).
       if (!hash.startsWith('$argon2') || password.length > options.maxLength) return false;
-      // A full queue (SERVER_BUSY) propagates: it is no verdict on the password and must not count as a wrong one.
-      return limit(() => argon2.verify(hash, password).catch(() => false));
+      // A full queue or a lost hashing process (SERVER_BUSY) propagates: it is no verdict on the password and must not
+      // count as a wrong one. Only argon2's own refusal (a hash it cannot read) is `false`.
+      return limit(() =>
+        argon2.verify(hash, password).catch((err: unknown) => {
+          if (err instanceof HashProcessUnavailable) throw refuseAsBusy(err);
+          return false;
+        }),
+      );
     },
   };
 }
@@ -52,11 +66,7 @@ export function createLimiter(max: number, maxQueue = Number.POSITIVE_INFINITY) 
   const waiting: Array<() => void> = [];
   return async function run<T>(task: () => Promise<T>): Promise<T> {
     if (active >= max) {
-      if (waiting.length >= maxQueue) {
-        const signal = busySignal.getStore();
-        if (signal) signal.busy = true;
-        throw serverBusy();
-      }
+      if (waiting.length >= maxQueue) throw refuseAsBusy();
       await new Promise<void>((resolve) => waiting.push(resolve));
     }
     active++;
@@ -69,12 +79,24 @@ export function createLimiter(max: number, maxQueue = Number.POSITIVE_INFINITY) 
   };
 }
 
-const serverBusy = () => new AppError('SERVER_BUSY', undefined, { retryAfter: 1 });
+const serverBusy = (cause?: unknown) => new AppError('SERVER_BUSY', undefined, { retryAfter: 1 }, { cause });
 const busySignal = new AsyncLocalStorage<{ busy: boolean }>();
 
 /**
- * Runs `fn` (a call into the auth engine) and turns a hash refused for a full queue into SERVER_BUSY, even when the
- * engine caught the refusal and answered with its own error (Better Auth turns a throwing hash function into a 500).
+ * SERVER_BUSY for a hash refused (full queue) or left without an answer (the hashing process crashed or was killed as
+ * stuck; Retry-After 1 s holds there too: the next call starts a new process at once), flagged for `surfaceBusy`: the
+ * auth engine may catch it and answer with its own error.
+ */
+function refuseAsBusy(cause?: unknown): AppError {
+  const signal = busySignal.getStore();
+  if (signal) signal.busy = true;
+  return serverBusy(cause);
+}
+
+/**
+ * Runs `fn` (a call into the auth engine) and turns a hash refused for a full queue or a lost hashing process into
+ * SERVER_BUSY, even when the engine caught the refusal and answered with its own error (Better Auth turns a throwing
+ * hash function into a 500).
  */
 export async function surfaceBusy<T>(fn: () => Promise<T>): Promise<T> {
   const state = { busy: false };

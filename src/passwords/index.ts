@@ -1,4 +1,4 @@
-export { type Argon2Runner, createHashProcess, inProcessArgon2 } from './hash-process.js';
+export { type Argon2Runner, createHashProcess, HashProcessUnavailable, inProcessArgon2 } from './hash-process.js';
 export {
   type Argon2Params,
   createLimiter,
