@@ -67,6 +67,7 @@ export function createLoginThrottle({ store, policy, onLockout }: LoginThrottleD
       if (r.kind === 'locked') {
         throw new AppError('ACCOUNT_LOCKED', undefined, { retryAfter: Math.max(1, Math.ceil(r.retryMs / 1000)) });
       }
+      const { slot } = r;
       let done = false;
       const once = (fn: () => Promise<void>) => async () => {
         if (done) return;
@@ -74,12 +75,12 @@ export function createLoginThrottle({ store, policy, onLockout }: LoginThrottleD
         await fn();
       };
       return {
-        succeeded: once(() => store.succeed(account)),
+        succeeded: once(() => slot.succeed()),
         failed: once(async () => {
-          const lockedMs = await store.fail(account, r.n, policy);
+          const lockedMs = await slot.fail();
           if (lockedMs !== null) await onLockout?.(account, lockedMs);
         }),
-        released: once(() => store.release(account)),
+        released: once(() => slot.release()),
       };
     },
   };

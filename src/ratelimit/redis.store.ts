@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { type CounterStore, keys, type LockoutPolicy, type Reservation } from './store.js';
+import { type AttemptSlot, type CounterStore, keys, type LockoutPolicy, leaseMs, type Reservation } from './store.js';
 
 // Each script is one atomic step: no other client's command runs between its reads and writes.
 const HIT = `
@@ -7,27 +8,38 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {n, redis.call('PTTL', KEYS[1])}`;
 
+// KEYS: lock, failures, pending. ARGV: maxFailures, leaseMs, baseMs, slot id.
+// Leases are scored by Redis's own clock (TIME), the one clock every gateway process shares; Redis 5+ replicates a
+// script by its effects, so a write after TIME is allowed. The set's TTL is the newest lease: it never outlives them.
 const RESERVE = `
 local t = redis.call('PTTL', KEYS[1])
 if t > 0 then return {0, t} end
-local n = tonumber(redis.call('GET', KEYS[2]) or '0')
-if n >= tonumber(ARGV[1]) then return {0, tonumber(ARGV[3])} end
-n = redis.call('INCR', KEYS[2])
-if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-return {1, n}`;
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local taken = tonumber(redis.call('GET', KEYS[2]) or '0') + redis.call('ZCARD', KEYS[3])
+if taken >= tonumber(ARGV[1]) then return {0, tonumber(ARGV[3])} end
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return {1, 0}`;
 
+// KEYS: lock, failures, level, pending. ARGV: slot id, maxFailures, baseMs, factor, maxMs, failureWindowMs, forgetAfterMs.
 const FAIL = `
-if tonumber(ARGV[1]) ~= tonumber(ARGV[2]) then return -1 end
+redis.call('ZREM', KEYS[4], ARGV[1])
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
+if n < tonumber(ARGV[2]) then return -1 end
 local level = tonumber(redis.call('GET', KEYS[3]) or '0')
 local ms = math.floor(math.min(tonumber(ARGV[5]), tonumber(ARGV[3]) * tonumber(ARGV[4]) ^ level) + 0.5)
 redis.call('SET', KEYS[1], '1', 'PX', ms)
-redis.call('SET', KEYS[3], tostring(level + 1), 'PX', ARGV[6])
+redis.call('SET', KEYS[3], tostring(level + 1), 'PX', ARGV[7])
 redis.call('DEL', KEYS[2])
 return ms`;
 
-const RELEASE = `
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
-if v > 0 then redis.call('DECR', KEYS[1]) end
+// KEYS: failures, level, pending. ARGV: slot id.
+const SUCCEED = `
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return 0`;
 
 export interface RedisStoreOptions {
@@ -61,6 +73,31 @@ export function createRedisStore(
   const run = (script: string, keyList: string[], args: Array<string | number>) =>
     client.eval(script, keyList.length, ...keyList, ...args) as Promise<unknown>;
 
+  const slot = (account: string, id: string, policy: LockoutPolicy): AttemptSlot => ({
+    async fail() {
+      const ms = (await run(
+        FAIL,
+        [keys.lock(account), keys.failures(account), keys.level(account), keys.pending(account)],
+        [
+          id,
+          policy.maxFailures,
+          policy.baseMs,
+          policy.factor,
+          policy.maxMs,
+          policy.failureWindowMs,
+          policy.forgetAfterMs,
+        ],
+      )) as number;
+      return ms < 0 ? null : ms;
+    },
+    async succeed() {
+      await run(SUCCEED, [keys.failures(account), keys.level(account), keys.pending(account)], [id]);
+    },
+    async release() {
+      await client.zrem(keys.pending(account), id);
+    },
+  });
+
   return {
     kind: 'redis',
     client,
@@ -76,27 +113,14 @@ export function createRedisStore(
       const [count, ttl] = (await run(HIT, [keys.window(key)], [windowMs])) as [number, number];
       return { count, resetMs: ttl > 0 ? ttl : windowMs };
     },
-    async reserve(account, policy: LockoutPolicy): Promise<Reservation> {
-      const [ok, value] = (await run(
+    async reserve(account, policy): Promise<Reservation> {
+      const id = randomUUID();
+      const [ok, retryMs] = (await run(
         RESERVE,
-        [keys.lock(account), keys.attempts(account)],
-        [policy.maxFailures, policy.failureWindowMs, policy.baseMs],
+        [keys.lock(account), keys.failures(account), keys.pending(account)],
+        [policy.maxFailures, leaseMs(policy), policy.baseMs, id],
       )) as [number, number];
-      return ok === 1 ? { kind: 'slot', n: value } : { kind: 'locked', retryMs: value };
-    },
-    async fail(account, n, policy) {
-      const ms = (await run(
-        FAIL,
-        [keys.lock(account), keys.attempts(account), keys.level(account)],
-        [n, policy.maxFailures, policy.baseMs, policy.factor, policy.maxMs, policy.forgetAfterMs],
-      )) as number;
-      return ms < 0 ? null : ms;
-    },
-    async succeed(account) {
-      await client.del(keys.attempts(account), keys.level(account));
-    },
-    async release(account) {
-      await run(RELEASE, [keys.attempts(account)], []);
+      return ok === 1 ? { kind: 'slot', slot: slot(account, id, policy) } : { kind: 'locked', retryMs };
     },
     async close() {
       client.disconnect();

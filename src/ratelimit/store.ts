@@ -9,11 +9,30 @@ export interface WindowHit {
   resetMs: number;
 }
 
+/**
+ * One attempt's slot. Settled once, by exactly one of these, in the store that granted it: a verdict sent elsewhere
+ * would leave this slot taken and free or count someone else's. A slot never settled (its holder died: kill -9, OOM,
+ * a shutdown timeout; or its reservation reached Redis after the caller had given up on it) frees itself when its
+ * lease ends.
+ */
+export interface AttemptSlot {
+  /**
+   * A wrong password: counted (even after the lease ended: a slow attempt's failure is still a failure). The failure
+   * that brings the count to the maximum locks the account for base * factor^(earlier lockouts), capped, and the count
+   * starts again; returns the lock's length then.
+   */
+  fail(): Promise<number | null>;
+  /** A correct password: the account's count and lockout history are cleared. */
+  succeed(): Promise<void>;
+  /** The attempt ended without a verdict (an error, a refused request): the slot is given back, nothing is counted. */
+  release(): Promise<void>;
+}
+
 export type Reservation =
-  /** The account is locked: no attempt for `retryMs`. */
+  /** The account is locked, or every slot is taken: no attempt for `retryMs`. */
   | { kind: 'locked'; retryMs: number }
-  /** A slot was taken: `n` attempts are now counted (this one included). */
-  | { kind: 'slot'; n: number };
+  /** A slot was taken. */
+  | { kind: 'slot'; slot: AttemptSlot };
 
 export interface LockoutPolicy {
   maxFailures: number;
@@ -24,33 +43,42 @@ export interface LockoutPolicy {
   failureWindowMs: number;
   /** How long past lockouts keep making the next one longer. */
   forgetAfterMs: number;
+  /** How long an attempt's slot stays taken without a verdict (default ATTEMPT_LEASE_MS). */
+  leaseMs?: number;
 }
+
+/**
+ * A sign-in holds its slot from the reservation (before the password is verified) to its answer: a lookup and a session
+ * write, each ended by database.statement_timeout (10 s by default; the client gives up 2 s later), and one hash behind
+ * at most auth.argon2.max_queue others of tens of milliseconds each: under 30 s at the defaults. One still unanswered
+ * after 60 s has no verdict coming (its process died), and one slower than that still counts its failure: it only stops
+ * holding a slot. 60 s is also the default first lockout, so a dead holder never refuses an account longer than one
+ * lockout would.
+ */
+export const ATTEMPT_LEASE_MS = 60_000;
+
+export const leaseMs = (policy: LockoutPolicy) => policy.leaseMs ?? ATTEMPT_LEASE_MS;
 
 export interface CounterStore {
   readonly kind: 'memory' | 'redis';
   /** Fixed-window counter: counts this hit and returns the count and the time left. */
   hit(key: string, windowMs: number): Promise<WindowHit>;
   /**
-   * Takes an attempt slot for an account unless it is locked or every slot is taken. Counted before any password is
-   * verified, so of N parallel guesses at most maxFailures reach the hasher.
+   * Takes an attempt slot for an account unless it is locked or every slot is taken (counted failures plus attempts in
+   * flight reach maxFailures). Taken before any password is verified, so of N parallel guesses at most maxFailures
+   * reach the hasher.
    */
   reserve(account: string, policy: LockoutPolicy): Promise<Reservation>;
-  /**
-   * The attempt in slot `n` failed. When it is the one that reaches the maximum, the account is locked for
-   * base * factor^(earlier lockouts), capped, and the count starts again; returns the lock's length then.
-   */
-  fail(account: string, n: number, policy: LockoutPolicy): Promise<number | null>;
-  /** A correct password: the account's count and lockout history are cleared. */
-  succeed(account: string): Promise<void>;
-  /** The attempt ended without a verdict (an error, a refused request): its slot is given back. */
-  release(account: string): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Keys in one place so both stores agree. */
 export const keys = {
   window: (key: string) => `gw:rl:${key}`,
-  attempts: (account: string) => `gw:lf:${account}`,
+  /** Counted failures: lives failure_window from the first. */
+  failures: (account: string) => `gw:lf:${account}`,
+  /** Attempts in flight: slot id -> the end of its lease (a sorted set in Redis). */
+  pending: (account: string) => `gw:lp:${account}`,
   lock: (account: string) => `gw:ll:${account}`,
   level: (account: string) => `gw:lv:${account}`,
 };
@@ -64,9 +92,15 @@ interface Entry {
   expiresAt: number;
 }
 
-/** One process's counters. Expired entries are swept as they are met and on a timer, so the map stays bounded. */
+/**
+ * One process's counters, with the same semantics as the Redis store. Expired entries are swept as they are met and on
+ * a timer, so the maps stay bounded.
+ */
 export function createMemoryStore(now: () => number = Date.now): CounterStore {
   const map = new Map<string, Entry>();
+  /** Attempts in flight per account: slot id -> the end of its lease. */
+  const pending = new Map<string, Map<number, number>>();
+  let nextSlot = 0;
   const live = (key: string): Entry | undefined => {
     const e = map.get(key);
     if (e && e.expiresAt <= now()) {
@@ -76,12 +110,51 @@ export function createMemoryStore(now: () => number = Date.now): CounterStore {
     return e;
   };
   const set = (key: string, value: number, ttlMs: number) => map.set(key, { value, expiresAt: now() + ttlMs });
+  /** Drops the account's ended leases; returns the live ones. */
+  const inFlight = (account: string, t = now()): number => {
+    const slots = pending.get(account);
+    if (!slots) return 0;
+    for (const [id, until] of slots) if (until <= t) slots.delete(id);
+    if (slots.size === 0) pending.delete(account);
+    return slots.size;
+  };
+  const settle = (account: string, id: number) => {
+    const slots = pending.get(account);
+    slots?.delete(id);
+    if (slots?.size === 0) pending.delete(account);
+  };
   // A sweep a minute bounds memory under a flood of distinct keys (IPs, emails) without touching the hot path.
   const sweep = setInterval(() => {
     const t = now();
     for (const [k, e] of map) if (e.expiresAt <= t) map.delete(k);
+    for (const account of pending.keys()) inFlight(account, t);
   }, 60_000);
   sweep.unref();
+
+  const slot = (account: string, id: number, policy: LockoutPolicy): AttemptSlot => ({
+    async fail() {
+      settle(account, id);
+      const k = keys.failures(account);
+      const e = live(k);
+      const n = e ? ++e.value : 1;
+      if (!e) set(k, 1, policy.failureWindowMs);
+      if (n < policy.maxFailures) return null;
+      const level = live(keys.level(account))?.value ?? 0;
+      const ms = lockDurationMs(level, policy);
+      set(keys.lock(account), 1, ms);
+      set(keys.level(account), level + 1, policy.forgetAfterMs);
+      map.delete(k);
+      return ms;
+    },
+    async succeed() {
+      settle(account, id);
+      map.delete(keys.failures(account));
+      map.delete(keys.level(account));
+    },
+    async release() {
+      settle(account, id);
+    },
+  });
 
   return {
     kind: 'memory',
@@ -98,39 +171,19 @@ export function createMemoryStore(now: () => number = Date.now): CounterStore {
     async reserve(account, policy) {
       const lock = live(keys.lock(account));
       if (lock) return { kind: 'locked', retryMs: lock.expiresAt - now() };
-      const k = keys.attempts(account);
-      const e = live(k);
-      if (!e) {
-        set(k, 1, policy.failureWindowMs);
-        return { kind: 'slot', n: 1 };
-      }
-      // Every slot is taken by attempts still being verified: the lock they will set is at least the base. A refused
-      // reservation is not counted: the slots given back would otherwise leave the count above the maximum, the account
-      // refused for the whole failure window without one wrong password and without a lock.
-      if (e.value >= policy.maxFailures) return { kind: 'locked', retryMs: policy.baseMs };
-      e.value++;
-      return { kind: 'slot', n: e.value };
-    },
-    async fail(account, n, policy) {
-      if (n !== policy.maxFailures) return null;
-      const level = live(keys.level(account))?.value ?? 0;
-      const ms = lockDurationMs(level, policy);
-      set(keys.lock(account), 1, ms);
-      set(keys.level(account), level + 1, policy.forgetAfterMs);
-      map.delete(keys.attempts(account));
-      return ms;
-    },
-    async succeed(account) {
-      map.delete(keys.attempts(account));
-      map.delete(keys.level(account));
-    },
-    async release(account) {
-      const e = live(keys.attempts(account));
-      if (e && e.value > 0) e.value--;
+      // Every slot is taken by failures or attempts still being verified: the lock they may set is at least the base.
+      // A refused reservation is not counted: it holds no slot, so nothing would ever give it back.
+      const taken = (live(keys.failures(account))?.value ?? 0) + inFlight(account);
+      if (taken >= policy.maxFailures) return { kind: 'locked', retryMs: policy.baseMs };
+      const id = nextSlot++;
+      const slots = pending.get(account) ?? new Map<number, number>();
+      pending.set(account, slots.set(id, now() + leaseMs(policy)));
+      return { kind: 'slot', slot: slot(account, id, policy) };
     },
     async close() {
       clearInterval(sweep);
       map.clear();
+      pending.clear();
     },
   };
 }

@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisStore } from '../../src/ratelimit/redis.store.js';
 import { createResilientStore } from '../../src/ratelimit/resilient.store.js';
-import { type CounterStore, createMemoryStore, keys, type LockoutPolicy } from '../../src/ratelimit/store.js';
+import {
+  type AttemptSlot,
+  type CounterStore,
+  createMemoryStore,
+  keys,
+  type LockoutPolicy,
+  type Reservation,
+} from '../../src/ratelimit/store.js';
 
 const policy: LockoutPolicy = {
   maxFailures: 3,
@@ -12,14 +19,15 @@ const policy: LockoutPolicy = {
   forgetAfterMs: 86_400_000,
 };
 
+function slotOf(r: Reservation): AttemptSlot {
+  if (r.kind !== 'slot') throw new Error(`expected a slot, got ${JSON.stringify(r)}`);
+  return r.slot;
+}
+
 /** Three failures lock; returns the lock length. */
 async function failThrice(store: CounterStore, account: string): Promise<number | null> {
   let locked: number | null = null;
-  for (let i = 0; i < 3; i++) {
-    const r = await store.reserve(account, policy);
-    if (r.kind !== 'slot') throw new Error(`expected a slot, got ${JSON.stringify(r)}`);
-    locked = await store.fail(account, r.n, policy);
-  }
+  for (let i = 0; i < 3; i++) locked = await slotOf(await store.reserve(account, policy)).fail();
   return locked;
 }
 
@@ -34,20 +42,13 @@ describe('memory store', () => {
     now += 120_001;
     expect(await failThrice(store, 'a')).toBe(200_000); // 240 s capped at 200 s
     now += 200_001;
-    const r = await store.reserve('a', policy);
-    await store.succeed('a');
-    expect(r.kind).toBe('slot');
+    await slotOf(await store.reserve('a', policy)).succeed();
     expect(await failThrice(store, 'a')).toBe(60_000);
     await store.close();
   });
 
-  it('a released slot is given back; slots beyond the maximum are refused', async () => {
-    const store = createMemoryStore();
-    for (let i = 0; i < 3; i++) await store.reserve('b', policy);
-    await store.release('b');
-    expect(await store.reserve('b', policy)).toEqual({ kind: 'slot', n: 3 });
-    expect(await store.reserve('b', policy)).toEqual({ kind: 'locked', retryMs: 60_000 });
-    await store.close();
+  it('a released slot is given back once; slots beyond the maximum are refused', async () => {
+    await releasedOnce(createMemoryStore(), 'b');
   });
 
   // Regression: refused reservations were counted too, so once the slot holders gave their slots back (no verdict:
@@ -59,12 +60,21 @@ describe('memory store', () => {
 });
 
 async function refusalsAreNotCounted(store: CounterStore, account: string) {
-  const held = await Promise.all(Array.from({ length: 3 }, () => store.reserve(account, policy)));
-  expect(held.every((r) => r.kind === 'slot')).toBe(true);
+  const held = (await Promise.all(Array.from({ length: 3 }, () => store.reserve(account, policy)))).map(slotOf);
   for (let i = 0; i < 10; i++) expect((await store.reserve(account, policy)).kind).toBe('locked');
-  for (let i = 0; i < 3; i++) await store.release(account);
-  expect(await store.reserve(account, policy)).toEqual({ kind: 'slot', n: 1 });
-  await store.succeed(account);
+  for (const slot of held) await slot.release();
+  const again = (await Promise.all(Array.from({ length: 3 }, () => store.reserve(account, policy)))).map(slotOf);
+  for (const slot of again) await slot.succeed();
+}
+
+/** A slot released twice frees one slot, not two: a late release cannot buy an extra guess. */
+async function releasedOnce(store: CounterStore, account: string) {
+  const [first] = (await Promise.all(Array.from({ length: 3 }, () => store.reserve(account, policy)))).map(slotOf);
+  await first?.release();
+  await first?.release();
+  const last = slotOf(await store.reserve(account, policy));
+  expect(await store.reserve(account, policy)).toEqual({ kind: 'locked', retryMs: 60_000 });
+  await last.succeed();
 }
 
 const redisUrl = process.env.TEST_REDIS_URL;
@@ -97,14 +107,14 @@ describe.skipIf(!redisUrl)('redis store (real Redis)', () => {
     await store.client.del(keys.lock(account));
     expect(await failThrice(store, account)).toBe(200_000);
     await store.client.del(keys.lock(account));
-    await store.succeed(account);
     const parallel = await Promise.all(Array.from({ length: 20 }, () => store.reserve(account, policy)));
     expect(parallel.filter((r) => r.kind === 'slot')).toHaveLength(3);
-    await store.succeed(account);
-    await store.reserve(account, policy);
-    await store.release(account);
-    await store.release(account); // never below zero: a late release cannot buy an extra guess
-    expect(await store.client.get(keys.attempts(account))).toBe('0');
+    for (const r of parallel) if (r.kind === 'slot') await r.slot.release();
+    expect(await store.client.exists(keys.pending(account))).toBe(0); // no lease left behind
+  });
+
+  it('a released slot is given back once; slots beyond the maximum are refused', async () => {
+    await releasedOnce(store, `${prefix}:once`);
   });
 
   it('a refused reservation is not counted: once the slots are given back, attempts go through again', async () => {
