@@ -47,7 +47,9 @@ const SecretsSchema = T.Object(
 );
 
 /** Environment variables and the config key each one sets. Documented in the README's configuration table. */
-export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, kind: 'string' | 'int']> = [
+export const ENV_OVERRIDES: ReadonlyArray<
+  readonly [env: string, key: string, kind: 'string' | 'int' | 'bool' | 'bool-or-string']
+> = [
   ['PORT', 'server.port', 'int'],
   ['HOST', 'server.host', 'string'],
   ['BASE_URL', 'server.base_url', 'string'],
@@ -64,6 +66,9 @@ export const ENV_OVERRIDES: ReadonlyArray<readonly [env: string, key: string, ki
   ['CHAT_UPSTREAM_URL', 'chat.upstream_url', 'string'],
   ['REDIS_URL', 'redis.url', 'string'],
   ['METRICS_TOKEN', 'metrics.token', 'string'],
+  // A container is configured through its environment: behind a TLS proxy it needs both, on plain HTTP neither.
+  ['HTTPS_ONLY', 'server.https_only', 'bool'],
+  ['TRUST_PROXY', 'server.trust_proxy', 'bool-or-string'],
 ];
 
 type Env = Record<string, string | undefined>;
@@ -101,6 +106,10 @@ export function loadConfig(options: LoadOptions = {}): Config {
     if (kind === 'int') {
       if (!/^\d+$/.test(raw)) throw new ConfigError(`${key}: must be an integer (environment variable ${name})`);
       value = Number(raw);
+    } else if (raw === 'true' || raw === 'false') {
+      if (kind !== 'string') value = raw === 'true';
+    } else if (kind === 'bool') {
+      throw new ConfigError(`${key}: must be true or false (environment variable ${name})`);
     }
     setPath(tree, key, value);
     origin.set(key, `environment variable ${name}`);

@@ -96,6 +96,23 @@ describe('loadConfig', () => {
   it('names the env variable for a bad override', () => {
     const err = errorOf(load({ config: '' }, { PORT: 'abc' }).load);
     expect(err.message).toBe('server.port: must be an integer (environment variable PORT)');
+    const bool = errorOf(load({ config: '' }, { HTTPS_ONLY: 'yes' }).load);
+    expect(bool.message).toBe('server.https_only: must be true or false (environment variable HTTPS_ONLY)');
+  });
+
+  // Regression: the shipped docker-compose (NODE_ENV=production, plain HTTP on port 3000) refused every API call with
+  // 403 HTTPS_REQUIRED, and a container had no way to say otherwise, or to name its TLS proxy, but a config file.
+  it('HTTPS_ONLY and TRUST_PROXY configure a container for plain HTTP or for its TLS proxy', () => {
+    const plain = load({ config: '' }, { NODE_ENV: 'production', AUTH_SECRET: 's'.repeat(32), HTTPS_ONLY: 'false' });
+    expect(plain.load().server.https_only).toBe(false);
+    const proxied = load(
+      { config: '' },
+      { NODE_ENV: 'production', AUTH_SECRET: 's'.repeat(32), HTTPS_ONLY: 'true', TRUST_PROXY: '10.0.0.0/8,loopback' },
+    ).load();
+    expect(proxied.server.https_only).toBe(true);
+    expect(proxied.server.trust_proxy).toBe('10.0.0.0/8,loopback');
+    expect(load({ config: '' }, { TRUST_PROXY: 'true' }).load().server.trust_proxy).toBe(true);
+    expect(load({ config: '' }, { TRUST_PROXY: 'false' }).load().server.trust_proxy).toBe(false);
   });
 
   it('names the secrets file for a bad secret entry', () => {
