@@ -26,6 +26,21 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
     await t?.drop();
   });
 
+  /** This database with its LISTEN and lock connections through a relay that can go silent (heartbeat 200 ms). */
+  const throughRelay = async () => {
+    const relay = await startTcpRelay(t.url as string);
+    const relayed = await openDatabase({
+      url: t.url as string,
+      listenUrl: relay.via(t.url as string),
+      dataDir: t.dataDir,
+      poolMax: 2,
+      connectTimeoutSeconds: 1,
+      statementTimeoutSeconds: 30,
+      listenerHeartbeatMs: 200,
+    });
+    return { relay, relayed };
+  };
+
   const next = (channel: string) =>
     new Promise<string>((resolve) => {
       void db.listen(channel, resolve);
@@ -67,16 +82,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
   });
 
   it('notices a LISTEN connection that stops answering without closing, and comes back after', async () => {
-    const relay = await startTcpRelay(t.url as string);
-    const relayed = await openDatabase({
-      url: t.url as string,
-      listenUrl: relay.via(t.url as string),
-      dataDir: t.dataDir,
-      poolMax: 2,
-      connectTimeoutSeconds: 1,
-      statementTimeoutSeconds: 30,
-      listenerHeartbeatMs: 200,
-    });
+    const { relay, relayed } = await throughRelay();
     try {
       const got: string[] = [];
       await relayed.listen('gw_test_silent', (payload) => got.push(payload));
@@ -101,16 +107,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
   // Regression: the lock's connection had no heartbeat. Cut silently, it never errored, so its holder went on polling
   // Telegram after the server had ended the session and another process had taken the lock: two pollers.
   it('an advisory lock whose connection goes silent is reported lost (the server frees it for another process)', async () => {
-    const relay = await startTcpRelay(t.url as string);
-    const relayed = await openDatabase({
-      url: t.url as string,
-      listenUrl: relay.via(t.url as string),
-      dataDir: t.dataDir,
-      poolMax: 2,
-      connectTimeoutSeconds: 1,
-      statementTimeoutSeconds: 30,
-      listenerHeartbeatMs: 200,
-    });
+    const { relay, relayed } = await throughRelay();
     const KEY = 727219999;
     let lost = 0;
     try {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { addressOf, linkIn, openVerificationLink, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, type TestApp } from '../../helpers/test-app.js';
 
@@ -409,8 +410,8 @@ describe('email verification (auth.require_email_verification: true)', () => {
       // Each answer arrives before its request's work waits for the lock (then that work waits: it is under way).
       for (const [i, email] of ['nobody-resent@example.com', user.email].entries()) {
         const answer = resend(email).then((r) => r.statusCode);
-        expect(await Promise.race([answer, statementsWaitingForALock(i + 1)])).toBe(202);
-        await statementsWaitingForALock(i + 1);
+        expect(await Promise.race([answer, statementsWaitingForALock(t.db, i + 1)])).toBe(202);
+        await statementsWaitingForALock(t.db, i + 1);
       }
     });
     await smtp.waitFor(() => mailsTo(user.email).length === 2);
@@ -448,15 +449,4 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect((await resend(user.email)).statusCode).toBe(202); // the failure freed the address's slot
     await smtp.waitFor(() => mailsTo(user.email).length === 2);
   });
-
-  /** Resolves once `n` statements on this database wait for a lock (polled outside the locking transaction). */
-  async function statementsWaitingForALock(n: number): Promise<string> {
-    for (;;) {
-      const { rows } = await t.db.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      if ((rows[0]?.n ?? 0) >= n) return `${n} statements waiting for a lock`;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  }
 });

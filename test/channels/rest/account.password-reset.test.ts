@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
@@ -117,8 +118,8 @@ describe('password reset by real email', () => {
       // Each answer arrives before its request's work waits for the lock (then that work waits: it is under way).
       for (const [i, email] of ['nobody-at-all@example.com', user.email].entries()) {
         const answer = forgot(email).then((r) => r.statusCode);
-        expect(await Promise.race([answer, statementsWaitingForALock(i + 1)])).toBe(202);
-        await statementsWaitingForALock(i + 1);
+        expect(await Promise.race([answer, statementsWaitingForALock(t.db, i + 1)])).toBe(202);
+        await statementsWaitingForALock(t.db, i + 1);
       }
     });
     const mail = await smtp.waitFor(
@@ -146,17 +147,6 @@ describe('password reset by real email', () => {
     expect(line).not.toContain(user.email);
     expect((await forgot(user.email)).statusCode).toBe(202); // the gateway carries on
   });
-
-  /** Resolves once `n` statements on this database wait for a lock (polled outside the locking transaction). */
-  async function statementsWaitingForALock(n: number): Promise<string> {
-    for (;;) {
-      const { rows } = await t.db.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      if ((rows[0]?.n ?? 0) >= n) return `${n} statements waiting for a lock`;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  }
 
   it('stores only a hash of the token', async () => {
     const user = await registerUser(t.app);

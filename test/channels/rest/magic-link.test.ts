@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMagicLinks } from '../../../src/accounts/index.js';
 import { buildApp } from '../../../src/app.js';
 import type { EmailMessage } from '../../../src/email/index.js';
+import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { pkcePair } from '../../helpers/pkce.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
 import { type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
@@ -293,8 +294,8 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
       // Each answer arrives before its request's work waits for the lock (then that work waits: it is under way).
       for (const [i, email] of ['nobody.locked@example.com', 'locked.out@example.com'].entries()) {
         const answer = request(email).then((r) => r.statusCode);
-        expect(await Promise.race([answer, statementsWaitingForALock(i + 1)])).toBe(200);
-        await statementsWaitingForALock(i + 1);
+        expect(await Promise.race([answer, statementsWaitingForALock(t.db, i + 1)])).toBe(200);
+        await statementsWaitingForALock(t.db, i + 1);
       }
     });
     const mail = await smtp.waitFor((m) => m.rcpt.includes('locked.out@example.com'));
@@ -348,17 +349,6 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     const found = /https?:\/\/\S+magic-link\/verify\?token=[\w-]+/.exec(text ?? '')?.[0];
     if (!found) throw new Error(`no link in: ${text}`);
     return new URL(found);
-  }
-
-  /** Resolves once `n` statements on this database wait for a lock (polled outside the locking transaction). */
-  async function statementsWaitingForALock(n: number): Promise<string> {
-    for (;;) {
-      const { rows } = await t.db.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      if ((rows[0]?.n ?? 0) >= n) return `${n} statements waiting for a lock`;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
   }
 
   describe('without a front-end URL (oauth.redirect_url empty)', () => {
