@@ -6,6 +6,7 @@ import { createLoginThrottle, type LoginThrottle } from '../../src/ratelimit/log
 import { createRedisStore } from '../../src/ratelimit/redis.store.js';
 import { createResilientStore } from '../../src/ratelimit/resilient.store.js';
 import { type CounterStore, createMemoryStore, type LockoutPolicy } from '../../src/ratelimit/store.js';
+import { redisStoreForTests } from '../helpers/redis-store.js';
 
 // Short leases so a test can outlive one; the store semantics under test do not depend on their length.
 const LEASE_MS = 1500;
@@ -177,18 +178,9 @@ function switchContract(name: string, primary: () => { store: CounterStore; emai
 switchContract('memory store', () => ({ store: createMemoryStore(), email: (name) => `${name}@example.com` }));
 
 const redisUrl = process.env.TEST_REDIS_URL;
-const prefix = `t${Date.now()}${Math.random().toString(36).slice(2, 6)}`;
 
 describe.skipIf(!redisUrl)('real Redis', () => {
-  const store = createRedisStore({ url: redisUrl ?? '' });
-  beforeAll(async () => {
-    expect(await store.ready(5000)).toBe(true);
-  });
-  afterAll(async () => {
-    const ks = await store.client.keys(`gw:*${prefix}*`);
-    if (ks.length) await store.client.del(...ks);
-    await store.close();
-  });
+  const { store, prefix } = redisStoreForTests(redisUrl ?? '');
 
   leaseContract('redis store', () => ({
     store,
@@ -240,7 +232,7 @@ describe.skipIf(!hasRedisServer)('a Redis that stalls (SIGSTOP) under two gatewa
   it('reservations that land in Redis late stop blocking the account once their lease ends', async () => {
     const a = await gateway();
     const b = await gateway();
-    const account = `stall-${prefix}@example.com`;
+    const account = `stall-${Date.now()}@example.com`;
     process.kill(server.pid as number, 'SIGSTOP');
     try {
       await failTimes(a.throttle, account, 3); // served from A's memory

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createRedisStore } from '../../src/ratelimit/redis.store.js';
 import { createResilientStore } from '../../src/ratelimit/resilient.store.js';
 import {
@@ -9,6 +9,7 @@ import {
   type LockoutPolicy,
   type Reservation,
 } from '../../src/ratelimit/store.js';
+import { redisStoreForTests } from '../helpers/redis-store.js';
 
 const policy: LockoutPolicy = {
   maxFailures: 3,
@@ -80,16 +81,7 @@ async function releasedOnce(store: CounterStore, account: string) {
 const redisUrl = process.env.TEST_REDIS_URL;
 
 describe.skipIf(!redisUrl)('redis store (real Redis)', () => {
-  const prefix = `t${Date.now()}${Math.random().toString(36).slice(2, 6)}`;
-  const store = createRedisStore({ url: redisUrl ?? '' });
-  beforeAll(async () => {
-    expect(await store.ready(5000)).toBe(true);
-  });
-  afterAll(async () => {
-    const ks = await store.client.keys(`gw:*${prefix}*`);
-    if (ks.length) await store.client.del(...ks);
-    await store.close();
-  });
+  const { store, prefix } = redisStoreForTests(redisUrl ?? '');
 
   it('counts a fixed window atomically under 50 parallel hits', async () => {
     const hits = await Promise.all(Array.from({ length: 50 }, () => store.hit(`${prefix}:w`, 60_000)));
