@@ -147,7 +147,17 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       concurrency: hashConcurrency,
       maxQueue: config.auth.argon2.max_queue,
       runner:
-        nice > 0 ? createHashProcess({ nice, threads: Math.min(hashConcurrency, availableParallelism()) }) : undefined,
+        nice > 0
+          ? createHashProcess({
+              nice,
+              threads: Math.min(hashConcurrency, availableParallelism()),
+              onLost: (reason) =>
+                app.log.error(
+                  { reason },
+                  'hash process lost: the hashes it held answered 503; the next starts a new one',
+                ),
+            })
+          : undefined,
     },
   );
   app.addHook('onClose', async () => hasher.close());

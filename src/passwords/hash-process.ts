@@ -80,7 +80,13 @@ const DEFAULT_DEADLINE_MS = 30_000;
  * not been answered within `deadlineMs` means the child is stuck: it is killed (SIGKILL, which also ends a stopped
  * process), so what it held fails as after a crash instead of holding the hasher's slots forever.
  */
-export function createHashProcess(options: { nice: number; threads: number; deadlineMs?: number }): Argon2Runner {
+export function createHashProcess(options: {
+  nice: number;
+  threads: number;
+  deadlineMs?: number;
+  /** The child ended or was killed as stuck while in use (not by close()): for the operator's log. */
+  onLost?: (reason: string) => void;
+}): Argon2Runner {
   const nice = findNice();
   const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
   let current: Running | null = null;
@@ -105,9 +111,12 @@ export function createHashProcess(options: { nice: number; threads: number; dead
     }
     const pending = new Map<number, Pending>();
     const gone = (reason: string) => {
-      if (current === running) current = null;
+      // close() lets go of the child first: only a child still in use is lost.
+      const lost = current === running;
+      if (lost) current = null;
       for (const waiting of pending.values()) waiting.reject(new HashProcessUnavailable(`hash process ${reason}`));
       pending.clear();
+      if (lost) options.onLost?.(reason);
     };
     const running: Running = {
       process: started,

@@ -43,8 +43,12 @@ beforeAll(async () => {
 
 describe('a hashing process that crashes or hangs gives no verdict: SERVER_BUSY, never a wrong password', () => {
   const runners: Array<ReturnType<typeof createHashProcess>> = [];
+  /** What each runner reported lost (the operator's log line), by runner. */
+  const lostReasons = new Map<ReturnType<typeof createHashProcess>, string[]>();
   const runner = (deadlineMs?: number) => {
-    const r = createHashProcess({ nice: 10, threads: 2, deadlineMs });
+    const reasons: string[] = [];
+    const r = createHashProcess({ nice: 10, threads: 2, deadlineMs, onLost: (reason) => reasons.push(reason) });
+    lostReasons.set(r, reasons);
     runners.push(r);
     return r;
   };
@@ -68,6 +72,12 @@ describe('a hashing process that crashes or hangs gives no verdict: SERVER_BUSY,
     expect(await hasher.verify(cheapHash, 'wrong')).toBe(false);
     expect(await hasher.verify('$argon2id$garbage', PASSWORD)).toBe(false); // argon2's own refusal stays `false`
     expect(r.pid).not.toBe(first);
+    // Reported once, for the operator; closing the runner ends its child without a report.
+    expect(lostReasons.get(r)).toEqual(['exited (SIGKILL)']);
+    const second = r.pid as number;
+    r.close();
+    await expect.poll(() => processExists(second)).toBe(false);
+    expect(lostReasons.get(r)).toEqual(['exited (SIGKILL)']);
   });
 
   // Regression: a stopped (or thrashing) child held every call, and the hasher's slots, forever.
@@ -158,3 +168,12 @@ describe.runIf(process.platform === 'linux')('sign-ins in flight when the hashin
     expect(rows.map((row) => row.reason)).not.toContain('INVALID_CREDENTIALS');
   });
 });
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
