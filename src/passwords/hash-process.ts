@@ -55,16 +55,18 @@ export class HashProcessUnavailable extends Error {
 interface Running {
   process: ChildProcess;
   pending: Map<number, Pending>;
+  /** (Re)arms the stuck-child watchdog while calls are pending, disarms it when none are. */
+  watch(): void;
   /** Fails everything pending, lets the next call start a new child, and kills this one. */
   abandon(reason: string): void;
 }
 
 /**
- * How long one call may take in the child before the child is deemed stuck (stopped, swapping, deadlocked). A
- * production hash takes tens of milliseconds; at nice 10 under a saturated CPU the child still gets about a tenth of a
- * core, and a call may wait in its pool behind one other hash per thread (hasher concurrency is at most twice the
- * thread count), so even a hash configured at a second or two finishes in well under this. It is also past the point
- * where any client or proxy is still waiting for the sign-in, so nothing that could have succeeded is cut.
+ * How long a child with calls pending may go without answering any of them before it is deemed stuck (stopped,
+ * swapping, deadlocked). Silence, not a call's age: under a login flood (auth.argon2.max_concurrent up to 256) calls
+ * queue in the child's pool for far longer than one hash while it answers steadily, and a healthy child must never be
+ * killed for that. A production hash takes tens of milliseconds, and at nice 10 on a saturated CPU the child still
+ * gets about a tenth of a core, so even a hash configured at a second or two answers well within this.
  */
 const DEFAULT_DEADLINE_MS = 30_000;
 
@@ -76,8 +78,8 @@ const DEFAULT_DEADLINE_MS = 30_000;
  * are idle. The child's libuv pool inherits the priority, since the whole process starts under `nice`.
  *
  * The child starts on first use, is restarted after a crash (what was in flight fails with HashProcessUnavailable;
- * the next call starts a new one), and does not keep the gateway alive while nothing is in flight. A call that has
- * not been answered within `deadlineMs` means the child is stuck: it is killed (SIGKILL, which also ends a stopped
+ * the next call starts a new one), and does not keep the gateway alive while nothing is in flight. A child with calls
+ * pending that answers none of them for `deadlineMs` is stuck: it is killed (SIGKILL, which also ends a stopped
  * process), so what it held fails as after a crash instead of holding the hasher's slots forever.
  */
 export function createHashProcess(options: {
@@ -110,7 +112,17 @@ export function createHashProcess(options: {
       } catch {}
     }
     const pending = new Map<number, Pending>();
+    // The watchdog runs while calls are pending, and starts over at each answer.
+    let watchdog: NodeJS.Timeout | undefined;
+    const watch = () => {
+      clearTimeout(watchdog);
+      watchdog =
+        pending.size > 0
+          ? setTimeout(() => running.abandon(`answered nothing for ${deadlineMs} ms (killed)`), deadlineMs).unref()
+          : undefined;
+    };
     const gone = (reason: string) => {
+      clearTimeout(watchdog);
       // close() lets go of the child first: only a child still in use is lost.
       const lost = current === running;
       if (lost) current = null;
@@ -121,6 +133,7 @@ export function createHashProcess(options: {
     const running: Running = {
       process: started,
       pending,
+      watch,
       abandon(reason) {
         gone(reason);
         started.kill('SIGKILL');
@@ -130,6 +143,7 @@ export function createHashProcess(options: {
       const waiting = pending.get(message.id);
       if (!waiting) return;
       pending.delete(message.id);
+      watch();
       if (pending.size === 0) started.channel?.unref();
       if (message.error !== undefined) waiting.reject(new Error(message.error));
       else waiting.resolve(message.value as string | boolean);
@@ -146,20 +160,9 @@ export function createHashProcess(options: {
     const running = current;
     const id = nextId++;
     return new Promise<T>((resolve, reject) => {
-      const deadline = setTimeout(
-        () => running.abandon(`did not answer within ${deadlineMs} ms (killed)`),
-        deadlineMs,
-      ).unref();
-      running.pending.set(id, {
-        resolve(value) {
-          clearTimeout(deadline);
-          resolve(value as T);
-        },
-        reject(error) {
-          clearTimeout(deadline);
-          reject(error);
-        },
-      });
+      running.pending.set(id, { resolve: resolve as Pending['resolve'], reject });
+      // The first pending call starts the watchdog; later ones leave it to the answers.
+      if (running.pending.size === 1) running.watch();
       running.process.channel?.ref();
       // A failed send means the channel is closed or broken: nothing pending on it will be answered either.
       running.process.send({ id, ...request }, (err) => {
