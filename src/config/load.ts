@@ -242,7 +242,8 @@ const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
  */
 export function invalidTrustProxy(value: boolean | number | string): string | null {
   if (typeof value === 'boolean' || value === 0 || value === '') return null;
-  if (typeof value === 'number') {
+  // "1" from TRUST_PROXY is a hop count too (ipaddr would read it as the address 0.0.0.1).
+  if (typeof value === 'number' || /^\s*\d+\s*$/.test(value)) {
     return 'a hop count is not supported (Fastify trusts no proxy with one); list the proxies\' addresses, e.g. "10.0.0.1,10.0.0.0/8"';
   }
   for (const raw of value.split(',')) {
@@ -258,7 +259,8 @@ export function invalidTrustProxy(value: boolean | number | string): string | nu
 function isProxyAddress(entry: string): boolean {
   const slash = entry.lastIndexOf('/');
   const address = slash < 0 ? entry : entry.slice(0, slash);
-  if (!ipaddr.isValid(address)) return false;
+  // Only the written-out forms: ipaddr also takes "10.1" or "167772161" as IPv4, which nobody means in a proxy list.
+  if (!ipaddr.IPv4.isValidFourPartDecimal(address) && !ipaddr.IPv6.isValid(address)) return false;
   if (slash < 0) return true;
   const kind = ipaddr.parse(address).kind();
   const range = entry.slice(slash + 1);

@@ -159,7 +159,7 @@ describe('loadConfig', () => {
       '"loopback,uniquelocal"',
     ];
     const bad = ['"10.0.0.0/33"', '"true"', '"10.0.0.0/0"', '"::1/129"', '"10.0.0.1,"', '" "', '"proxy.internal"'];
-    const more = ['"10.0.0.0/255.0.0.0"', '"10.0.0.0/255.0.255.0"', '"10"', '"::ffff:10.0.0.1/8"', '"10.0.0.1/+8"'];
+    const more = ['"10.0.0.0/255.0.0.0"', '"10.0.0.0/255.0.255.0"', '"::ffff:10.0.0.1/8"', '"10.0.0.1/+8"'];
     for (const value of [...good, ...bad, ...more]) {
       const option = JSON.parse(value.startsWith('"') ? value : JSON.stringify(value === 'true'));
       let fastifyTakes = true;
@@ -180,6 +180,14 @@ describe('loadConfig', () => {
     }
     expect(trustProxy('0')().server.trust_proxy).toBe(0);
     expect(errorOf(trustProxy('1')).message).toMatch(/^server\.trust_proxy: a hop count is not supported/);
+    // Stricter than Fastify, which reads "1" as the address 0.0.0.1 and "10.1" as 10.0.0.1: TRUST_PROXY=1, the usual
+    // spelling of one hop elsewhere, trusted no real proxy (review).
+    expect(errorOf(trustProxy('"1"')).message).toMatch(/^server\.trust_proxy: a hop count is not supported/);
+    expect(errorOf(trustProxy('"10.1"')).message).toMatch(/^server\.trust_proxy: "10\.1" is not an IP address/);
+    const env = (value: string) => () => load({ config: '' }, { TRUST_PROXY: value }).load();
+    expect(errorOf(env('2')).message).toBe(
+      `server.trust_proxy: a hop count is not supported (Fastify trusts no proxy with one); list the proxies' addresses, e.g. "10.0.0.1,10.0.0.0/8" (environment variable TRUST_PROXY)`,
+    );
   });
 
   // Regression: min_length above max_length was accepted, and then no password could be set.
