@@ -28,7 +28,8 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
     sendVerificationEmail: (user) => options.verification.issueLimited(user),
 
     async sendPasswordReset(user, token) {
-      const link = new URL(options.resetPage, options.baseUrl);
+      // As a directory (the loaded base_url has no trailing slash): a relative page resolves under its path.
+      const link = new URL(options.resetPage, options.baseUrl.replace(/\/*$/, '/'));
       link.searchParams.set('token', token);
       sendDeferred(
         mailer,

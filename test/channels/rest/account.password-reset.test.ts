@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statementsWaitingForALock } from '../../helpers/db-locks.js';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
 import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
@@ -128,6 +129,25 @@ describe('password reset by real email', () => {
     const token = linkIn(mail, '/reset-password').searchParams.get('token') ?? '';
     expect((await reset(token, 'BrandNewPassword456!')).statusCode).toBe(200);
     expect(smtp.messages.some((m) => addressOf(m) === 'nobody-at-all@example.com')).toBe(false);
+  });
+
+  // Regression (review): base_url lost its trailing slash at load, so a relative page "reset-password" under
+  // "https://example.com/app/" resolved to https://example.com/reset-password, outside the front end.
+  it('a relative reset page resolves under base_url and its path prefix', async () => {
+    const app = await createSiblingApp(t, {
+      server: { base_url: 'http://localhost:3000/app' }, // as loaded: without its trailing slash
+      auth: { password_reset_page: 'reset-password' },
+      email: { smtp_url: smtp.url },
+    });
+    try {
+      const user = await registerUser(app, { email: 'prefixed.reset@example.com' });
+      const asked = await app.inject({ method: 'POST', url: '/auth/password/forgot', payload: { email: user.email } });
+      expect(asked.statusCode).toBe(202);
+      const mail = await smtp.waitFor((m) => addressOf(m) === user.email && /[Rr]eset/.test(m.subject ?? ''));
+      expect(linkIn(mail, 'reset-password').pathname).toBe('/app/reset-password');
+    } finally {
+      await app.close();
+    }
   });
 
   it("a reset that fails after the answer is logged, without the address's token", async () => {
