@@ -134,8 +134,12 @@ export function createTelegram(deps: TelegramDeps) {
   async function lead(): Promise<void> {
     retry = null;
     if (stopped || polling) return;
+    // Lost while init() still runs (grammY may retry getMe for minutes), stop() finds no polling to stop: this keeps
+    // the start that follows from polling without the lock.
+    const held = { lost: false };
     try {
       lock = await deps.db.tryAdvisoryLock(pollingLockKey(deps.token), () => {
+        held.lost = true;
         log.warn({}, 'telegram polling lock lost (database connection); stopping polling');
         void bot.stop().catch(() => {});
       });
@@ -153,11 +157,11 @@ export function createTelegram(deps: TelegramDeps) {
       lock = null;
       return;
     }
-    const held = lock;
+    const taken = lock;
     polling = (async () => {
       try {
         await init();
-        if (stopped) return;
+        if (stopped || held.lost) return;
         await bot.start({
           allowed_updates: [...ALLOWED_UPDATES],
           timeout: longPollSeconds,
@@ -169,8 +173,8 @@ export function createTelegram(deps: TelegramDeps) {
           log.warn({ err: { message: (err as Error).message } }, 'telegram polling stopped with an error; retrying');
         }
       } finally {
-        await held.release();
-        if (lock === held) lock = null;
+        await taken.release();
+        if (lock === taken) lock = null;
         polling = null;
         scheduleRetry();
       }

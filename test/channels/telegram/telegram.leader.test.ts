@@ -52,6 +52,48 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('Telegram polling: one process p
   });
 });
 
+describe('Telegram polling: a lock lost before polling starts', () => {
+  // Regression (review): a lock lost while init() ran (grammY retries getMe for minutes when the Bot API is away)
+  // called stop() on a bot not yet started, a no-op, and the start that followed polled without the lock.
+  it('is not polled with', async () => {
+    const api = await createTelegramBotApi({ token: TOKEN, maxLongPollMs: 300 });
+    const testDb = await createTestDatabase();
+    let granted = 0;
+    // The database's own lock, reported lost as soon as it is granted (what the heartbeat does on a silent cut).
+    const db = new Proxy(testDb.db, {
+      get(target, prop) {
+        if (prop === 'tryAdvisoryLock') {
+          return async (key: number, onLost?: () => void) => {
+            const lock = await target.tryAdvisoryLock(key, onLost);
+            if (lock) {
+              granted++;
+              onLost?.();
+            }
+            return lock;
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const config = testConfig(testDb.dataDir, {
+      telegram: { bot_token: TOKEN, api_root: api.apiRoot, mode: 'polling', standby_retry: 0.2 },
+    });
+    const app = await buildApp({ config, db, logger: false });
+    try {
+      await app.ready();
+      // Taken, lost and given back several times over: never polled with.
+      await vi.waitFor(() => expect(granted).toBeGreaterThanOrEqual(3), { timeout: 5000 });
+      expect(api.getUpdatesCalls).toBe(0);
+      expect(app.telegram?.isPolling).toBe(false);
+    } finally {
+      await app.close();
+      await testDb.drop();
+      await api.close();
+    }
+  });
+});
+
 describe('Telegram configuration checks', () => {
   it('refuses webhook mode without a strong webhook secret, naming the key', () => {
     const env = {
