@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Queryable } from '../../src/db/index.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
@@ -163,27 +164,55 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(updated).toEqual([{ user_agent: UA }]);
   });
 
-  it('a disable still in flight when the session is written is waited for, and wins', async () => {
-    const user = await registerUser(t.app);
+  /**
+   * Signs `user` in while `change` happens to the account during the password check: committed before the check ends,
+   * or (inFlight) written but not yet committed when the sign-in writes its session, and committed 300 ms later.
+   */
+  async function loginWhile(
+    user: { userId: string; email: string; password: string },
+    change: (q: Queryable) => Promise<void>,
+    options: { inFlight: boolean },
+  ) {
     const verify = t.app.hasher.verify.bind(t.app.hasher);
-    let disabling: Promise<unknown> = Promise.resolve();
+    let committed: Promise<unknown> = Promise.resolve();
     vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
-      // An admin's disable: the user row and the session deletion written, not yet committed when the sign-in writes.
+      if (!options.inFlight) {
+        await change(t.db);
+        return verify(hash, password);
+      }
       let started: () => void = () => {};
-      const inFlight = new Promise<void>((resolve) => {
+      const written = new Promise<void>((resolve) => {
         started = resolve;
       });
-      disabling = t.db.transaction(async (tx) => {
-        await tx.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
-        await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+      committed = t.db.transaction(async (tx) => {
+        await change(tx);
         started();
         await new Promise((resolve) => setTimeout(resolve, 300));
       });
-      await inFlight;
+      await written;
       return verify(hash, password);
     });
     const res = await login(user.email, user.password);
-    await disabling;
+    await committed;
+    return res;
+  }
+  /** An admin's disable: the user row, and the end of its sessions. */
+  const disable = (userId: string) => async (q: Queryable) => {
+    await q.query('UPDATE users SET disabled_at = now() WHERE id = $1', [userId]);
+    await q.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+  };
+  /** A password change (or a magic link's reclaim): the credential, and the end of every session. */
+  const changePassword = (userId: string) => async (q: Queryable) => {
+    await q.query(
+      `UPDATE user_credentials SET password_hash = 'changed' WHERE user_id = $1 AND provider_id = 'credential'`,
+      [userId],
+    );
+    await q.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+  };
+
+  it('a disable still in flight when the session is written is waited for, and wins', async () => {
+    const user = await registerUser(t.app);
+    const res = await loginWhile(user, disable(user.userId), { inFlight: true });
     expect(res.statusCode).toBe(403);
     expect(res.json().error.code).toBe('ACCOUNT_DISABLED');
     const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
@@ -193,14 +222,7 @@ describe('password sign-in (POST /auth/login)', () => {
   it('an account disabled while its password is being verified gets no session', async () => {
     const user = await registerUser(t.app);
     const devicesBefore = await t.db.query('SELECT id FROM devices WHERE user_id = $1', [user.userId]);
-    const verify = t.app.hasher.verify.bind(t.app.hasher);
-    vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
-      // An admin disables the account (and ends its sessions) while this sign-in waits for argon2.
-      await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
-      await t.db.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
-      return verify(hash, password);
-    });
-    const res = await login(user.email, user.password);
+    const res = await loginWhile(user, disable(user.userId), { inFlight: false });
     expect(res.statusCode).toBe(403);
     expect(res.json().error.code).toBe('ACCOUNT_DISABLED');
     const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
@@ -220,16 +242,7 @@ describe('password sign-in (POST /auth/login)', () => {
   // still get a session after the change had ended every other one.
   it('a password changed while it is being verified gets no session', async () => {
     const user = await registerUser(t.app);
-    const verify = t.app.hasher.verify.bind(t.app.hasher);
-    vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
-      await t.db.query(
-        `UPDATE user_credentials SET password_hash = 'changed' WHERE user_id = $1 AND provider_id = 'credential'`,
-        [user.userId],
-      );
-      await t.db.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
-      return verify(hash, password);
-    });
-    const res = await login(user.email, user.password);
+    const res = await loginWhile(user, changePassword(user.userId), { inFlight: false });
     expect(res.statusCode).toBe(401);
     expect(res.json().error.code).toBe('INVALID_CREDENTIALS');
     const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
@@ -238,27 +251,7 @@ describe('password sign-in (POST /auth/login)', () => {
 
   it('a password change still in flight when the session is written is waited for, and wins', async () => {
     const user = await registerUser(t.app);
-    const verify = t.app.hasher.verify.bind(t.app.hasher);
-    let changing: Promise<unknown> = Promise.resolve();
-    vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
-      let started: () => void = () => {};
-      const inFlight = new Promise<void>((resolve) => {
-        started = resolve;
-      });
-      changing = t.db.transaction(async (tx) => {
-        await tx.query(
-          `UPDATE user_credentials SET password_hash = 'changed' WHERE user_id = $1 AND provider_id = 'credential'`,
-          [user.userId],
-        );
-        await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
-        started();
-        await new Promise((resolve) => setTimeout(resolve, 300));
-      });
-      await inFlight;
-      return verify(hash, password);
-    });
-    const res = await login(user.email, user.password);
-    await changing;
+    const res = await loginWhile(user, changePassword(user.userId), { inFlight: true });
     expect(res.statusCode).toBe(401);
     expect(res.json().error.code).toBe('INVALID_CREDENTIALS');
     const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
