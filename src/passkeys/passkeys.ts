@@ -186,24 +186,17 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
       return stored;
     },
 
-    /** Usernameless unless `email` is given: then only that account's passkeys are offered and accepted. */
+    /**
+     * Usernameless unless `email` is given: then only that account's passkeys are accepted. The options are the same
+     * either way, for an account with passkeys, one without, or no account: no `allowCredentials` (every passkey here
+     * is discoverable, registered with residentKey 'required', so the browser finds them without it). Listing the
+     * account's credential ids would tell anyone which addresses have passkeys, and hand out those ids (WebAuthn
+     * §14.6.2, username enumeration); the narrowing is enforced here, when the challenge is consumed.
+     */
     async authenticationOptions(email?: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
-      let binding: { userId: string | null } = { userId: null };
-      let allow: { id: string; transports: string[] }[] = [];
-      if (email !== undefined) {
-        const userId = await passkeys.userIdByEmail(email);
-        // An unknown address still narrows: to nobody ('' is no user's id), so no passkey can complete it.
-        binding = { userId: userId ?? '' };
-        if (userId) allow = await passkeys.descriptorsOf(userId);
-      }
-      const options = await generateAuthenticationOptions({
-        rpID: rp.rpID,
-        userVerification: 'required',
-        timeout,
-        ...(allow.length > 0
-          ? { allowCredentials: allow.map((d) => ({ id: d.id, transports: asTransports(d.transports) })) }
-          : {}),
-      });
+      // An unknown address still narrows: to nobody ('' is no user's id), so no passkey can complete it.
+      const binding = { userId: email === undefined ? null : ((await passkeys.userIdByEmail(email)) ?? '') };
+      const options = await generateAuthenticationOptions({ rpID: rp.rpID, userVerification: 'required', timeout });
       await challenges.issue('authentication', options.challenge, binding, deps.newId('verification'));
       return options;
     },

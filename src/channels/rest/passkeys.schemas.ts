@@ -44,7 +44,7 @@ export const AuthenticateOptionsQuery = T.Object({
       minLength: Email.minLength,
       maxLength: Email.maxLength,
       pattern: Email.pattern,
-      description: 'Offer only this account’s passkeys (allowCredentials)',
+      description: 'Accept only this account’s passkeys (the options list none: they are the same for every address)',
     }),
   ),
 });
