@@ -296,6 +296,10 @@ export function translateTwoFactor(err: unknown): unknown {
       return new AppError('TWO_FACTOR_ALREADY_ENABLED', undefined, {}, { cause: err });
     case 'INVALID_PASSWORD':
       return new AppError('INVALID_PASSWORD', undefined, { field: 'password' }, { cause: err });
+    // The sign-in guard's refusals, when the session is made after the code (engine.ts translates them alike).
+    case 'IP_NOT_ALLOWED':
+    case 'ACCOUNT_DISABLED':
+      return new AppError(code, undefined, {}, { cause: err });
     default:
       if (err.statusCode >= 400 && err.statusCode < 500) {
         return new AppError('BAD_REQUEST', err.message || undefined, {}, { cause: err });

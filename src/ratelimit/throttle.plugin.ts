@@ -193,7 +193,7 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
     ): Promise<void> {
       const status = reply.statusCode;
       const ok = status >= 200 && status < 300;
-      if (api.kind === 'second-factor') return recordSecondFactor(request, reply, ok, api);
+      if (api.kind === 'second-factor') return recordSecondFactor(request, reply, payload, ok, api);
       if (ok && api.kind === 'login' && twoFactorPending(payload)) return;
       const details = { method: api.method, api: 'better-auth' };
       if (!ok) {
@@ -224,13 +224,27 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
      * sessions there). Recorded as /auth/2fa/verify records it: a wrong code twofactor.failed, a locked account
      * lockout, a right one twofactor.used and, when it made the challenge user's session, login.success.
      */
-    async function recordSecondFactor(request: FastifyRequest, reply: FastifyReply, ok: boolean, api: ApiAuthEvent) {
+    async function recordSecondFactor(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      payload: unknown,
+      ok: boolean,
+      api: ApiAuthEvent,
+    ) {
       const userId = request.twoFactorUser;
       if (!userId) return; // no live challenge: Better Auth refuses without one
       const status = reply.statusCode;
       const at = { userId, ...restOrigin(request) };
       if (!ok) {
-        if (status === 429) {
+        const refusal = betterAuthCodeOf(payload);
+        if (refusal === 'ACCOUNT_DISABLED' || refusal === 'IP_NOT_ALLOWED') {
+          // A right code, and no session: the sign-in guard refused it (as /auth/2fa/verify records it).
+          await audit.record({
+            event: 'login.failure',
+            ...at,
+            details: { method: api.method, reason: refusal, api: 'better-auth' },
+          });
+        } else if (status === 429) {
           await audit.record({ event: 'lockout', ...at, details: { reason: 'TWO_FACTOR_LOCKED', api: 'better-auth' } });
         } else if (status < 500) {
           const reason = status === 401 ? 'TWO_FACTOR_INVALID_CODE' : 'REFUSED';

@@ -37,6 +37,8 @@ export interface TwoFactorRoutesDeps {
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
+/** The sign-in guard's refusals: no verdict on the code, which was right. */
+const SIGN_IN_REFUSALS = new Set(['ACCOUNT_DISABLED', 'IP_NOT_ALLOWED']);
 const CHALLENGE_COOKIE = /(?:^|;\s*)(?:__Secure-)?better-auth\.two_factor=([^;]+)/;
 
 /** The challenge in Better Auth's cookie; a value that is not valid percent-encoding is none (not a 500). */
@@ -175,7 +177,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
         summary: 'Second step of a sign-in: a TOTP or backup code for the challengeToken the login answered with',
         tags: ['two-factor'],
         body: VerifyBody,
-        response: { 200: TokenResponse, ...errors(400, 401, 429, 503) },
+        response: { 200: TokenResponse, ...errors(400, 401, 403, 429, 503) },
       },
     },
     async (request) => {
@@ -189,7 +191,16 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
       try {
         verified = await engine.twoFactor.verifyChallenge(challenge, request.body.code, headers);
       } catch (err) {
-        if (err instanceof AppError) {
+        if (err instanceof AppError && SIGN_IN_REFUSALS.has(err.code)) {
+          // A right code, and no session: the account was disabled, or the address refused, after the password step.
+          // Recorded as /auth/login records the same refusal.
+          await audit.record({
+            event: 'login.failure',
+            userId: challengeUser,
+            ...restOrigin(request),
+            details: { method: 'password', reason: err.code },
+          });
+        } else if (err instanceof AppError) {
           const event = err.code === 'TWO_FACTOR_LOCKED' ? 'lockout' : 'twofactor.failed';
           await audit.record({ event, userId: challengeUser, ...restOrigin(request), details: { reason: err.code } });
         }

@@ -169,6 +169,54 @@ describe('TOTP two-factor', () => {
     );
   });
 
+  // Regression: an account disabled between the password and the code got 400 BAD_REQUEST, audited as a wrong code,
+  // where /auth/login answers 403 ACCOUNT_DISABLED and records login.failure. Both verify routes now do the same.
+  it('an account disabled while its code was pending: 403 ACCOUNT_DISABLED, recorded as a refused sign-in', async () => {
+    /** Sign in with the password, disable the account, then send the right code: through our route or Better Auth's. */
+    const refusedAfterCode = async (route: 'ours' | 'better-auth') => {
+      const { user, totp } = await enrolled();
+      let send: (code: string) => Promise<{ statusCode: number; code: unknown }>;
+      if (route === 'ours') {
+        const challengeToken = await challenge(user);
+        send = async (code) => {
+          const res = await verify(challengeToken, code);
+          return { statusCode: res.statusCode, code: res.json().error?.code };
+        };
+      } else {
+        const signIn = await t.app.inject({
+          method: 'POST',
+          url: '/api/auth/sign-in/email',
+          headers: { 'content-type': 'application/json', origin: 'http://localhost:3000' },
+          payload: JSON.stringify({ email: user.email, password: user.password }),
+        });
+        const cookie = ([] as string[])
+          .concat(signIn.headers['set-cookie'] ?? [])
+          .map((c) => c.split(';')[0] as string)
+          .find((c) => c.startsWith('better-auth.two_factor=')) as string;
+        send = async (code) => {
+          const res = await t.app.inject({
+            method: 'POST',
+            url: '/api/auth/two-factor/verify-totp',
+            headers: { cookie, 'content-type': 'application/json' },
+            payload: JSON.stringify({ code }),
+          });
+          return { statusCode: res.statusCode, code: res.json().code };
+        };
+      }
+      await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+      expect(await send(nextCode(totp))).toEqual({ statusCode: 403, code: 'ACCOUNT_DISABLED' });
+      const { rows } = await t.db.query<{ event: string; details: { reason?: string } }>(
+        `SELECT event, details FROM auth_audit_log WHERE user_id = $1 AND event IN ('login.failure', 'twofactor.failed')`,
+        [user.userId],
+      );
+      expect(rows.map((r) => [r.event, r.details.reason])).toEqual([['login.failure', 'ACCOUNT_DISABLED']]);
+      // Only the registration's session: the refused sign-in made none.
+      expect((await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId])).rows).toHaveLength(1);
+    };
+    await refusedAfterCode('ours');
+    await refusedAfterCode('better-auth');
+  });
+
   // Regression: Better Auth's own verify-totp route (served at /api/auth) accepted a code as often as it stayed valid.
   it("Better Auth's verify-totp route accepts each code once too, and shares the record with /auth/2fa/verify", async () => {
     const { user, totp } = await enrolled();
