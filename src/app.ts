@@ -313,6 +313,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     sessions,
     audit: app.audit,
     anonymous: app.anonymousUsers,
+    recentAuth,
     sendVerificationEmail: (user) => lateHooks.sendVerificationEmail(user),
     version: VERSION,
     async health() {

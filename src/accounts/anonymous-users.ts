@@ -8,6 +8,17 @@ import type { PasswordHasher } from '../passwords/index.js';
 // user_credentials.
 const PENDING_PREFIX = 'anonymous-upgrade:';
 
+// The address Better Auth's anonymous plugin gives an anonymous user, `temp-<id>@<emailDomainName>`, with the
+// emailDomainName of src/auth/sign-in-methods.ts; as a LIKE pattern (neither part holds a LIKE wildcard).
+const PLACEHOLDER_EMAIL = 'temp-%@anonymous.invalid';
+
+// Who may still take the upgrade: a user on the placeholder address without a password. Not users.is_anonymous: a
+// passkey clears that (the user can sign in again, so the cleanup must keep it) but gives no address or password, and
+// an upgrade asked for before the passkey must still complete by its link. Once an upgrade is made the address is no
+// longer the placeholder, so of two upgrades at once the second finds the row changed and makes none.
+const UPGRADABLE = `users.email LIKE '${PLACEHOLDER_EMAIL}'
+  AND NOT EXISTS (SELECT 1 FROM user_credentials c WHERE c.user_id = users.id AND c.provider_id = 'credential')`;
+
 interface PendingUpgrade {
   email: string;
   name: string;
@@ -17,15 +28,21 @@ interface PendingUpgrade {
 export interface AnonymousUsers {
   isAnonymous(userId: string): Promise<boolean>;
   /**
-   * Turns an anonymous user into a registered one in place: the same id (so its sessions, links, license and data
-   * stay), now with an email and a password. NOT_ANONYMOUS if it was registered meanwhile; EMAIL_TAKEN if the email is.
+   * Whether the user may still be given an email and a password in place (upgradeWithPassword, requestUpgrade): an
+   * anonymous user, or one a passkey made permanent, who has neither yet.
+   */
+  mayUpgrade(userId: string): Promise<boolean>;
+  /**
+   * Turns an anonymous user into a registered one in place: the same id (so its sessions, links, license, passkeys and
+   * data stay), now with an email and a password. NOT_ANONYMOUS if it got an address or password meanwhile (or never
+   * could: see mayUpgrade); EMAIL_TAKEN if the email is taken.
    */
   upgradeWithPassword(userId: string, input: { email: string; password: string; name: string }): Promise<void>;
   /**
    * The upgrade when addresses must be proven: nothing about the user changes yet, whether or not the address has an
    * account (the caller answers the same either way and emails the address). The upgrade is made by the emailed link
    * (completeUpgrade); a newer request replaces this one, so only the link for the latest address can complete it.
-   * NOT_ANONYMOUS if the user is not anonymous.
+   * NOT_ANONYMOUS if the user may not upgrade (mayUpgrade).
    */
   requestUpgrade(userId: string, input: { email: string; password: string; name: string }): Promise<void>;
   /** Deletes anonymous users older than max_age (their sessions, links and license go with them). */
@@ -45,6 +62,11 @@ export function createAnonymousUsers(
       return rows[0]?.is_anonymous === true;
     },
 
+    async mayUpgrade(userId) {
+      const { rows } = await db.query(`SELECT 1 FROM users WHERE id = $1 AND ${UPGRADABLE}`, [userId]);
+      return rows.length > 0;
+    },
+
     async upgradeWithPassword(userId, { email, password, name }) {
       const passwordHash = await hasher.hash(password);
       const upgraded = await db.transaction((tx) => applyUpgrade(tx, userId, { email, name, passwordHash }, false));
@@ -59,7 +81,7 @@ export function createAnonymousUsers(
       const { rowCount } = await db.query(
         `WITH replaced AS (DELETE FROM verification_tokens WHERE identifier = $2)
          INSERT INTO verification_tokens (id, identifier, token, expires_at)
-         SELECT $3, $2, $4, now() + make_interval(secs => $5) FROM users WHERE id = $1 AND is_anonymous`,
+         SELECT $3, $2, $4, now() + make_interval(secs => $5) FROM users WHERE id = $1 AND ${UPGRADABLE}`,
         [userId, PENDING_PREFIX + userId, generateId('verification'), JSON.stringify(pending), maxAgeSeconds],
       );
       if (rowCount === 0) throw new AppError('NOT_ANONYMOUS');
@@ -81,8 +103,8 @@ export function createAnonymousUsers(
 /**
  * Completes the anonymous user's pending upgrade to `email`, inside the caller's transaction, when a link sent to that
  * address has just been followed: the address is then verified. False when the user has no pending upgrade to this
- * address (another address was asked for since) or is no longer anonymous. EMAIL_TAKEN if the address got an account
- * in the meantime.
+ * address (another address was asked for since) or may no longer upgrade (it got an address or a password).
+ * EMAIL_TAKEN if the address got an account in the meantime.
  */
 export async function completeUpgrade(tx: Queryable, userId: string, email: string): Promise<boolean> {
   const { rows } = await tx.query<{ token: string }>(
@@ -96,13 +118,13 @@ export async function completeUpgrade(tx: Queryable, userId: string, email: stri
   return true;
 }
 
-/** The upgrade itself: email, name and password on the anonymous user's row. False if it is not anonymous. */
+/** The upgrade itself: email, name and password on the user's row. False if the user may not upgrade (UPGRADABLE). */
 async function applyUpgrade(tx: Queryable, userId: string, upgrade: PendingUpgrade, verified: boolean) {
   try {
     const { rowCount } = await tx.query(
       `UPDATE users SET email = $2, email_verified = $4, is_anonymous = FALSE, updated_at = now(),
               name = CASE WHEN $3 <> '' THEN $3 ELSE name END
-        WHERE id = $1 AND is_anonymous`,
+        WHERE id = $1 AND ${UPGRADABLE}`,
       [userId, upgrade.email, upgrade.name, verified],
     );
     if (rowCount === 0) return false;

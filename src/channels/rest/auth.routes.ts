@@ -1,5 +1,6 @@
 import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RecentAuth } from '../../account/index.js';
 import type { AnonymousUsers } from '../../accounts/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
@@ -20,6 +21,7 @@ import {
   VerificationRequiredResponse,
 } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
+import { reauthCode } from './require-recent-auth.js';
 import { clearSessionCookies } from './session-cookies.js';
 
 export interface AuthRoutesDeps {
@@ -32,6 +34,8 @@ export interface AuthRoutesDeps {
   version: string;
   /** Registering with an anonymous user's token upgrades that user in place (src/accounts/). */
   anonymous?: AnonymousUsers;
+  /** A user a passkey made permanent adds a password only after a recent sign-in, as it would add any way in. */
+  recentAuth: RecentAuth;
   /**
    * The email a sign-up sends (the verification link, or a notice to the owner of an address that has an account),
    * for an upgrade while verification is required. Returns at once: the email is prepared after the answer.
@@ -74,7 +78,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
         body: makeRegisterBody(password),
         response: {
           201: T.Union([TokenResponse, VerificationRequiredResponse]),
-          ...errors(400, 401, 409, 413, 415, 503),
+          ...errors(400, 401, 403, 409, 413, 415, 429, 503),
         },
       },
     },
@@ -103,7 +107,9 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
 
   /**
    * Registering while holding an anonymous user's token: that user gets the email and password, keeping its id,
-   * sessions, links and data. Any other token is refused rather than silently creating a second account.
+   * sessions, links and data. So does one a passkey made permanent, who has no address or password yet either (the
+   * passkey may even have come while an upgrade waited for its link). Any other token is refused rather than
+   * silently creating a second account.
    *
    * With auth.require_email_verification the upgrade waits for the emailed link, and the answer, its cost and the
    * user's state until then are the same whether or not the address has an account: an immediate upgrade (or an
@@ -117,7 +123,12 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
   ) => {
     const context = await authenticator.authenticateRequest(request);
     if (!context?.sessionId) throw new AppError('INVALID_TOKEN');
-    if (!(await anonymous.isAnonymous(context.userId))) throw new AppError('NOT_ANONYMOUS');
+    if (!(await anonymous.mayUpgrade(context.userId))) throw new AppError('NOT_ANONYMOUS');
+    // Still anonymous: the token is the only way in, so whoever holds it owns the account anyway. After a passkey it
+    // is not: a password is a second way in, and an old stolen token must not add one (REAUTH_REQUIRED).
+    if (!(await anonymous.isAnonymous(context.userId))) {
+      await deps.recentAuth.assert(context.userId, context.sessionId, reauthCode(request));
+    }
     const { email, password: pw, name } = request.body;
     const account = { email: normalizeEmail(email), password: pw, name: (name ?? '').trim() };
     const { userId, sessionId, expiresAt } = context;
