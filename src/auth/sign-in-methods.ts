@@ -1,4 +1,5 @@
-import { APIError, createAuthMiddleware } from 'better-auth/api';
+import type { GenericEndpointContext } from 'better-auth';
+import { APIError, createAuthMiddleware, getOAuthState } from 'better-auth/api';
 import { anonymous } from 'better-auth/plugins/anonymous';
 import { type GenericOAuthConfig, genericOAuth } from 'better-auth/plugins/generic-oauth';
 import type { Config } from '../config/index.js';
@@ -93,6 +94,7 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
     databaseHooks: {
       account: {
         create: {
+          before: refuseImplicitLinkToTwoFactorUser,
           // An anonymous user who links a provider (POST /auth/oauth/link/:provider) becomes a regular user with
           // the same id: keep their data, stop the cleanup job from deleting them.
           async after(account: { userId: string; providerId: string; idToken?: string | null }) {
@@ -113,6 +115,29 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
       },
     },
   };
+}
+
+/**
+ * Better Auth links a provider account to the existing user with the same verified email when someone signs in with
+ * that provider (implicit linking). For a user with 2FA, that sign-in would skip the second factor, and so would every
+ * later one through the provider account, whoever created it at the provider. Such a user links from their own
+ * session instead: the link flow (its OAuth state names the user) asks for a recent sign-in or a 2FA code first.
+ * The refusal carries Better Auth's own code for an account it does not link, so the browser ends at
+ * /auth/oauth/complete with OAUTH_ACCOUNT_NOT_LINKED. New users have no 2FA yet, and users without it keep implicit
+ * linking.
+ */
+async function refuseImplicitLinkToTwoFactorUser(
+  account: { userId: string; providerId: string },
+  ctx: GenericEndpointContext | null,
+): Promise<void> {
+  // No endpoint: the gateway's own code creating a row, not a sign-in. Passwords are not provider accounts.
+  if (!ctx || account.providerId === 'credential') return;
+  if ((await getOAuthState())?.link?.userId === account.userId) return;
+  // Through Better Auth's adapter: a sign-up creates its user and account in one transaction (one connection on PGlite).
+  const user = await ctx.context.internalAdapter.findUserById(account.userId);
+  if ((user as { twoFactorEnabled?: unknown } | null)?.twoFactorEnabled === true) {
+    throw new APIError('FORBIDDEN', { code: 'account_not_linked', message: 'account not linked' });
+  }
 }
 
 /** Better Auth's anonymous plugin on users.is_anonymous. */

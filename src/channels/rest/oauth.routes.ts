@@ -43,19 +43,22 @@ export interface OAuthRoutesDeps {
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
 
-/** Better Auth's redirect error codes (?error=...) as our stable ones. */
-const CALLBACK_ERRORS: Record<string, ErrorCode> = {
-  state_mismatch: 'OAUTH_STATE_INVALID',
-  state_invalid: 'OAUTH_STATE_INVALID',
-  state_not_found: 'OAUTH_STATE_INVALID',
-  state_security_mismatch: 'OAUTH_STATE_INVALID',
-  issuer_mismatch: 'OAUTH_ISSUER_MISMATCH',
-  issuer_missing: 'OAUTH_ISSUER_MISMATCH',
-  account_not_linked: 'OAUTH_ACCOUNT_NOT_LINKED',
-  unable_to_link_account: 'OAUTH_LINK_REFUSED',
-  email_does_not_match: 'OAUTH_LINK_REFUSED',
-  account_already_linked_to_different_user: 'OAUTH_LINK_REFUSED',
-};
+/**
+ * Better Auth's redirect error codes (?error=...) as our stable ones. A Map, not an object literal: the query value is
+ * the client's, and a lookup must not find Object.prototype's members (?error=constructor).
+ */
+const CALLBACK_ERRORS = new Map<string, ErrorCode>([
+  ['state_mismatch', 'OAUTH_STATE_INVALID'],
+  ['state_invalid', 'OAUTH_STATE_INVALID'],
+  ['state_not_found', 'OAUTH_STATE_INVALID'],
+  ['state_security_mismatch', 'OAUTH_STATE_INVALID'],
+  ['issuer_mismatch', 'OAUTH_ISSUER_MISMATCH'],
+  ['issuer_missing', 'OAUTH_ISSUER_MISMATCH'],
+  ['account_not_linked', 'OAUTH_ACCOUNT_NOT_LINKED'],
+  ['unable_to_link_account', 'OAUTH_LINK_REFUSED'],
+  ['email_does_not_match', 'OAUTH_LINK_REFUSED'],
+  ['account_already_linked_to_different_user', 'OAUTH_LINK_REFUSED'],
+]);
 
 /**
  * The code challenge of an OAuth sign-in, kept in the browser from its start to its completion (the provider's round
@@ -155,7 +158,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
       const challenge = challengeOfCookie(request.headers.cookie);
       reply.header('set-cookie', challengeCookie(null));
       if (request.query.error !== undefined) {
-        const code = CALLBACK_ERRORS[request.query.error] ?? 'OAUTH_FAILED';
+        const code = CALLBACK_ERRORS.get(request.query.error) ?? 'OAUTH_FAILED';
         await audit.record({
           event: 'login.failure',
           ...restOrigin(request),

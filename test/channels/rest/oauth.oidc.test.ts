@@ -1,3 +1,4 @@
+import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeAtProvider, CookieJar, type OidcProvider, startOidcProvider } from '../../helpers/oidc-provider.js';
 import { pkcePair } from '../../helpers/pkce.js';
@@ -235,6 +236,63 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     expect(ex.json().userId).toBe(existing.userId);
   });
 
+  /** A registered user with a verified email and TOTP turned on (POST /auth/2fa/enable, then /confirm). */
+  const twoFactorUser = async (email: string) => {
+    const user = await registerUser(t.app, { email });
+    await t.db.query('UPDATE users SET email_verified = TRUE WHERE id = $1', [user.userId]);
+    const headers = { authorization: `Bearer ${user.token}` };
+    const enable = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/enable',
+      headers,
+      payload: { password: user.password },
+    });
+    expect(enable.statusCode).toBe(200);
+    const totp = OTPAuth.URI.parse(enable.json().otpauthUri) as OTPAuth.TOTP;
+    const confirm = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/confirm',
+      headers,
+      payload: { code: totp.generate() },
+    });
+    expect(confirm.statusCode).toBe(200);
+    return user;
+  };
+  const providerAccounts = async (userId: string) =>
+    (await t.db.query("SELECT 1 FROM user_credentials WHERE user_id = $1 AND provider_id = 'corp'", [userId])).rows;
+
+  // Regression: a provider account created with the address of a 2FA user was linked to it on its first sign-in, and
+  // that sign-in (and every later one) got a full session without the second factor.
+  it('a verified provider email matching a 2FA account is not linked (OAUTH_ACCOUNT_NOT_LINKED): no session', async () => {
+    const victim = await twoFactorUser('vera@corp.example');
+    idp.accounts.vera = { email: 'vera@corp.example', email_verified: true };
+    const before = await countSessions();
+    const { front } = await signIn('vera');
+    expect(front.searchParams.get('error')).toBe('OAUTH_ACCOUNT_NOT_LINKED');
+    expect(front.searchParams.get('code')).toBeNull();
+    expect(await countSessions()).toBe(before);
+    expect(await providerAccounts(victim.userId)).toHaveLength(0);
+  });
+
+  it('a 2FA user links a provider from their own session; it signs in to them from then on', async () => {
+    const user = await twoFactorUser('walt@corp.example');
+    idp.accounts.walt = { email: 'walt@corp.example', email_verified: true };
+    const link = await t.app.inject({
+      method: 'POST',
+      url: '/auth/oauth/link/corp',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    expect(link.statusCode).toBe(200);
+    const jar = new CookieJar();
+    jar.store(link.headers['set-cookie'] as string[]);
+    const { front } = await finish(jar, await authorizeAtProvider(link.json().url, 'walt'));
+    expect(front.searchParams.get('linked')).toBe('corp');
+    expect(await providerAccounts(user.userId)).toHaveLength(1);
+    // The owner linked it: the README's documented behaviour, a sign-in through it asks for no second factor.
+    const later = await signIn('walt');
+    expect((await exchange(later.front.searchParams.get('code') as string)).json().userId).toBe(user.userId);
+  });
+
   it('a signed-in user links and unlinks a provider; the last sign-in method cannot be unlinked', async () => {
     const user = await registerUser(t.app, { email: 'dave@example.com' });
     idp.accounts.dave = { email: 'dave.at.work@corp.example', email_verified: true };
@@ -345,6 +403,24 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     expect(hostile.statusCode).toBe(400);
     const unauth = await t.app.inject({ method: 'POST', url: '/auth/oauth/link/corp' });
     expect(unauth.statusCode).toBe(401);
+  });
+
+  // Regression: ?error=constructor (an Object.prototype member) was taken for a known code and answered 500.
+  it("Better Auth error names that are Object.prototype's members end as OAUTH_FAILED", async () => {
+    const json = await createSiblingApp(t, {});
+    try {
+      for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+        // Without oauth.redirect_url the completion answers JSON; with it, a redirect to the front end.
+        const answered = await json.inject({ method: 'GET', url: `/auth/oauth/complete?error=${name}` });
+        expect(answered.statusCode).toBe(400);
+        expect(answered.json().error.code).toBe('OAUTH_FAILED');
+        const redirected = await t.app.inject({ method: 'GET', url: `/auth/oauth/complete?error=${name}` });
+        expect(redirected.statusCode).toBe(302);
+        expect(new URL(redirected.headers.location as string).searchParams.get('error')).toBe('OAUTH_FAILED');
+      }
+    } finally {
+      await json.close();
+    }
   });
 
   it('an expired code, or the code of a revoked session, is refused', async () => {
