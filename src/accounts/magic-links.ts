@@ -1,5 +1,5 @@
 import type { AuditLog, AuditOrigin } from '../audit/index.js';
-import type { Database } from '../db/index.js';
+import { type Database, isUniqueViolation, type Queryable } from '../db/index.js';
 import { gatewayLink, type Mailer } from '../email/index.js';
 import { escapeHtml } from '../email/templates.js';
 import { AppError } from '../errors/index.js';
@@ -72,6 +72,21 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
     });
   }
 
+  /** The link's use by the account `email` already has, its address proven (see verify); null when it has none. */
+  async function existingUse(
+    tx: Queryable,
+    email: string,
+    origin: AuditOrigin,
+  ): Promise<Omit<MagicLinkUse, 'codeChallenge'> | null> {
+    const user = await tx.query<{ id: string }>('SELECT id FROM users WHERE lower(email) = $1 AND NOT is_anonymous', [
+      email,
+    ]);
+    const userId = user.rows[0]?.id;
+    if (!userId) return null;
+    const proven = await proveAddress(tx, userId, { method: 'magic_link', origin, audit: deps.audit });
+    return proven && { userId, created: false, twoFactor: proven.twoFactor };
+  }
+
   return {
     async request(email, codeChallenge) {
       const token = newSecret();
@@ -114,20 +129,22 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
         const email = rows[0]?.email;
         if (!email) return null;
         const codeChallenge = rows[0]?.code_challenge ?? null;
-        const user = await tx.query<{ id: string }>(
-          'SELECT id FROM users WHERE lower(email) = $1 AND NOT is_anonymous',
-          [email],
-        );
-        const userId = user.rows[0]?.id;
-        if (!userId) return { email, codeChallenge, user: null };
-        const proven = await proveAddress(tx, userId, { method: 'magic_link', origin, audit: deps.audit });
-        return { email, codeChallenge, user: proven && { userId, created: false, twoFactor: proven.twoFactor } };
+        return { email, codeChallenge, user: await existingUse(tx, email, origin) };
       });
       if (!found) return null;
-      const { codeChallenge } = found;
+      const { email, codeChallenge } = found;
       if (found.user) return { ...found.user, codeChallenge };
       if (!settings.createAccounts) return null;
-      return { userId: await deps.createUser(found.email), created: true, twoFactor: false, codeChallenge };
+      try {
+        return { userId: await deps.createUser(email), created: true, twoFactor: false, codeChallenge };
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+      }
+      // The address got an account since the lookup above: another link to it, opened at the same moment, created it
+      // (users_email_lower_key let one insert through), or someone registered it. This link is a proof of the inbox
+      // like any other, so it signs in to that account with the checks every existing account's link gets.
+      const user = await db.transaction((tx) => existingUse(tx, email, origin));
+      return user && { ...user, codeChallenge };
     },
 
     async purgeExpired() {

@@ -274,6 +274,40 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     expect(await links.verify(token, origin)).toBeNull();
   });
 
+  // Regression: a unique violation from createUser answered 500. The address registered between the link's lookup and
+  // its account creation is signed in to like any account the link finds: its address proven (here: reclaimed).
+  it('with create_accounts, an address registered while the link is opened: that account, reclaimed (factory)', async () => {
+    const sent: EmailMessage[] = [];
+    let registrant: Awaited<ReturnType<typeof registerUser>> | undefined;
+    const links = createMagicLinks(
+      { baseUrl: 'http://localhost:3000', expiresIn: 600, createAccounts: true, maxPerWindow: 3, window: 900 },
+      {
+        db: t.db,
+        mailer: { kind: 'outbox', send: async (m) => void sent.push(m), close() {} },
+        createUser: async (email) => {
+          registrant = await registerUser(t.app, { email });
+          return t.app.engine.methods.createUser(email);
+        },
+        audit: t.app.audit,
+        log: { error() {} },
+      },
+    );
+    await links.request('registered.meanwhile@example.com');
+    await expect.poll(() => sent.length).toBe(1);
+    const token = linkIn(sent[0]?.text).split('token=')[1] as string;
+    const found = await links.verify(token, { channel: 'rest', ip: '127.0.0.1', userAgent: null });
+    expect(found).toEqual({ userId: registrant?.userId, created: false, twoFactor: false, codeChallenge: null });
+    const { rows } = await t.db.query<{ email_verified: boolean; passwords: string | number }>(
+      `SELECT email_verified,
+              (SELECT count(*) FROM user_credentials WHERE user_id = users.id AND provider_id = 'credential') AS passwords
+         FROM users WHERE id = $1`,
+      [registrant?.userId],
+    );
+    expect(rows.map((r) => ({ ...r, passwords: Number(r.passwords) }))).toEqual([
+      { email_verified: true, passwords: 0 },
+    ]);
+  });
+
   // Regression: the email to a known address was started (mailer.send called) before the route answered, an unknown
   // address had nothing to start: a known address was answered later (10.3-11.9 ms against 8.5-10.0 ms, median).
   it('request() returns before the address is looked up and its email started (factory)', async () => {
@@ -350,6 +384,52 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     if (!found) throw new Error(`no link in: ${text}`);
     return new URL(found);
   }
+
+  describe('with create_accounts (magic_link.create_accounts: true)', () => {
+    let creating: Awaited<ReturnType<typeof createSiblingApp>>;
+    beforeAll(async () => {
+      creating = await createSiblingApp(t, {
+        oauth: { redirect_url: FRONT },
+        email: { smtp_url: smtp.url },
+        magic_link: { create_accounts: true },
+      });
+    });
+    afterAll(() => creating?.close());
+
+    // Regression: both links found no user and both created one; the second hit users_email_lower_key and answered
+    // 500 INTERNAL_ERROR, its link used up and no session.
+    it('two links for a new address opened at once both sign in to the one account created', async () => {
+      const email = 'newbie@example.com';
+      const seen = new Set<string>();
+      const paths: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const asked = await creating.inject({ method: 'POST', url: '/auth/magic-link', payload: { email } });
+        expect(asked.statusCode).toBe(200);
+        const mail = await smtp.waitFor((m) => m.rcpt.includes(email) && !seen.has(m.text ?? ''));
+        seen.add(mail.text ?? '');
+        paths.push(linkIn(mail.text));
+      }
+      const opened = await Promise.all(paths.map((url) => creating.inject({ method: 'GET', url })));
+      expect(opened.map((r) => r.statusCode)).toEqual([302, 302]);
+      const userIds = await Promise.all(
+        opened.map(async (r) => {
+          const code = new URL(r.headers.location as string).searchParams.get('code');
+          const ex = await creating.inject({ method: 'POST', url: '/auth/oauth/exchange', payload: { code } });
+          expect(ex.statusCode).toBe(200);
+          return ex.json().userId as string;
+        }),
+      );
+      const { rows } = await t.db.query<{ id: string }>('SELECT id FROM users WHERE lower(email) = $1', [email]);
+      expect(rows).toHaveLength(1);
+      expect(userIds).toEqual([rows[0]?.id, rows[0]?.id]);
+      // One sign-up, two sign-ins.
+      const events = await t.db.query<{ event: string }>(
+        `SELECT event FROM auth_audit_log WHERE user_id = $1 AND event IN ('signup', 'login.success') ORDER BY event`,
+        [rows[0]?.id],
+      );
+      expect(events.rows.map((r) => r.event)).toEqual(['login.success', 'login.success', 'signup']);
+    });
+  });
 
   describe('without a front-end URL (oauth.redirect_url empty)', () => {
     let json: Awaited<ReturnType<typeof createSiblingApp>>;
