@@ -10,6 +10,7 @@ import {
   createAccountStore,
   createEmailVerification,
   createRecentAuth,
+  createSendLimit,
   type RecentAuth,
 } from './account/index.js';
 import { createAccountsStore, createAdminStore } from './accounts/accounts.store.js';
@@ -386,6 +387,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     recentAuth,
     mailer,
     loginThrottle: app.loginThrottle,
+    // The verification resend's interval: the same kind of limit, on the same inbox.
+    resetEmails: createSendLimit(db, 'password-reset', config.auth.email_verification_resend_interval),
   });
   await app.register(twoFactorRoutes, {
     config,

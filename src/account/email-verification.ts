@@ -6,6 +6,7 @@ import { type EmailMessage, gatewayLink, type Mailer, verificationEmail } from '
 import { signUpAttemptEmail } from '../email/templates.js';
 import { AppError } from '../errors/index.js';
 import { sendDeferred } from './deferred.js';
+import { claimSendSlot, freeSendSlot } from './send-slots.js';
 
 /**
  * Email verification with our own links: Better Auth's are stateless JWTs that verify as often as they are opened until
@@ -15,8 +16,6 @@ import { sendDeferred } from './deferred.js';
  */
 
 const TOKEN_PREFIX = 'email-verification:';
-// Marks "a verification email went to this address recently" (per address, known or not: no enumeration).
-const SENT_PREFIX = 'email-verification-sent:';
 
 export interface EmailVerificationOptions {
   db: Database;
@@ -82,27 +81,9 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
     });
   }
 
-  /** Takes this address's send slot inside `tx`: the marker row's id, or the seconds until the slot frees up. */
-  async function claimSlot(tx: Queryable, email: string): Promise<{ marker: string } | { wait: number }> {
-    const marker = SENT_PREFIX + sha256(email);
-    // Serialises sends to one address across connections and processes; the marker row is the limit.
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
-    const { rows } = await tx.query<{ wait: number }>(
-      `SELECT ceil(extract(epoch FROM max(expires_at) - now()))::int AS wait
-           FROM verification_tokens WHERE identifier = $1 AND expires_at > now()`,
-      [marker],
-    );
-    const wait = rows[0]?.wait;
-    if (wait) return { wait };
-    const id = generateId('verification');
-    await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [marker]);
-    await tx.query(
-      `INSERT INTO verification_tokens (id, identifier, token, expires_at)
-         VALUES ($1, $2, '', now() + make_interval(secs => $3))`,
-      [id, marker, options.resendIntervalSeconds],
-    );
-    return { marker: id };
-  }
+  /** Takes this address's slot for verification emails inside `tx` (see send-slots.ts). */
+  const claimSlot = (tx: Queryable, email: string) =>
+    claimSendSlot(tx, 'email-verification', email, options.resendIntervalSeconds);
 
   /** issueLimited's work; the slot, the link and the decision commit together, so a failure leaves the slot free. */
   async function sendFor(user: { id: string; email: string }): Promise<void> {
@@ -152,8 +133,7 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
           return { userId: found.userId };
         } catch (err) {
           // As after a sign-up whose email could not be prepared, the slot is free again: the user may ask at once.
-          // The caller logs `err`; a failure to free the slot has the same cause (the database) and adds nothing.
-          await db.query('DELETE FROM verification_tokens WHERE id = $1', [slot.marker]).catch(() => undefined);
+          await freeSendSlot(db, slot.marker);
           throw err;
         }
       };

@@ -1,5 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type AccountStore, type EmailVerification, type RecentAuth, sendDeferred } from '../../account/index.js';
+import {
+  type AccountStore,
+  type EmailVerification,
+  type RecentAuth,
+  type SendLimit,
+  sendDeferred,
+} from '../../account/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
@@ -34,6 +40,11 @@ export interface AccountRoutesDeps {
   mailer: Mailer;
   /** The sign-in lockout: a wrong current password counts as a failed sign-in of the account. */
   loginThrottle: LoginThrottle;
+  /**
+   * One reset email per address per interval, whoever asks: the per-IP rule alone let requests from many IPs flood one
+   * inbox with live reset links.
+   */
+  resetEmails: SendLimit;
 }
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
@@ -142,7 +153,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
     '/auth/password/forgot',
     {
       schema: {
-        summary: 'Email a single-use password reset link (same answer whatever the address)',
+        summary: 'Email a single-use password reset link (same answer whatever the address; once per resend interval)',
         tags: ['account'],
         body: EmailBody,
         response: { 202: SuccessResponse, ...errors(400, 503) },
@@ -151,8 +162,12 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
     async (request, reply) => {
       const email = normalizeEmail(request.body.email);
       const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
-      // Better Auth writes a reset token for a known address only: after the answer.
-      await answerThen(reply, 'requesting a password reset failed', () => engine.requestPasswordReset(email, headers));
+      // Better Auth writes a reset token for a known address only: after the answer. So is the address's slot taken
+      // (past the limit, nothing is sent): the answer is the same, and as soon, whether the address was asked for
+      // recently or not.
+      await answerThen(reply, 'requesting a password reset failed', () =>
+        deps.resetEmails.run(email, () => engine.requestPasswordReset(email, headers)),
+      );
     },
   );
 

@@ -23,6 +23,16 @@ describe('password reset by real email', () => {
     t.app.inject({ method: 'POST', url: '/auth/login', payload: { email, password } });
   const session = (token: string) =>
     t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
+  /** As if resend_interval had passed since the last reset email to each address. */
+  const freeResetSlots = () =>
+    t.db.query(`UPDATE verification_tokens SET expires_at = now() WHERE identifier LIKE 'password-reset-sent:%'`);
+  /** A reset token's row holds the user id alone (its identifier is hashed). */
+  const liveResetTokens = async (userId: string) => {
+    const { rows } = await t.db.query('SELECT 1 FROM verification_tokens WHERE token = $1 AND expires_at > now()', [
+      userId,
+    ]);
+    return rows.length;
+  };
 
   async function resetTokenFor(email: string): Promise<string> {
     const before = smtp.messages.length;
@@ -73,6 +83,7 @@ describe('password reset by real email', () => {
     expect(events[0]?.details.removed).toMatchObject({ password: 0, oauthAccounts: 1, channelLinks: 1 });
 
     // Verified now: a later reset is the owner's own and removes nothing.
+    await freeResetSlots();
     expect((await reset(await resetTokenFor(registrant.email), 'OwnersPassword789!')).statusCode).toBe(200);
     const again = await t.db.query(`SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'account.reclaimed'`, [
       registrant.userId,
@@ -130,6 +141,60 @@ describe('password reset by real email', () => {
     expect((await reset(token, 'BrandNewPassword456!')).statusCode).toBe(200);
     expect(smtp.messages.some((m) => addressOf(m) === 'nobody-at-all@example.com')).toBe(false);
   });
+
+  // Regression: only the per-IP rule limited forgot, so 30 requests from 30 IPs sent 30 reset emails to one inbox,
+  // each with a live reset link.
+  it('one reset email per address per resend interval, whoever asks; past it the same answer and nothing sent', async () => {
+    const user = await registerUser(t.app);
+    let ip = 0;
+    const ask = (email: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/auth/password/forgot',
+        payload: { email },
+        remoteAddress: `198.51.100.${++ip}`,
+      });
+    const unknown = await ask('nobody-flooded@example.com');
+    const before = smtp.messages.length;
+    const burst = await Promise.all(Array.from({ length: 30 }, () => ask(user.email)));
+    // An unknown address past its limit: the same answer as every other.
+    const unknownAgain = await ask('nobody-flooded@example.com');
+    for (const res of [...burst, unknownAgain]) {
+      expect(res.statusCode).toBe(202);
+      expect(res.json()).toEqual(unknown.json());
+    }
+    // A later address's reset email: the burst's own work, started before it, is done by then.
+    const sentinel = await registerUser(t.app);
+    expect((await ask(sentinel.email)).statusCode).toBe(202);
+    await smtp.waitFor((m) => addressOf(m) === sentinel.email && smtp.messages.indexOf(m) >= before);
+    const resets = () =>
+      smtp.messages.filter(
+        (m) => addressOf(m) === user.email && smtp.messages.indexOf(m) >= before && /Reset your/.test(m.subject ?? ''),
+      );
+    expect(resets()).toHaveLength(1);
+    expect(await liveResetTokens(user.userId)).toBe(1);
+    expect(smtp.messages.some((m) => addressOf(m) === 'nobody-flooded@example.com')).toBe(false);
+
+    // Once the interval has passed, the address gets a reset email again.
+    await freeResetSlots();
+    expect((await ask(user.email)).statusCode).toBe(202);
+    await expect.poll(() => resets().length).toBe(2);
+  });
+
+  // The limit is checked after the answer, as the account is: an address past it is answered as soon as any other.
+  it.skipIf(!process.env.TEST_DATABASE_URL)(
+    'answers an address past the limit before it checks the limit',
+    async () => {
+      const user = await registerUser(t.app);
+      await resetTokenFor(user.email);
+      await t.db.transaction(async (tx) => {
+        await tx.query('LOCK TABLE verification_tokens IN ACCESS EXCLUSIVE MODE');
+        const answer = forgot(user.email).then((r) => r.statusCode);
+        expect(await Promise.race([answer, statementsWaitingForALock(t.db, 1)])).toBe(202);
+        await statementsWaitingForALock(t.db, 1);
+      });
+    },
+  );
 
   // Regression (review): base_url lost its trailing slash at load, so a relative page "reset-password" under
   // "https://example.com/app/" resolved to https://example.com/reset-password, outside the front end.
