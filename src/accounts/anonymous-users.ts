@@ -1,4 +1,4 @@
-import { generateId } from '../auth/index.js';
+import { ANONYMOUS_EMAIL_DOMAIN, generateId } from '../auth/index.js';
 import { isUniqueViolation, type Queryable } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
@@ -8,9 +8,9 @@ import type { PasswordHasher } from '../passwords/index.js';
 // user_credentials.
 const PENDING_PREFIX = 'anonymous-upgrade:';
 
-// The address Better Auth's anonymous plugin gives an anonymous user, `temp-<id>@<emailDomainName>`, with the
-// emailDomainName of src/auth/sign-in-methods.ts; as a LIKE pattern (neither part holds a LIKE wildcard).
-const PLACEHOLDER_EMAIL = 'temp-%@anonymous.invalid';
+// The address Better Auth's anonymous plugin gives an anonymous user, `temp-<id>@<domain>`, as a LIKE pattern (neither
+// part holds a LIKE wildcard).
+const PLACEHOLDER_EMAIL = `temp-%@${ANONYMOUS_EMAIL_DOMAIN}`;
 
 // Who may still take the upgrade: a user on the placeholder address without a password. Not users.is_anonymous: a
 // passkey clears that (the user can sign in again, so the cleanup must keep it) but gives no address or password, and

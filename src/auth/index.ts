@@ -11,5 +11,10 @@ export { generateId } from './ids.js';
 export { betterAuthMount, type MountedSession, type MountOptions } from './mount.plugin.js';
 export { type BetterAuthOpenApi, betterAuthOpenApi } from './openapi.js';
 export type { LinkedAccount, ProviderRedirect, SignInMethods } from './sign-in-methods.engine.js';
-export { configuredProviders, OAUTH_COMPLETE_PATH, OAUTH_LINKED_PATH } from './sign-in-methods.js';
+export {
+  ANONYMOUS_EMAIL_DOMAIN,
+  configuredProviders,
+  OAUTH_COMPLETE_PATH,
+  OAUTH_LINKED_PATH,
+} from './sign-in-methods.js';
 export type { CodeCheck, TwoFactorEngine } from './two-factor.js';

@@ -140,10 +140,16 @@ async function refuseImplicitLinkToTwoFactorUser(
   }
 }
 
+/**
+ * The domain of an anonymous user's placeholder address (`temp-<id>@anonymous.invalid`): `.invalid` is reserved
+ * (RFC 2606), so no mail goes out and no real address collides.
+ */
+export const ANONYMOUS_EMAIL_DOMAIN = 'anonymous.invalid';
+
 /** Better Auth's anonymous plugin on users.is_anonymous. */
 function anonymousPlugin(db: Database) {
   return anonymous({
-    emailDomainName: 'anonymous.invalid',
+    emailDomainName: ANONYMOUS_EMAIL_DOMAIN,
     generateName: () => 'Anonymous',
     schema: { user: { fields: { isAnonymous: 'is_anonymous' } } },
     // An anonymous user who signs in to another account through Better Auth's own routes: their channel links
