@@ -244,7 +244,14 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
         return refuse('PASSKEY_COUNTER_REGRESSION', meta, context);
       }
 
-      const session = await deps.createSession(stored.userId, meta);
+      // The sign-in guard's refusals (a disabled account, a refused address) are refusals of this sign-in: audited as
+      // the checks above are, as the password and magic-link sign-ins audit theirs.
+      const session = await deps.createSession(stored.userId, meta).catch((err: unknown) => {
+        if (err instanceof AppError && (err.code === 'ACCOUNT_DISABLED' || err.code === 'IP_NOT_ALLOWED')) {
+          return refuse(err.code, meta, { userId: stored.userId, ceremony, keyId: stored.id }, err);
+        }
+        throw err;
+      });
       const event = { userId: stored.userId, sessionId: session.sessionId, channel: meta.channel, ip: meta.ip };
       await audit.record({
         ...event,

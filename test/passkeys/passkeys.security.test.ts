@@ -285,6 +285,19 @@ describe('refusals: origin, rpID, signature, credential, user verification', () 
     expect(res.json().error.code).toBe('PASSKEY_UNKNOWN_CREDENTIAL');
   });
 
+  // Regression: the sign-in guard's refusal answered 403 but left no audit row, where a password sign-in records it.
+  it('a disabled account is refused (403 ACCOUNT_DISABLED), recorded, and gets no session', async () => {
+    const user = await userWithPasskey();
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+    const res = await postAuthentication(t.app, await assertion(t.app, user.authenticator));
+    expect([res.statusCode, res.json().error.code]).toEqual([403, 'ACCOUNT_DISABLED']);
+    expect(await lastRefusal()).toMatchObject({
+      user_id: user.userId,
+      details: { reason: 'ACCOUNT_DISABLED', ceremony: 'authentication' },
+    });
+    expect(await sessionsOf(user.userId)).toBe(1); // the registration's
+  });
+
   it('an assertion without user verification is refused', async () => {
     const u = await userWithPasskey();
     const res = await postAuthentication(t.app, await assertion(t.app, u.authenticator, { userVerified: false }));
