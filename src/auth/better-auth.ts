@@ -173,6 +173,11 @@ export function createBetterAuth({
       database: { generateId: ({ model }) => generateId(model) },
       ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
       useSecureCookies: usesSecureCookies(config),
+      // Explicit: left unset, Better Auth skips its origin, callbackURL and CSRF checks whenever NODE_ENV is 'test' or
+      // TEST is set (as under the test runner), so a deployment with either would run without them, and no test
+      // could see them work.
+      disableOriginCheck: false,
+      disableCSRFCheck: false,
     },
     plugins: [
       bearer(),

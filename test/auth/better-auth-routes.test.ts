@@ -95,6 +95,29 @@ describe("Better Auth's routes on /api/auth/*", () => {
 
   // Regression: GET /api/auth/verify-email took the gateway's own JWT (HS256, the same secret) and answered 500 when
   // its payload was not a verification token's. Nothing hands out Better Auth's link (ours is /auth/email/verify).
+  // Regression: left unset, Better Auth's origin, callbackURL and CSRF checks switch off under NODE_ENV=test or TEST
+  // (as here), so no test could see them, and a deployment with either set would run without them.
+  it("keeps Better Auth's origin and callbackURL checks on, whatever NODE_ENV or TEST say", async () => {
+    expect(process.env.NODE_ENV).toBe('test');
+    const user = await registerUser(t.app);
+    const signIn = (headers: Record<string, string>, extra: object = {}) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        headers: { 'content-type': 'application/json', ...headers },
+        payload: JSON.stringify({ email: user.email, password: user.password, ...extra }),
+      });
+    const evilCallback = await signIn({ origin: 'http://localhost:3000' }, { callbackURL: 'https://evil.example/x' });
+    expect([evilCallback.statusCode, evilCallback.json().code]).toEqual([403, 'INVALID_CALLBACK_URL']);
+    const reset = await t.app.inject({ url: '/api/auth/reset-password/abc?callbackURL=https://evil.example/x' });
+    expect(reset.statusCode).toBe(403);
+    expect(reset.headers.location).toBeUndefined();
+    // A cookie-carrying POST from a page on another origin (a cross-site form or fetch).
+    const crossSite = await signIn({ origin: 'https://evil.example', cookie: 'better-auth.session_token=x' });
+    expect(crossSite.statusCode).toBe(403);
+    expect((await signIn({ origin: 'http://localhost:3000' })).statusCode).toBe(200);
+  });
+
   it('does not serve verify-email, whatever token it is given', async () => {
     const user = await registerUser(t.app);
     for (const token of [user.token, 'not-a-jwt']) {

@@ -197,7 +197,7 @@ describe('TOTP two-factor', () => {
           const res = await t.app.inject({
             method: 'POST',
             url: '/api/auth/two-factor/verify-totp',
-            headers: { cookie, 'content-type': 'application/json' },
+            headers: { cookie, 'content-type': 'application/json', origin: 'http://localhost:3000' },
             payload: JSON.stringify({ code }),
           });
           return { statusCode: res.statusCode, code: res.json().code };
@@ -238,7 +238,7 @@ describe('TOTP two-factor', () => {
       t.app.inject({
         method: 'POST',
         url: '/api/auth/two-factor/verify-totp',
-        headers: { cookie, 'content-type': 'application/json' },
+        headers: { cookie, 'content-type': 'application/json', origin: 'http://localhost:3000' },
         payload: JSON.stringify({ code }),
       });
     const code = nextCode(totp);
@@ -443,7 +443,7 @@ describe('TOTP two-factor', () => {
         method: 'POST',
         url: '/api/auth/sign-in/email',
         payload: { email: user.email, password: user.password },
-        headers: cookie ? { cookie } : {},
+        headers: { origin: 'http://localhost:3000', ...(cookie ? { cookie } : {}) },
       });
     const challenge = ([] as string[])
       .concat((await signIn()).headers['set-cookie'] ?? [])
@@ -557,7 +557,7 @@ describe('TOTP two-factor', () => {
       t.app.inject({
         method: 'POST',
         url: '/api/auth/two-factor/verify-totp',
-        headers: { cookie: cookie as string, ...headers },
+        headers: { cookie: cookie as string, origin: 'http://localhost:3000', ...headers },
         payload: { code: value },
       });
 
