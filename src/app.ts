@@ -10,6 +10,7 @@ import {
   createAccountStore,
   createEmailVerification,
   createRecentAuth,
+  createSecurityNotices,
   createSendLimit,
   type RecentAuth,
 } from './account/index.js';
@@ -183,7 +184,19 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     passwordReset: (user) => (accountHooks as AccountHooks).passwordReset(user),
   };
   const metrics = createMetrics();
-  const audit = createAuditLog(db, app.log, metrics.observeAudit);
+  const mailer = createMailer({
+    from: config.email.from,
+    smtpUrl: config.email.smtp_url,
+    outboxDir: config.email.outbox_dir,
+    log: app.log,
+  });
+  app.decorate('mailer', mailer);
+  app.addHook('onClose', async () => mailer.close());
+  const notices = createSecurityNotices({ db, mailer, appName: config.email.app_name, log: app.log });
+  const audit = createAuditLog(db, app.log, (entry) => {
+    metrics.observeAudit(entry);
+    notices(entry);
+  });
   const ipPolicy = createIpPolicy(config.ip_restrictions);
   const devices = createDeviceStore(db);
   const signInGuard = createSignInGuard({ db, ipPolicy, devices, audit, adminEmails: config.admin.emails });
@@ -240,14 +253,6 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   await licenseEvents.start();
   app.decorate('licenseEvents', licenseEvents);
   app.addHook('onClose', () => licenseEvents.stop());
-  const mailer = createMailer({
-    from: config.email.from,
-    smtpUrl: config.email.smtp_url,
-    outboxDir: config.email.outbox_dir,
-    log: app.log,
-  });
-  app.decorate('mailer', mailer);
-  app.addHook('onClose', async () => mailer.close());
   app.decorateRequest('auth', null);
   // Before every route: @fastify/swagger builds the OpenAPI document from the routes registered after it.
   await app.register(docsPlugin, {

@@ -1,3 +1,9 @@
 export { gatewayLink } from './links.js';
 export { createMailer, type EmailMessage, type Mailer, type MailerOptions } from './mailer.js';
-export { type LinkEmailInput, passwordChangedEmail, passwordResetEmail, verificationEmail } from './templates.js';
+export {
+  type LinkEmailInput,
+  passwordChangedEmail,
+  passwordResetEmail,
+  securityNoticeEmail,
+  verificationEmail,
+} from './templates.js';

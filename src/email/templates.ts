@@ -51,6 +51,20 @@ export function passwordChangedEmail(input: { to: string; appName: string }): Em
 }
 
 /**
+ * Sent when a way into the account was added or a protection changed (src/account/security-notices.ts): `what` is one
+ * of the gateway's fixed sentences, never text a user chose.
+ */
+export function securityNoticeEmail(input: { to: string; appName: string; what: string }): EmailMessage {
+  const warn = 'If this was not you, sign in, reset your password, and review your passkeys and linked accounts.';
+  return {
+    to: input.to,
+    subject: `Security notice for your ${input.appName} account`,
+    text: `${greeting}\n\n${input.what}\n\n${warn}\n`,
+    html: page(`<p>${escapeHtml(greeting)}</p><p>${escapeHtml(input.what)}</p><p>${escapeHtml(warn)}</p>`),
+  };
+}
+
+/**
  * Sent to the owner of an address instead of a verification link when someone signs up with it (or upgrades an
  * anonymous user to it) while it already has an account: the sign-up answered as for a new address, so the person who
  * tried learns nothing, and the owner learns of the attempt. No link: the account needs nothing from them.
