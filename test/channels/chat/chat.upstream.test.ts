@@ -74,6 +74,29 @@ describe('HTTP-forwarding ChatService', () => {
     c.ws.close();
   });
 
+  // Regression: fetch refuses header values with characters above U+00FF, so a user with an internationalised address
+  // (from a provider) or a license feature with such text never got a reply: every message was CHAT_UNAVAILABLE.
+  it('an address or license features beyond Latin-1 reach the upstream, encoded losslessly', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const email = `用户.ö.${Date.now()}@example.com`;
+    await t.db.query('UPDATE users SET email = $2 WHERE id = $1', [userId, email]);
+    await t.db.query(
+      `INSERT INTO user_licenses (user_id, license_type, features) VALUES ($1, 'free', $2::jsonb)
+       ON CONFLICT (user_id) DO UPDATE SET features = EXCLUDED.features`,
+      [userId, JSON.stringify({ chat: true, label: 'Pro ✓ für 你' })],
+    );
+    const c = await connect(url, { authorization: `Bearer ${token}` });
+    await c.next();
+    c.send({ type: 'message', id: 'q3', text: 'hi' });
+    const frames: Frame[] = [];
+    for (let f = await c.next(); f.type !== 'reply_end'; f = await c.next()) frames.push(f);
+    expect(frames.map((f) => f.text).join('')).toBe('You said: hi ✓');
+    const headers = upstream.seen.at(-1)?.headers ?? {};
+    expect(decodeURIComponent(String(headers['x-gateway-user-email']))).toBe(email);
+    expect(JSON.parse(String(headers['x-gateway-license-features']))).toMatchObject({ label: 'Pro ✓ für 你' });
+    c.ws.close();
+  });
+
   it('answers CHAT_UNAVAILABLE with the id when the upstream fails, and the socket stays usable', async () => {
     const { token } = await registerUser(t.app);
     const c = await connect(url, { authorization: `Bearer ${token}` });
