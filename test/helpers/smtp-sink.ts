@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import type { LightMyRequestResponse } from 'fastify';
 import { type ParsedMail, simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 
@@ -72,21 +73,31 @@ export function linkIn(mail: ParsedMail, path: string): URL {
 }
 
 /**
- * Follows an emailed verification link as its owner does: opens the page (a GET, which verifies nothing), then
- * presses its button, which posts the page's form. Returns the form's answer (an HTML page; 200 when verified).
+ * Follows an emailed link (verification or sign-in) as its owner does: opens the page (a GET, which spends nothing),
+ * then presses its button, which posts the page's form. Returns the form's answer: for a verification link an HTML page
+ * (200 when verified); for a sign-in link the redirect with a code, or the JSON answer. `headers` go with both requests
+ * (a browser's user agent, say). A GET that is not the page (a 400 for a malformed link) is returned as it is.
  */
-export async function openVerificationLink(
-  app: { inject(options: object): Promise<{ statusCode: number; body: string }> },
-  link: URL,
-): Promise<{ statusCode: number; body: string }> {
-  const page = await app.inject({ url: `${link.pathname}${link.search}` });
-  const token = /name="token" value="([^"]+)"/.exec(page.body)?.[1];
+export async function openEmailedLink(
+  app: { inject(options: object): Promise<LightMyRequestResponse> },
+  link: URL | string,
+  headers: Record<string, string> = {},
+): Promise<LightMyRequestResponse> {
+  const url = typeof link === 'string' ? new URL(link, 'http://localhost') : link;
+  const page = await app.inject({ url: `${url.pathname}${url.search}`, headers });
+  const token = /name="token" value="([^"]*)"/.exec(page.body)?.[1];
   const action = /<form method="post" action="([^"]+)"/.exec(page.body)?.[1];
-  if (page.statusCode !== 200 || !token || !action) throw new Error(`not a verification page: ${page.statusCode}`);
+  if (page.statusCode !== 200 || token === undefined || !action) return page;
   return app.inject({
     method: 'POST',
-    url: new URL(action, link).pathname,
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ token }).toString(),
+    url: new URL(action, url).pathname,
+    headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ token: decodeHtml(token) }).toString(),
   });
 }
+
+const decodeHtml = (value: string) =>
+  value.replace(
+    /&(amp|lt|gt|quot|#39);/g,
+    (_, e: string) => ({ amp: '&', lt: '<', gt: '>', quot: '"', '#39': "'" })[e] ?? _,
+  );

@@ -116,7 +116,11 @@ describe('GET /metrics', () => {
     expect(await metric('password', 'failure')).toBe(failures + 1);
 
     // Methods other than the password count under their own name.
-    const link = await t.app.inject({ url: `/auth/magic-link/verify?token=${'A'.repeat(43)}` });
+    const link = await t.app.inject({
+      method: 'POST',
+      url: '/auth/magic-link/verify',
+      payload: { token: 'A'.repeat(43) },
+    });
     expect(link.statusCode).toBe(400);
     expect(await metric('magic_link', 'failure')).toBe(1);
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressOf, linkIn, openVerificationLink, type SmtpSink, startSmtpSink } from '../helpers/smtp-sink.js';
+import { addressOf, linkIn, openEmailedLink, type SmtpSink, startSmtpSink } from '../helpers/smtp-sink.js';
 import { createSoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 import { addPasskey, assertion, postAuthentication } from './helpers.js';
@@ -82,7 +82,7 @@ describe('a passkey does not end the email-and-password upgrade', () => {
       expect((await userRow(t, anon.userId))?.is_anonymous).toBe(false);
 
       const link = linkIn(await smtp.waitFor((m) => addressOf(m) === email), '/auth/email/verify');
-      expect((await openVerificationLink(t.app, link)).statusCode).toBe(200);
+      expect((await openEmailedLink(t.app, link)).statusCode).toBe(200);
       expect(await userRow(t, anon.userId)).toEqual({ email, email_verified: true, is_anonymous: false });
       const signedIn = await login(t, email);
       expect(signedIn.statusCode).toBe(200);
@@ -91,7 +91,7 @@ describe('a passkey does not end the email-and-password upgrade', () => {
       expect(res.json().userId).toBe(anon.userId);
 
       // The rest of the upgrade's rules hold: the link works once, and the user is registered now.
-      expect((await openVerificationLink(t.app, link)).statusCode).toBe(400);
+      expect((await openEmailedLink(t.app, link)).statusCode).toBe(400);
       const again = await upgrade(t, anon.token, `again-${Date.now()}@example.com`);
       expect(again.statusCode).toBe(409);
       expect(again.json().error.code).toBe('NOT_ANONYMOUS');

@@ -1,5 +1,5 @@
 import { Type as T } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ExchangeCodes, type MagicLinks, SECRET_PATTERN } from '../../accounts/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
@@ -14,6 +14,7 @@ import {
   MagicLinkResponse,
   MagicLinkVerifyQuery,
 } from './sign-in-methods.schemas.js';
+import { magicLinkPage, VERIFY_PAGE_CSP } from './verify-page.js';
 
 export interface MagicLinkRoutesDeps {
   enabled: boolean;
@@ -65,76 +66,113 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
     },
   );
 
-  app.get<{ Querystring: { token: string } }>(
+  /**
+   * Signs in with a link's token: a redirect with a one-time code (or the error) to oauth.redirect_url, or, without
+   * one, the token as JSON.
+   */
+  const signIn = async (token: string, request: FastifyRequest, reply: FastifyReply) => {
+    const found = TOKEN.test(token) ? await links.verify(token, restOrigin(request)) : null;
+    if (!found) {
+      await audit.record({
+        event: 'login.failure',
+        ...restOrigin(request),
+        details: { method: 'magic_link', reason: 'MAGIC_LINK_INVALID' },
+      });
+      return finish.failure(reply, 'MAGIC_LINK_INVALID');
+    }
+    if (found.twoFactor) {
+      await audit.record({
+        event: 'login.failure',
+        userId: found.userId,
+        ...restOrigin(request),
+        details: { method: 'magic_link', reason: 'TWO_FACTOR_REQUIRED' },
+      });
+      return finish.failure(reply, 'TWO_FACTOR_REQUIRED');
+    }
+    const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+    const ua = request.headers['user-agent'];
+    if (typeof ua === 'string') headers.set('user-agent', ua);
+    let session: Awaited<ReturnType<typeof engine.methods.createSession>>;
+    try {
+      session = await engine.methods.createSession(found.userId, headers);
+    } catch (err) {
+      // The sign-in guard refused (disabled account, an address the user does not allow): like any failed sign-in.
+      if (!(err instanceof AppError)) throw err;
+      await audit.record({
+        event: 'login.failure',
+        userId: found.userId,
+        ...restOrigin(request),
+        details: { method: 'magic_link', reason: err.code },
+      });
+      return finish.failure(reply, err.code);
+    }
+    if (found.created) {
+      await audit.record({ event: 'signup', ...session, ...restOrigin(request), details: { method: 'magic_link' } });
+    }
+    await audit.record({
+      event: 'login.success',
+      ...session,
+      ...restOrigin(request),
+      details: { method: 'magic_link' },
+    });
+    // A bound link ends with a code even without a redirect URL: its requester exchanges it with the verifier.
+    if (deps.redirectUrl || found.codeChallenge) return finish.success(reply, session, found.codeChallenge);
+    const active = await sessions.findActive(session.sessionId);
+    if (!active) throw new Error('the session just created is not active');
+    reply.header('cache-control', 'no-store');
+    return {
+      success: true as const,
+      userId: session.userId,
+      token: authenticator.issueToken(session.userId, session.sessionId, active.expiresAt),
+    };
+  };
+
+  app.get<{ Querystring: MagicLinkVerifyQuery }>(
     '/auth/magic-link/verify',
     {
       schema: {
-        summary: 'Open a sign-in link: redirects with a one-time code (or answers the token without a redirect URL)',
+        summary: 'The page a sign-in link opens: a button that signs in (the GET itself spends nothing)',
         tags: ['magic-link'],
         querystring: MagicLinkVerifyQuery,
-        response: {
-          200: T.Union([TokenResponse, T.Object({ success: T.Literal(true), code: T.String() })]),
-          ...errors(400, 404, 503),
-        },
+        produces: ['text/html'],
+        response: { ...errors(400, 404) },
       },
     },
     async (request, reply) => {
       enabled();
-      const { token } = request.query;
-      const found = TOKEN.test(token) ? await links.verify(token, restOrigin(request)) : null;
-      if (!found) {
-        await audit.record({
-          event: 'login.failure',
-          ...restOrigin(request),
-          details: { method: 'magic_link', reason: 'MAGIC_LINK_INVALID' },
-        });
-        return finish.failure(reply, 'MAGIC_LINK_INVALID');
-      }
-      if (found.twoFactor) {
-        await audit.record({
-          event: 'login.failure',
-          userId: found.userId,
-          ...restOrigin(request),
-          details: { method: 'magic_link', reason: 'TWO_FACTOR_REQUIRED' },
-        });
-        return finish.failure(reply, 'TWO_FACTOR_REQUIRED');
-      }
-      const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
-      const ua = request.headers['user-agent'];
-      if (typeof ua === 'string') headers.set('user-agent', ua);
-      let session: Awaited<ReturnType<typeof engine.methods.createSession>>;
-      try {
-        session = await engine.methods.createSession(found.userId, headers);
-      } catch (err) {
-        // The sign-in guard refused (disabled account, an address the user does not allow): like any failed sign-in.
-        if (!(err instanceof AppError)) throw err;
-        await audit.record({
-          event: 'login.failure',
-          userId: found.userId,
-          ...restOrigin(request),
-          details: { method: 'magic_link', reason: err.code },
-        });
-        return finish.failure(reply, err.code);
-      }
-      if (found.created) {
-        await audit.record({ event: 'signup', ...session, ...restOrigin(request), details: { method: 'magic_link' } });
-      }
-      await audit.record({
-        event: 'login.success',
-        ...session,
-        ...restOrigin(request),
-        details: { method: 'magic_link' },
-      });
-      // A bound link ends with a code even without a redirect URL: its requester exchanges it with the verifier.
-      if (deps.redirectUrl || found.codeChallenge) return finish.success(reply, session, found.codeChallenge);
-      const active = await sessions.findActive(session.sessionId);
-      if (!active) throw new Error('the session just created is not active');
-      reply.header('cache-control', 'no-store');
-      return {
-        success: true as const,
-        userId: session.userId,
-        token: authenticator.issueToken(session.userId, session.sessionId, active.expiresAt),
-      };
+      return reply
+        .type('text/html; charset=utf-8')
+        .header('content-security-policy', VERIFY_PAGE_CSP)
+        .header('cache-control', 'no-store')
+        .header('referrer-policy', 'no-referrer')
+        .send(magicLinkPage(request.query.token));
     },
   );
+  // Its own scope: the page's button posts a form, which no other route takes.
+  await app.register(async (scope) => {
+    scope.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: 1024 },
+      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+    );
+    scope.post<{ Body: MagicLinkVerifyQuery }>(
+      '/auth/magic-link/verify',
+      {
+        schema: {
+          summary:
+            'Sign in with a link: redirects with a one-time code (or answers the token without a redirect URL); JSON {token} or the form of its page',
+          tags: ['magic-link'],
+          body: MagicLinkVerifyQuery,
+          response: {
+            200: T.Union([TokenResponse, T.Object({ success: T.Literal(true), code: T.String() })]),
+            ...errors(400, 403, 404, 413, 415, 503),
+          },
+        },
+      },
+      async (request, reply) => {
+        enabled();
+        return signIn(request.body.token, request, reply);
+      },
+    );
+  });
 }

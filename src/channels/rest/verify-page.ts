@@ -8,12 +8,29 @@ import { escapeHtml } from '../../email/templates.js';
 export const VERIFY_PAGE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 export function verifyPage(token: string): string {
-  return page(
+  return confirmPage(
     'Verify your email address',
     'Confirm that this email address is yours.',
-    // Relative: the page's own path, under whatever prefix base_url has.
+    'Verify my email address',
+    token,
+  );
+}
+
+/**
+ * The page an emailed sign-in link opens, for the same reason: a GET that signed in would spend the link on the
+ * scanner's fetch, and (without a front-end redirect URL) hand the scanner the session token.
+ */
+export function magicLinkPage(token: string): string {
+  return confirmPage('Sign in', 'Continue to sign in with the link from your email.', 'Sign in', token);
+}
+
+/** A page whose one button POSTs `token` as a form to the page's own path (relative: under base_url's prefix). */
+function confirmPage(title: string, message: string, button: string, token: string): string {
+  return page(
+    title,
+    message,
     `<form method="post" action="verify"><input type="hidden" name="token" value="${escapeHtml(token)}">` +
-      '<button type="submit">Verify my email address</button></form>',
+      `<button type="submit">${escapeHtml(button)}</button></form>`,
   );
 }
 

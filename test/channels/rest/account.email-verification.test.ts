@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statementsWaitingForALock } from '../../helpers/db-locks.js';
-import { addressOf, linkIn, openVerificationLink, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { addressOf, linkIn, openEmailedLink, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, type TestApp } from '../../helpers/test-app.js';
 
 describe('email verification (auth.require_email_verification: true)', () => {
@@ -67,13 +67,13 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(page.body).toContain(`value="${link.searchParams.get('token')}"`);
     expect((await login(user)).statusCode).toBe(403);
 
-    const follow = await openVerificationLink(t.app, link);
+    const follow = await openEmailedLink(t.app, link);
     expect(follow.statusCode).toBe(200);
     expect(follow.body).toContain('Your email address is verified; you can sign in.');
     expect((await login(user)).statusCode).toBe(200);
 
     // The link works once: its page still opens, its button says why it cannot be used.
-    const again = await openVerificationLink(t.app, link);
+    const again = await openEmailedLink(t.app, link);
     expect(again.statusCode).toBe(400);
     expect(again.body).toContain('This link cannot be used');
     const json = await t.app.inject({
@@ -115,7 +115,7 @@ describe('email verification (auth.require_email_verification: true)', () => {
       `UPDATE verification_tokens SET token = $1 WHERE identifier LIKE 'email-verification:%' AND token LIKE $2`,
       [id, `${id}\n%`],
     );
-    expect((await openVerificationLink(t.app, link)).statusCode).toBe(200);
+    expect((await openEmailedLink(t.app, link)).statusCode).toBe(200);
     expect((await login(user)).statusCode).toBe(200);
   });
 
@@ -180,12 +180,12 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(burst.filter((r) => r.statusCode === 202)).toHaveLength(1);
 
     // The old link is dead; the newest one works.
-    const old = await openVerificationLink(t.app, first);
+    const old = await openEmailedLink(t.app, first);
     expect(old.statusCode).toBe(400);
     await smtp.waitFor(() => mailsTo(user.email).length === 3); // registration, resend, the one burst resend
     const newest = mailsTo(user.email).at(-1);
     const latest = linkIn(newest as NonNullable<typeof newest>, '/auth/email/verify');
-    expect((await openVerificationLink(t.app, latest)).statusCode).toBe(200);
+    expect((await openEmailedLink(t.app, latest)).statusCode).toBe(200);
     expect((await login(user)).statusCode).toBe(200);
   });
 
@@ -224,7 +224,7 @@ describe('email verification (auth.require_email_verification: true)', () => {
         [id],
       )
     ).rows[0];
-  const follow = (link: URL) => openVerificationLink(t.app, link);
+  const follow = (link: URL) => openEmailedLink(t.app, link);
   /** The link's token posted as JSON, as a front end's own verification page does: the answer carries the code. */
   const postToken = (link: URL) =>
     t.app.inject({ method: 'POST', url: '/auth/email/verify', payload: { token: link.searchParams.get('token') } });

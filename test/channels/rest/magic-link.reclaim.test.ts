@@ -1,7 +1,7 @@
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
-import { type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { openEmailedLink, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createSoftAuthenticator } from '../../helpers/soft-authenticator.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 import { addPasskey, assertion, postAuthentication } from '../../passkeys/helpers.js';
@@ -48,7 +48,7 @@ describe('a magic link reclaims an account whose address was not verified', () =
       (m) => m.rcpt.includes(email) && m.subject === 'Your sign-in link' && smtp.messages.indexOf(m) >= sent,
     );
     const path = LINK.exec(mail.text ?? '')?.[1] as string;
-    const verify = await app.inject({ method: 'GET', url: path, headers: { 'user-agent': 'victim-browser' } });
+    const verify = await openEmailedLink(app, path, { 'user-agent': 'victim-browser' });
     expect(verify.statusCode).toBe(302);
     const front = new URL(verify.headers.location as string);
     expect(front.searchParams.get('error')).toBeNull();
@@ -249,8 +249,9 @@ describe('a magic link reclaims an account whose address was not verified', () =
     });
     expect(resend.statusCode).toBe(202);
     const mail = await smtp.waitFor((m) => m.rcpt.includes('registrant@example.com'));
-    const verify = await t.app.inject({ method: 'GET', url: VERIFY_LINK.exec(mail.text ?? '')?.[1] as string });
+    const verify = await openEmailedLink(t.app, VERIFY_LINK.exec(mail.text ?? '')?.[1] as string);
     expect(verify.statusCode).toBe(200);
+    expect(verify.body).toContain('Email address verified');
 
     expect((await session(user.token)).statusCode).toBe(200);
     expect((await login('registrant@example.com', 'MineAll123!')).statusCode).toBe(200);
@@ -265,9 +266,7 @@ describe('a magic link reclaims an account whose address was not verified', () =
     }
     const first = await smtp.waitFor((m) => m.rcpt.includes(email));
     const mails = [first, await smtp.waitFor((m) => m.rcpt.includes(email) && m !== first)];
-    const opened = await Promise.all(
-      mails.map((m) => t.app.inject({ method: 'GET', url: LINK.exec(m.text ?? '')?.[1] as string })),
-    );
+    const opened = await Promise.all(mails.map((m) => openEmailedLink(t.app, LINK.exec(m.text ?? '')?.[1] as string)));
     const tokens: string[] = [];
     for (const res of opened) {
       const code = new URL(res.headers.location as string).searchParams.get('code');

@@ -6,7 +6,7 @@ import type { EmailMessage } from '../../../src/email/index.js';
 import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { pkcePair } from '../../helpers/pkce.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
-import { type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { openEmailedLink, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
 
 const FRONT = 'http://localhost:5173/signed-in';
@@ -31,7 +31,8 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
   });
 
   const request = (email: string) => t.app.inject({ method: 'POST', url: '/auth/magic-link', payload: { email } });
-  const open = (path: string) => t.app.inject({ method: 'GET', url: path });
+  /** Opens a link's page and presses its button, as its owner's browser does. */
+  const open = (path: string) => openEmailedLink(t.app, path);
 
   it('emails a link that signs in: verify -> redirect with a code -> exchange -> session', async () => {
     const user = await registerUser(t.app, { email: 'link.user@example.com' });
@@ -151,7 +152,9 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     const sessionsBefore = await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
 
     expect((await request(user.email)).statusCode).toBe(200);
-    const mail = await smtp.waitFor((m) => m.rcpt.includes('link.2fa@example.com'));
+    const mail = await smtp.waitFor(
+      (m) => m.rcpt.includes('link.2fa@example.com') && m.subject === 'Your sign-in link',
+    );
     const verify = await open(linkIn(mail.text));
     expect(verify.statusCode).toBe(302);
     expect(new URL(verify.headers.location as string).searchParams.get('error')).toBe('TWO_FACTOR_REQUIRED');
@@ -370,7 +373,7 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
       expect(asked.statusCode).toBe(200);
       const link = sentLink((await smtp.waitFor((m) => m.rcpt.includes('slash.config@example.com'))).text);
       expect(link.pathname).toBe('/auth/magic-link/verify');
-      const verify = await app.inject({ method: 'GET', url: `${link.pathname}${link.search}` });
+      const verify = await openEmailedLink(app, link);
       expect(verify.statusCode).toBe(302);
       expect(new URL(verify.headers.location as string).searchParams.get('code')).toBeTruthy();
     } finally {
@@ -409,7 +412,7 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
         seen.add(mail.text ?? '');
         paths.push(linkIn(mail.text));
       }
-      const opened = await Promise.all(paths.map((url) => creating.inject({ method: 'GET', url })));
+      const opened = await Promise.all(paths.map((url) => openEmailedLink(creating, url)));
       expect(opened.map((r) => r.statusCode)).toEqual([302, 302]);
       const userIds = await Promise.all(
         opened.map(async (r) => {
@@ -438,11 +441,37 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     });
     afterAll(() => json?.close());
 
+    // Regression: the GET of a link signed in. Mail scanners (Safe Links and the like) fetch every link in a message:
+    // the fetch spent the link, and here, without a redirect URL, it answered the session token to the scanner.
+    it('opening the link only shows a page: a scanner’s fetch spends nothing and gets no token', async () => {
+      const user = await registerUser(json, { email: 'scanned@example.com' });
+      // Verified: the link would otherwise reclaim the account, ending its registration session.
+      await t.db.query('UPDATE users SET email_verified = TRUE WHERE id = $1', [user.userId]);
+      await json.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: user.email } });
+      const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes(user.email))).text);
+      const sessions = async () =>
+        (await t.db.query('SELECT id FROM sessions WHERE user_id = $1', [user.userId])).rows.length;
+      const before = await sessions();
+      for (let i = 0; i < 2; i++) {
+        const scanned = await json.inject({ method: 'GET', url: path, headers: { 'user-agent': 'SafeLinks' } });
+        expect(scanned.statusCode).toBe(200);
+        expect(scanned.headers['content-type']).toMatch(/^text\/html/);
+        expect(scanned.headers['content-security-policy']).toContain("form-action 'self'");
+        expect(scanned.body).toContain('<form method="post" action="verify">');
+        expect(scanned.body).not.toMatch(/eyJ/); // no token
+      }
+      expect(await sessions()).toBe(before);
+      const clicked = await openEmailedLink(json, path);
+      expect(clicked.statusCode).toBe(200);
+      expect(clicked.json().userId).toBe(user.userId);
+      expect(await sessions()).toBe(before + 1);
+    });
+
     it('verify answers {success, userId, token} as JSON (no token in any URL)', async () => {
       const user = await registerUser(json, { email: 'json@example.com' });
       await json.inject({ method: 'POST', url: '/auth/magic-link', payload: { email: 'json@example.com' } });
       const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes('json@example.com'))).text);
-      const res = await json.inject({ method: 'GET', url: path });
+      const res = await openEmailedLink(json, path);
       expect(res.statusCode).toBe(200);
       expect(res.headers['cache-control']).toBe('no-store');
       expect(res.json().userId).toBe(user.userId);
@@ -452,7 +481,7 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
         headers: { authorization: `Bearer ${res.json().token}` },
       });
       expect(me.statusCode).toBe(200);
-      const again = await json.inject({ method: 'GET', url: path });
+      const again = await openEmailedLink(json, path);
       expect(again.statusCode).toBe(400);
       expect(again.json().error.code).toBe('MAGIC_LINK_INVALID');
     });
@@ -466,7 +495,7 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
         payload: { email: user.email, codeChallenge: challenge },
       });
       const path = linkIn((await smtp.waitFor((m) => m.rcpt.includes(user.email))).text);
-      const res = await json.inject({ method: 'GET', url: path });
+      const res = await openEmailedLink(json, path);
       expect(res.statusCode).toBe(200);
       expect(res.json()).toEqual({ success: true, code: expect.stringMatching(/^[\w-]{43}$/) });
       const ex = await json.inject({
