@@ -60,6 +60,9 @@ export function createChannelLinks(db: Database) {
       const code = newLinkCode();
       const expiresAt = new Date(Date.now() + LINK_CODE_TTL_SECONDS * 1000);
       await db.transaction(async (tx) => {
+        // Serialises a user's requests for this channel: under READ COMMITTED two of them would each delete nothing
+        // and both insert, leaving two live codes. After the wait, the DELETE sees the code the other one committed.
+        await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`channel-link-code:${channelType}:${userId}`]);
         await tx.query(
           'DELETE FROM channel_link_codes WHERE (user_id = $1 AND channel_type = $2) OR expires_at < now()',
           [userId, channelType],

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RecentAuth } from '../../account/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
-import type { Authenticator, SessionStore } from '../../authenticator/index.js';
+import { type Authenticator, hasSessionCookie, type SessionStore } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import { ErrorResponse } from '../rest/auth.schemas.js';
@@ -146,12 +146,11 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
       }
       const telegramUserId = verdict.telegramUserId;
 
-      // A caller who sends credentials means "link to me": a bad credential is refused, never ignored.
-      const signedInAs =
-        request.headers.authorization !== undefined || request.headers.cookie
-          ? await authenticator.authenticateRequest(request)
-          : null;
-      if (request.headers.authorization !== undefined && !signedInAs) throw new AppError('INVALID_TOKEN');
+      // A caller who sends a credential means "link to me": a bad one is refused, never ignored. A credential is what
+      // the Authenticator reads as one: any Authorization header, or Better Auth's session cookie (not the device one).
+      const sentCredential = request.headers.authorization !== undefined || hasSessionCookie(request.headers.cookie);
+      const signedInAs = sentCredential ? await authenticator.authenticateRequest(request) : null;
+      if (sentCredential && !signedInAs) throw new AppError('INVALID_TOKEN');
 
       if (signedInAs) {
         await mayLink(request, signedInAs.userId, signedInAs.sessionId ?? null);

@@ -55,6 +55,21 @@ describe('account linking from the web side', () => {
       expect(rows[0]?.ttl).toBeLessThanOrEqual(601);
     });
 
+    // Regression: DELETE-then-INSERT under READ COMMITTED let concurrent requests each leave a working code.
+    it('leaves exactly one live code however many requests for one user run at once', async () => {
+      const { token, userId } = await registerUser(t.app);
+      const answers = await Promise.all(Array.from({ length: 8 }, () => askCode(token)));
+      expect(answers.map((r) => r.statusCode)).toEqual(Array(8).fill(201));
+      const { rows } = await t.db.query('SELECT 1 FROM channel_link_codes WHERE user_id = $1', [userId]);
+      expect(rows).toHaveLength(1);
+      const links = createChannelLinks(t.db);
+      const outcomes = [];
+      for (const [i, res] of answers.entries()) {
+        outcomes.push(await links.redeemCode((res.json() as { code: string }).code, 'telegram', String(880000 + i)));
+      }
+      expect(outcomes.filter((o) => o.ok)).toHaveLength(1);
+    });
+
     it('links one Telegram account to one user even when two users codes race for it', async () => {
       const links = createChannelLinks(t.db);
       const a = await registerUser(t.app);
@@ -238,6 +253,36 @@ describe('account linking from the web side', () => {
       });
       expect(res.statusCode).toBe(401);
       expect(res.json()).toMatchObject({ error: { code: 'INVALID_TOKEN' } });
+    });
+
+    // Regression: a stale session cookie was ignored and the widget signed in as the Telegram account's owner.
+    it('refuses a bad session cookie rather than signing in by the widget alone; a device cookie is no credential', async () => {
+      const { userId } = await registerUser(t.app);
+      await t.db.query(
+        `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, 'telegram', '8881')`,
+        [userId],
+      );
+      for (const cookie of [
+        'better-auth.session_token=stale.value',
+        '__Secure-better-auth.session_token=stale.value',
+      ]) {
+        const res = await t.app.inject({
+          method: 'POST',
+          url: '/auth/channels/telegram/widget',
+          headers: { cookie },
+          payload: widget(8881),
+        });
+        expect(res.statusCode).toBe(401);
+        expect(res.json()).toMatchObject({ error: { code: 'INVALID_TOKEN' } });
+      }
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/widget',
+        headers: { cookie: `gateway_device=${'d'.repeat(32)}` },
+        payload: widget(8881),
+      });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({ userId, linked: false, token: expect.any(String) });
     });
 
     it('answers malformed widget data with 400', async () => {
