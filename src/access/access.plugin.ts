@@ -15,11 +15,11 @@ import { signInContext } from './sign-in-guard.js';
 
 /**
  * Everything that can start a session (paths, and the patterns of their routes): our sign-in routes (password,
- * anonymous, OAuth, magic link, passkey, the 2FA step) and all of Better Auth's. Signed-in routes under these prefixes
+ * anonymous, OAuth, magic link, passkey, the 2FA step, the Telegram Login Widget) and all of Better Auth's. Signed-in routes under these prefixes
  * (e.g. /auth/oauth/accounts) are refused for the same addresses by the Authenticator anyway.
  */
 const SIGN_IN =
-  /^\/(?:api\/auth\/|auth\/(?:login|register|anonymous|oauth|magic-link|passkey\/authenticate|2fa\/verify)(?:$|[/?]))/;
+  /^\/(?:api\/auth\/|auth\/(?:login|register|anonymous|oauth|magic-link|passkey\/authenticate|2fa\/verify|channels\/telegram\/widget)(?:$|[/?]))/;
 /**
  * The path of a request for one of the sign-in routes, or null. Never by the raw URL alone: Fastify's router decodes
  * the path, so `/auth/%6cogin` is served by /auth/login. A path with an escape, a dot or a backslash is read as the rate
@@ -39,7 +39,7 @@ function signInPath(request: FastifyRequest): string | null {
 
 /** Of those, the paths that create a session (their response carries the device key back). */
 const SESSION_PATH =
-  /^\/(?:auth\/(?:login|register|anonymous|magic-link\/verify|passkey\/authenticate|2fa\/verify)|api\/auth\/(?:sign-in\/[\w-]+|sign-up\/[\w-]+|passkey\/authenticate|passkey\/verify-authentication|callback\/[\w-]+|magic-link\/verify))$/;
+  /^\/(?:auth\/(?:login|register|anonymous|magic-link\/verify|passkey\/authenticate|2fa\/verify|channels\/telegram\/widget)|api\/auth\/(?:sign-in\/[\w-]+|sign-up\/[\w-]+|passkey\/authenticate|passkey\/verify-authentication|callback\/[\w-]+|magic-link\/verify))$/;
 
 declare module 'fastify' {
   interface FastifyRequest {

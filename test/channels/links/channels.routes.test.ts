@@ -185,6 +185,30 @@ describe('account linking from the web side', () => {
       expect((await askCode(anon.token)).statusCode).toBe(201);
     });
 
+    // Regression: the widget route was missing from the access plugin's sign-in routes: its sessions were filed under
+    // no device (so removing the device did not end them), and globally refused addresses were not refused up front.
+    it('a widget sign-in is filed under the device that asked, as every sign-in is', async () => {
+      const { userId } = await registerUser(t.app);
+      await t.db.query(
+        `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, 'telegram', '5570')`,
+        [userId],
+      );
+      const key = 'd'.repeat(43);
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/channels/telegram/widget',
+        headers: { 'x-device-id': key },
+        payload: widget(5570),
+      });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['x-device-id']).toBe(key);
+      const sid = JSON.parse(Buffer.from(res.json().token.split('.')[1], 'base64url').toString()).sid as string;
+      const { rows } = await t.db.query<{ device_id: string | null }>('SELECT device_id FROM sessions WHERE id = $1', [
+        sid,
+      ]);
+      expect(rows[0]?.device_id).toBeTruthy();
+    });
+
     it('signs in the linked user when no session is sent; the token works', async () => {
       const { userId } = await registerUser(t.app);
       await t.db.query(
