@@ -2,6 +2,7 @@ import type { WebSocket } from 'ws';
 import type { AuthContext, Authenticator, SessionEvents } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
 import type { License, LicenseEvents } from '../../licenses/index.js';
+import { clientKey } from '../../ratelimit/client-key.js';
 import { type ChatService, ChatUpstreamError } from '../chat/chat-service.js';
 import type { UsageLimits } from '../chat/usage-limits.js';
 import {
@@ -30,23 +31,29 @@ export interface ChatSocketsDeps {
   authTimeout: number;
   /** Seconds. */
   heartbeatInterval: number;
-  /** Sockets allowed to wait for their auth frame at once; more are closed with 1013 (each costs memory until then). */
+  /**
+   * Sockets allowed to wait for their auth frame at once; more are closed with 1013 (each costs memory until then). One
+   * client address (an IPv6 /64) may hold at most MAX_WAITING_PER_CLIENT of them.
+   */
   maxUnauthenticated: number;
   log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }
 
 /**
- * One open socket. Kept small on purpose (thousands are held idle): the context, two flags, one timer, the release of
- * the connection slot, and abort controllers only while replies are streaming.
+ * One open socket. Kept small on purpose (thousands are held idle): the context, a few flags, one timer, the release
+ * of the connection slot, and abort controllers only while replies are streaming.
  */
 interface Conn {
   socket: WebSocket;
   auth: AuthContext | null;
   pending: boolean;
-  /** Counted in `unauthenticated`: accepted without a bearer header and not yet through the auth frame. */
-  waiting: boolean;
+  /**
+   * Counted in `unauthenticated` (accepted without a bearer header and not yet through the auth frame): the client's
+   * key (clientKey) it is also counted under in `waitingByClient`. Null when not counted.
+   */
+  waiting: string | null;
   alive: boolean;
-  /** The auth timeout before authentication, the expiry check after. */
+  /** The auth timeout before authentication, the expiry check after, the close deadline once we closed it. */
   timer: NodeJS.Timeout | null;
   release: (() => void) | null;
   inflight: Set<AbortController> | null;
@@ -75,25 +82,79 @@ export interface AuthStamp {
 // setTimeout keeps delays in a signed 32-bit integer; a longer one fires at once.
 const MAX_DELAY_MS = 2_147_483_647;
 
+/**
+ * Bytes a socket may have queued for its peer before it is dropped. Every frame gets an answer (a pong, an error), so
+ * a peer that sends but never reads would grow the queue without end: an empty 6-byte frame earns a 43-byte error.
+ * 1 MiB is far more than a reading client leaves unread (a reply streams in chunks of what the upstream sends); the
+ * kernel's socket buffers hold a few MB more before anything queues here at all.
+ */
+const MAX_BUFFERED_BYTES = 1024 * 1024;
+
+/**
+ * How long a socket we closed may take to answer our close frame before it is dropped (ws waits 30 s). Until then
+ * its frames are ignored, but it still holds its file descriptor and buffers; a peer that reads answers in a round
+ * trip.
+ */
+const CLOSE_GRACE_MS = 2_000;
+
+/**
+ * Sockets one client address (clientKey: an IPv6 /64 counts as one) may have waiting for their auth frame at once, so
+ * that one client cannot take every place of websocket.max_unauthenticated and keep browsers out. A browser sends its
+ * auth frame in its first round trip: an address rarely has more than a few waiting, even behind a shared NAT; past
+ * this it is refused with 1013 as at the global cap, and retries.
+ */
+const MAX_WAITING_PER_CLIENT = 10;
+
 /** The chat endpoint's state machine, independent of Fastify: hand it each upgraded socket. */
 export function createChatSockets(deps: ChatSocketsDeps) {
   const { authenticator, limits, chat, log } = deps;
   const all = new Set<Conn>();
   let unauthenticated = 0;
+  const waitingByClient = new Map<string, number>();
   const bySession = new Map<string, Set<Conn>>();
 
+  const stopWaiting = (conn: Conn) => {
+    if (conn.waiting === null) return;
+    unauthenticated--;
+    const left = (waitingByClient.get(conn.waiting) ?? 1) - 1;
+    if (left > 0) waitingByClient.set(conn.waiting, left);
+    else waitingByClient.delete(conn.waiting);
+    conn.waiting = null;
+  };
+
+  // A peer that does not read is not waited for: it is dropped rather than buffered for.
   const send = (conn: Conn, frame: ServerFrame) => {
-    if (conn.socket.readyState === conn.socket.OPEN) conn.socket.send(JSON.stringify(frame));
+    const { socket } = conn;
+    if (socket.readyState !== socket.OPEN) return;
+    if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+      log.debug({ userId: conn.auth?.userId, buffered: socket.bufferedAmount }, 'websocket peer not reading; dropped');
+      socket.terminate();
+      return;
+    }
+    socket.send(JSON.stringify(frame));
+  };
+
+  /** Sends our close frame; a peer that has not answered it within CLOSE_GRACE_MS is dropped. */
+  const closeSocket = (socket: WebSocket, close: number, reason: string, conn?: Conn) => {
+    if (socket.readyState !== socket.OPEN) return;
+    socket.close(close, reason);
+    const deadline = setTimeout(() => socket.terminate(), CLOSE_GRACE_MS);
+    deadline.unref();
+    if (!conn) return;
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = deadline;
   };
 
   const refuse = (conn: Conn, code: WsErrorCode, close: number) => {
     send(conn, { type: 'auth_error', code });
-    conn.socket.close(close, code);
+    closeSocket(conn.socket, close, code, conn);
   };
 
+  // The socket no longer speaks for this session: a reply under way stops and its upstream request is aborted.
   const end = (conn: Conn, code: WsErrorCode, close: number) => {
     send(conn, { type: 'error', code });
-    conn.socket.close(close, code);
+    closeSocket(conn.socket, close, code, conn);
+    for (const abort of conn.inflight ?? []) abort.abort();
   };
 
   // Ends of sessions with no socket yet: a socket whose authentication read the session before its end arrived must
@@ -161,10 +222,13 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     try {
       state = await deps.sessionState(sessionId);
     } catch (err) {
+      // Ended meanwhile: its timer is now the close deadline, not to be replaced.
+      if (conn.socket.readyState !== conn.socket.OPEN) return;
       log.warn({ err: { message: (err as Error).message } }, 'session expiry check failed; retrying');
       conn.timer = setTimeout(() => void checkExpiry(conn), 5_000);
       return;
     }
+    if (conn.socket.readyState !== conn.socket.OPEN) return;
     if (!state || state.expiresAt.getTime() <= Date.now()) end(conn, 'SESSION_EXPIRED', CloseCode.SESSION_ENDED);
     else scheduleExpiry(conn, state.expiresAt);
   }
@@ -274,10 +338,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     if (conn.socket.readyState !== conn.socket.OPEN) return;
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = null;
-    if (conn.waiting) {
-      conn.waiting = false;
-      unauthenticated--;
-    }
+    stopWaiting(conn);
     if (!auth) {
       refuse(conn, 'INVALID_TOKEN', CloseCode.AUTH_FAILED);
       return;
@@ -312,6 +373,9 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   }
 
   function onMessage(conn: Conn, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) {
+    // ws still delivers frames while our close frame awaits its answer: a socket we ended (its session revoked, its
+    // license or address refused) or refused must not go on authenticating or conversing meanwhile.
+    if (conn.socket.readyState !== conn.socket.OPEN) return;
     const frame = isBinary ? 'BINARY_NOT_SUPPORTED' : parseFrame(data.toString());
     const auth = conn.auth;
 
@@ -364,8 +428,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
 
   function onClose(conn: Conn) {
     all.delete(conn);
-    if (conn.waiting) unauthenticated--;
-    conn.waiting = false;
+    stopWaiting(conn);
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = null;
     conn.release?.();
@@ -403,22 +466,30 @@ export function createChatSockets(deps: ChatSocketsDeps) {
      * taken before that authentication began.
      */
     accept(socket: WebSocket, auth: AuthContext | null, ip?: string, began: AuthStamp = stamp()) {
-      if (!auth && unauthenticated >= deps.maxUnauthenticated) {
-        socket.close(CloseCode.TRY_AGAIN_LATER, 'SERVER_BUSY');
+      // Callers without an address (none in the gateway: request.ip is always set) share one bucket.
+      const client = auth ? null : clientKey(ip ?? '');
+      if (
+        client !== null &&
+        (unauthenticated >= deps.maxUnauthenticated || (waitingByClient.get(client) ?? 0) >= MAX_WAITING_PER_CLIENT)
+      ) {
+        closeSocket(socket, CloseCode.TRY_AGAIN_LATER, 'SERVER_BUSY');
         return;
       }
       const conn: Conn = {
         socket,
         auth: null,
         pending: false,
-        waiting: !auth,
+        waiting: client,
         alive: true,
         timer: null,
         release: null,
         inflight: null,
         ip,
       };
-      if (conn.waiting) unauthenticated++;
+      if (client !== null) {
+        unauthenticated++;
+        waitingByClient.set(client, (waitingByClient.get(client) ?? 0) + 1);
+      }
       all.add(conn);
       socket.on('message', (data, isBinary) => onMessage(conn, data, isBinary));
       socket.on('pong', () => {
@@ -445,13 +516,33 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       return unauthenticated;
     },
 
+    /** The sessions of a user's open sockets: what to read when their IP restrictions may have changed. */
+    sessionsOf(userId: string): string[] {
+      const ids = new Set<string>();
+      for (const conn of all) {
+        if (conn.auth?.userId === userId && conn.auth.sessionId) ids.add(conn.auth.sessionId);
+      }
+      return [...ids];
+    },
+
+    /**
+     * Ends a user's open sockets from an address `refused` now says no to (their IP allow list changed): 4403
+     * IP_NOT_ALLOWED, as an auth frame from there would be refused. Walks every socket, as a license change does.
+     */
+    endRefusedAddresses(userId: string, refused: (ip: string | undefined) => boolean) {
+      for (const conn of all) {
+        if (conn.auth?.userId !== userId || conn.socket.readyState !== conn.socket.OPEN) continue;
+        if (refused(conn.ip)) end(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
+      }
+    },
+
     /** Closes every socket with 1001 and stops the timers (server shutdown). */
     close() {
       clearInterval(heartbeat);
       unsubscribe();
       unsubscribeListening();
       unsubscribeLicenses?.();
-      for (const conn of all) conn.socket.close(CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN');
+      for (const conn of all) closeSocket(conn.socket, CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN', conn);
     },
   };
 }

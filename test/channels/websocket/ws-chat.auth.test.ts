@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { buildApp } from '../../../src/app.js';
 import { createTestApp, registerUser, type TestApp, testConfig } from '../../helpers/test-app.js';
 import { connect, listen } from '../../helpers/ws-client.js';
@@ -146,6 +147,43 @@ describe('/ws/chat: the two ways in and every refusal', () => {
       d.send({ type: 'ping' });
       expect(await d.next()).toEqual({ type: 'auth_error', code: 'AUTH_REQUIRED' });
       for (const s of [a, b, withHeader]) s.ws.close();
+    } finally {
+      await capped.close();
+    }
+  });
+
+  // Regression: websocket.max_unauthenticated was one pool for everyone, so one client address could hold every place
+  // (reopening each auth_timeout) and every browser got 1013.
+  it('caps the sockets one client address may have waiting for their auth frame at 10; other addresses still wait', async () => {
+    const capped = await buildApp({
+      config: testConfig(t.testDb.dataDir, { websocket: { max_unauthenticated: 100, auth_timeout: 5 } }),
+      db: t.db,
+      logger: false,
+    });
+    try {
+      const cappedUrl = `${await listen(capped)}/ws/chat`;
+      const waiting = await Promise.all(Array.from({ length: 10 }, () => connect(cappedUrl)));
+      const over = await connect(cappedUrl);
+      expect(await over.closed).toEqual({ code: 1013, reason: 'SERVER_BUSY' });
+      expect(capped.chatSockets.unauthenticated).toBe(10);
+
+      // Another address (all of 127.0.0.0/8 is loopback) is not held up by this one.
+      const elsewhere = new WebSocket(cappedUrl, { localAddress: '127.0.0.2', perMessageDeflate: false });
+      await new Promise((resolve, reject) => elsewhere.once('open', resolve).once('error', reject));
+      const { token } = await registerUser(capped);
+      elsewhere.send(JSON.stringify({ type: 'auth', token }));
+      const frame = await new Promise<string>((resolve) => elsewhere.once('message', (data) => resolve(String(data))));
+      expect(JSON.parse(frame)).toMatchObject({ type: 'auth_ok' });
+      elsewhere.close();
+
+      // Once one of this address's sockets authenticates, it may have one more waiting.
+      const [first] = waiting;
+      first?.send({ type: 'auth', token });
+      expect((await first?.next())?.type).toBe('auth_ok');
+      const again = await connect(cappedUrl);
+      again.send({ type: 'ping' });
+      expect(await again.next()).toEqual({ type: 'auth_error', code: 'AUTH_REQUIRED' });
+      for (const s of waiting) s.ws.close();
     } finally {
       await capped.close();
     }

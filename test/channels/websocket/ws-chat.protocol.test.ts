@@ -94,6 +94,36 @@ describe('/ws/chat: the protocol after auth_ok', () => {
     expect((await c.closed).code).toBe(1009);
   });
 
+  // Regression: every frame got its answer whatever the peer had left unread, so a client that sent without reading
+  // grew the server's buffer without bound (400,000 empty frames: 12.5 MB buffered and growing).
+  it('drops a socket that sends without reading once about 1 MiB of answers waits for it', async () => {
+    // A second gateway on the same database whose heartbeat cannot drop the silent client first.
+    const other = await buildApp({
+      config: testConfig(t.testDb.dataDir, { websocket: { heartbeat_interval: 120 } }),
+      db: t.db,
+      logger: false,
+    });
+    try {
+      const { token } = await registerUser(other);
+      const c = await connect(`${await listen(other)}/ws/chat`, { authorization: `Bearer ${token}` });
+      expect((await c.next()).type).toBe('auth_ok');
+      c.ws.on('error', () => {}); // its sends fail once it is dropped
+      c.ws.pause();
+      // Each empty frame (6 bytes) is answered with a MALFORMED_JSON error (43 bytes); the kernel's buffers on both
+      // ends take a few MB first. 600,000 of them: 26 MB of answers, far past the bound.
+      let sent = 0;
+      while (other.chatSockets.size > 0 && sent < 600_000) {
+        for (let i = 0; i < 10_000; i++) c.ws.send('');
+        sent += 10_000;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await expect.poll(() => other.chatSockets.size, { timeout: 2000 }).toBe(0);
+      c.ws.terminate();
+    } finally {
+      await other.close();
+    }
+  });
+
   it('closes every socket with 1001 when the gateway shuts down', async () => {
     // A second gateway on the same database (no new database: cheap), closed while sockets are open.
     const other = await buildApp({ config: testConfig(t.testDb.dataDir), db: t.db, logger: false });

@@ -1,5 +1,7 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../../../src/app.js';
 import { openDatabase } from '../../../src/db/index.js';
 import { startTcpRelay } from '../../helpers/tcp-relay.js';
@@ -86,6 +88,132 @@ describe('/ws/chat: live revocation', () => {
     c.send({ type: 'ping' });
     expect(await c.next()).toEqual({ type: 'pong' });
     c.ws.close();
+  });
+
+  // Regression: a change of a user's IP allow list refused REST from an excluded address at once, but left that user's
+  // open sockets from there open until they closed by themselves.
+  it("closes a user's sockets from an address their new IP allow list excludes, 4403 IP_NOT_ALLOWED", async () => {
+    const { token, email, password } = await registerUser(t.app);
+    const login = await t.app.inject({ method: 'POST', url: '/auth/login', payload: { email, password } });
+    const other = (login.json() as { token: string }).token;
+    const a = await open(url, token);
+    const b = await open(url, other);
+    const bystander = await open(url, (await registerUser(t.app)).token);
+
+    // Set through the API from an address both lists include; the sockets' address (127.0.0.1) is in the first only.
+    const setList = (cidrs: string[]) =>
+      t.app.inject({
+        method: 'PUT',
+        url: '/auth/ip-allowlist',
+        remoteAddress: '10.1.2.3',
+        headers: { authorization: `Bearer ${token}` },
+        payload: { cidrs },
+      });
+    expect((await setList(['10.0.0.0/8', '127.0.0.0/8'])).statusCode).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    a.send({ type: 'ping' });
+    expect(await a.next()).toEqual({ type: 'pong' });
+
+    expect((await setList(['10.0.0.0/8'])).statusCode).toBe(200);
+    expect(await a.next()).toEqual({ type: 'error', code: 'IP_NOT_ALLOWED' });
+    expect(await a.closed).toEqual({ code: 4403, reason: 'IP_NOT_ALLOWED' });
+    expect(await b.closed).toEqual({ code: 4403, reason: 'IP_NOT_ALLOWED' });
+    bystander.send({ type: 'ping' });
+    expect(await bystander.next()).toEqual({ type: 'pong' });
+    bystander.ws.close();
+  });
+});
+
+/** A chat backend stand-in that records each request; "slow" streams for 10 s unless the gateway aborts it. */
+function startUpstream(): Promise<{ url: string; seen: string[]; aborted: string[]; close(): void }> {
+  const seen: string[] = [];
+  const aborted: string[] = [];
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => {
+      raw += c.toString();
+    });
+    req.on('end', () => {
+      const { id, text } = JSON.parse(raw) as { id: string; text: string };
+      seen.push(id);
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+      if (text !== 'slow') {
+        res.end(`You said: ${text}`);
+        return;
+      }
+      res.write('thinking');
+      const done = setTimeout(() => res.end(' done'), 10_000);
+      res.on('close', () => {
+        clearTimeout(done);
+        if (!res.writableFinished) aborted.push(id);
+      });
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/chat`,
+        seen,
+        aborted,
+        close: () => server.close(),
+      }),
+    ),
+  );
+}
+
+// A socket we closed is CLOSING until its peer answers our close frame (ws waits 30 s for that), and ws still hands
+// us its frames meanwhile. A peer that never answers must get nothing more out of it.
+describe('/ws/chat: a socket the gateway closed', () => {
+  let t: TestApp;
+  let url: string;
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    t = await createTestApp({ config: { chat: { upstream_url: upstream.url }, websocket: { heartbeat_interval: 5 } } });
+    url = `${await listen(t.app)}/ws/chat`;
+  });
+  afterAll(async () => {
+    await t?.close();
+    upstream?.close();
+  });
+
+  /** The client ignores our close frame: it neither answers it nor stops sending. */
+  const deaf = (c: WsClient) => {
+    c.ws.close = () => {};
+    return c;
+  };
+  const within = <T>(p: Promise<T>, ms: number) =>
+    Promise.race([p, new Promise((r) => setTimeout(() => r('still open'), ms))]);
+
+  // Regression: after SESSION_REVOKED, every message frame until ws's 30 s close timeout still spent the allowance and
+  // reached the chat upstream with the revoked session's identity.
+  it('ignores the frames of a revoked socket, aborts its reply under way and drops it within about 2 s', async () => {
+    const { token } = await registerUser(t.app);
+    const c = deaf(await open(url, token));
+    c.send({ type: 'message', id: 'slow-1', text: 'slow' });
+    expect(await c.next()).toEqual({ type: 'reply', id: 'slow-1', text: 'thinking' });
+    const before = upstream.seen.length;
+    await t.app.inject({ method: 'POST', url: '/auth/logout', headers: { authorization: `Bearer ${token}` } });
+    expect(await c.next()).toEqual({ type: 'error', code: 'SESSION_REVOKED' });
+    for (let i = 0; i < 5; i++) c.send({ type: 'message', id: `after-${i}`, text: 'hi' });
+    await vi.waitFor(() => expect(upstream.aborted).toContain('slow-1'), { timeout: 1000 });
+    expect(await within(c.closed, 4000)).toMatchObject({ code: 4409 });
+    expect(upstream.seen.length).toBe(before);
+  });
+
+  it('does not authenticate further auth frames on a socket it refused', async () => {
+    const { token } = await registerUser(t.app);
+    const c = deaf(await connect(url));
+    c.send({ type: 'auth', token: 'garbage' });
+    expect(await c.next()).toEqual({ type: 'auth_error', code: 'INVALID_TOKEN' });
+    const authenticate = vi.spyOn(t.app.authenticator, 'authenticateToken');
+    try {
+      for (let i = 0; i < 5; i++) c.send({ type: 'auth', token });
+      expect(await within(c.closed, 4000)).toMatchObject({ code: 4401 });
+      expect(authenticate).not.toHaveBeenCalled();
+    } finally {
+      authenticate.mockRestore();
+    }
   });
 });
 
