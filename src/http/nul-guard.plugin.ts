@@ -9,31 +9,52 @@ declare module 'fastify' {
   }
 }
 
-/** The first place (path, query or body key or value) where a NUL character hides, as a field name; null if none. */
-export function nulField(value: unknown, path: string, depth = 0): string | null {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
-  if (!value || typeof value !== 'object' || depth > 64 || Buffer.isBuffer(value)) return null;
+/**
+ * How many levels of objects and arrays the guard walks: far more than any body a route takes (a license's features,
+ * a WebAuthn response), few enough for the recursion. A body nested deeper is refused, not passed unchecked: a NUL
+ * hidden below the bound reached PostgreSQL and failed the query with a server error.
+ */
+const MAX_DEPTH = 64;
+
+/**
+ * Why a request's text cannot be taken (a NUL character in a path, query or body key or value, or a body nested
+ * deeper than the guard walks), naming the field; null when it can.
+ */
+export function refusedText(value: unknown, path: string, depth = 0): AppError | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? hasNul(path) : null;
+  if (!value || typeof value !== 'object' || Buffer.isBuffer(value)) return null;
+  if (depth >= MAX_DEPTH) {
+    return new AppError(
+      'VALIDATION_FAILED',
+      `The body may not nest objects or arrays more than ${MAX_DEPTH} levels deep.`,
+      {
+        field: path,
+      },
+    );
+  }
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = nulField(value[i], `${path}[${i}]`, depth + 1);
+      const found = refusedText(value[i], `${path}[${i}]`, depth + 1);
       if (found) return found;
     }
     return null;
   }
   for (const [key, inner] of Object.entries(value)) {
     const name = path ? `${path}.${key}` : key;
-    if (key.includes('\u0000')) return name;
-    const found = nulField(inner, name, depth + 1);
+    if (key.includes('\u0000')) return hasNul(name);
+    const found = refusedText(inner, name, depth + 1);
     if (found) return found;
   }
   return null;
 }
 
+const hasNul = (field: string) => new AppError('VALIDATION_FAILED', 'Text may not contain NUL characters.', { field });
+
 /**
  * PostgreSQL text cannot hold a NUL character: a value carrying one would fail the query it reaches with a server
  * error. Every path parameter, query value and parsed JSON body is checked once, before schema validation, and such a
- * request is refused with 400 VALIDATION_FAILED naming the field. (Raw bodies forwarded to Better Auth are checked by
- * its mount.) A route that stores none of its text opts out with `config: { allowNul: true }`: the Telegram webhook,
+ * request is refused with 400 VALIDATION_FAILED naming the field; so is a body nested deeper than the check walks.
+ * (Raw bodies forwarded to Better Auth are checked by its mount.) A route that stores none of its text opts out with `config: { allowNul: true }`: the Telegram webhook,
  * which Telegram would otherwise retry forever for a name with a NUL in it.
  */
 export const nulGuardPlugin = fp(
@@ -44,9 +65,10 @@ export const nulGuardPlugin = fp(
       // check) have neither that nor a body, and pass without walking anything.
       const inUrl = request.url.includes('%00');
       if ((!inUrl && request.body === undefined) || request.routeOptions.config?.allowNul === true) return done();
-      const field =
-        (inUrl ? (nulField(request.params, '') ?? nulField(request.query, '')) : null) ?? nulField(request.body, '');
-      done(field ? new AppError('VALIDATION_FAILED', 'Text may not contain NUL characters.', { field }) : undefined);
+      const refused =
+        (inUrl ? (refusedText(request.params, '') ?? refusedText(request.query, '')) : null) ??
+        refusedText(request.body, '');
+      done(refused ?? undefined);
     });
   },
   { name: 'nul-guard' },

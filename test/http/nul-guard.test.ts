@@ -69,6 +69,46 @@ describe('NUL characters in requests', () => {
     expect(fine.statusCode).toBe(200);
   });
 
+  // Regression: the guard stopped walking at depth 64, so a NUL deeper down (an admin's 70-level license features)
+  // reached PostgreSQL and answered 500. A body nested deeper than the guard walks is refused instead.
+  it('refuses a body nested deeper than it walks, where a NUL could hide, with 400 before any query', async () => {
+    const user = await registerUser(t.app);
+    await t.db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [user.userId]);
+    let deep: Record<string, unknown> = { flag: 'x\u0000y' };
+    for (let i = 0; i < 70; i++) deep = { a: deep };
+    const res = await t.app.inject({
+      method: 'PUT',
+      url: `/admin/users/${user.userId}/license`,
+      headers: { authorization: `Bearer ${user.token}` },
+      payload: { type: 'pro', features: deep },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      message: 'The body may not nest objects or arrays more than 64 levels deep.',
+    });
+    // As deep as the guard walks, a NUL is found and named; a body that deep without one passes the guard.
+    let fits: Record<string, unknown> = { flag: 'x\u0000y' };
+    for (let i = 0; i < 62; i++) fits = { a: fits };
+    const named = await t.app.inject({
+      method: 'PUT',
+      url: `/admin/users/${user.userId}/license`,
+      headers: { authorization: `Bearer ${user.token}` },
+      payload: { type: 'pro', features: fits },
+    });
+    expect(named.statusCode).toBe(400);
+    expect(named.json().error.field).toBe(`features.${'a.'.repeat(62)}flag`);
+    let clean: Record<string, unknown> = { flag: 'plain' };
+    for (let i = 0; i < 62; i++) clean = { a: clean };
+    const stored = await t.app.inject({
+      method: 'PUT',
+      url: `/admin/users/${user.userId}/license`,
+      headers: { authorization: `Bearer ${user.token}` },
+      payload: { type: 'pro', features: clean },
+    });
+    expect(stored.statusCode).toBe(200);
+  });
+
   it('lets the Telegram webhook take an update with NUL in a name (a refusal would make Telegram retry it)', async () => {
     const res = await t.app.inject({
       method: 'POST',
