@@ -55,11 +55,13 @@ import { consolePlugin } from './console/console.plugin.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
+import { createClientErrorHandler } from './http/client-errors.js';
 import { errorsPlugin, render as renderError } from './http/errors.plugin.js';
 import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, lazyChildLogger, loggerOptions } from './http/logging.js';
 import { nulGuardPlugin } from './http/nul-guard.plugin.js';
-import { securityPlugin } from './http/security.plugin.js';
+import { securityHeaders, securityPlugin } from './http/security.plugin.js';
+import { closeDetachedAfter, upgradeClosePlugin } from './http/upgrade-close.plugin.js';
 import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
 import { createMetrics } from './metrics/metrics.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
@@ -118,8 +120,14 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       const { status, body } = renderError(err);
       request.log.info({ code: body.error.code, status }, 'request refused');
       // The hook's reply is typed for no route at all; the raw send is what it is.
-      (reply as unknown as FastifyReply).status(status).type('application/json; charset=utf-8').send(body);
+      const answer = reply as unknown as FastifyReply;
+      // No hook runs here: an upgrade request refused this early is closed by hand (see upgrade-close.plugin.ts).
+      closeDetachedAfter(answer);
+      answer.status(status).type('application/json; charset=utf-8').send(body);
     },
+    // A request Node cannot parse (a malformed header or chunk, headers over the limit) never reaches a route: the
+    // same envelope and security headers, written on the socket, and no raw request bytes in the log.
+    clientErrorHandler: createClientErrorHandler(securityHeaders(usesSecureCookies(config))),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
   });
   // The API speaks JSON only: a text/plain body is 415, not a string that fails validation.
@@ -166,6 +174,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
 
   await app.register(errorsPlugin);
   await app.register(nulGuardPlugin);
+  await app.register(upgradeClosePlugin);
   await app.register(securityPlugin, {
     origins,
     https: usesSecureCookies(config),

@@ -27,6 +27,8 @@ export const REDACT_PATHS = [
   '*.client_secret',
   '*.bot_token',
   '*.webhook_secret',
+  // Node's error for a request it could not parse carries the raw bytes read so far: headers and body alike.
+  '*.rawPacket',
 ];
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;

@@ -1,0 +1,65 @@
+import { type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ConnectionError, FastifyInstance } from 'fastify';
+import { ERROR_CATALOGUE, type ErrorCode } from '../errors/index.js';
+import { errorBody } from './errors.plugin.js';
+
+/** Node's errors for a request it could not read, by the answer they get (the statuses Node's own answers use). */
+const CODES: Record<string, ErrorCode> = {
+  HPE_HEADER_OVERFLOW: 'HEADERS_TOO_LARGE',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'BODY_TOO_LARGE',
+};
+/** Every other parse error (a malformed request line, header or chunk) is the client's malformed request. */
+const MALFORMED: ErrorCode = 'BAD_REQUEST';
+/**
+ * A request that did not arrive within Node's headersTimeout / requestTimeout. 408 as Node answers it, without a body:
+ * the catalogue has no 408 code, and a client this slow is rarely there to read one.
+ */
+const TIMEOUT = 'ERR_HTTP_REQUEST_TIMEOUT';
+
+interface Answer {
+  code?: ErrorCode;
+  status: number;
+  /** The whole response, status line to body. */
+  text: string;
+}
+
+/**
+ * Fastify's clientErrorHandler: the answer to a request Node could not parse (a malformed header or chunk, headers
+ * over the size limit) or that did not arrive in time. No request, route or hook exists for it, so the answer is
+ * written on the socket by hand, like every other error's: the JSON error envelope, the security headers and
+ * `Connection: close`; then the socket is closed, as Node's own answer does. Only the error's code is logged: the error
+ * carries the raw bytes read so far (`rawPacket`: an Authorization header, a password in a body), which Fastify's
+ * default handler logs whole at trace level.
+ */
+export function createClientErrorHandler(
+  securityHeaders: Record<string, string>,
+): (this: FastifyInstance, err: ConnectionError, socket: Socket) => void {
+  const fixed = Object.entries(securityHeaders)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  const head = (status: number) => `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${fixed}connection: close\r\n`;
+  const envelope = (code: ErrorCode): Answer => {
+    const { status } = ERROR_CATALOGUE[code];
+    const body = JSON.stringify(errorBody(code));
+    const type = 'content-type: application/json; charset=utf-8\r\n';
+    return { code, status, text: `${head(status)}${type}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}` };
+  };
+  // Built once: no answer depends on the request.
+  const answers = new Map(Object.entries(CODES).map(([nodeCode, code]) => [nodeCode, envelope(code)]));
+  answers.set(TIMEOUT, { status: 408, text: `${head(408)}content-length: 0\r\n\r\n` });
+  const malformed = envelope(MALFORMED);
+
+  return function clientError(this: FastifyInstance, err: ConnectionError, socket: Socket): void {
+    // A reset connection is gone: nothing to answer, and nothing the operator can act on.
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const { code, status, text } = answers.get(err.code) ?? malformed;
+    // `code` stays a top-level field (`*.code` is redacted); `reason` is Node's code, never the error itself.
+    this.log.info({ code, status, reason: err.code }, 'client error');
+    // As Node's own answer: only when no answer to an earlier request on this connection has begun, which this one
+    // would corrupt.
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (socket.writable && !inFlight?.headersSent) socket.write(text);
+    socket.destroy();
+  };
+}
