@@ -27,7 +27,7 @@ import { normalizeEmail } from './auth.routes.js';
 import { ErrorResponse } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
 import { requireRecentAuth } from './require-recent-auth.js';
-import { VERIFY_PAGE_CSP, verifiedPage, verifyPage } from './verify-page.js';
+import { acceptPageForm, VERIFY_PAGE_CSP, verifiedPage, verifyPage } from './verify-page.js';
 
 export interface AccountRoutesDeps {
   config: Config;
@@ -99,11 +99,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
   );
   // Its own scope: the page's button posts a form, which no other route takes.
   await app.register(async (scope) => {
-    scope.addContentTypeParser(
-      'application/x-www-form-urlencoded',
-      { parseAs: 'string', bodyLimit: 1024 },
-      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
-    );
+    acceptPageForm(scope);
     scope.post<{ Body: TokenQuery }>(
       '/auth/email/verify',
       {

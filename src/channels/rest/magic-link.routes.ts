@@ -14,7 +14,7 @@ import {
   MagicLinkResponse,
   MagicLinkVerifyQuery,
 } from './sign-in-methods.schemas.js';
-import { magicLinkPage, VERIFY_PAGE_CSP } from './verify-page.js';
+import { acceptPageForm, magicLinkPage, VERIFY_PAGE_CSP } from './verify-page.js';
 
 export interface MagicLinkRoutesDeps {
   enabled: boolean;
@@ -150,11 +150,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
   );
   // Its own scope: the page's button posts a form, which no other route takes.
   await app.register(async (scope) => {
-    scope.addContentTypeParser(
-      'application/x-www-form-urlencoded',
-      { parseAs: 'string', bodyLimit: 1024 },
-      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
-    );
+    acceptPageForm(scope);
     scope.post<{ Body: MagicLinkVerifyQuery }>(
       '/auth/magic-link/verify',
       {

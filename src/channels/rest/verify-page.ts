@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { escapeHtml } from '../../email/templates.js';
 
 /**
@@ -44,5 +45,17 @@ function page(title: string, message: string, body: string): string {
     '<meta name="viewport" content="width=device-width, initial-scale=1">' +
     `<title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p>${body}` +
     '</body></html>'
+  );
+}
+
+/**
+ * Lets `scope` take the form a page's button posts (application/x-www-form-urlencoded, at most 1 KB, fields as
+ * strings). Only for the scope of that page's POST route: no other route takes forms.
+ */
+export function acceptPageForm(scope: FastifyInstance): void {
+  scope.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: 1024 },
+    (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
   );
 }
