@@ -61,7 +61,7 @@ import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, lazyChildLogger, loggerOptions } from './http/logging.js';
 import { nulGuardPlugin } from './http/nul-guard.plugin.js';
 import { securityHeaders, securityPlugin } from './http/security.plugin.js';
-import { closeDetachedAfter, upgradeClosePlugin } from './http/upgrade-close.plugin.js';
+import { closeDetachedAfter } from './http/upgrade-close.js';
 import { createLicenseEvents, createLicenseResolver, type LicenseEvents } from './licenses/index.js';
 import { createMetrics } from './metrics/metrics.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
@@ -121,7 +121,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       request.log.info({ code: body.error.code, status }, 'request refused');
       // The hook's reply is typed for no route at all; the raw send is what it is.
       const answer = reply as unknown as FastifyReply;
-      // No hook runs here: an upgrade request refused this early is closed by hand (see upgrade-close.plugin.ts).
+      // No hook runs here: an upgrade request refused this early is closed from here (see upgrade-close.ts).
       closeDetachedAfter(answer);
       answer.status(status).type('application/json; charset=utf-8').send(body);
     },
@@ -136,6 +136,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   // microseconds) each promise an async hook creates is a measurable share.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    closeDetachedAfter(reply);
     done();
   });
 
@@ -174,7 +175,6 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
 
   await app.register(errorsPlugin);
   await app.register(nulGuardPlugin);
-  await app.register(upgradeClosePlugin);
   await app.register(securityPlugin, {
     origins,
     https: usesSecureCookies(config),

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import fp from 'fastify-plugin';
+import type { FastifyReply } from 'fastify';
 
 /**
  * Node sets `upgrade` on a request it handed to the server's 'upgrade' listeners: the socket is detached from the HTTP
@@ -22,30 +21,13 @@ function close(socket: Socket): void {
  * @fastify/websocket (in the /ws/chat plugin) takes every upgrade request the server sees and routes it through
  * Fastify, but closes the socket afterwards only for its own route, and only once its own hook has seen the request:
  * an upgrade request to any other path (200, 404, 401), or to /ws/chat refused by a root hook (https_only), was
- * answered over HTTP and its socket left open for good, holding app.close() (SIGTERM) open with it. Here, at the root,
- * every such request is answered with `Connection: close` (the server would otherwise announce a keep-alive it
- * cannot keep) and its socket closed once the answer is out. An upgraded socket is never answered this way: its
- * reply is hijacked, and onResponse does not run for it.
- */
-export const upgradeClosePlugin = fp(
-  async (app: FastifyInstance) => {
-    // Callback-style hooks: they run on every request, and an async hook's promise is a measurable share of a cheap one.
-    app.addHook('onRequest', (request, reply, done) => {
-      if (isDetached(request.raw)) reply.header('connection', 'close');
-      done();
-    });
-    // onResponse runs once the answer is out ('finish'), and never for a hijacked reply.
-    app.addHook('onResponse', (request, _reply, done) => {
-      if (isDetached(request.raw)) close(request.raw.socket);
-      done();
-    });
-  },
-  { name: 'upgrade-close' },
-);
-
-/**
- * The same for an answer sent where no hook runs: Fastify's frameworkErrors (a malformed URL, an over-long path
- * parameter), answered before routing. Call it before sending.
+ * answered over HTTP and its socket left open for good, holding app.close() (SIGTERM) open with it. So every such
+ * request is answered with `Connection: close` (the server would otherwise announce a keep-alive it cannot keep) and
+ * its socket closed once the answer is out ('finish'). An upgraded socket is never answered this way: its reply is
+ * hijacked, and its response never finishes.
+ *
+ * Called for every request (the gateway's first onRequest hook, where it costs one property read: no hook of its own
+ * on the hot path), and by Fastify's frameworkErrors, which answers before any hook runs (a malformed URL).
  */
 export function closeDetachedAfter(reply: FastifyReply): void {
   if (!isDetached(reply.request.raw)) return;
