@@ -106,6 +106,8 @@ export interface BuildOptions {
  * Authenticator, then the channels. Never listens: server.ts does, and tests use inject or listen themselves.
  */
 export async function buildApp({ config, db, logger }: BuildOptions) {
+  // The security headers of every answer, also of those written where no hook runs (frameworkErrors, client errors).
+  const baseHeaders = securityHeaders(usesSecureCookies(config));
   const app = Fastify({
     logger: logger ?? loggerOptions(config.log.level),
     genReqId,
@@ -123,11 +125,11 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       const answer = reply as unknown as FastifyReply;
       // No hook runs here: an upgrade request refused this early is closed from here (see upgrade-close.ts).
       closeDetachedAfter(answer);
-      answer.status(status).type('application/json; charset=utf-8').send(body);
+      answer.headers(baseHeaders).status(status).type('application/json; charset=utf-8').send(body);
     },
     // A request Node cannot parse (a malformed header or chunk, headers over the limit) never reaches a route: the
     // same envelope and security headers, written on the socket, and no raw request bytes in the log.
-    clientErrorHandler: createClientErrorHandler(securityHeaders(usesSecureCookies(config))),
+    clientErrorHandler: createClientErrorHandler(baseHeaders),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
   });
   // The API speaks JSON only: a text/plain body is 415, not a string that fails validation.

@@ -61,6 +61,16 @@ describe('CORS and security headers', () => {
     }
   });
 
+  // Regression: the router's own refusals (a malformed URL) are answered where no hook runs, and went
+  // out without the security headers every other answer has.
+  it('sends them on the router’s own refusals too (a malformed escape in a path parameter: 400)', async () => {
+    const res = await t.app.inject({ url: '/admin/users/%E0%A4%A' });
+    expect([res.statusCode, res.json().error.code]).toEqual([400, 'BAD_REQUEST']);
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'");
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
   it("computes helmet's headers once, as helmet itself sets them", () => {
     const headers = helmetHeaders({ hsts: { maxAge: 31536000, includeSubDomains: true } });
     expect(headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
