@@ -23,7 +23,8 @@ export class EchoChatService implements ChatService {
   }
 }
 
-const ASCII = /^[\x20-\x7e]*$/;
+/** Printable ASCII but '%': an address of these is sent as it is, any other percent-encoded (identityHeaders). */
+const PLAIN = /^[\x20-\x24\x26-\x7e]*$/;
 
 /** Raised by the HTTP chat service when the upstream fails; the channels turn it into CHAT_UNAVAILABLE. */
 export class ChatUpstreamError extends Error {
@@ -33,13 +34,14 @@ export class ChatUpstreamError extends Error {
 /**
  * Headers that tell the upstream who is asking. The upstream must trust only the gateway (network policy).
  * Header values are bytes, and fetch refuses any character above U+00FF: an address with one (an internationalised
- * address from a provider) is sent percent-encoded as UTF-8 (decodeURIComponent gives it back; an ASCII address is
- * sent as it is), and the features JSON escapes non-ASCII characters as \uXXXX (any JSON parser reads it unchanged).
+ * address from a provider), or with a '%', is sent percent-encoded as UTF-8, any other as it is, so that
+ * decodeURIComponent always gives the address back; and the features JSON escapes non-ASCII characters as \uXXXX
+ * (any JSON parser reads it unchanged).
  */
 export function identityHeaders(auth: AuthContext): Record<string, string> {
   return {
     'x-gateway-user-id': auth.userId,
-    'x-gateway-user-email': ASCII.test(auth.email) ? auth.email : encodeURIComponent(auth.email),
+    'x-gateway-user-email': PLAIN.test(auth.email) ? auth.email : encodeURIComponent(auth.email),
     'x-gateway-channel': auth.channel,
     'x-gateway-license': auth.license.type,
     'x-gateway-license-features': JSON.stringify(auth.license.features).replace(

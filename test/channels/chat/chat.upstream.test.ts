@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { identityHeaders } from '../../../src/channels/chat/chat-service.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 import { connect, type Frame, listen } from '../../helpers/ws-client.js';
 
@@ -95,6 +96,23 @@ describe('HTTP-forwarding ChatService', () => {
     expect(decodeURIComponent(String(headers['x-gateway-user-email']))).toBe(email);
     expect(JSON.parse(String(headers['x-gateway-license-features']))).toMatchObject({ label: 'Pro ✓ für 你' });
     c.ws.close();
+  });
+
+  // Regression (review): an ASCII address was sent as it is even with a '%' in it, so '%63eo@corp.com' decoded to
+  // 'ceo@corp.com', and '%C3%A9@corp.com' could not be told from 'é@corp.com'.
+  it('decoding the address header always gives the address back', () => {
+    const header = (email: string) =>
+      identityHeaders({
+        userId: 'u',
+        email,
+        channel: 'websocket',
+        license: { type: 'free', features: {} },
+        sessionId: 's',
+      } as never)['x-gateway-user-email'] as string;
+    for (const email of ['ceo@corp.com', '%63eo@corp.com', '%C3%A9@corp.com', 'é@corp.com', '%ZZ@x.example']) {
+      expect(decodeURIComponent(header(email))).toBe(email);
+    }
+    expect(header('ceo@corp.com')).toBe('ceo@corp.com');
   });
 
   it('answers CHAT_UNAVAILABLE with the id when the upstream fails, and the socket stays usable', async () => {
