@@ -14,7 +14,7 @@ import {
   MagicLinkResponse,
   MagicLinkVerifyQuery,
 } from './sign-in-methods.schemas.js';
-import { acceptPageForm, magicLinkPage, VERIFY_PAGE_CSP } from './verify-page.js';
+import { acceptPageForm, magicLinkPage, pageCsp } from './verify-page.js';
 
 export interface MagicLinkRoutesDeps {
   enabled: boolean;
@@ -35,6 +35,8 @@ const TOKEN = new RegExp(SECRET_PATTERN);
 /** Passwordless sign-in by a single-use link sent by email. */
 export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoutesDeps): Promise<void> {
   const { engine, authenticator, sessions, audit, links, finish } = deps;
+  // The page's button posts, and the answer redirects to the front end: its origin is a form target too.
+  const csp = pageCsp(deps.redirectUrl);
   const enabled = () => {
     if (!deps.enabled) throw new AppError('FEATURE_DISABLED');
   };
@@ -142,7 +144,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
       enabled();
       return reply
         .type('text/html; charset=utf-8')
-        .header('content-security-policy', VERIFY_PAGE_CSP)
+        .header('content-security-policy', csp)
         .header('cache-control', 'no-store')
         .header('referrer-policy', 'no-referrer')
         .send(magicLinkPage(request.query.token));

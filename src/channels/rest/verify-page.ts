@@ -6,7 +6,17 @@ import { escapeHtml } from '../../email/templates.js';
  * every link in a message, and a GET that verified would prove an address nobody confirmed (for whoever registered it
  * with their own password). The button POSTs the token as a form; the answer to that is a page too.
  */
-export const VERIFY_PAGE_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+export const VERIFY_PAGE_CSP = pageCsp();
+
+/**
+ * The pages' Content-Security-Policy. Browsers check form-action on the redirects that follow a form's submission too
+ * (Chrome does): a form whose answer redirects elsewhere (a magic link's, to the front end) needs that origin listed,
+ * or the browser stops at the redirect with the link already spent.
+ */
+export function pageCsp(redirectsTo = ''): string {
+  const target = redirectsTo ? ` ${new URL(redirectsTo).origin}` : '';
+  return `default-src 'none'; form-action 'self'${target}; frame-ancestors 'none'; base-uri 'none'`;
+}
 
 export function verifyPage(token: string): string {
   return confirmPage(
