@@ -51,7 +51,8 @@ const SERVED = new Set([
   '/get-session',
   '/sign-out',
   '/update-user',
-  '/request-password-reset',
+  // Not '/request-password-reset': /auth/password/forgot does the same after its answer (Better Auth's wrote the token
+  // before answering, so its timing told known addresses apart) and limits reset emails per address.
   '/reset-password',
   // Not '/verify-email': nothing hands out its link (the verification email carries the gateway's own single-use
   // link, /auth/email/verify), and it took any HS256 token signed with auth.secret, the gateway's JWTs included (500).

@@ -40,6 +40,8 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/auth/email/verify', max: 20, window: 900 },
   { prefix: '/auth/email/verify/resend', max: 5, window: 900 },
   { prefix: '/auth/magic-link', max: 10, window: 900 },
+  // The link's page and its button: their own budget, so opening links does not use up asking for them.
+  { prefix: '/auth/magic-link/verify', max: 30, window: 900 },
   { prefix: '/auth/oauth/', max: 60, window: 60 },
   { prefix: '/auth/anonymous', max: 10, window: 3600 },
   { prefix: '/auth/account/delete', max: 10, window: 900 },
@@ -47,7 +49,6 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/api/auth/sign-in/', max: 20, window: 60 },
   { prefix: '/api/auth/sign-up/', max: 20, window: 3600 },
   { prefix: '/api/auth/passkey/', max: 60, window: 60 },
-  { prefix: '/api/auth/request-password-reset', max: 10, window: 900 },
   { prefix: '/api/auth/reset-password', max: 10, window: 900 },
   { prefix: '/api/auth/send-verification-email', max: 5, window: 900 },
   { prefix: '/api/auth/two-factor/', max: 20, window: 300 },

@@ -12,7 +12,6 @@ const SERVED = [
   '/error',
   '/get-session',
   '/ok',
-  '/request-password-reset',
   '/reset-password',
   '/reset-password/:token',
   '/send-verification-email',
