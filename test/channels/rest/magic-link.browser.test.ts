@@ -19,7 +19,9 @@ const frontHits: URL[] = [];
 
 beforeAll(async () => {
   front = createServer((req, res) => {
-    frontHits.push(new URL(req.url ?? '/', 'http://front.test'));
+    const url = new URL(req.url ?? '/', 'http://front.test');
+    // The front end's page only (the browser also asks for /favicon.ico).
+    if (url.pathname === '/signed-in') frontHits.push(url);
     res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><p>front end</p>');
   });
   await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
