@@ -291,22 +291,25 @@ CREATE OR REPLACE TRIGGER credentials_password_changed AFTER UPDATE OF password_
   FOR EACH ROW WHEN (OLD.password_hash IS DISTINCT FROM NEW.password_hash)
   EXECUTE FUNCTION gateway_withdraw_device_trust();
 
--- What was issued under the old password does not outlive it either: a new or removed password (change, reset, any
--- route or plain SQL) voids the user's pending password-reset links, two-factor sign-in challenges (a password already
--- checked, waiting for its code), trusted-device and account-deletion tokens: Better Auth's verification rows whose
--- value is the user id. So an owner who resets a leaked password also shuts out whoever holds the other reset links
--- or stands at the code prompt with it.
+-- What was issued under the old password does not outlive it either: a new, first or removed password (change,
+-- reset, any route or plain SQL) voids the user's pending password-reset links, two-factor sign-in challenges (a
+-- password already checked, waiting for its code), trusted-device and account-deletion tokens: Better Auth's
+-- verification rows whose value is the user id. So an owner who resets a leaked password also shuts out whoever
+-- holds the other reset links or stands at the code prompt with it.
 CREATE OR REPLACE FUNCTION gateway_void_password_proofs() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  changed user_credentials := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 BEGIN
-  IF OLD.provider_id <> 'credential'
+  IF changed.provider_id <> 'credential'
      OR (TG_OP = 'UPDATE' AND OLD.password_hash IS NOT DISTINCT FROM NEW.password_hash) THEN
     RETURN NULL;
   END IF;
-  DELETE FROM verification_tokens WHERE token = OLD.user_id;
+  DELETE FROM verification_tokens WHERE token = changed.user_id;
   RETURN NULL;
 END;
 $$;
-CREATE OR REPLACE TRIGGER credentials_password_voids_proofs AFTER UPDATE OF password_hash OR DELETE ON user_credentials
+CREATE OR REPLACE TRIGGER credentials_password_voids_proofs
+  AFTER INSERT OR UPDATE OF password_hash OR DELETE ON user_credentials
   FOR EACH ROW EXECUTE FUNCTION gateway_void_password_proofs();
 
 COMMIT;

@@ -51,6 +51,21 @@ describe('a new password voids what was issued under the old one', () => {
     expect((await post('/auth/login', { email: user.email, password: 'OwnersNewPassword456!' })).statusCode).toBe(200);
   });
 
+  it("a first password, set by a passwordless user's reset, voids the other pending reset links", async () => {
+    const user = await registerUser(t.app);
+    await t.db.query('UPDATE users SET email_verified = true WHERE id = $1', [user.userId]);
+    await t.db.query(`DELETE FROM user_credentials WHERE user_id = $1 AND provider_id = 'credential'`, [user.userId]);
+    const first = await resetTokenFor(user.email);
+    // As if the per-address interval between reset emails had passed.
+    await t.db.query(`UPDATE verification_tokens SET expires_at = now() WHERE identifier LIKE 'password-reset-sent:%'`);
+    const leaked = await resetTokenFor(user.email);
+    expect((await post('/auth/password/reset', { token: first, password: 'OwnersFirstPassword1!' })).statusCode).toBe(
+      200,
+    );
+    const res = await post('/auth/password/reset', { token: leaked, password: 'AttackerPassword789!' });
+    expect([res.statusCode, res.json().error?.code]).toEqual([400, 'INVALID_RESET_TOKEN']);
+  });
+
   it('a password change voids a two-factor challenge waiting for its code', async () => {
     const { user, totp } = await withTwoFactor();
     const login = await post('/auth/login', { email: user.email, password: user.password });
