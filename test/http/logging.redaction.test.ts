@@ -131,6 +131,15 @@ describe('no secret in any log line', () => {
       headers: { cookie: `better-auth.session_token=${secret('api-cookie')}` },
     });
     await inject({ url: `/api/auth/verify-email?token=${secret('verify')}&callbackURL=/` });
+    // A sign-in link's page, its button's form and the same token as JSON (unknown tokens: the failure path).
+    await inject({ url: `/auth/magic-link/verify?token=${secret('magic-page')}` });
+    await inject({
+      method: 'POST',
+      url: '/auth/magic-link/verify',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `token=${secret('magic-form')}`,
+    });
+    await inject({ method: 'POST', url: '/auth/magic-link/verify', payload: { token: secret('magic-json') } });
     await inject({ method: 'POST', url: '/auth/logout', headers: bearer });
     await inject({ method: 'POST', url: '/auth/logout', headers: bearer }); // a revoked token
     for (let i = 0; i < 3; i++) {
