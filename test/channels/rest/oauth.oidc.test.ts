@@ -77,6 +77,18 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     const { jar, authorizeUrl } = await start();
     return finish(jar, await authorizeAtProvider(authorizeUrl.toString(), accountId));
   };
+  /** The signed-in user links the provider account `accountId` (POST /auth/oauth/link/corp, then the provider). */
+  const linkFromSession = async (token: string, accountId: string) => {
+    const link = await t.app.inject({
+      method: 'POST',
+      url: '/auth/oauth/link/corp',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(link.statusCode).toBe(200);
+    const jar = new CookieJar();
+    jar.store(link.headers['set-cookie'] as string[]);
+    return finish(jar, await authorizeAtProvider(link.json().url, accountId));
+  };
   const countSessions = async () =>
     Number((await t.db.query<{ n: string }>('SELECT count(*) AS n FROM sessions')).rows[0]?.n);
 
@@ -277,15 +289,7 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
   it('a 2FA user links a provider from their own session; it signs in to them from then on', async () => {
     const user = await twoFactorUser('walt@corp.example');
     idp.accounts.walt = { email: 'walt@corp.example', email_verified: true };
-    const link = await t.app.inject({
-      method: 'POST',
-      url: '/auth/oauth/link/corp',
-      headers: { authorization: `Bearer ${user.token}` },
-    });
-    expect(link.statusCode).toBe(200);
-    const jar = new CookieJar();
-    jar.store(link.headers['set-cookie'] as string[]);
-    const { front } = await finish(jar, await authorizeAtProvider(link.json().url, 'walt'));
+    const { front } = await linkFromSession(user.token, 'walt');
     expect(front.searchParams.get('linked')).toBe('corp');
     expect(await providerAccounts(user.userId)).toHaveLength(1);
     // The owner linked it: the README's documented behaviour, a sign-in through it asks for no second factor.
@@ -296,15 +300,7 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
   it('a signed-in user links and unlinks a provider; the last sign-in method cannot be unlinked', async () => {
     const user = await registerUser(t.app, { email: 'dave@example.com' });
     idp.accounts.dave = { email: 'dave.at.work@corp.example', email_verified: true };
-    const link = await t.app.inject({
-      method: 'POST',
-      url: '/auth/oauth/link/corp',
-      headers: { authorization: `Bearer ${user.token}` },
-    });
-    expect(link.statusCode).toBe(200);
-    const jar = new CookieJar();
-    jar.store(link.headers['set-cookie'] as string[]);
-    const { front } = await finish(jar, await authorizeAtProvider(link.json().url, 'dave'));
+    const { front } = await linkFromSession(user.token, 'dave');
     expect(front.searchParams.get('linked')).toBe('corp');
 
     const accounts = await t.app.inject({
