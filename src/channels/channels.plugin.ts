@@ -46,6 +46,12 @@ async function channels(app: FastifyInstance): Promise<void> {
       const session = await sessions.findActive(sessionId);
       return session ? { expiresAt: session.expiresAt, license: licenses(session.license) } : null;
     },
+    // The Authenticator's check at the upgrade: the IP policy on the allow list the user's session rows carry.
+    async addressRefusal(_userId, sessionIds) {
+      const found = await Promise.all(sessionIds.map((id) => sessions.findActive(id)));
+      const session = found.find((s) => s !== null);
+      return session ? (ip) => app.ipPolicy.refuse(ip, session.ipAllowlist) !== null : null;
+    },
     limits: usageLimits,
     chat,
     authTimeout: config.websocket.auth_timeout,
@@ -110,5 +116,7 @@ async function channels(app: FastifyInstance): Promise<void> {
 
 export const channelsPlugin = fp(channels, {
   name: 'channels',
-  decorators: { fastify: ['config', 'authenticator', 'sessions', 'sessionEvents', 'db', 'audit', 'engine'] },
+  decorators: {
+    fastify: ['config', 'authenticator', 'sessions', 'sessionEvents', 'ipPolicy', 'db', 'audit', 'engine'],
+  },
 });

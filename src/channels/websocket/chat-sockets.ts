@@ -17,7 +17,7 @@ import {
 export interface ChatSocketsDeps {
   authenticator: Pick<Authenticator, 'authenticateToken'>;
   /** Session ends from every process, and whether they are being received (lost while the listener is down). */
-  sessionEvents: Pick<SessionEvents, 'onSessionEnded' | 'onListening' | 'listening'>;
+  sessionEvents: Pick<SessionEvents, 'onSessionEnded' | 'onListening' | 'listening' | 'onUserChanged'>;
   /** License changes from any process: open sockets take the new license (and close if it drops chat). */
   licenseEvents?: Pick<LicenseEvents, 'onLicenseChanged'>;
   /**
@@ -25,6 +25,11 @@ export interface ChatSocketsDeps {
    * disabled. Read at expiry, and for every socket after the session events were lost for a while.
    */
   sessionState(sessionId: string): Promise<{ expiresAt: Date; license: License } | null>;
+  /**
+   * After a change to a user's row (their IP allow list among what may change): which client addresses the user's
+   * restrictions now refuse, read once for the sessions of their open sockets; null when none of them is left.
+   */
+  addressRefusal?(userId: string, sessionIds: string[]): Promise<((ip: string | undefined) => boolean) | null>;
   limits: UsageLimits;
   chat: ChatService;
   /** Seconds. */
@@ -273,6 +278,28 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     }
   }
 
+  // A change to a user's row may narrow their IP allow list: REST from an address it excludes is refused at once, so
+  // their open sockets are checked as their upgrade was, and refused ones end with 4403 IP_NOT_ALLOWED. One read per
+  // change, for all of that user's sessions; none for a user without sockets. (Like a license change, walking the
+  // sockets is cheaper than an index every socket would pay for.)
+  const unsubscribeUsers = deps.sessionEvents.onUserChanged((userId) => {
+    const sessionIds = new Set<string>();
+    for (const conn of all)
+      if (conn.auth?.userId === userId && conn.auth.sessionId) sessionIds.add(conn.auth.sessionId);
+    if (sessionIds.size === 0 || !deps.addressRefusal) return;
+    deps.addressRefusal(userId, [...sessionIds]).then(
+      (refused) => {
+        if (!refused) return; // their sessions are gone: their own end events close the sockets
+        for (const conn of all) {
+          if (conn.auth?.userId !== userId || conn.socket.readyState !== conn.socket.OPEN) continue;
+          if (refused(conn.ip)) end(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
+        }
+      },
+      (err: Error) =>
+        deps.log.warn({ err: { message: err.message }, userId }, 'websocket IP check after a user change failed'),
+    );
+  });
+
   /** Authenticated: take a connection slot, index by session, answer auth_ok. False when refused. */
   function admit(conn: Conn, authenticated: AuthContext, began: AuthStamp): boolean {
     if (authenticated.sessionId && endedRecently(authenticated.sessionId)) {
@@ -516,32 +543,13 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       return unauthenticated;
     },
 
-    /** The sessions of a user's open sockets: what to read when their IP restrictions may have changed. */
-    sessionsOf(userId: string): string[] {
-      const ids = new Set<string>();
-      for (const conn of all) {
-        if (conn.auth?.userId === userId && conn.auth.sessionId) ids.add(conn.auth.sessionId);
-      }
-      return [...ids];
-    },
-
-    /**
-     * Ends a user's open sockets from an address `refused` now says no to (their IP allow list changed): 4403
-     * IP_NOT_ALLOWED, as an auth frame from there would be refused. Walks every socket, as a license change does.
-     */
-    endRefusedAddresses(userId: string, refused: (ip: string | undefined) => boolean) {
-      for (const conn of all) {
-        if (conn.auth?.userId !== userId || conn.socket.readyState !== conn.socket.OPEN) continue;
-        if (refused(conn.ip)) end(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
-      }
-    },
-
     /** Closes every socket with 1001 and stops the timers (server shutdown). */
     close() {
       clearInterval(heartbeat);
       unsubscribe();
       unsubscribeListening();
       unsubscribeLicenses?.();
+      unsubscribeUsers();
       for (const conn of all) closeSocket(conn.socket, CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN', conn);
     },
   };

@@ -38,28 +38,6 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
     },
   });
 
-  // Every change to a user's row is announced (the users_changed trigger), a change of their IP allow list among them:
-  // REST from an address the new list excludes is refused at once, so that user's open sockets are checked against it
-  // as their upgrade was (the Authenticator's check: the IP policy on the list their session row carries). The
-  // sessions of their sockets are looked up together, one batched read per change; none for a user without sockets.
-  const { ipPolicy, sessions, sessionEvents } = app;
-  const offUserChanged = sessionEvents.onUserChanged((userId) => {
-    const ids = sockets.sessionsOf(userId);
-    if (ids.length === 0) return;
-    Promise.all(ids.map((id) => sessions.findActive(id))).then(
-      (found) => {
-        // Gone sessions are closed by their own end event; the list is the user's, the same in every row.
-        const session = found.find((s) => s !== null);
-        if (session) sockets.endRefusedAddresses(userId, (ip) => ipPolicy.refuse(ip, session.ipAllowlist) !== null);
-      },
-      (err: Error) =>
-        app.log.warn({ err: { message: err.message }, userId }, 'websocket IP check after a user change failed'),
-    );
-  });
-  app.addHook('onClose', async () => {
-    offUserChanged();
-  });
-
   app.get(
     '/ws/chat',
     {
