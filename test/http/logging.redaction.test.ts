@@ -1,7 +1,8 @@
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loggedUrl } from '../../src/http/logging.js';
-import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../helpers/smtp-sink.js';
+import { startMailingApp } from '../helpers/mailing-app.js';
+import { addressOf, linkIn, type SmtpSink } from '../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 // Drives every route, including failures, with recognisable secrets and proves none reaches a log line
@@ -167,14 +168,11 @@ describe('no secret in any log line', () => {
 describe('no reset token from a path in any log line', () => {
   let t: TestApp;
   let smtp: SmtpSink;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    smtp = await startSmtpSink();
-    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+    ({ t, smtp, close } = await startMailingApp());
   });
-  afterAll(async () => {
-    await t?.close();
-    await smtp?.close();
-  });
+  afterAll(() => close?.());
 
   it('redacts the path after a secret segment, however the path is spelled', () => {
     expect(loggedUrl('/api/auth/reset-password/T0KEN?callbackURL=/x')).toBe(

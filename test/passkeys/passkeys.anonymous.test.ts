@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressOf, linkIn, openEmailedLink, type SmtpSink, startSmtpSink } from '../helpers/smtp-sink.js';
+import { startMailingApp } from '../helpers/mailing-app.js';
+import { addressOf, linkIn, openEmailedLink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { createSoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 import { addPasskey, assertion, postAuthentication } from './helpers.js';
@@ -59,16 +60,11 @@ describe('a passkey does not end the email-and-password upgrade', () => {
   describe('auth.require_email_verification: true', () => {
     let t: TestApp;
     let smtp: SmtpSink;
+    let close: () => Promise<void>;
     beforeAll(async () => {
-      smtp = await startSmtpSink();
-      t = await createTestApp({
-        config: { email: { smtp_url: smtp.url }, auth: { require_email_verification: true } },
-      });
+      ({ t, smtp, close } = await startMailingApp({ auth: { require_email_verification: true } }));
     });
-    afterAll(async () => {
-      await t?.close();
-      await smtp?.close();
-    });
+    afterAll(() => close?.());
 
     it('a passkey added while the upgrade waits for its link: the link still completes it, once', async () => {
       const anon = (await t.app.inject({ method: 'POST', url: '/auth/anonymous' })).json() as {

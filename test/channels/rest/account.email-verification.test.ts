@@ -1,22 +1,18 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statementsWaitingForALock } from '../../helpers/db-locks.js';
-import { addressOf, linkIn, openEmailedLink, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
-import { createTestApp, type TestApp } from '../../helpers/test-app.js';
+import { startMailingApp } from '../../helpers/mailing-app.js';
+import { addressOf, linkIn, openEmailedLink, type SmtpSink } from '../../helpers/smtp-sink.js';
+import type { TestApp } from '../../helpers/test-app.js';
 
 describe('email verification (auth.require_email_verification: true)', () => {
   let t: TestApp;
   let smtp: SmtpSink;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    smtp = await startSmtpSink();
-    t = await createTestApp({
-      config: { email: { smtp_url: smtp.url }, auth: { require_email_verification: true } },
-    });
+    ({ t, smtp, close } = await startMailingApp({ auth: { require_email_verification: true } }));
   });
-  afterAll(async () => {
-    await t?.close();
-    await smtp?.close();
-  });
+  afterAll(() => close?.());
 
   let n = 0;
   const fresh = () => ({ email: `verify${++n}-${Date.now()}@example.com`, password: 'SecurePassword123!' });

@@ -1,20 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statementsWaitingForALock } from '../../helpers/db-locks.js';
+import { startMailingApp } from '../../helpers/mailing-app.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
-import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
-import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { addressOf, linkIn, type SmtpSink } from '../../helpers/smtp-sink.js';
+import { registerUser, type TestApp } from '../../helpers/test-app.js';
 
 describe('password reset by real email', () => {
   let t: TestApp;
   let smtp: SmtpSink;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    smtp = await startSmtpSink();
-    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+    ({ t, smtp, close } = await startMailingApp());
   });
-  afterAll(async () => {
-    await t?.close();
-    await smtp?.close();
-  });
+  afterAll(() => close?.());
 
   const forgot = (email: string) => t.app.inject({ method: 'POST', url: '/auth/password/forgot', payload: { email } });
   const reset = (token: string, password: string) =>

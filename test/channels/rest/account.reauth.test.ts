@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireAuth } from '../../../src/channels/rest/require-auth.js';
 import { requireRecentAuth } from '../../../src/channels/rest/require-recent-auth.js';
 import { errorsPlugin } from '../../../src/http/errors.plugin.js';
-import { addressOf, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { startMailingApp } from '../../helpers/mailing-app.js';
+import { addressOf, type SmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 type User = Awaited<ReturnType<typeof registerUser>>;
@@ -12,14 +13,11 @@ type User = Awaited<ReturnType<typeof registerUser>>;
 describe('re-authentication for sensitive operations; password change; account deletion', () => {
   let t: TestApp;
   let smtp: SmtpSink;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    smtp = await startSmtpSink();
-    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+    ({ t, smtp, close } = await startMailingApp());
   });
-  afterAll(async () => {
-    await t?.close();
-    await smtp?.close();
-  });
+  afterAll(() => close?.());
 
   const bearer = (token: string, code?: string) => ({
     authorization: `Bearer ${token}`,

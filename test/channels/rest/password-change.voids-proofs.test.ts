@@ -1,7 +1,8 @@
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressOf, linkIn, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
-import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { startMailingApp } from '../../helpers/mailing-app.js';
+import { addressOf, linkIn, type SmtpSink } from '../../helpers/smtp-sink.js';
+import { registerUser, type TestApp } from '../../helpers/test-app.js';
 
 type User = Awaited<ReturnType<typeof registerUser>>;
 
@@ -11,14 +12,11 @@ type User = Awaited<ReturnType<typeof registerUser>>;
 describe('a new password voids what was issued under the old one', () => {
   let t: TestApp;
   let smtp: SmtpSink;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    smtp = await startSmtpSink();
-    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+    ({ t, smtp, close } = await startMailingApp());
   });
-  afterAll(async () => {
-    await t?.close();
-    await smtp?.close();
-  });
+  afterAll(() => close?.());
 
   const post = (url: string, payload: object, token?: string) =>
     t.app.inject({ method: 'POST', url, payload, headers: token ? { authorization: `Bearer ${token}` } : {} });

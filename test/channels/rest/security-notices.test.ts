@@ -1,8 +1,9 @@
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressOf, type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
+import { startMailingApp } from '../../helpers/mailing-app.js';
+import { addressOf, type SmtpSink } from '../../helpers/smtp-sink.js';
 import { createSoftAuthenticator } from '../../helpers/soft-authenticator.js';
-import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+import { registerUser, type TestApp } from '../../helpers/test-app.js';
 import { addPasskey } from '../../passkeys/helpers.js';
 
 // Regression: a password change emailed the owner, but a new passkey (a way in that outlives every session) and
@@ -10,14 +11,11 @@ import { addPasskey } from '../../passkeys/helpers.js';
 describe('security notices by email', () => {
   let t: TestApp;
   let smtp: SmtpSink;
+  let close: () => Promise<void>;
   beforeAll(async () => {
-    smtp = await startSmtpSink();
-    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+    ({ t, smtp, close } = await startMailingApp());
   });
-  afterAll(async () => {
-    await t?.close();
-    await smtp?.close();
-  });
+  afterAll(() => close?.());
 
   const post = (url: string, payload: object, token: string) =>
     t.app.inject({ method: 'POST', url, payload, headers: { authorization: `Bearer ${token}` } });
