@@ -13,6 +13,7 @@ export const ERROR_CATALOGUE = {
   NOT_FOUND: { status: 404, message: 'No such route.' },
   EMAIL_TAKEN: { status: 409, message: 'An account with this email already exists.' },
   URI_TOO_LONG: { status: 414, message: 'The request path is too long.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request did not arrive in time.' },
   BODY_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported content type; send application/json.' },
   HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large.' },

@@ -8,17 +8,13 @@ import { errorBody } from './errors.plugin.js';
 const CODES: Record<string, ErrorCode> = {
   HPE_HEADER_OVERFLOW: 'HEADERS_TOO_LARGE',
   HPE_CHUNK_EXTENSIONS_OVERFLOW: 'BODY_TOO_LARGE',
+  // A request that did not arrive within Node's headersTimeout / requestTimeout.
+  ERR_HTTP_REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
 };
 /** Every other parse error (a malformed request line, header or chunk) is the client's malformed request. */
 const MALFORMED: ErrorCode = 'BAD_REQUEST';
-/**
- * A request that did not arrive within Node's headersTimeout / requestTimeout. 408 as Node answers it, without a body:
- * the catalogue has no 408 code, and a client this slow is rarely there to read one.
- */
-const TIMEOUT = 'ERR_HTTP_REQUEST_TIMEOUT';
-
 interface Answer {
-  code?: ErrorCode;
+  code: ErrorCode;
   status: number;
   /** The whole response, status line to body. */
   text: string;
@@ -26,7 +22,7 @@ interface Answer {
 
 /**
  * Fastify's clientErrorHandler: the answer to a request Node could not parse (a malformed header or chunk, headers
- * over the size limit) or that did not arrive in time. No request, route or hook exists for it, so the answer is
+ * over the size limit) or that did not arrive in time (408). No request, route or hook exists for it, so the answer is
  * written on the socket by hand, like every other error's: the JSON error envelope, the security headers and
  * `Connection: close`; then the socket is closed, as Node's own answer does. Only the error's code is logged: the error
  * carries the raw bytes read so far (`rawPacket`: an Authorization header, a password in a body), which Fastify's
@@ -47,7 +43,6 @@ export function createClientErrorHandler(
   };
   // Built once: no answer depends on the request.
   const answers = new Map(Object.entries(CODES).map(([nodeCode, code]) => [nodeCode, envelope(code)]));
-  answers.set(TIMEOUT, { status: 408, text: `${head(408)}content-length: 0\r\n\r\n` });
   const malformed = envelope(MALFORMED);
 
   return function clientError(this: FastifyInstance, err: ConnectionError, socket: Socket): void {

@@ -164,14 +164,20 @@ describe('the client error handler alone', () => {
   const fail = (code: string, socket: object) =>
     handler.call(self as never, Object.assign(new Error(code), { code }) as never, socket as never);
 
-  it('answers a request that did not arrive in time with a bare 408 and closes', () => {
+  // Regression: the 408 went out without a body, the one error answer without the envelope and its stable code.
+  it('answers a request that did not arrive in time with 408 REQUEST_TIMEOUT in the envelope, and closes', () => {
     const { socket, written } = fakeSocket();
     fail('ERR_HTTP_REQUEST_TIMEOUT', socket);
+    const body = JSON.stringify({
+      success: false,
+      error: { code: 'REQUEST_TIMEOUT', message: 'The request did not arrive in time.' },
+    });
     expect(written).toEqual([
-      'HTTP/1.1 408 Request Timeout\r\nx-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: 0\r\n\r\n',
+      'HTTP/1.1 408 Request Timeout\r\nx-content-type-options: nosniff\r\nconnection: close\r\n' +
+        `content-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
     ]);
     expect(socket.destroyed).toBe(true);
-    expect(lines.at(-1)).toEqual({ status: 408, reason: 'ERR_HTTP_REQUEST_TIMEOUT' });
+    expect(lines.at(-1)).toEqual({ code: 'REQUEST_TIMEOUT', status: 408, reason: 'ERR_HTTP_REQUEST_TIMEOUT' });
   });
 
   it('writes nothing into an answer already under way on the connection, and closes it', () => {
