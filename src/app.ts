@@ -55,6 +55,7 @@ import { consolePlugin } from './console/console.plugin.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
+import { housekeepingPlugin } from './housekeeping/housekeeping.plugin.js';
 import { createClientErrorHandler } from './http/client-errors.js';
 import { errorsPlugin, render as renderError } from './http/errors.plugin.js';
 import { httpsOnlyPlugin } from './http/https-only.plugin.js';
@@ -323,6 +324,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   });
   app.decorate('recentAuth', recentAuth);
   await app.register(signInMethodsPlugin);
+  await app.register(housekeepingPlugin);
   await app.register(authRoutes, {
     config,
     engine,
