@@ -192,6 +192,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   let accountHooks: AccountHooks | null = null;
   const lateHooks: AccountHooks = {
     sendVerificationEmail: (user) => (accountHooks as AccountHooks).sendVerificationEmail(user),
+    existingUserSignUp: (user) => (accountHooks as AccountHooks).existingUserSignUp(user),
     sendPasswordReset: (user, token) => (accountHooks as AccountHooks).sendPasswordReset(user, token),
     passwordReset: (user) => (accountHooks as AccountHooks).passwordReset(user),
   };

@@ -26,6 +26,7 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
   const { mailer, audit, log } = options;
   return {
     sendVerificationEmail: (user) => options.verification.issueLimited(user),
+    existingUserSignUp: (user) => options.verification.issueLimited(user, { existingAccount: true }),
 
     async sendPasswordReset(user, token) {
       // As a directory (the loaded base_url has no trailing slash): a relative page resolves under its path.

@@ -37,9 +37,10 @@ export interface EmailVerification {
    * nobody's (an upgrade waiting for it); otherwise, when the address belongs to another account or is verified
    * already, a notice to its owner that someone tried to sign up with it. Silently skipped when the address got an
    * email less than resend_interval ago: Better Auth's own triggers (sign-up, /api/auth/send-verification-email) share
-   * the resend limit.
+   * the resend limit. `existingAccount`: a sign-up found `user` already registered with the address; its owner gets
+   * the notice whether or not the address is verified (a link would verify the registrant's account for them).
    */
-  issueLimited(user: { id: string; email: string }): Promise<void>;
+  issueLimited(user: { id: string; email: string }, options?: { existingAccount?: boolean }): Promise<void>;
   /**
    * Resends a link for an address, in two steps so that the request can answer between them. This one takes the
    * address's send slot, the same work whatever the address: RATE_LIMITED when it got an email less than
@@ -86,7 +87,7 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
     claimSendSlot(tx, 'email-verification', email, options.resendIntervalSeconds);
 
   /** issueLimited's work; the slot, the link and the decision commit together, so a failure leaves the slot free. */
-  async function sendFor(user: { id: string; email: string }): Promise<void> {
+  async function sendFor(user: { id: string; email: string }, existingAccount: boolean): Promise<void> {
     const email = normalize(user.email);
     const message = await db.transaction(async (tx) => {
       if ('wait' in (await claimSlot(tx, email))) return null;
@@ -95,7 +96,7 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
         [email],
       );
       const owner = rows[0];
-      if (owner && (owner.id !== user.id || owner.email_verified)) {
+      if (owner && (existingAccount || owner.id !== user.id || owner.email_verified)) {
         return signUpAttemptEmail({ to: email, appName: options.appName });
       }
       return issue(tx, { ...user, email });
@@ -104,9 +105,9 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
   }
 
   return {
-    async issueLimited(user) {
+    async issueLimited(user, { existingAccount = false } = {}) {
       setImmediate(() => {
-        sendFor(user).catch((err: Error) => {
+        sendFor(user, existingAccount).catch((err: Error) => {
           log.error({ err: { message: err.message } }, 'preparing a verification email failed');
         });
       });

@@ -38,6 +38,12 @@ export interface AccountHooks {
    * or another account, a notice to its owner (src/account/email-verification.ts decides, after the answer).
    */
   sendVerificationEmail(user: { id: string; email: string; name: string }): Promise<void>;
+  /**
+   * A sign-up for an address that already has an account (`user`): a notice to its owner, never a link. Whoever signs
+   * up may not be whoever registered the account; a link would let the address's owner verify the registrant's
+   * account, password and all, for them (a pre-hijacked account).
+   */
+  existingUserSignUp(user: { id: string; email: string; name: string }): Promise<void>;
   sendPasswordReset(user: { id: string; email: string; name: string }, token: string): Promise<void>;
   passwordReset(user: { id: string; email: string; name: string }): Promise<void>;
 }
@@ -126,8 +132,8 @@ export function createBetterAuth({
         sendResetPassword: ({ user, token }) => accountHooks.sendPasswordReset(user, token),
         onPasswordReset: ({ user }) => accountHooks.passwordReset(user),
         // A sign-up for an address that has an account, answered like a new one (require_email_verification): the
-        // same email hook, so both cost the same and the owner hears of the attempt.
-        onExistingUserSignUp: ({ user }) => accountHooks.sendVerificationEmail(user),
+        // same send path as a new one's link, so both cost the same, and the owner hears of the attempt.
+        onExistingUserSignUp: ({ user }) => accountHooks.existingUserSignUp(user),
       }),
     },
     ...(accountHooks && {

@@ -325,6 +325,49 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect((await login(owner)).statusCode).toBe(200);
   });
 
+  // Regression (pre-hijacked account): a sign-up for an address whose account was not verified yet sent a fresh
+  // verification link. The address's owner, signing up after someone had registered it, followed that link and so
+  // verified the registrant's account, the registrant's password and all; a later reset no longer reclaimed it.
+  it('a sign-up for the address of an unverified account sends a notice, not a link; a reset reclaims the account', async () => {
+    const registrant = fresh();
+    await register(registrant);
+    await smtp.waitFor((m) => addressOf(m) === registrant.email && /Verify/.test(m.subject ?? ''));
+    await expireSlots();
+    const owner = { ...registrant, password: 'OwnersOwnPassword123!' };
+    expect((await register(owner)).statusCode).toBe(201);
+
+    const notice = await smtp.waitFor((m) => addressOf(m) === owner.email && NOTICE.test(m.subject ?? ''));
+    expect(notice.text).not.toMatch(/https?:\/\//);
+    expect(mailsTo(owner.email).filter((m) => /Verify/.test(m.subject ?? ''))).toHaveLength(1); // the registrant's
+    const { rows } = await t.db.query<{ email_verified: boolean }>(
+      'SELECT email_verified FROM users WHERE email = $1',
+      [owner.email],
+    );
+    expect(rows[0]?.email_verified).toBe(false);
+
+    // The owner's way in is the reset the notice points to: it proves the address and reclaims the account.
+    const before = smtp.messages.length;
+    await t.app.inject({ method: 'POST', url: '/auth/password/forgot', payload: { email: owner.email } });
+    const mail = await smtp.waitFor(
+      (m) => addressOf(m) === owner.email && smtp.messages.indexOf(m) >= before && /Reset your/.test(m.subject ?? ''),
+    );
+    const token = linkIn(mail, '/reset-password').searchParams.get('token');
+    const reset = await t.app.inject({
+      method: 'POST',
+      url: '/auth/password/reset',
+      payload: { token, password: 'OwnersNewPassword123!' },
+    });
+    expect(reset.statusCode).toBe(200);
+    expect((await login({ email: owner.email, password: 'OwnersNewPassword123!' })).statusCode).toBe(200);
+    expect((await login(registrant)).json().error.code).toBe('INVALID_CREDENTIALS');
+    const reclaimed = await t.db.query(
+      `SELECT 1 FROM auth_audit_log a JOIN users u ON u.id = a.user_id
+        WHERE u.email = $1 AND a.event = 'account.reclaimed'`,
+      [owner.email],
+    );
+    expect(reclaimed.rows).toHaveLength(1);
+  });
+
   // Regression: a sign-up for a new address answered only after the link's two transactions, one for a taken address
   // did not (59 ms against 38 ms). Held here: the address's send slot is locked, and the sign-up answers anyway.
   it.skipIf(!process.env.TEST_DATABASE_URL)('a sign-up answers before its email is prepared', async () => {
