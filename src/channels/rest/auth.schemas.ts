@@ -6,8 +6,10 @@ import { type Static, Type as T } from '@sinclair/typebox';
 export const Email = T.String({
   minLength: 3,
   maxLength: 254,
-  // No control characters (NUL would reach PostgreSQL, which refuses it in text).
-  pattern: '^\\s*[^\\s@\\u0000-\\u001f\\u007f]+@[^\\s@\\u0000-\\u001f\\u007f]+\\s*$',
+  // A bare ASCII address (an RFC 5322 dot-atom local part; Better Auth refuses internationalised ones): no display
+  // name, angle brackets, comments, quotes, commas or semicolons, which a mail library reads as another recipient or
+  // a list (the mail would go to an inbox other than the one the send limits count), and no control characters.
+  pattern: "^\\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\\s*$",
   description: 'Email address; case and surrounding spaces are ignored',
   examples: ['user@example.com'],
 });
