@@ -23,6 +23,10 @@ export const ERROR_CATALOGUE = {
   SERVER_BUSY: { status: 503, message: 'The server is busy; try again shortly.' },
   ACCOUNT_LOCKED: { status: 429, message: 'Too many failed sign-ins for this account; try again later.' },
   HTTPS_REQUIRED: { status: 403, message: 'This gateway only accepts HTTPS requests.' },
+  INVALID_ORIGIN: {
+    status: 403,
+    message: 'A request with cookies from a page of an untrusted origin is refused (see server.trusted_origins).',
+  },
   PASSKEY_MALFORMED_CREDENTIAL: {
     status: 400,
     message:

@@ -3,6 +3,10 @@ import cors from '@fastify/cors';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import helmet, { type HelmetOptions } from 'helmet';
+import { AppError } from '../errors/index.js';
+
+/** Methods that change nothing: a cross-site one is harmless (and a link or an image must keep working). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
  * CORS from one origin list (the same list Better Auth trusts): credentials allowed, nothing else. Security headers
@@ -19,8 +23,13 @@ import helmet, { type HelmetOptions } from 'helmet';
 export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
   async (app: FastifyInstance, { origins, https }) => {
     const headers = securityHeaders(https);
-    app.addHook('onRequest', (_request, reply, done) => {
+    const trusted = new Set(origins);
+    app.addHook('onRequest', (request, reply, done) => {
       reply.headers(headers);
+      if (crossSiteWithCookies(request.method, request.url, request.headers, trusted)) {
+        done(new AppError('INVALID_ORIGIN'));
+        return;
+      }
       done();
     });
     await app.register(cors, {
@@ -37,6 +46,37 @@ export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
   },
   { name: 'security' },
 );
+
+/**
+ * A request that changes something, carries cookies and comes from a page of an origin outside the trusted list: a
+ * cross-site request forgery, refused (OWASP CSRF Cheat Sheet: verifying the origin with standard headers). SameSite=
+ * Lax keeps the cookie off cross-site POSTs, but not off those from the same site (a sibling subdomain, another port
+ * on the same host), and a body-less POST needs no CORS preflight. The origin is the Origin header, else the
+ * Referer's; a request with neither is not a browser's (browsers send Origin on every POST) and passes. A bearer token
+ * is a credential no other site can make a browser send, so a request with one passes. Better Auth checks its own
+ * routes (/api/auth/*) against the same list.
+ */
+export function crossSiteWithCookies(
+  method: string,
+  url: string,
+  headers: { cookie?: string; authorization?: string; origin?: string; referer?: string },
+  trusted: ReadonlySet<string>,
+): boolean {
+  if (SAFE_METHODS.has(method) || !headers.cookie || headers.authorization !== undefined) return false;
+  if (url.startsWith('/api/auth/')) return false;
+  const origin = headers.origin ?? originOf(headers.referer);
+  return origin !== undefined && !trusted.has(origin);
+}
+
+/** The origin of a Referer URL ('null' when it is not one: refused like any other untrusted origin). */
+function originOf(referer: string | undefined): string | undefined {
+  if (referer === undefined) return undefined;
+  try {
+    return new URL(referer).origin;
+  } catch {
+    return 'null';
+  }
+}
 
 /**
  * Every answer's security headers (names lower-cased): helmet's for a JSON API and `Cache-Control: no-store`. Also

@@ -27,7 +27,7 @@ import { normalizeEmail } from './auth.routes.js';
 import { ErrorResponse } from './auth.schemas.js';
 import { authOf, requireAuth } from './require-auth.js';
 import { requireRecentAuth } from './require-recent-auth.js';
-import { acceptPageForm, VERIFY_PAGE_CSP, verifiedPage, verifyPage } from './verify-page.js';
+import { acceptPageForm, PAGE_REFERRER_POLICY, VERIFY_PAGE_CSP, verifiedPage, verifyPage } from './verify-page.js';
 
 export interface AccountRoutesDeps {
   config: Config;
@@ -94,7 +94,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
         .type('text/html; charset=utf-8')
         .header('content-security-policy', VERIFY_PAGE_CSP)
         .header('cache-control', 'no-store')
-        .header('referrer-policy', 'no-referrer')
+        .header('referrer-policy', PAGE_REFERRER_POLICY)
         .send(verifyPage(request.query.token)),
   );
   // Its own scope: the page's button posts a form, which no other route takes.

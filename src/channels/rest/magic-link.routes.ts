@@ -14,7 +14,7 @@ import {
   MagicLinkResponse,
   MagicLinkVerifyQuery,
 } from './sign-in-methods.schemas.js';
-import { acceptPageForm, magicLinkPage, pageCsp } from './verify-page.js';
+import { acceptPageForm, magicLinkPage, PAGE_REFERRER_POLICY, pageCsp } from './verify-page.js';
 
 export interface MagicLinkRoutesDeps {
   enabled: boolean;
@@ -146,7 +146,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
         .type('text/html; charset=utf-8')
         .header('content-security-policy', csp)
         .header('cache-control', 'no-store')
-        .header('referrer-policy', 'no-referrer')
+        .header('referrer-policy', PAGE_REFERRER_POLICY)
         .send(magicLinkPage(request.query.token));
     },
   );

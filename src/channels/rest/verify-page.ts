@@ -18,6 +18,14 @@ export function pageCsp(redirectsTo = ''): string {
   return `default-src 'none'; form-action 'self'${target}; frame-ancestors 'none'; base-uri 'none'`;
 }
 
+/**
+ * The pages' Referrer-Policy. Not the API's no-referrer: under it a browser sends `Origin: null` with the form's POST,
+ * which the cross-site check (security.plugin.ts) refuses when the browser also holds a cookie here. same-origin
+ * sends the page's origin (and, only to this server, its URL) and nothing to any other site: the token in the page's
+ * URL never leaves for the front end or a link.
+ */
+export const PAGE_REFERRER_POLICY = 'same-origin';
+
 export function verifyPage(token: string): string {
   return confirmPage(
     'Verify your email address',

@@ -9,7 +9,9 @@ import { createTestApp, registerUser, type TestApp } from '../../helpers/test-ap
 /**
  * A magic link followed in real Chromium, with the front end on another origin (the documented setup): the page's
  * button posts the token, and the answer's redirect to the front end must get through the page's own CSP.
- * Regression: form-action 'self' alone let Chrome stop at that redirect, with the link already spent.
+ * Regression: form-action 'self' alone let Chrome stop at that redirect, with the link already spent. And: under
+ * Referrer-Policy no-referrer the page's POST went out with `Origin: null` and the device cookie, which the
+ * cross-site check refused.
  */
 let t: TestApp;
 let smtp: SmtpSink;
