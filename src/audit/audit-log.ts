@@ -87,6 +87,27 @@ export interface AuditLog {
 // Detail keys that could hold a secret are dropped. ("passkey" and "reason" are fine; "password", "code" are not.)
 const SECRET_KEY = /password|passphrase|secret|token|cookie|authorization|credential|otp|^code$|^backupCodes?$/i;
 
+/** A UTF-16 surrogate that is not half of a pair (with the `u` flag a pair reads as one code point and does not match). */
+const LONE_SURROGATE = /\p{Surrogate}/gu;
+
+/** `text` with each lone surrogate replaced by U+FFFD, as `String.prototype.toWellFormed` (not in the ES2023 lib) does. */
+const wellFormed = (text: string) => text.replace(LONE_SURROGATE, '\uFFFD');
+
+/**
+ * `details` as JSON that jsonb takes. JSON.stringify writes a lone surrogate as "\ud800", which PostgreSQL refuses,
+ * and the whole row would be lost (a provider's error cut inside an emoji, a Telegram name): such a string, value or
+ * key, is stored with U+FFFD in its place.
+ */
+function detailsJson(details: Record<string, unknown>): string {
+  return JSON.stringify(details, (_key, value: unknown) => {
+    if (typeof value === 'string') return wellFormed(value);
+    if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
+    const keys = Object.keys(value);
+    if (keys.every((k) => wellFormed(k) === k)) return value;
+    return Object.fromEntries(keys.map((k) => [wellFormed(k), (value as Record<string, unknown>)[k]]));
+  });
+}
+
 /**
  * The audit log on `db`. `observe` hears of every event, written here or noted (noteWritten), before its write
  * completes, and whether or not it succeeds: the sign-in metric counts attempts from the login events, so that every
@@ -120,8 +141,8 @@ export function createAuditLog(
             entry.sessionId ?? null,
             entry.channel ?? null,
             entry.ip ?? null,
-            entry.userAgent?.slice(0, AUDIT_USER_AGENT_MAX) ?? null,
-            JSON.stringify(details),
+            entry.userAgent == null ? null : wellFormed(entry.userAgent.slice(0, AUDIT_USER_AGENT_MAX)),
+            detailsJson(details),
           ],
         );
       } catch (err) {

@@ -17,11 +17,18 @@ declare module 'fastify' {
 const MAX_DEPTH = 64;
 
 /**
- * Why a request's text cannot be taken (a NUL character in a path, query or body key or value, or a body nested
- * deeper than the guard walks), naming the field; null when it can.
+ * A UTF-16 surrogate that is not half of a pair. With the `u` flag a pair reads as one code point, which is not in the
+ * Surrogate category, so only a lone one matches. (`String.prototype.isWellFormed` says the same, but the ES2023 lib
+ * this project compiles against does not declare it.)
+ */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/**
+ * Why a request's text cannot be taken (a NUL character or a lone surrogate in a path, query or body key or value, or
+ * a body nested deeper than the guard walks), naming the field; null when it can.
  */
 export function refusedText(value: unknown, path: string, depth = 0): AppError | null {
-  if (typeof value === 'string') return value.includes('\u0000') ? hasNul(path) : null;
+  if (typeof value === 'string') return refusedString(value, path);
   if (!value || typeof value !== 'object' || Buffer.isBuffer(value)) return null;
   if (depth >= MAX_DEPTH) {
     return new AppError(
@@ -41,28 +48,37 @@ export function refusedText(value: unknown, path: string, depth = 0): AppError |
   }
   for (const [key, inner] of Object.entries(value)) {
     const name = path ? `${path}.${key}` : key;
-    if (key.includes('\u0000')) return hasNul(name);
-    const found = refusedText(inner, name, depth + 1);
+    const found = refusedString(key, name) ?? refusedText(inner, name, depth + 1);
     if (found) return found;
   }
   return null;
 }
 
-const hasNul = (field: string) => new AppError('VALIDATION_FAILED', 'Text may not contain NUL characters.', { field });
+function refusedString(text: string, field: string): AppError | null {
+  if (text.includes('\u0000')) return invalidText('Text may not contain NUL characters.', field);
+  if (LONE_SURROGATE.test(text)) return invalidText('Text may not contain unpaired UTF-16 surrogates.', field);
+  return null;
+}
+
+const invalidText = (message: string, field: string) => new AppError('VALIDATION_FAILED', message, { field });
 
 /**
- * PostgreSQL text cannot hold a NUL character: a value carrying one would fail the query it reaches with a server
- * error. Every path parameter, query value and parsed JSON body is checked once, before schema validation, and such a
- * request is refused with 400 VALIDATION_FAILED naming the field; so is a body nested deeper than the check walks.
- * (Raw bodies forwarded to Better Auth are checked by its mount.) A route that stores none of its text opts out with `config: { allowNul: true }`: the Telegram webhook,
- * which Telegram would otherwise retry forever for a name with a NUL in it.
+ * PostgreSQL text cannot hold a NUL character, nor jsonb a lone UTF-16 surrogate (JSON.stringify writes one as
+ * "\ud800", which PostgreSQL refuses as invalid JSON): a value carrying either would fail the query it reaches with a
+ * server error. Every path parameter, query value and parsed JSON body is checked once, before schema validation, and
+ * such a request is refused with 400 VALIDATION_FAILED naming the field; so is a body nested deeper than the check walks.
+ * (Raw bodies forwarded to Better Auth are checked for NUL by its mount; a lone surrogate there only reaches text
+ * columns, where the driver's UTF-8 encoding stores it as U+FFFD.) A route that stores none of its text opts out with
+ * `config: { allowNul: true }`: the Telegram webhook, which Telegram would otherwise retry forever for a name with a NUL
+ * in it.
  */
 export const nulGuardPlugin = fp(
   async (app: FastifyInstance) => {
     app.addHook('preValidation', (request, _reply, done) => {
       // Path parameters and query values come from the URL, where a NUL can only arrive percent-encoded (the HTTP
       // parser refuses a raw one): without "%00" in it there is nothing to look for there. Most requests (a bearer
-      // check) have neither that nor a body, and pass without walking anything.
+      // check) have neither that nor a body, and pass without walking anything. A lone surrogate cannot come from the
+      // URL at all: percent-decoding refuses the invalid UTF-8 that would encode one and leaves the text as it was.
       const inUrl = request.url.includes('%00');
       if ((!inUrl && request.body === undefined) || request.routeOptions.config?.allowNul === true) return done();
       const refused =

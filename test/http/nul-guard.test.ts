@@ -109,6 +109,55 @@ describe('NUL characters in requests', () => {
     expect(stored.statusCode).toBe(200);
   });
 
+  // Regression: a lone UTF-16 surrogate ("\ud800", valid JSON text) in a license's features reached jsonb, which
+  // PostgreSQL refuses ("invalid input syntax for type json"): 500. Now 400 naming the field, like NUL.
+  it('refuses a lone surrogate in a body value or key with 400 naming the field, and takes a paired one', async () => {
+    const admin = await registerUser(t.app);
+    const user = await registerUser(t.app);
+    await t.db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [admin.userId]);
+    const putLicense = (payload: string) =>
+      t.app.inject({
+        method: 'PUT',
+        url: `/admin/users/${user.userId}/license`,
+        headers: { authorization: `Bearer ${admin.token}`, 'content-type': 'application/json' },
+        payload,
+      });
+    const cases: [payload: string, field: string][] = [
+      ['{"type":"pro","features":{"note":"\\ud800"}}', 'features.note'],
+      ['{"type":"pro","features":{"note":"a\\ude00b"}}', 'features.note'],
+      ['{"type":"pro","features":{"notes":["ok","\\ud83d"]}}', 'features.notes[1]'],
+      ['{"type":"pro","features":{"\\udbff":true}}', 'features.\udbff'],
+    ];
+    for (const [payload, field] of cases) {
+      const res = await putLicense(payload);
+      expect(res.statusCode, payload).toBe(400);
+      expect(res.json().error, payload).toMatchObject({
+        code: 'VALIDATION_FAILED',
+        message: 'Text may not contain unpaired UTF-16 surrogates.',
+        field,
+      });
+    }
+    const paired = await putLicense('{"type":"pro","features":{"note":"\\ud83d\\ude00 ok"}}');
+    expect(paired.statusCode).toBe(200);
+    const { rows } = await t.db.query<{ features: { note: string } }>(
+      'SELECT features FROM user_licenses WHERE user_id = $1',
+      [user.userId],
+    );
+    expect(rows[0]?.features.note).toBe('\u{1F600} ok');
+  });
+
+  it('leaves a percent-encoded surrogate in a URL as it is (invalid UTF-8 is not decoded): no server error', async () => {
+    const { token } = await registerUser(t.app);
+    const options = await t.app.inject({ url: '/auth/passkey/authenticate/options?email=%ED%A0%80@example.com' });
+    expect(options.statusCode).toBeLessThan(500);
+    const session = await t.app.inject({
+      method: 'DELETE',
+      url: '/auth/sessions/a%ED%A0%80b',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(session.statusCode).toBeLessThan(500);
+  });
+
   it('lets the Telegram webhook take an update with NUL in a name (a refusal would make Telegram retry it)', async () => {
     const res = await t.app.inject({
       method: 'POST',

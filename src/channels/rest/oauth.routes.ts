@@ -162,7 +162,12 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
         await audit.record({
           event: 'login.failure',
           ...restOrigin(request),
-          details: { method: 'oauth', reason: code, provider_error: request.query.error.slice(0, 64) },
+          // 64 characters, not code units: a cut through a surrogate pair (an emoji) would leave half of it.
+          details: {
+            method: 'oauth',
+            reason: code,
+            provider_error: Array.from(request.query.error).slice(0, 64).join(''),
+          },
         });
         return finish.failure(reply, code);
       }
