@@ -247,7 +247,8 @@ ALTER TABLE sessions ADD COLUMN IF NOT EXISTS last_channel TEXT;
 -- Per-user allow list of CIDRs; NULL or empty: no per-user restriction (the global lists still apply).
 ALTER TABLE users ADD COLUMN IF NOT EXISTS ip_allowlist TEXT[];
 ALTER TABLE users ADD COLUMN IF NOT EXISTS role TEXT NOT NULL DEFAULT 'user';
--- Set: the user cannot sign in or authenticate on any channel; disabling also deletes their sessions.
+-- Set: the user cannot sign in or authenticate on any channel; disabling also deletes their sessions and pending
+-- channel link codes.
 ALTER TABLE users ADD COLUMN IF NOT EXISTS disabled_at TIMESTAMPTZ;
 
 -- Every license change (admin API, CLI, psql) notifies 'gateway_license_changed' with {"uid"}: open sockets
@@ -295,7 +296,8 @@ CREATE OR REPLACE TRIGGER credentials_password_changed AFTER UPDATE OF password_
 -- reset, any route or plain SQL) voids the user's pending password-reset links, two-factor sign-in challenges (a
 -- password already checked, waiting for its code), trusted-device and account-deletion tokens: Better Auth's
 -- verification rows whose value is the user id. So an owner who resets a leaked password also shuts out whoever
--- holds the other reset links or stands at the code prompt with it.
+-- holds the other reset links or stands at the code prompt with it. Pending channel link codes go too: one taken
+-- with the leaked password would otherwise link the taker's Telegram account (and sign it in) after the reset.
 CREATE OR REPLACE FUNCTION gateway_void_password_proofs() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   changed user_credentials := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
@@ -305,6 +307,7 @@ BEGIN
     RETURN NULL;
   END IF;
   DELETE FROM verification_tokens WHERE token = changed.user_id;
+  DELETE FROM channel_link_codes WHERE user_id = changed.user_id;
   RETURN NULL;
 END;
 $$;

@@ -65,9 +65,15 @@ export function createAccountsStore(
       return rowCount > 0;
     },
 
+    /**
+     * Ends the user's other sessions and voids their pending channel link codes: a code records no session, so one
+     * taken by a session being shut out cannot be told from the user's own, and asking again costs one click.
+     * Returns the number of sessions ended.
+     */
     async revokeOtherSessions(userId: string, keepSessionId: string | null): Promise<number> {
       const { rowCount } = await db.query(
-        'DELETE FROM sessions WHERE user_id = $1 AND ($2::text IS NULL OR id <> $2::text)',
+        `WITH codes AS (DELETE FROM channel_link_codes WHERE user_id = $1)
+         DELETE FROM sessions WHERE user_id = $1 AND ($2::text IS NULL OR id <> $2::text)`,
         [userId, keepSessionId],
       );
       return rowCount;
@@ -232,8 +238,8 @@ export function createAdminStore(db: Database) {
     },
 
     /**
-     * Disables (and ends every session of) or re-enables a user. False when the user does not exist; LAST_ADMIN when
-     * disabling would leave no enabled administrator.
+     * Disables (ending every session and voiding every pending channel link code) or re-enables a user. False when the
+     * user does not exist; LAST_ADMIN when disabling would leave no enabled administrator.
      */
     async setDisabled(userId: string, disabled: boolean): Promise<boolean> {
       const apply = async (tx: Queryable) => {
@@ -243,7 +249,10 @@ export function createAdminStore(db: Database) {
             WHERE id = $1`,
           [userId, disabled],
         );
-        if (rowCount > 0 && disabled) await tx.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+        if (rowCount > 0 && disabled) {
+          await tx.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+          await tx.query('DELETE FROM channel_link_codes WHERE user_id = $1', [userId]);
+        }
         return rowCount > 0;
       };
       return disabled ? keepingAnAdmin(db, userId, apply) : apply(db);
@@ -261,8 +270,13 @@ export function createAdminStore(db: Database) {
       return role === 'admin' ? apply(db) : keepingAnAdmin(db, userId, apply);
     },
 
+    /** Ends every session of the user and voids their pending channel link codes; returns the sessions ended. */
     async revokeAllSessions(userId: string): Promise<number> {
-      const { rowCount } = await db.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+      const { rowCount } = await db.query(
+        `WITH codes AS (DELETE FROM channel_link_codes WHERE user_id = $1)
+         DELETE FROM sessions WHERE user_id = $1`,
+        [userId],
+      );
       return rowCount;
     },
 

@@ -77,18 +77,21 @@ export function createChannelLinks(db: Database) {
 
     /**
      * Redeems a code for a channel account. Deleting the row is the claim: of two concurrent redemptions only one
-     * DELETE returns it. A code presented by an account already linked to someone else is left unused.
+     * DELETE returns it. A code presented by an account already linked to someone else is left unused. A code of a
+     * disabled user is used up and answered like an unknown one: disabling voids codes, so one still there slipped in
+     * beside the disable, and it must not link (or say who it belonged to) now or after a re-enable.
      */
     async redeemCode(code: string, channelType: string, channelUserId: string): Promise<LinkOutcome> {
       try {
         return await db.transaction(async (tx) => {
-          const { rows } = await tx.query<{ user_id: string; fresh: boolean }>(
-            `DELETE FROM channel_link_codes WHERE code_hash = $1 AND channel_type = $2
-             RETURNING user_id, expires_at > now() AS fresh`,
+          const { rows } = await tx.query<{ user_id: string; fresh: boolean; enabled: boolean }>(
+            `DELETE FROM channel_link_codes c USING users u
+              WHERE c.code_hash = $1 AND c.channel_type = $2 AND u.id = c.user_id
+             RETURNING c.user_id, c.expires_at > now() AS fresh, u.disabled_at IS NULL AS enabled`,
             [hashLinkCode(code), channelType],
           );
           const row = rows[0];
-          if (!row) return { ok: false, reason: 'invalid' } as const;
+          if (!row?.enabled) return { ok: false, reason: 'invalid' } as const;
           if (!row.fresh) return { ok: false, reason: 'expired' } as const;
           const inserted = await tx.query(
             `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, $2, $3)

@@ -1,0 +1,158 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createChannelLinks, hashLinkCode, newLinkCode } from '../../../src/channels/links/channel-links.store.js';
+import { signWidgetData } from '../../../src/channels/telegram/login-widget.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
+
+const TOKEN = '323456789:AAE-voided-codes-token';
+
+// Regression: a pending link code outlived a password change or reset and a disable, so whoever took it with a stolen
+// password linked their own Telegram account (and signed in through the widget) after the owner shut them out.
+describe('pending channel link codes do not outlive the credentials or the account that issued them', () => {
+  let t: TestApp;
+  let links: ReturnType<typeof createChannelLinks>;
+  let admin: Awaited<ReturnType<typeof registerUser>>;
+  beforeAll(async () => {
+    // Webhook mode without a registered webhook: the bot never polls; the store's redeemCode is what /start runs.
+    t = await createTestApp({
+      config: { telegram: { bot_token: TOKEN, mode: 'webhook', webhook_secret: 'v'.repeat(32) } },
+    });
+    links = createChannelLinks(t.db);
+    admin = await registerUser(t.app);
+    await t.db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [admin.userId]);
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const newCode = async (token: string) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/channels/telegram/link-code',
+      headers: bearer(token),
+    });
+    expect(res.statusCode).toBe(201);
+    return (res.json() as { code: string }).code;
+  };
+  const pendingCodes = async (userId: string) =>
+    (await t.db.query('SELECT 1 FROM channel_link_codes WHERE user_id = $1', [userId])).rows.length;
+  const linkOf = async (telegramId: number) =>
+    (
+      await t.db.query<{ user_id: string }>(
+        "SELECT user_id FROM user_channel_links WHERE channel_type = 'telegram' AND channel_user_id = $1",
+        [String(telegramId)],
+      )
+    ).rows[0]?.user_id ?? null;
+  const widgetSignIn = (telegramId: number) => {
+    const fields = { id: telegramId, first_name: 'Mallory', auth_date: Math.floor(Date.now() / 1000) };
+    return t.app.inject({
+      method: 'POST',
+      url: '/auth/channels/telegram/widget',
+      payload: { ...fields, hash: signWidgetData(fields, TOKEN) },
+    });
+  };
+
+  it('a password change voids the code another session took, so it neither links nor signs in', async () => {
+    const owner = await registerUser(t.app);
+    const attacker = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: owner.email, password: owner.password },
+    });
+    const code = await newCode((attacker.json() as { token: string }).token);
+    const bystander = await registerUser(t.app);
+    const bystanderCode = await newCode(bystander.token);
+
+    const change = await t.app.inject({
+      method: 'POST',
+      url: '/auth/password/change',
+      headers: bearer(owner.token),
+      payload: { currentPassword: owner.password, newPassword: 'BrandNewPassword789!' },
+    });
+    expect(change.statusCode).toBe(200);
+    expect(await pendingCodes(owner.userId)).toBe(0);
+
+    expect(await links.redeemCode(code, 'telegram', '7100')).toEqual({ ok: false, reason: 'invalid' });
+    expect(await linkOf(7100)).toBeNull();
+    expect((await widgetSignIn(7100)).statusCode).not.toBe(200);
+    // Only that user's codes go.
+    expect(await links.redeemCode(bystanderCode, 'telegram', '7101')).toMatchObject({ ok: true });
+  });
+
+  it('any password write voids the code (a reset, or plain SQL), not other changes to the credential row', async () => {
+    const owner = await registerUser(t.app);
+    const code = await newCode(owner.token);
+    await t.db.query(
+      "UPDATE user_credentials SET updated_at = now() WHERE user_id = $1 AND provider_id = 'credential'",
+      [owner.userId],
+    );
+    expect(await pendingCodes(owner.userId)).toBe(1);
+    const { rowCount } = await t.db.query(
+      "UPDATE user_credentials SET password_hash = 'reset:' || password_hash WHERE user_id = $1 AND provider_id = 'credential'",
+      [owner.userId],
+    );
+    expect(rowCount).toBe(1);
+    expect(await links.redeemCode(code, 'telegram', '7200')).toEqual({ ok: false, reason: 'invalid' });
+    expect(await linkOf(7200)).toBeNull();
+  });
+
+  it('disabling voids the code, and re-enabling does not bring it back', async () => {
+    const owner = await registerUser(t.app);
+    const code = await newCode(owner.token);
+    const disable = await t.app.inject({
+      method: 'POST',
+      url: `/admin/users/${owner.userId}/disable`,
+      headers: bearer(admin.token),
+    });
+    expect(disable.statusCode).toBe(200);
+    expect(await pendingCodes(owner.userId)).toBe(0);
+    const enable = await t.app.inject({
+      method: 'POST',
+      url: `/admin/users/${owner.userId}/enable`,
+      headers: bearer(admin.token),
+    });
+    expect(enable.statusCode).toBe(200);
+    expect(await links.redeemCode(code, 'telegram', '7300')).toEqual({ ok: false, reason: 'invalid' });
+    expect(await linkOf(7300)).toBeNull();
+  });
+
+  it("refuses a disabled user's code like an unknown one, and uses it up", async () => {
+    const owner = await registerUser(t.app);
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [owner.userId]);
+    const code = newLinkCode();
+    await t.db.query(
+      `INSERT INTO channel_link_codes (code_hash, user_id, channel_type, expires_at)
+       VALUES ($1, $2, 'telegram', now() + interval '10 minutes')`,
+      [hashLinkCode(code), owner.userId],
+    );
+    expect(await links.redeemCode(code, 'telegram', '7400')).toEqual({ ok: false, reason: 'invalid' });
+    expect(await linkOf(7400)).toBeNull();
+    expect(await pendingCodes(owner.userId)).toBe(0);
+    await t.db.query('UPDATE users SET disabled_at = NULL WHERE id = $1', [owner.userId]);
+    expect(await links.redeemCode(code, 'telegram', '7400')).toEqual({ ok: false, reason: 'invalid' });
+  });
+
+  it('ending the other sessions (the user) or all of them (an administrator) voids pending codes', async () => {
+    const owner = await registerUser(t.app);
+    const code = await newCode(owner.token);
+    const others = await t.app.inject({
+      method: 'POST',
+      url: '/auth/sessions/revoke-others',
+      headers: bearer(owner.token),
+    });
+    expect(others.statusCode).toBe(200);
+    expect(await links.redeemCode(code, 'telegram', '7500')).toEqual({ ok: false, reason: 'invalid' });
+
+    const second = await newCode(owner.token);
+    const all = await t.app.inject({
+      method: 'POST',
+      url: `/admin/users/${owner.userId}/revoke-sessions`,
+      headers: bearer(admin.token),
+    });
+    expect(all.statusCode).toBe(200);
+    expect(all.json()).toMatchObject({ revoked: 1 });
+    expect(await links.redeemCode(second, 'telegram', '7501')).toEqual({ ok: false, reason: 'invalid' });
+    expect(await linkOf(7500)).toBeNull();
+    expect(await linkOf(7501)).toBeNull();
+  });
+});
