@@ -61,6 +61,21 @@ function jsonObject(text: string | boolean | undefined, name: string): Record<st
   return parsed as Record<string, unknown>;
 }
 
+/** Telegram user ids are positive with at most 52 significant bits (Bot API, User.id). */
+const TELEGRAM_ID_MAX = 2n ** 52n - 1n;
+
+/**
+ * The id as the bot sees it: Telegram sends a JSON number, and the link is looked up by its decimal form, so "0123"
+ * must be stored as "123" or it would never match an update (and "123" could then be linked to someone else).
+ */
+function canonicalTelegramId(arg: string | undefined): string {
+  const id = arg && /^\d+$/.test(arg) ? BigInt(arg) : 0n;
+  if (id < 1n || id > TELEGRAM_ID_MAX) {
+    throw new UsageError(`<telegram-user-id> must be the numeric Telegram user id (1 to ${TELEGRAM_ID_MAX})`);
+  }
+  return String(id);
+}
+
 /** The password: from stdin with --password-stdin (never from argv, which other users can read), else generated. */
 async function passwordFor(ctx: Context, fromStdin: boolean): Promise<{ password: string; generated: boolean }> {
   if (!fromStdin) return { password: randomBytes(15).toString('base64url'), generated: true };
@@ -221,10 +236,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'link-telegram <user> <telegram-user-id>',
     summary: 'Link a Telegram account (numeric user id) to a user',
     async run(ctx, { positionals }) {
-      const telegramId = positionals[1];
-      if (!telegramId || !/^\d{1,20}$/.test(telegramId)) {
-        throw new UsageError('<telegram-user-id> must be the numeric Telegram user id');
-      }
+      const telegramId = canonicalTelegramId(positionals[1]);
       const user = await findUser(ctx, positionals[0]);
       const result = await createAdminStore(await ctx.db()).linkChannel(user.id, 'telegram', telegramId);
       if (result === 'taken') throw new CommandError(`Telegram user ${telegramId} is already linked to another user`);

@@ -196,6 +196,26 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
     expect((await gateway(['link-telegram', other.userId, '@handle'])).code).toBe(2);
   });
 
+  // Regression: "05550002" was stored as typed, so no update (id 5550002) matched and 5550002 stayed free for another.
+  it('link-telegram stores the id as Telegram sends it (no leading zero) and refuses ids Telegram cannot have', async () => {
+    const ann = await registerUser(t.app);
+    const linked = await gateway(['link-telegram', ann.email, '05550002']);
+    expect(linked.code).toBe(0);
+    expect(linked.stdout).toContain('Telegram user 5550002 linked');
+    expect((await t.app.authenticator.authenticateTelegram(5550002))?.userId).toBe(ann.userId);
+    const bob = await registerUser(t.app);
+    expect((await gateway(['link-telegram', bob.email, '5550002'])).code).toBe(1); // already Ann's
+    expect((await gateway(['link-telegram', bob.email, '005550002'])).code).toBe(1);
+    const max = String(2 ** 52 - 1); // at most 52 significant bits (Bot API, User.id)
+    expect((await gateway(['link-telegram', bob.email, max])).code).toBe(0);
+    expect((await t.app.authenticator.authenticateTelegram(2 ** 52 - 1))?.userId).toBe(bob.userId);
+    for (const id of ['0', '000', String(2 ** 52), '99999999999999999999', '-5', '+5', '5.0', '1e6', ' 5', '']) {
+      const res = await gateway(['link-telegram', bob.email, id]);
+      expect(res.code, id).toBe(2);
+      expect(res.stderr, id).toContain('<telegram-user-id>');
+    }
+  });
+
   it("revoke-sessions ends a user's sessions", async () => {
     const user = await registerUser(t.app);
     const res = await gateway(['revoke-sessions', user.email]);

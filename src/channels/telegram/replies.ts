@@ -24,9 +24,33 @@ export const replies = {
   unknownCommand: 'Unknown command. Commands: /link <code>, /whoami, /unlink.',
 } as const;
 
-/** Telegram refuses messages over 4096 characters: split long replies. */
+/**
+ * Telegram refuses a message over 4096 UTF-16 code units (what String#length counts) and a blank one: split a long
+ * reply into parts it accepts. Nothing is lost but blank parts; joined, the parts give the text back.
+ */
 export function splitMessage(text: string, max = 4096): string[] {
   const parts: string[] = [];
-  for (let i = 0; i < text.length; i += max) parts.push(text.slice(i, i + max));
-  return parts.length > 0 ? parts : [''];
+  let rest = text;
+  while (rest.length > max) {
+    const cut = cutPoint(rest, max);
+    parts.push(rest.slice(0, cut));
+    rest = rest.slice(cut);
+  }
+  parts.push(rest);
+  return parts.filter((part) => part.trim() !== '');
+}
+
+/**
+ * Where a part of `text` (longer than `max`) ends: after the last line break, else space, in the last fifth of the
+ * window, so a cut rarely lands inside a word; failing that at `max`, one unit earlier if that would separate the
+ * halves of a surrogate pair (an emoji), which would leave both parts ill-formed.
+ */
+function cutPoint(text: string, max: number): number {
+  const floor = max - Math.floor(max / 5);
+  for (const separator of ['\n', ' ']) {
+    const at = text.lastIndexOf(separator, max - 1);
+    if (at >= floor) return at + 1;
+  }
+  const last = text.charCodeAt(max - 1);
+  return last >= 0xd800 && last <= 0xdbff && max > 1 ? max - 1 : max;
 }

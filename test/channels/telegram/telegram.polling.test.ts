@@ -142,6 +142,25 @@ describe('Telegram bot (polling): linking, commands, chat', () => {
     c.ws.close();
   });
 
+  // Regression: a long reply was cut every 4096 units, through an emoji, and a trailing "\n" became a refused message.
+  it('splits a long reply into parts Telegram accepts: whole emoji, no blank part', async () => {
+    const { token } = await registerUser(t.app);
+    const from = telegramUser();
+    await say(from, `/link ${(await linkCode(token)).code}`);
+    const before = api.sentMessages.length;
+    const sent = () => api.sentMessages.slice(before).filter((m) => m.chat_id === from);
+    await api.sendText({ fromId: from, text: `${'a'.repeat(4095)}😀 and more` }); // the echo service answers with it
+    await api.waitForMessage((m) => m.chat_id === from && m.text.endsWith('and more'), 3000);
+    await api.sendText({ fromId: from, text: `${'b'.repeat(4096)}\n` });
+    await api.waitForMessage((m) => m.chat_id === from && m.text.startsWith('bbbb'), 3000);
+    expect(await say(from, 'next')).toBe('next'); // the bot is past the long reply: nothing more of it will come
+    const texts = sent().map((m) => m.text);
+    expect(texts.map((text) => text.length)).toEqual([4095, 11, 4096, 4]);
+    expect(texts[0]).toBe('a'.repeat(4095));
+    expect(texts[1]).toBe('😀 and more');
+    expect(t.logs.text).not.toContain('telegram reply failed');
+  });
+
   it('answers an unknown command with the list of commands', async () => {
     expect(await say(telegramUser(), '/frobnicate')).toMatch(/Unknown command/);
   });
