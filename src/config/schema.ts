@@ -45,6 +45,9 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/auth/oauth/', max: 60, window: 60 },
   { prefix: '/auth/anonymous', max: 10, window: 3600 },
   { prefix: '/auth/account/delete', max: 10, window: 900 },
+  // The admin API: an administrator's console or script, and any signed-in account probing it (every refusal writes an
+  // audit row, so an unlimited loop would grow the audit table without bound).
+  { prefix: '/admin/', max: 120, window: 60 },
   { prefix: '/api/auth/', max: 300, window: 60 },
   { prefix: '/api/auth/sign-in/', max: 20, window: 60 },
   { prefix: '/api/auth/sign-up/', max: 20, window: 3600 },

@@ -146,3 +146,26 @@ describe('the built-in table: the bearer check is not counted, the sessions list
     expect((await get('/auth/session')).statusCode).toBe(200);
   });
 });
+
+// Regression: nothing limited /admin/*, and each refusal of a non-administrator writes an audit row: any account (an
+// anonymous one too) could grow the audit table without bound (400 calls, 400 rows, no 429).
+describe('the built-in table limits the admin API', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    const builtIn = DEFAULT_RATE_LIMIT_RULES.map((r) => (r.prefix === '/admin/' ? { ...r, max: 3 } : r));
+    t = await createTestApp({ shared, config: { rate_limit: { enabled: true, rules: builtIn } } });
+  });
+  afterAll(() => t?.close());
+
+  it('a non-administrator probing it gets 429 past the limit, and the audit rows stop there', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const get = () =>
+      t.app.inject({ url: '/admin/users', remoteAddress: '192.0.2.91', headers: { authorization: `Bearer ${token}` } });
+    for (let i = 0; i < 3; i++) expect((await get()).json().error.code).toBe('ADMIN_REQUIRED');
+    for (let i = 0; i < 5; i++) expect((await get()).json().error.code).toBe('RATE_LIMITED');
+    const { rows } = await t.db.query(`SELECT 1 FROM auth_audit_log WHERE event = 'admin.action' AND user_id = $1`, [
+      userId,
+    ]);
+    expect(rows).toHaveLength(3);
+  });
+});

@@ -43,7 +43,10 @@ export interface AdminRoutesDeps {
 
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorResponse]));
 
-/** The admin API: users, their licenses, sessions and access. Every call requires role 'admin' and is audited. */
+/**
+ * The admin API: users, their licenses, sessions and access. Every call requires role 'admin'; every action and every
+ * refusal once the caller is known is audited (a request refused before its token is read, while parsing, is not).
+ */
 export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): Promise<void> {
   const { admin, accounts, audit, config } = deps;
   // Before validation: a caller who is not an administrator learns nothing about the routes' input, and an
