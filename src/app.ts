@@ -56,7 +56,7 @@ import { type Database, isUnavailableError } from './db/index.js';
 import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
 import { housekeepingPlugin } from './housekeeping/housekeeping.plugin.js';
-import { createClientErrorHandler } from './http/client-errors.js';
+import { createClientErrorHandler, createExpectationHandler } from './http/client-errors.js';
 import { errorsPlugin, render as renderError } from './http/errors.plugin.js';
 import { httpsOnlyPlugin } from './http/https-only.plugin.js';
 import { genReqId, lazyChildLogger, loggerOptions } from './http/logging.js';
@@ -133,6 +133,8 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     clientErrorHandler: createClientErrorHandler(baseHeaders),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
   });
+  // An Expect header other than 100-continue never reaches a route either: the same envelope and headers (417).
+  app.server.on('checkExpectation', createExpectationHandler(baseHeaders, app.log));
   // The API speaks JSON only: a text/plain body is 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
   // Hooks on every request are callback-style, not async: on the hot path (a cached session check costs tens of

@@ -1,8 +1,9 @@
-import { type ServerResponse, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { ConnectionError, FastifyInstance } from 'fastify';
+import type { ConnectionError, FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { ERROR_CATALOGUE, type ErrorCode } from '../errors/index.js';
 import { errorBody } from './errors.plugin.js';
+import { genReqId } from './logging.js';
 
 /** Node's errors for a request it could not read, by the answer they get (the statuses Node's own answers use). */
 const CODES: Record<string, ErrorCode> = {
@@ -56,5 +57,33 @@ export function createClientErrorHandler(
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (socket.writable && !inFlight?.headersSent) socket.write(text);
     socket.destroy();
+  };
+}
+
+/**
+ * The http server's 'checkExpectation' listener: the answer to a request whose Expect header is not 100-continue
+ * (Node answers that one itself, and with this listener it still does). Without a listener Node answers a bare 417;
+ * the request never reaches Fastify, so the answer is written here like every other error's: the JSON envelope with a
+ * stable code, the security headers, the request id and `Connection: close` (the body, if any, is never read).
+ */
+export function createExpectationHandler(
+  securityHeaders: Record<string, string>,
+  log: FastifyBaseLogger,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const code: ErrorCode = 'EXPECTATION_FAILED';
+  const { status } = ERROR_CATALOGUE[code];
+  const body = JSON.stringify(errorBody(code));
+  return function expectationFailed(req: IncomingMessage, res: ServerResponse): void {
+    const reqId = genReqId(req);
+    // The Expect value is the client's text: not logged.
+    log.info({ reqId, code, status }, 'client error');
+    res.writeHead(status, {
+      ...securityHeaders,
+      'x-request-id': reqId,
+      connection: 'close',
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
   };
 }

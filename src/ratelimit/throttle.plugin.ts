@@ -60,6 +60,11 @@ const API_AUTH_EVENTS: Record<string, ApiAuthEvent> = {
 
 /** Password sign-in routes whose body names an account: the lockout applies to each, whichever route is used. */
 const PASSWORD_ROUTES = new Set(['/auth/login', '/api/auth/sign-in/email']);
+/**
+ * The other routes the mount serves whose body names an email (src/auth/mount.plugin.ts SERVED): capped as the sign-ins
+ * are. Better Auth's schema has no cap, and an account signed up with a longer address could never sign in.
+ */
+const EMAIL_ROUTES = new Set(['/api/auth/sign-up/email', '/api/auth/send-verification-email']);
 
 /**
  * Rate limits per client IP on every auth route (a rules table of path prefixes), and the per-account lockout on
@@ -132,6 +137,9 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       // of the request twice (once per done).
       if (PASSWORD_ROUTES.has(path)) {
         reserve(request).then(() => done(), done);
+      } else if (EMAIL_ROUTES.has(path)) {
+        // An absent email is Better Auth's to refuse, in its own words.
+        cappedEmail(request).then(() => done(), done);
       } else if (API_AUTH_EVENTS[path]?.kind === 'second-factor') {
         // Whose sign-in a code completes is read before Better Auth runs: a used challenge is gone after.
         twoFactorChallengeUser(request.headers.cookie).then((user) => {
@@ -143,14 +151,8 @@ export const throttlePlugin = fp<ThrottlePluginOptions>(
       }
     });
     const reserve = async (request: FastifyRequest) => {
-      const email = await emailOf(request.body, request.headers['content-type']);
+      const email = await cappedEmail(request);
       if (email === null) throw new AppError('VALIDATION_FAILED', 'email is required', { field: 'email' });
-      // Our routes' schema caps it; Better Auth's does not, and the key would be kept for the failure window.
-      if (email.length > MAX_EMAIL_LENGTH) {
-        throw new AppError('VALIDATION_FAILED', `email must be at most ${MAX_EMAIL_LENGTH} characters`, {
-          field: 'email',
-        });
-      }
       try {
         request.loginAttempt = await throttle.reserve(email);
       } catch (err) {
@@ -307,6 +309,19 @@ async function emailOf(body: unknown, contentType: string | undefined): Promise<
 
 /** RFC 5321's cap on a path, as the Email schema of our routes has it. */
 const MAX_EMAIL_LENGTH = 254;
+
+/**
+ * The email of a body, or null when it has none, refused (400 VALIDATION_FAILED) over MAX_EMAIL_LENGTH. Our routes'
+ * schema caps it; Better Auth's does not: a sign-in's lockout key would be kept for the failure window, a sign-up's
+ * account could never sign in.
+ */
+async function cappedEmail(request: FastifyRequest): Promise<string | null> {
+  const email = await emailOf(request.body, request.headers['content-type']);
+  if (email !== null && email.length > MAX_EMAIL_LENGTH) {
+    throw new AppError('VALIDATION_FAILED', `email must be at most ${MAX_EMAIL_LENGTH} characters`, { field: 'email' });
+  }
+  return email;
+}
 
 /** A wrong password, as our routes (INVALID_CREDENTIALS) and Better Auth's (INVALID_EMAIL_OR_PASSWORD) say it. */
 const WRONG_PASSWORD = new Set(['INVALID_CREDENTIALS', 'INVALID_EMAIL_OR_PASSWORD']);

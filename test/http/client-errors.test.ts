@@ -1,10 +1,18 @@
+import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { createClientErrorHandler } from '../../src/http/client-errors.js';
 import { loggerOptions } from '../../src/http/logging.js';
-import { createTestDatabase, LogCapture, type TestDatabase, testConfig } from '../helpers/test-app.js';
+import {
+  createTestApp,
+  createTestDatabase,
+  LogCapture,
+  type TestApp,
+  type TestDatabase,
+  testConfig,
+} from '../helpers/test-app.js';
 
 interface RawAnswer {
   status: number;
@@ -138,6 +146,74 @@ describe('requests Node cannot parse', () => {
     const line = logs.lines.slice(before).join('\n');
     expect(line).toContain('"rawPacket":"[redacted]"');
     expect(readableLog(logs.lines.slice(before))).not.toContain(token);
+  });
+});
+
+// Regression: an Expect header other than 100-continue got Node's own bare 417 (no body, no code, none of the
+// security headers), the one refusal outside the envelope.
+describe('Expect headers', () => {
+  let t: TestApp;
+  let port: number;
+  beforeAll(async () => {
+    t = await createTestApp({});
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    port = (t.app.server.address() as AddressInfo).port;
+  });
+  afterAll(() => t?.close());
+
+  const body = JSON.stringify({ email: 'expect@example.com', password: 'wrong-password' });
+
+  it('answers one other than 100-continue with 417 EXPECTATION_FAILED in the envelope, and closes', async () => {
+    const answer = await rawExchange(
+      port,
+      'POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 200-ok\r\n' +
+        `X-Request-Id: expect-417-test\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    expect(answer.status).toBe(417);
+    expect(answer.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(answer.headers.connection).toBe('close');
+    expect(Number(answer.headers['content-length'])).toBe(Buffer.byteLength(answer.body));
+    expect(JSON.parse(answer.body)).toEqual({
+      success: false,
+      error: { code: 'EXPECTATION_FAILED', message: 'Only Expect: 100-continue is supported.' },
+    });
+    expect(answer.headers['x-content-type-options']).toBe('nosniff');
+    expect(answer.headers['content-security-policy']).toBe("default-src 'none';frame-ancestors 'none'");
+    expect(answer.headers['cache-control']).toBe('no-store');
+    expect(answer.headers['x-request-id']).toBe('expect-417-test');
+    // Not served: no sign-in was attempted.
+    const failures = await t.db.query("SELECT 1 FROM auth_audit_log WHERE event = 'login.failure'");
+    expect(failures.rows).toHaveLength(0);
+  });
+
+  it('still answers Expect: 100-continue with 100 Continue, then serves the request with its body', async () => {
+    const answer = await new Promise<{ continued: boolean; status: number; body: string }>((resolve, reject) => {
+      let continued = false;
+      const req = httpRequest({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/auth/login',
+        headers: { 'content-type': 'application/json', 'content-length': body.length, expect: '100-continue' },
+      });
+      // The body is sent only once the server has said 100 Continue.
+      req.on('continue', () => {
+        continued = true;
+        req.end(body);
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => {
+          text += chunk.toString('utf8');
+        });
+        res.on('end', () => resolve({ continued, status: res.statusCode ?? 0, body: text }));
+      });
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+    expect(answer.continued).toBe(true);
+    expect(answer.status).toBe(401);
+    expect(JSON.parse(answer.body).error.code).toBe('INVALID_CREDENTIALS');
   });
 });
 

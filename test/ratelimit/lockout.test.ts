@@ -317,4 +317,54 @@ describe('per-account lockout (memory counters)', () => {
     });
     expect(ok.statusCode).toBe(401);
   });
+
+  // Regression: Better Auth's sign-up took an email of any length (a 312-character one made an account), and both
+  // sign-in routes refuse over 254: the account could never sign in.
+  it("an over-long email on Better Auth's sign-up and send-verification-email is refused as on sign-in", async () => {
+    const tooLong = `${'c'.repeat(255 - '@example.com'.length)}@example.com`;
+    const bodies = {
+      'application/json': JSON.stringify({ email: tooLong, password: 'SecurePassword123!', name: 'Long' }),
+      'application/x-www-form-urlencoded': new URLSearchParams({
+        email: tooLong,
+        password: 'SecurePassword123!',
+        name: 'Long',
+      }).toString(),
+    };
+    for (const [contentType, payload] of Object.entries(bodies)) {
+      for (const url of ['/api/auth/sign-up/email', '/api/auth/send-verification-email']) {
+        const res = await t.app.inject({
+          method: 'POST',
+          url,
+          headers: { origin: ORIGIN, 'content-type': contentType },
+          payload,
+        });
+        expect(res.statusCode, `${url} ${contentType}`).toBe(400);
+        expect(res.json(), `${url} ${contentType}`).toEqual({
+          success: false,
+          error: { code: 'VALIDATION_FAILED', message: 'email must be at most 254 characters', field: 'email' },
+        });
+      }
+    }
+    const rows = await t.db.query('SELECT id FROM users WHERE email = $1', [tooLong]);
+    expect(rows.rows).toHaveLength(0);
+
+    // At the cap, the account signs up and then signs in on both routes.
+    const at254 = `${'d'.repeat(254 - '@example.com'.length)}@example.com`;
+    const password = 'SecurePassword123!';
+    const up = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-up/email',
+      headers: { origin: ORIGIN },
+      payload: { email: at254, password, name: 'At the cap' },
+    });
+    expect(up.statusCode).toBe(200);
+    const api = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: ORIGIN },
+      payload: { email: at254, password },
+    });
+    expect(api.statusCode).toBe(200);
+    expect((await login(at254, password)).statusCode).toBe(200);
+  });
 });
