@@ -493,10 +493,22 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/** Query parameters whose values are shown in `location`; every other value is masked. */
+const HARMLESS_URL_PARAMETERS = new Set(['sslmode', 'application_name', 'connect_timeout']);
+
+/**
+ * The URL with every secret masked: the userinfo password, and the value of every query parameter not known to be
+ * harmless (libpq and node-postgres take `password`, `sslpassword` and more from the query). A string that does not
+ * parse is not echoed at all.
+ */
 function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const name of new Set(u.searchParams.keys())) {
+      if (!HARMLESS_URL_PARAMETERS.has(name)) u.searchParams.set(name, '***');
+    }
+    u.hash = '';
     return u.toString();
   } catch {
     return '(unparseable DATABASE_URL)';
