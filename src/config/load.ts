@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { Type as T, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import ipaddr from 'ipaddr.js';
-import { parse as parseYaml } from 'yaml';
+import { type Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import { invalidCidr } from '../access/ip-policy.js';
 import { createIpMatcher } from '../ratelimit/client-key.js';
 import { type Config, ConfigSchema, type RawConfig } from './schema.js';
@@ -120,8 +120,12 @@ export function loadConfig(options: LoadOptions = {}): Config {
   validateSemantics(config, (key) => originOf(origin, key) ?? configFile);
 
   // Paths are appended to it (Better Auth's base URL, the OAuth completion URL, links in emails): one spelling only, or
-  // "http://host/" makes "http://host//auth/...", which the gateway refuses.
-  config.server.base_url = config.server.base_url.replace(/\/+$/, '');
+  // "http://host/" makes "http://host//auth/...", which the gateway refuses. Scheme and host as a browser writes them
+  // ("HTTPS://Auth.Example.com:443/" is https://auth.example.com), as code compares them with startsWith('https:').
+  const base = new URL(config.server.base_url);
+  config.server.base_url = `${base.origin}${base.pathname}`.replace(/\/+$/, '');
+  // Compared as strings with the Origin header, which has no trailing slash and the same normal form.
+  config.server.trusted_origins = config.server.trusted_origins.map((o) => new URL(o).origin);
   config.data_dir = resolve(cwd, config.data_dir);
   config.email.outbox_dir = config.email.outbox_dir
     ? resolve(cwd, config.email.outbox_dir)
@@ -138,21 +142,67 @@ export function loadConfig(options: LoadOptions = {}): Config {
   return deepFreeze({ ...config, production, devSecret, files: { config: configFile, secrets: secretsFile } });
 }
 
+/**
+ * One YAML file as a tree. A file that does not parse is reported by position and the parser's error code, never by
+ * the parser's message: that quotes the source, and a line of the secrets file is a secret (an unquoted value that
+ * starts with `*` is read as an alias, and "Unresolved alias ...: <the rest of the password>" was printed).
+ */
 function readYaml(file: string, required: boolean): Tree {
   if (!existsSync(file)) {
     if (required) throw new ConfigError(`${file}: file not found`);
     return {};
   }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'read error'})`);
+  }
+  const lines = new LineCounter();
+  // Warnings (an unknown tag, say) would go to stderr through process.emitWarning, quoting their line: never shown.
+  const doc = parseDocument(text, { lineCounter: lines, logLevel: 'error' });
+  const [error] = doc.errors;
+  if (error) {
+    const pos = error.linePos?.[0];
+    throw new ConfigError(
+      `${file}: not valid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''} (${error.code})`,
+    );
+  }
   let parsed: unknown;
   try {
-    parsed = parseYaml(readFileSync(file, 'utf8'));
-  } catch (err) {
-    const line = (err as Error).message.split('\n')[0];
-    throw new ConfigError(`${file}: not valid YAML: ${line}`);
+    parsed = doc.toJS();
+  } catch {
+    // Aliases are expanded here, not by the parser, and these errors carry neither a code nor a position.
+    throw aliasError(doc, file, lines);
   }
   if (parsed === null || parsed === undefined) return {};
   if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${file}: must be a YAML mapping`);
   return parsed as Tree;
+}
+
+/** The error for a document whose aliases cannot be expanded: the first alias with no anchor before it, by key. */
+function aliasError(doc: Document, file: string, lines: LineCounter): ConfigError {
+  let found: { key: string; offset: number } | undefined;
+  visit(doc, {
+    Alias(_, alias, path) {
+      if (alias.resolve(doc)) return;
+      // The key is the pair's key scalar, or the item's index in a sequence, from the root down.
+      const chain = [...path, alias];
+      const key = chain.flatMap((node, i) => {
+        const next = chain[i + 1];
+        if (isPair(node) && next !== node.key) return [String(isScalar(node.key) ? node.key.value : node.key)];
+        if (isSeq(node) && next) return [String(node.items.indexOf(next as never))];
+        return [];
+      });
+      found = { key: key.join('.') || '(root)', offset: alias.range?.[0] ?? 0 };
+      return visit.BREAK;
+    },
+  });
+  if (!found) return new ConfigError(`${file}: not valid YAML: its aliases cannot be expanded (RESOURCE_EXHAUSTION)`);
+  const { line, col } = lines.linePos(found.offset);
+  return new ConfigError(
+    `${found.key}: unresolved YAML alias at line ${line}, column ${col} (BAD_ALIAS); quote a value that starts with * (${file})`,
+  );
 }
 
 function check(schema: TSchema, value: unknown, where: (key: string) => string): void {
@@ -168,16 +218,54 @@ function check(schema: TSchema, value: unknown, where: (key: string) => string):
   throw new ConfigError(`${key}: ${problem} (${where(key)})`);
 }
 
+/**
+ * What a URL-valued key must be, beyond parsing. `http`: an http(s) URL (something the gateway calls, or sends a browser
+ * to). `base`: http(s) too, without what appending a path would break (a query, a fragment) or a browser drops (a user
+ * and password); a path is kept, for a proxy that strips it. `origin`: what a browser's Origin header can equal.
+ * `any`: another scheme (postgres://).
+ */
+type UrlRule = 'any' | 'http' | 'base' | 'origin';
+
+/** Why `value` does not meet `rule`, or null. */
+function urlProblem(value: string, rule: UrlRule): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'not a valid URL';
+  }
+  if (rule === 'any') return null;
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http:// or https:// URL';
+  if (rule === 'http') return null;
+  const extra = url.username || url.password || url.search || url.hash;
+  if (rule === 'base') {
+    return extra ? 'must not carry a user, password, query or fragment (paths are appended to it)' : null;
+  }
+  // "https://app.example.com/" is one (the trailing slash is dropped at load); a path would never match.
+  if (extra || url.pathname !== '/') {
+    return 'must be an origin, scheme://host[:port] without a path, query or fragment (as a browser sends it)';
+  }
+  return null;
+}
+
 function validateSemantics(config: RawConfig, where: (key: string) => string): void {
-  const urls: Array<[string, string]> = [
-    ['server.base_url', config.server.base_url],
-    ...config.server.trusted_origins.map((o, i): [string, string] => [`server.trusted_origins.${i}`, o]),
+  const urls: Array<[string, string, UrlRule]> = [
+    ['server.base_url', config.server.base_url, 'base'],
+    ...config.server.trusted_origins.map((o, i): [string, string, UrlRule] => [
+      `server.trusted_origins.${i}`,
+      o,
+      'origin',
+    ]),
   ];
-  if (config.database.url) urls.push(['database.url', config.database.url]);
-  if (config.database.listen_url) urls.push(['database.listen_url', config.database.listen_url]);
-  if (config.chat.upstream_url) urls.push(['chat.upstream_url', config.chat.upstream_url]);
-  if (config.telegram.api_root) urls.push(['telegram.api_root', config.telegram.api_root]);
-  if (config.telegram.webhook_url) urls.push(['telegram.webhook_url', config.telegram.webhook_url]);
+  if (config.database.url) urls.push(['database.url', config.database.url, 'any']);
+  if (config.database.listen_url) urls.push(['database.listen_url', config.database.listen_url, 'any']);
+  if (config.chat.upstream_url) urls.push(['chat.upstream_url', config.chat.upstream_url, 'http']);
+  if (config.telegram.api_root) urls.push(['telegram.api_root', config.telegram.api_root, 'base']);
+  if (config.telegram.webhook_url) urls.push(['telegram.webhook_url', config.telegram.webhook_url, 'http']);
+  if (config.oauth.redirect_url) urls.push(['oauth.redirect_url', config.oauth.redirect_url, 'http']);
+  for (const [id, provider] of Object.entries(config.oauth.oidc)) {
+    urls.push([`oauth.oidc.${id}.issuer`, provider.issuer, 'http']);
+  }
   if (config.telegram.bot_token && config.telegram.mode === 'webhook') {
     // Telegram allows 1-256 of A-Z a-z 0-9 _ -; without it anyone could post fake updates to the webhook.
     if (!/^[A-Za-z0-9_-]{16,256}$/.test(config.telegram.webhook_secret)) {
@@ -193,12 +281,19 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
       `auth.password.min_length: ${min_length} is more than auth.password.max_length (${max_length}) (${where('auth.password.min_length')})`,
     );
   }
-  for (const [key, value] of urls) {
-    try {
-      new URL(value);
-    } catch {
-      throw new ConfigError(`${key}: not a valid URL (${where(key)})`);
-    }
+  for (const [key, value, rule] of urls) {
+    const problem = urlProblem(value, rule);
+    if (problem) throw new ConfigError(`${key}: ${problem} (${where(key)})`);
+  }
+  // The emailed reset link: a page relative to base_url (as a directory, as account-hooks.ts resolves it) or absolute.
+  let resetScheme = '';
+  try {
+    resetScheme = new URL(config.auth.password_reset_page, config.server.base_url.replace(/\/*$/, '/')).protocol;
+  } catch {}
+  if (resetScheme !== 'http:' && resetScheme !== 'https:') {
+    throw new ConfigError(
+      `auth.password_reset_page: must be a path or an http:// or https:// URL (${where('auth.password_reset_page')})`,
+    );
   }
   for (const list of ['allow', 'deny'] as const) {
     const entries = config.ip_restrictions[list];

@@ -61,8 +61,8 @@ describe('configuration of OAuth, magic links and anonymous sign-in', () => {
     const db = {} as Database;
     const reserved = load('oauth:\n  oidc:\n    complete: { issuer: "https://i.example", client_id: c }\n', '{}\n');
     expect(() => signInMethodOptions(reserved, db, { error() {} })).toThrow(ConfigError);
-    const badRedirect = load('oauth:\n  redirect_url: "javascript:alert(1)"\n', '{}\n');
-    expect(() => signInMethodOptions(badRedirect, db, { error() {} })).toThrow(/oauth\.redirect_url/);
+    // Refused when the config is loaded (test/config/load.urls.test.ts), before anything starts.
+    expect(() => load('oauth:\n  redirect_url: "javascript:alert(1)"\n', '{}\n')).toThrow(/^oauth\.redirect_url: /);
     const noSecret = load('oauth:\n  oidc:\n    corp: { issuer: "https://i.example", client_id: c }\n', '{}\n');
     expect(() => signInMethodOptions(noSecret, db, { error() {} })).toThrow(/oauth\.oidc\.corp\.client_secret/);
   });

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ConfigError, EXAMPLE_SECRET, loadConfig } from '../../src/config/index.js';
 import { REPO_ROOT } from '../helpers/test-app.js';
 
@@ -125,6 +125,35 @@ describe('loadConfig', () => {
   it('refuses invalid YAML and a missing explicit file with one line', () => {
     expect(errorOf(load({ config: 'server: [\n' }).load).message).toMatch(/not valid YAML/);
     expect(errorOf(load({}).load).message).toMatch(/config\.yaml: file not found$/);
+  });
+
+  // Regression: the parser's message was printed, and it quotes the source: an unquoted secret starting with "*" is an
+  // alias, and "Unresolved alias (...): Dev-Password-7413" went to stderr with the rest of the password.
+  it('reports a YAML error by key or file, position and code, never with the text of the file', () => {
+    const secret = 'Dev-Password-7413';
+    const alias = load({ config: '', secrets: `dev_user:\n  password: *${secret}\n` });
+    expect(errorOf(alias.load).message).toBe(
+      `dev_user.password: unresolved YAML alias at line 2, column 13 (BAD_ALIAS); quote a value that starts with * (${alias.secretsFile})`,
+    );
+    const inList = load({ config: 'admin:\n  emails:\n    - a@example.com\n    - *b-secret\n' });
+    expect(errorOf(inList.load).message).toMatch(
+      /^admin\.emails\.1: unresolved YAML alias at line 4, column 7 \(BAD_ALIAS\)/,
+    );
+    // Syntax errors in either file: the file, where, and the parser's code.
+    const reserved = load({ config: '', secrets: `auth:\n  secret: @${secret}\n` });
+    expect(errorOf(reserved.load).message).toBe(
+      `${reserved.secretsFile}: not valid YAML at line 2, column 11 (BAD_SCALAR_START)`,
+    );
+    const open = load({ config: 'server: [\n' });
+    expect(errorOf(open.load).message).toBe(`${open.configFile}: not valid YAML at line 2, column 1 (BAD_INDENT)`);
+    // A parser warning (an unknown tag) went to stderr through process.emitWarning, quoting its line.
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      load({ config: '', secrets: `auth:\n  secret: !!int ${secret}\n` }).load();
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('refuses a bad URL and an unknown default license type', () => {
