@@ -93,7 +93,9 @@ export function createBetterAuth({
   const methods = signInMethodOptions(config, db, logger);
   return betterAuth({
     appName: 'auth-gateway',
-    baseURL: config.server.base_url,
+    // Whole, with the mount's path: Better Auth takes a baseURL that has a path as its routes' prefix and ignores
+    // basePath, so base_url's own path (a prefix a proxy strips) must come before /api/auth, not replace it.
+    baseURL: `${config.server.base_url}/api/auth`,
     basePath: '/api/auth',
     secret: config.auth.secret,
     trustedOrigins,

@@ -209,6 +209,8 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   }
 
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(forwardedBody);
+  // Better Auth's routes sit under base_url's path (better-auth.ts): a prefix the proxy stripped goes back on.
+  url.pathname = `${new URL(options.baseUrl).pathname.replace(/\/+$/, '')}${url.pathname}`;
   const response = await options.engine.handle(
     new Request(url, {
       method: request.method,

@@ -90,7 +90,7 @@ async function channels(app: FastifyInstance): Promise<void> {
       audit: app.audit,
       log: app.log,
     });
-    const webhookUrl = tg.webhook_url || new URL(WEBHOOK_PATH, config.server.base_url).toString();
+    const webhookUrl = tg.webhook_url || `${config.server.base_url}${WEBHOOK_PATH}`;
     await app.register(telegramPlugin, {
       telegram,
       webhookUrl,

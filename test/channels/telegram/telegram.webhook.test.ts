@@ -137,3 +137,24 @@ describe('Telegram bot (webhook mode)', () => {
     }
   });
 });
+
+// Regression: the default webhook URL was new URL('/telegram/webhook', base_url), which drops base_url's path: behind
+// a proxy that strips a prefix, Telegram was told a URL that does not reach the gateway.
+describe('Telegram webhook: the default URL under a base_url with a path prefix', () => {
+  it('registers <base_url>/telegram/webhook, the prefix kept', async () => {
+    const api = await createTelegramBotApi({ token: TOKEN, botUsername: 'gateway_prefix_bot' });
+    const t = await createTestApp({
+      config: {
+        server: { base_url: 'https://bot.example.com/gw' },
+        telegram: { bot_token: TOKEN, api_root: api.apiRoot, mode: 'webhook', webhook_secret: SECRET },
+      },
+    });
+    try {
+      await t.app.listen({ port: 0, host: '127.0.0.1' });
+      await expect.poll(() => api.webhook?.url).toBe('https://bot.example.com/gw/telegram/webhook');
+    } finally {
+      await t.close();
+      await api.close();
+    }
+  });
+});
