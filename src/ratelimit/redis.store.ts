@@ -46,21 +46,37 @@ export interface RedisStoreOptions {
   url: string;
   /** Milliseconds a command may take before it counts as failed (the caller then falls back). */
   commandTimeoutMs?: number;
+  /** Milliseconds between PINGs that check the connection still answers while no request uses it. */
+  pingIntervalMs?: number;
   onError?(err: Error): void;
 }
 
 /**
  * Counters in Redis, shared by every gateway process using the same Redis. Commands are never queued while Redis is
  * unreachable (enableOfflineQueue: false): they fail at once, and the caller decides what that means.
+ *
+ * A connection that goes silent (Redis failed over behind the same address, a NAT entry dropped: no FIN, no RST) is
+ * replaced within seconds: the kernel would keep it for up to ~15 minutes, every command waiting out its timeout and
+ * the counters per process all that time. A connection is dead once a command has waited a few seconds without a
+ * byte coming back (socketTimeout); an idle one is found out by a PING every few seconds, before a request needs it.
  */
 export function createRedisStore(
   options: RedisStoreOptions,
 ): CounterStore & { readonly client: Redis; ready(timeoutMs: number): Promise<boolean> } {
+  const commandTimeout = options.commandTimeoutMs ?? 500;
   const client = new Redis(options.url, {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    commandTimeout: options.commandTimeoutMs ?? 500,
+    commandTimeout,
+    // No byte for this long while a command waits: the connection is dead. By then every command on it has failed over
+    // to memory; a Redis that is only slow (still replying) or paused for a fork (BGSAVE, up to a second or so on a
+    // large dataset) keeps its connection and its replies in order.
+    socketTimeout: Math.max(2 * commandTimeout, 2000),
+    // A TCP connect still pending after 2 s is lost; the next attempt costs less than waiting out the default 10 s.
+    connectTimeout: 2000,
+    // A command that timed out was served from memory: run later on the new connection, it would count twice.
+    autoResendUnfulfilledCommands: false,
     // Reconnect forever, at most every 2 s: Redis coming back must heal the shared counters without a restart.
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
@@ -69,6 +85,12 @@ export function createRedisStore(
     () => true,
     () => false, // the 'error' listener has it; retryStrategy keeps trying
   );
+  // TCP keepalive cannot see this death (the peer, or a relay in the path, still acknowledges), so ask Redis itself.
+  // Unanswered, the PING arms socketTimeout like any command; its own failure is already reported by that path.
+  const heartbeat = setInterval(() => {
+    if (client.status === 'ready') client.ping().catch(() => {});
+  }, options.pingIntervalMs ?? 5000);
+  heartbeat.unref();
 
   const run = (script: string, keyList: string[], args: Array<string | number>) =>
     client.eval(script, keyList.length, ...keyList, ...args) as Promise<unknown>;
@@ -123,6 +145,7 @@ export function createRedisStore(
       return ok === 1 ? { kind: 'slot', slot: slot(account, id, policy) } : { kind: 'locked', retryMs };
     },
     async close() {
+      clearInterval(heartbeat);
       client.disconnect();
     },
   };

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createRedisStore } from '../../src/ratelimit/redis.store.js';
 import { createResilientStore } from '../../src/ratelimit/resilient.store.js';
 import {
@@ -10,6 +10,7 @@ import {
   type Reservation,
 } from '../../src/ratelimit/store.js';
 import { redisStoreForTests } from '../helpers/redis-store.js';
+import { startTcpRelay, type TcpRelay } from '../helpers/tcp-relay.js';
 
 const policy: LockoutPolicy = {
   maxFailures: 3,
@@ -123,4 +124,65 @@ describe.skipIf(!redisUrl)('redis store (real Redis)', () => {
     expect(errors.length).toBeGreaterThan(0);
     await resilient.close();
   });
+});
+
+// Regression: a connection that went silent (no FIN, no RST: Redis failed over behind one address, a NAT entry dropped)
+// was kept as long as the kernel kept it, up to ~15 minutes: every command waited out its timeout, and the counters
+// stayed per process, while a new connection would have reached Redis at once.
+describe.skipIf(!redisUrl)('redis store whose connection goes silent', () => {
+  const { store: direct, prefix } = redisStoreForTests(redisUrl ?? '');
+  let relay: TcpRelay;
+  const stores: Array<ReturnType<typeof createRedisStore>> = [];
+  beforeAll(async () => {
+    relay = await startTcpRelay(redisUrl ?? '');
+  });
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await relay.close();
+  });
+
+  const relayed = async (pingIntervalMs?: number) => {
+    const store = createRedisStore({ url: relay.via(redisUrl ?? ''), commandTimeoutMs: 200, pingIntervalMs });
+    stores.push(store);
+    expect(await store.ready(5000)).toBe(true);
+    return store;
+  };
+
+  /**
+   * The store gives up its silent connection (within a generous deadline); the path then comes back, as a new
+   * connection to a failed-over Redis would, and the store counts in the shared Redis again on a fresh connection.
+   */
+  async function recovers(store: ReturnType<typeof createRedisStore>, key: string, silence: () => Promise<void>) {
+    let timer: NodeJS.Timeout | undefined;
+    const dropped = new Promise((resolve) => store.client.once('close', resolve));
+    const deadline = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('dead connection kept')), 10_000);
+    });
+    relay.silent = true;
+    try {
+      await silence();
+      await Promise.race([dropped, deadline]);
+    } finally {
+      clearTimeout(timer);
+      relay.silent = false;
+    }
+    const { count } = await vi.waitFor(() => store.hit(key, 60_000), { timeout: 5000, interval: 100 });
+    expect((await direct.hit(key, 60_000)).count).toBe(count + 1); // one count, shared with the other client
+  }
+
+  it('a connection that leaves a command unanswered is replaced, and shared counting resumes', async () => {
+    const store = await relayed();
+    const key = `${prefix}:busy`;
+    expect((await store.hit(key, 60_000)).count).toBe(1);
+    await recovers(store, key, async () => {
+      await expect(store.hit(key, 60_000)).rejects.toThrow(); // the caller falls back to memory for this one
+    });
+  }, 20_000);
+
+  it('an idle connection that went silent is replaced before a request needs it', async () => {
+    const store = await relayed(200);
+    const key = `${prefix}:idle`;
+    expect((await store.hit(key, 60_000)).count).toBe(1);
+    await recovers(store, key, async () => {}); // no request while silent: only the store's own check can notice
+  }, 20_000);
 });
