@@ -362,6 +362,9 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.decorate('passkeys', passkeys);
   app.log.info({ rpID: rp.rpID, origins: rp.origins, rpName: rp.rpName }, 'passkeys: relying party');
   await app.register(vendorRoutes);
+  // Reset emails, one per address per interval (the verification resend's, the same kind of limit on the same inbox):
+  // /auth/password/forgot's, and the resend's password choice for an unverified account.
+  const resetEmails = createSendLimit(db, 'password-reset', config.auth.email_verification_resend_interval);
   const verification = createEmailVerification({
     db,
     mailer,
@@ -370,6 +373,9 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     appName: config.email.app_name,
     ttlSeconds: config.auth.email_verification_ttl,
     resendIntervalSeconds: config.auth.email_verification_resend_interval,
+    sendPasswordChoice: async (email) => {
+      await resetEmails.run(email, () => engine.requestPasswordReset(email, new Headers()));
+    },
   });
   accountHooks = createAccountHooks({
     mailer,
@@ -408,8 +414,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     recentAuth,
     mailer,
     loginThrottle: app.loginThrottle,
-    // The verification resend's interval: the same kind of limit, on the same inbox.
-    resetEmails: createSendLimit(db, 'password-reset', config.auth.email_verification_resend_interval),
+    resetEmails,
   });
   await app.register(twoFactorRoutes, {
     config,

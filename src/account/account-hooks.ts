@@ -1,6 +1,6 @@
 import type { AuditLog } from '../audit/index.js';
 import type { AccountHooks } from '../auth/index.js';
-import { type Mailer, passwordChangedEmail, passwordResetEmail } from '../email/index.js';
+import { confirmAddressEmail, type Mailer, passwordChangedEmail, passwordResetEmail } from '../email/index.js';
 import { sendDeferred } from './deferred.js';
 import type { EmailVerification } from './email-verification.js';
 
@@ -32,16 +32,14 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
       // As a directory (the loaded base_url has no trailing slash): a relative page resolves under its path.
       const link = new URL(options.resetPage, options.baseUrl.replace(/\/*$/, '/'));
       link.searchParams.set('token', token);
-      sendDeferred(
-        mailer,
-        passwordResetEmail({
-          to: user.email,
-          link: link.toString(),
-          ttlSeconds: options.resetTtlSeconds,
-          appName: options.appName,
-        }),
-        log,
-      );
+      const input = {
+        to: user.email,
+        link: link.toString(),
+        ttlSeconds: options.resetTtlSeconds,
+        appName: options.appName,
+      };
+      // An unverified account's reset proves the address and sets the password its owner will use: said so.
+      sendDeferred(mailer, user.emailVerified === false ? confirmAddressEmail(input) : passwordResetEmail(input), log);
       // Not awaited: a known address must cost what an unknown one costs (audit.record never throws).
       void audit.record({ event: 'password.reset_requested', userId: user.id, channel: 'rest' });
     },

@@ -26,6 +26,11 @@ export interface EmailVerificationOptions {
   appName: string;
   ttlSeconds: number;
   resendIntervalSeconds: number;
+  /**
+   * Emails the address a reset link (Better Auth's reset, whose email for an unverified account asks to confirm the
+   * address and choose a password): the resend's answer to anyone not signed in to the account.
+   */
+  sendPasswordChoice(email: string): Promise<void>;
 }
 
 export interface EmailVerification {
@@ -42,12 +47,16 @@ export interface EmailVerification {
    */
   issueLimited(user: { id: string; email: string }, options?: { existingAccount?: boolean }): Promise<void>;
   /**
-   * Resends a link for an address, in two steps so that the request can answer between them. This one takes the
-   * address's send slot, the same work whatever the address: RATE_LIMITED when it got an email less than
-   * resend_interval ago. It returns the second step, for after the answer: a new link when the address has an
-   * unverified account, whose id it resolves with (else null). A failure there frees the slot again and throws.
+   * Resends for an address, in two steps so that the request can answer between them. This one takes the address's
+   * send slot, the same work whatever the address: RATE_LIMITED when it got an email less than resend_interval ago.
+   * It returns the second step, for after the answer, which acts when the address has an unverified account (and
+   * resolves with its id, else null). A caller signed in to that account (`signedInAs`) gets a new verification link:
+   * they hold the account's password or session, so it is theirs. Anyone else, who may be the address's owner facing
+   * an account someone else registered with it, gets a link to confirm the address by choosing a password
+   * (`sendPasswordChoice`), which reclaims the account for them; a plain link would verify the registrant's account,
+   * password and all. A failure there frees the slot again and throws.
    */
-  resend(email: string): Promise<() => Promise<{ userId: string | null }>>;
+  resend(email: string, signedInAs?: string | null): Promise<() => Promise<{ userId: string | null }>>;
   /**
    * Consumes a link: marks the user's email verified, or completes the anonymous user's upgrade to the address.
    * INVALID_VERIFICATION_TOKEN when unknown, used or expired; EMAIL_TAKEN when an upgrade's address got an account
@@ -113,7 +122,7 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
       });
     },
 
-    async resend(email) {
+    async resend(email, signedInAs = null) {
       const address = normalize(email);
       const slot = await db.transaction((tx) => claimSlot(tx, address));
       if ('wait' in slot) throw new AppError('RATE_LIMITED', undefined, { retryAfter: slot.wait });
@@ -127,10 +136,12 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
             );
             const user = rows[0];
             if (!user || user.email_verified) return null;
+            if (user.id !== signedInAs) return { userId: user.id, message: null };
             return { userId: user.id, message: await issue(tx, { id: user.id, email: address }) };
           });
           if (!found) return { userId: null };
-          sendDeferred(options.mailer, found.message, log);
+          if (found.message) sendDeferred(options.mailer, found.message, log);
+          else await options.sendPasswordChoice(address);
           return { userId: found.userId };
         } catch (err) {
           // As after a sign-up whose email could not be prepared, the slot is free again: the user may ask at once.

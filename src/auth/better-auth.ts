@@ -44,7 +44,11 @@ export interface AccountHooks {
    * account, password and all, for them (a pre-hijacked account).
    */
   existingUserSignUp(user: { id: string; email: string; name: string }): Promise<void>;
-  sendPasswordReset(user: { id: string; email: string; name: string }, token: string): Promise<void>;
+  /** `emailVerified` false: the link confirms the address too (an unverified account's reset reclaims it). */
+  sendPasswordReset(
+    user: { id: string; email: string; name: string; emailVerified?: boolean },
+    token: string,
+  ): Promise<void>;
   passwordReset(user: { id: string; email: string; name: string }): Promise<void>;
 }
 

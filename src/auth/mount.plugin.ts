@@ -56,7 +56,9 @@ const SERVED = new Set([
   '/reset-password',
   // Not '/verify-email': nothing hands out its link (the verification email carries the gateway's own single-use
   // link, /auth/email/verify), and it took any HS256 token signed with auth.secret, the gateway's JWTs included (500).
-  '/send-verification-email',
+  // Not '/send-verification-email': it sent a plain verification link to anyone naming an address with an unverified
+  // account, which let the address's owner verify a registrant's account, password and all (/auth/email/verify/resend
+  // sends a plain link only to a caller signed in to the account).
   // A 2FA sign-in's second step (challenge cookie); stripped of any session below.
   '/two-factor/verify-totp',
   '/two-factor/verify-backup-code',

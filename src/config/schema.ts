@@ -53,7 +53,6 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/api/auth/sign-up/', max: 20, window: 3600 },
   { prefix: '/api/auth/passkey/', max: 60, window: 60 },
   { prefix: '/api/auth/reset-password', max: 10, window: 900 },
-  { prefix: '/api/auth/send-verification-email', max: 5, window: 900 },
   { prefix: '/api/auth/two-factor/', max: 20, window: 300 },
 ];
 

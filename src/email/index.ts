@@ -1,6 +1,7 @@
 export { gatewayLink } from './links.js';
 export { createMailer, type EmailMessage, type Mailer, type MailerOptions } from './mailer.js';
 export {
+  confirmAddressEmail,
   type LinkEmailInput,
   passwordChangedEmail,
   passwordResetEmail,

@@ -38,6 +38,21 @@ export function passwordResetEmail(input: LinkEmailInput): EmailMessage {
   });
 }
 
+/**
+ * A reset link for an account whose address is not verified yet (a password reset, or the verification resend's
+ * answer to anyone not signed in to that account): following it proves the address, and the password chosen there
+ * replaces whatever the registrant set, so a link the address's owner asked for never confirms someone else's account
+ * and password for them.
+ */
+export function confirmAddressEmail(input: LinkEmailInput): EmailMessage {
+  return linkEmail(input, {
+    subject: `Choose your ${input.appName} password`,
+    lead: 'Someone (hopefully you) asked for a link to choose the password of your account. Choosing it also confirms this email address:',
+    action: 'Choose a password',
+    ignore: 'If you did not ask for this, ignore this email: nothing changes.',
+  });
+}
+
 /** Sent after a password change or reset: the owner learns of it even if someone else did it. */
 export function passwordChangedEmail(input: { to: string; appName: string }): EmailMessage {
   const body = `The password of your ${input.appName} account was just changed and your other sessions were signed out.`;

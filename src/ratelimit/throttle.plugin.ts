@@ -64,7 +64,7 @@ const PASSWORD_ROUTES = new Set(['/auth/login', '/api/auth/sign-in/email']);
  * The other routes the mount serves whose body names an email (src/auth/mount.plugin.ts SERVED): capped as the sign-ins
  * are. Better Auth's schema has no cap, and an account signed up with a longer address could never sign in.
  */
-const EMAIL_ROUTES = new Set(['/api/auth/sign-up/email', '/api/auth/send-verification-email']);
+const EMAIL_ROUTES = new Set(['/api/auth/sign-up/email']);
 
 /**
  * Rate limits per client IP on every auth route (a rules table of path prefixes), and the per-account lockout on

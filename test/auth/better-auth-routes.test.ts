@@ -14,7 +14,6 @@ const SERVED = [
   '/ok',
   '/reset-password',
   '/reset-password/:token',
-  '/send-verification-email',
   '/sign-in/email',
   '/sign-out',
   '/sign-up/email',
@@ -55,6 +54,9 @@ describe("Better Auth's routes on /api/auth/*", () => {
       expect(unserved.map((e) => e.path)).toContain(path);
     }
     expect(unserved.map((e) => e.path)).toContain('/passkey/verify-registration');
+    // And a plain verification link for any address with an unverified account, which let the address's owner verify a
+    // registrant's account, password and all (/auth/email/verify/resend sends one only to a caller signed in to it).
+    expect(unserved.map((e) => e.path)).toContain('/send-verification-email');
     for (const { path, methods } of unserved) {
       const url = `/api/auth${path.replace(/:\w+/g, 'x')}`;
       for (const spelling of [url, `${url}/`, `${url}//`, url.replace('/api/auth/', '/api/auth/./')]) {

@@ -8,7 +8,7 @@ import {
 } from '../../account/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
-import type { Authenticator } from '../../authenticator/index.js';
+import { type Authenticator, hasSessionCookie } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { type Mailer, passwordChangedEmail } from '../../email/index.js';
 import { AppError } from '../../errors/index.js';
@@ -129,15 +129,22 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
     '/auth/email/verify/resend',
     {
       schema: {
-        summary: 'Send the verification email again (same answer whatever the address; once per resend interval)',
+        summary:
+          'Send a verification email again: a link to the signed-in account, else a link to confirm by choosing a password (same answer whatever the address; once per resend interval)',
         tags: ['account'],
         body: EmailBody,
         response: { 202: SuccessResponse, ...errors(400, 429, 503) },
       },
     },
     async (request, reply) => {
-      // The address's send slot is taken before the answer (429 RATE_LIMITED when it is not free), the link after it.
-      const sendLink = await verification.resend(normalizeEmail(request.body.email));
+      // A caller signed in to the account gets a plain link (see EmailVerification.resend); a credential that does not
+      // check out is no error here, the caller is simply not signed in.
+      const sentCredential = request.headers.authorization !== undefined || hasSessionCookie(request.headers.cookie);
+      const signedInAs = sentCredential
+        ? ((await deps.authenticator.authenticateRequest(request))?.userId ?? null)
+        : null;
+      // The address's send slot is taken before the answer (429 RATE_LIMITED when it is not free), the email after it.
+      const sendLink = await verification.resend(normalizeEmail(request.body.email), signedInAs);
       await answerThen(reply, 'resending a verification email failed', async () => {
         const { userId } = await sendLink();
         if (userId) await audit.record({ event: 'email.verification_sent', userId, ...restOrigin(request) });

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { startMailingApp } from '../../helpers/mailing-app.js';
-import { addressOf, linkIn, openEmailedLink, type SmtpSink } from '../../helpers/smtp-sink.js';
+import { createSiblingApp } from '../../helpers/sibling-app.js';
+import { addressOf, linkIn, openEmailedLink, type ReceivedMail, type SmtpSink } from '../../helpers/smtp-sink.js';
 import type { TestApp } from '../../helpers/test-app.js';
 
 describe('email verification (auth.require_email_verification: true)', () => {
@@ -20,14 +21,53 @@ describe('email verification (auth.require_email_verification: true)', () => {
     t.app.inject({ method: 'POST', url: '/auth/register', payload: { ...user, name: 'Vera <b>' } });
   const login = (user: { email: string; password: string }) =>
     t.app.inject({ method: 'POST', url: '/auth/login', payload: user });
-  const resend = (email: string) =>
-    t.app.inject({ method: 'POST', url: '/auth/email/verify/resend', payload: { email } });
+  /** A resend, signed in to an account with `token` (bearer), else not signed in. */
+  const resend = (email: string, token?: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/auth/email/verify/resend',
+      ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+      payload: { email },
+    });
   const mailsTo = (email: string) => smtp.messages.filter((m) => addressOf(m) === email);
-  const expireSlots = () =>
+  /**
+   * As if resend_interval had passed since the last email to each address: the verification emails' slots, and (but
+   * for `only: 'verification'`) the reset emails', which a resend not signed in to the account takes too.
+   */
+  const expireSlots = (only?: 'verification') =>
     t.db.query(
       `UPDATE verification_tokens SET expires_at = now() - interval '1 second'
-        WHERE identifier LIKE 'email-verification-sent:%'`,
+        WHERE identifier LIKE 'email-verification-sent:%' OR ($1::boolean AND identifier LIKE 'password-reset-sent:%')`,
+      [only !== 'verification'],
     );
+  /** The answer to a resend not signed in to the account: a reset link that confirms the address. */
+  const CONFIRM = /^Choose your .+ password$/;
+  /** The reset token of a "Choose your ... password" email (an unverified account's reset). */
+  const confirmToken = (mail: ReceivedMail) => {
+    expect(mail.subject).toMatch(CONFIRM);
+    expect(mail.text).not.toContain('/auth/email/verify');
+    return linkIn(mail, '/reset-password').searchParams.get('token');
+  };
+  const resetPassword = (token: string | null, password: string) =>
+    t.app.inject({ method: 'POST', url: '/auth/password/reset', payload: { token, password } });
+  /**
+   * A session of an unverified account, which this app does not sign in: signed in on a sibling gateway (same
+   * database) with verification off. Its token works here too.
+   */
+  const sessionOf = async (user: { email: string; password: string }) => {
+    const sibling = await createSiblingApp(t, { auth: { require_email_verification: false } });
+    try {
+      const res = await sibling.inject({ method: 'POST', url: '/auth/login', payload: user });
+      expect(res.statusCode).toBe(200);
+      return res.json().token as string;
+    } finally {
+      await sibling.close();
+    }
+  };
+  /** Live reset links of a user (a reset link's row holds the user id alone). */
+  const resetLinks = async (userId: string) =>
+    (await t.db.query('SELECT 1 FROM verification_tokens WHERE token = $1 AND expires_at > now()', [userId])).rows
+      .length;
 
   it('register answers 201 without a token; the email arrives over SMTP; login is 403 until the link is followed', async () => {
     const user = fresh();
@@ -127,15 +167,19 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
   });
 
-  it('resend: a new link replaces the old one; limited per address, same answer for unknown addresses', async () => {
+  // Regression (pre-hijacked account): a resend sent a plain link to anyone naming the address, so the address's owner
+  // pressing "resend" verified the account someone else had registered with it, the registrant's password and all.
+  // Only a caller signed in to the account gets one now; anyone else gets a link to confirm the address by choosing a
+  // password (a reset, which reclaims the account).
+  it('resend: not signed in, a link to choose a password; signed in, a new link replaces the old one; limited per address, same answer for unknown addresses', async () => {
     const user = fresh();
-    await register(user);
+    const userId = (await register(user)).json().userId as string;
     const first = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
     // The sign-up email took this address's slot: an immediate resend waits out the interval.
     const early = await resend(user.email);
     expect(early.statusCode).toBe(429);
     expect(Number(early.headers['retry-after'])).toBeLessThanOrEqual(t.config.auth.email_verification_resend_interval);
-    // Better Auth's own resend route shares the limit: it answers, but sends nothing within the interval.
+    // Better Auth's own resend route, which sent a plain link to anyone, is not served.
     const links = () =>
       t.db.query<{ identifier: string }>(
         `SELECT identifier FROM verification_tokens WHERE identifier LIKE 'email-verification:%'`,
@@ -146,22 +190,21 @@ describe('email verification (auth.require_email_verification: true)', () => {
       url: '/api/auth/send-verification-email',
       payload: { email: user.email },
     });
-    expect(ba.statusCode).toBe(200);
-    expect((await links()).rows).toEqual(before); // no new link was issued
+    expect(ba.statusCode).toBe(404);
+    expect(ba.json().error.code).toBe('NOT_FOUND');
     await expireSlots(); // the interval has passed
 
+    // Not signed in: the same answer as for an unknown address, and the email confirms the address by a reset.
     const ok = await resend(user.email.toUpperCase());
     expect(ok.statusCode).toBe(202);
     const unknown = await resend('nobody-at-all@example.com');
     expect(unknown.statusCode).toBe(202);
     expect(unknown.json()).toEqual(ok.json());
-
-    await smtp.waitFor((m) => mailsTo(user.email).length === 2 && addressOf(m) === user.email);
-    const second = linkIn(
-      mailsTo(user.email)[1] as NonNullable<ReturnType<typeof mailsTo>[number]>,
-      '/auth/email/verify',
-    );
-    expect(second.searchParams.get('token')).not.toBe(first.searchParams.get('token'));
+    expect(
+      confirmToken(await smtp.waitFor((m) => addressOf(m) === user.email && CONFIRM.test(m.subject ?? ''))),
+    ).toEqual(expect.any(String));
+    expect((await links()).rows).toEqual(before); // no new verification link: the sign-up's is not replaced
+    expect(await resetLinks(userId)).toBe(1);
 
     // Within the interval: 429 with Retry-After, for the known address and the unknown one alike.
     for (const email of [user.email, 'nobody-at-all@example.com']) {
@@ -174,14 +217,47 @@ describe('email verification (auth.require_email_verification: true)', () => {
     await expireSlots();
     const burst = await Promise.all(Array.from({ length: 10 }, () => resend(user.email)));
     expect(burst.filter((r) => r.statusCode === 202)).toHaveLength(1);
+    await smtp.waitFor(() => mailsTo(user.email).filter((m) => CONFIRM.test(m.subject ?? '')).length === 2);
+    expect(await resetLinks(userId)).toBe(2);
+
+    // The reset email's own limit per address holds too: with only the resend's slot free, the resend answers as
+    // always (its audit row is written) and no reset link is issued.
+    await expireSlots('verification');
+    expect((await resend(user.email)).statusCode).toBe(202);
+    await expect
+      .poll(
+        async () =>
+          (
+            await t.db.query(`SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'email.verification_sent'`, [
+              userId,
+            ])
+          ).rows.length,
+      )
+      .toBe(3);
+    expect(await resetLinks(userId)).toBe(2);
+    expect(mailsTo(user.email).filter((m) => CONFIRM.test(m.subject ?? ''))).toHaveLength(2);
+    expect(mailsTo('nobody-at-all@example.com')).toHaveLength(0);
+
+    // Signed in to the account (its registrant's session): a new plain link, which replaces the old one.
+    const token = await sessionOf(user);
+    await expireSlots();
+    expect((await resend(user.email, token)).statusCode).toBe(202);
+    const plain = await smtp.waitFor(
+      (m) =>
+        addressOf(m) === user.email &&
+        /Verify your email/.test(m.subject ?? '') &&
+        !m.text?.includes(first.searchParams.get('token') ?? ''),
+    );
+    const second = linkIn(plain, '/auth/email/verify');
+    expect(second.searchParams.get('token')).not.toBe(first.searchParams.get('token'));
+    expect((await links()).rows).toHaveLength(before.length);
+    // Signed in, the limit is the same.
+    expect((await resend(user.email, token)).statusCode).toBe(429);
 
     // The old link is dead; the newest one works.
     const old = await openEmailedLink(t.app, first);
     expect(old.statusCode).toBe(400);
-    await smtp.waitFor(() => mailsTo(user.email).length === 3); // registration, resend, the one burst resend
-    const newest = mailsTo(user.email).at(-1);
-    const latest = linkIn(newest as NonNullable<typeof newest>, '/auth/email/verify');
-    expect((await openEmailedLink(t.app, latest)).statusCode).toBe(200);
+    expect((await openEmailedLink(t.app, second)).statusCode).toBe(200);
     expect((await login(user)).statusCode).toBe(200);
   });
 
@@ -345,18 +421,15 @@ describe('email verification (auth.require_email_verification: true)', () => {
     );
     expect(rows[0]?.email_verified).toBe(false);
 
-    // The owner's way in is the reset the notice points to: it proves the address and reclaims the account.
+    // The owner's way in is the reset the notice points to: it proves the address and reclaims the account. The
+    // account is not verified, so its email asks to confirm the address (and choose a password), not to reset one.
     const before = smtp.messages.length;
     await t.app.inject({ method: 'POST', url: '/auth/password/forgot', payload: { email: owner.email } });
     const mail = await smtp.waitFor(
-      (m) => addressOf(m) === owner.email && smtp.messages.indexOf(m) >= before && /Reset your/.test(m.subject ?? ''),
+      (m) => addressOf(m) === owner.email && smtp.messages.indexOf(m) >= before && CONFIRM.test(m.subject ?? ''),
     );
-    const token = linkIn(mail, '/reset-password').searchParams.get('token');
-    const reset = await t.app.inject({
-      method: 'POST',
-      url: '/auth/password/reset',
-      payload: { token, password: 'OwnersNewPassword123!' },
-    });
+    expect(mail.subject).toBe(`Choose your ${t.config.email.app_name} password`);
+    const reset = await resetPassword(confirmToken(mail), 'OwnersNewPassword123!');
     expect(reset.statusCode).toBe(200);
     expect((await login({ email: owner.email, password: 'OwnersNewPassword123!' })).statusCode).toBe(200);
     expect((await login(registrant)).json().error.code).toBe('INVALID_CREDENTIALS');
@@ -364,6 +437,45 @@ describe('email verification (auth.require_email_verification: true)', () => {
       `SELECT 1 FROM auth_audit_log a JOIN users u ON u.id = a.user_id
         WHERE u.email = $1 AND a.event = 'account.reclaimed'`,
       [owner.email],
+    );
+    expect(reclaimed.rows).toHaveLength(1);
+  });
+
+  // Regression (pre-hijacked account, by resend): the owner who signs up after a registrant gets a notice, then presses
+  // "resend". It sent a plain link, and following it verified the registrant's account, the registrant's password and
+  // all (a later reset no longer reclaimed it). Not signed in, the resend now sends a link to confirm the address by
+  // choosing a password: the owner's password replaces the registrant's, and the account is reclaimed.
+  it("a resend for an address someone else registered confirms it by the owner's own password and reclaims the account", async () => {
+    const email = `prehijack-${Date.now()}@example.com`;
+    const attacker = { email, password: 'AttackerPassword123!' };
+    const owner = { email, password: 'OwnersOwnPassword123!' };
+    expect((await register(attacker)).statusCode).toBe(201);
+    await smtp.waitFor((m) => addressOf(m) === email && /Verify/.test(m.subject ?? ''));
+    await expireSlots();
+    expect((await register(owner)).statusCode).toBe(201);
+    await smtp.waitFor((m) => addressOf(m) === email && NOTICE.test(m.subject ?? ''));
+    await expireSlots();
+
+    const before = smtp.messages.length;
+    expect((await resend(email)).statusCode).toBe(202);
+    const mail = await smtp.waitFor(
+      (m) => addressOf(m) === email && smtp.messages.indexOf(m) >= before && CONFIRM.test(m.subject ?? ''),
+    );
+    expect(mailsTo(email).filter((m) => /Verify/.test(m.subject ?? ''))).toHaveLength(1); // the attacker's sign-up's
+    expect((await resetPassword(confirmToken(mail), owner.password)).statusCode).toBe(200);
+
+    const { rows } = await t.db.query<{ id: string; email_verified: boolean }>(
+      'SELECT id, email_verified FROM users WHERE email = $1',
+      [email],
+    );
+    expect(rows).toEqual([{ id: expect.any(String), email_verified: true }]);
+    expect((await login(owner)).statusCode).toBe(200);
+    const denied = await login(attacker);
+    expect(denied.statusCode).toBe(401);
+    expect(denied.json().error.code).toBe('INVALID_CREDENTIALS');
+    const reclaimed = await t.db.query(
+      `SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'account.reclaimed'`,
+      [rows[0]?.id],
     );
     expect(reclaimed.rows).toHaveLength(1);
   });
@@ -397,9 +509,11 @@ describe('email verification (auth.require_email_verification: true)', () => {
     } finally {
       await t.db.query('ALTER TABLE verification_tokens DROP CONSTRAINT fail_one_address');
     }
-    expect((await resend(user.email)).statusCode).toBe(202); // the failure left the address's slot free
-    const link = linkIn(await smtp.waitFor((m) => addressOf(m) === user.email), '/auth/email/verify');
-    expect((await follow(link)).statusCode).toBe(200);
+    // The failure left the address's slot free. The user has no session: the link confirms the address by a reset.
+    expect((await resend(user.email)).statusCode).toBe(202);
+    const mail = await smtp.waitFor((m) => addressOf(m) === user.email);
+    expect((await resetPassword(confirmToken(mail), user.password)).statusCode).toBe(200);
+    expect((await login(user)).statusCode).toBe(200);
   });
 
   // Regression: the registrant's name opened the email's text ("Hello <name>,"), so whoever registered an address first
@@ -414,18 +528,23 @@ describe('email verification (auth.require_email_verification: true)', () => {
       await smtp.waitFor(() => mailsTo(user.email).length >= n);
       return mailsTo(user.email)[n - 1] as NonNullable<ReturnType<typeof mailsTo>[number]>;
     };
-    await received(1);
+    expect((await received(1)).subject).toMatch(/Verify your email/);
     await expireSlots();
-    await register(user); // the address's account is not verified yet: a new link, as a resend would
-    await received(2);
+    await register(user); // the address has an account: a notice, verified or not
+    expect((await received(2)).subject).toMatch(NOTICE);
     await expireSlots();
+    // A resend signed in to the account (its registrant): a new link.
+    expect((await resend(user.email, await sessionOf(user))).statusCode).toBe(202);
+    expect((await received(3)).subject).toMatch(/Verify your email/);
+    await expireSlots();
+    // Not signed in: a link to confirm the address by choosing a password, which proves it (then "password changed").
     expect((await resend(user.email)).statusCode).toBe(202);
-    const latest = await received(3);
-    expect((await follow(linkIn(latest, '/auth/email/verify'))).statusCode).toBe(200);
+    expect((await resetPassword(confirmToken(await received(4)), user.password)).statusCode).toBe(200);
+    expect((await received(5)).subject).not.toMatch(NOTICE);
     await expireSlots();
     await register(user); // verified now: a notice to the owner
-    expect((await received(4)).subject).toMatch(NOTICE);
-    expect(mailsTo(user.email)).toHaveLength(4);
+    expect((await received(6)).subject).toMatch(NOTICE);
+    expect(mailsTo(user.email)).toHaveLength(6);
     for (const mail of mailsTo(user.email)) {
       for (const body of [mail.text ?? '', mail.html || '']) {
         expect(body).not.toContain('evil.example');
@@ -438,7 +557,7 @@ describe('email verification (auth.require_email_verification: true)', () => {
   // Regression: a resend for an unverified account answered after writing its new link and an audit row, one for any
   // other address sooner (26.5 ms against 20.0 ms, median). Held here: with the users table locked against every
   // statement, an unknown and a known address are both answered (only the address's send slot is taken before the
-  // answer); the known one's link is issued and sent once the lock is released.
+  // answer); the known one's email is sent once the lock is released.
   it.skipIf(!process.env.TEST_DATABASE_URL)('a resend answers before it looks the address up', async () => {
     const user = fresh();
     const userId = (await register(user)).json().userId as string;
@@ -453,12 +572,11 @@ describe('email verification (auth.require_email_verification: true)', () => {
         await statementsWaitingForALock(t.db, i + 1);
       }
     });
+    // Not signed in: the email is a link to confirm the address by choosing a password.
     await smtp.waitFor(() => mailsTo(user.email).length === 2);
-    const link = linkIn(
-      mailsTo(user.email)[1] as NonNullable<ReturnType<typeof mailsTo>[number]>,
-      '/auth/email/verify',
-    );
-    expect((await follow(link)).statusCode).toBe(200);
+    const mail = mailsTo(user.email)[1] as NonNullable<ReturnType<typeof mailsTo>[number]>;
+    expect((await resetPassword(confirmToken(mail), user.password)).statusCode).toBe(200);
+    expect((await login(user)).statusCode).toBe(200);
     const { rows } = await t.db.query(
       `SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'email.verification_sent'`,
       [userId],
@@ -472,7 +590,8 @@ describe('email verification (auth.require_email_verification: true)', () => {
     const userId = (await register(user)).json().userId as string;
     await smtp.waitFor((m) => addressOf(m) === user.email);
     await expireSlots();
-    // A link's row holds "<user id>\n<address>": this one user's new links cannot be written.
+    // A verification link's row holds "<user id>\n<address>", a reset link's the user id: this one user's new links
+    // cannot be written (the resend, not signed in, sends a reset link).
     await t.db.query(
       `ALTER TABLE verification_tokens ADD CONSTRAINT fail_one_user CHECK (token NOT LIKE '${userId}%') NOT VALID`,
     );

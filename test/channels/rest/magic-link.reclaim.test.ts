@@ -242,9 +242,11 @@ describe('a magic link reclaims an account whose address was not verified', () =
 
   it("the email verification link is the registrant's own flow: password and session stay", async () => {
     const user = await registerUser(t.app, { email: 'registrant@example.com', password: 'MineAll123!' });
+    // Asked for signed in to the account: only its own session gets a plain verification link.
     const resend = await t.app.inject({
       method: 'POST',
       url: '/auth/email/verify/resend',
+      headers: bearer(user.token),
       payload: { email: 'registrant@example.com' },
     });
     expect(resend.statusCode).toBe(202);
@@ -255,6 +257,20 @@ describe('a magic link reclaims an account whose address was not verified', () =
 
     expect((await session(user.token)).statusCode).toBe(200);
     expect((await login('registrant@example.com', 'MineAll123!')).statusCode).toBe(200);
+    expect(await reclaimEvents(user.userId)).toEqual([]);
+  });
+
+  it('a resend not signed in to the account sends a link to confirm the address by choosing a password', async () => {
+    const email = 'registrant-anon@example.com';
+    const user = await registerUser(t.app, { email, password: 'MineAll123!' });
+    const resend = await t.app.inject({ method: 'POST', url: '/auth/email/verify/resend', payload: { email } });
+    expect(resend.statusCode).toBe(202);
+    const mail = await smtp.waitFor((m) => m.rcpt.includes(email));
+    expect(mail.subject).toMatch(/^Choose your .+ password$/);
+    expect(mail.text).toContain('/reset-password?token=');
+    expect(VERIFY_LINK.exec(mail.text ?? '')).toBeNull();
+    // Nothing changes until the link is used.
+    expect((await session(user.token)).statusCode).toBe(200);
     expect(await reclaimEvents(user.userId)).toEqual([]);
   });
 
