@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+import { betterAuthCookie, createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 // Regression: with a path in server.base_url (a prefix the proxy strips before the gateway), Better Auth took the
 // path as its routes' prefix in place of /api/auth, and every /api/auth/* route answered 404.
@@ -18,17 +18,7 @@ describe('server.base_url with a path prefix', () => {
 
   it("Better Auth's routes answer at /api/auth/* as the proxy hands them over", async () => {
     const user = await registerUser(t.app);
-    const signIn = await t.app.inject({
-      method: 'POST',
-      url: '/api/auth/sign-in/email',
-      headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
-      payload: { email: user.email, password: user.password },
-    });
-    expect(signIn.statusCode).toBe(200);
-    const cookie = ([] as string[])
-      .concat(signIn.headers['set-cookie'] as string | string[])
-      .map((c) => c.split(';')[0])
-      .join('; ');
+    const cookie = await betterAuthCookie(t.app, user, 'http://localhost:3000');
     const session = await t.app.inject({ url: '/api/auth/get-session', headers: { cookie } });
     expect(session.json().user.email).toBe(user.email);
   });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+import { betterAuthCookie, createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 /** Better Auth's POST /api/auth/sign-out ends a session as POST /auth/logout does, and is audited alike. */
 describe('sign-out through Better Auth', () => {
@@ -29,19 +29,7 @@ describe('sign-out through Better Auth', () => {
   const sessionIds = async (userId: string) =>
     (await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [userId])).rows.map((r) => r.id);
   /** Signs `user` in through Better Auth: the Cookie header its answer sets. */
-  const cookieOf = async (user: { email: string; password: string }) => {
-    const signIn = await t.app.inject({
-      method: 'POST',
-      url: '/api/auth/sign-in/email',
-      headers: { origin, 'content-type': 'application/json' },
-      payload: JSON.stringify({ email: user.email, password: user.password }),
-    });
-    expect(signIn.statusCode).toBe(200);
-    return ([] as string[])
-      .concat(signIn.headers['set-cookie'] ?? [])
-      .map((c) => c.split(';')[0])
-      .join('; ');
-  };
+  const cookieOf = (user: { email: string; password: string }) => betterAuthCookie(t.app, user, origin);
 
   it('with the session cookie: the session ends and a logout row names it', async () => {
     const user = await registerUser(t.app);

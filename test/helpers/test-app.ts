@@ -176,3 +176,25 @@ export async function registerUser(
   const json = res.json() as { userId: string; token: string };
   return { ...json, email, password };
 }
+
+/**
+ * Signs `user` in through Better Auth's own route, from `origin` (Better Auth checks it), and returns the Cookie
+ * header its answer sets (the session cookie a browser would send back).
+ */
+export async function betterAuthCookie(
+  app: TestApp['app'],
+  user: { email: string; password: string },
+  origin: string,
+): Promise<string> {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/api/auth/sign-in/email',
+    headers: { origin, 'content-type': 'application/json' },
+    payload: { email: user.email, password: user.password },
+  });
+  if (res.statusCode !== 200) throw new Error(`Better Auth sign-in failed: ${res.statusCode} ${res.body}`);
+  return ([] as string[])
+    .concat(res.headers['set-cookie'] ?? [])
+    .map((c) => c.split(';')[0])
+    .join('; ');
+}

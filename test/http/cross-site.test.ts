@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crossSiteWithCookies } from '../../src/http/security.plugin.js';
-import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+import { betterAuthCookie, createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 // Regression: a Better Auth session cookie authenticates /auth/* and /admin/* too, and nothing checked where a
 // cookie-carrying change came from. A body-less POST needs no CORS preflight, and SameSite=Lax sends the cookie from
@@ -18,17 +18,7 @@ describe('cookie-carrying changes from another origin', () => {
     admin = registered;
     victim = await registerUser(t.app);
     await t.db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [admin.userId]);
-    const signIn = await t.app.inject({
-      method: 'POST',
-      url: '/api/auth/sign-in/email',
-      headers: { origin: t.config.server.base_url, 'content-type': 'application/json' },
-      payload: { email: registered.email, password: registered.password },
-    });
-    expect(signIn.statusCode).toBe(200);
-    cookie = ([] as string[])
-      .concat(signIn.headers['set-cookie'] as string | string[])
-      .map((c) => c.split(';')[0])
-      .join('; ');
+    cookie = await betterAuthCookie(t.app, registered, t.config.server.base_url);
   });
   afterAll(() => t?.close());
 
