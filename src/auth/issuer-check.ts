@@ -2,7 +2,9 @@
  * OpenID Connect Discovery 1.0, section 4.3: the issuer a discovery document announces MUST be the issuer URL it was
  * fetched for. Better Auth trusts whatever the document says (and then verifies id tokens against it), so a
  * document announcing another issuer would let that issuer's tokens in. This checks each configured provider and
- * remembers the result; a provider that was unreachable is checked again on its next use.
+ * remembers the result for `ttlMs` (5 minutes): a provider whose document changes is refused (or admitted again, once
+ * fixed) within that time, without a restart. A provider that was unreachable is checked again on its next use;
+ * concurrent uses share one check.
  */
 export interface IssuerCheck {
   /** Checks every provider now (at start). */
@@ -12,12 +14,17 @@ export interface IssuerCheck {
 }
 
 const TIMEOUT_MS = 5000;
+const TTL_MS = 5 * 60_000;
 
 export function createIssuerCheck(
   providers: Record<string, { issuer: string }>,
   log: { error(obj: object, msg: string): void },
+  options: { ttlMs?: number; now?: () => number } = {},
 ): IssuerCheck {
-  const known = new Map<string, 'ok' | 'mismatch'>();
+  const ttlMs = options.ttlMs ?? TTL_MS;
+  const now = options.now ?? Date.now;
+  const known = new Map<string, { result: 'ok' | 'mismatch'; at: number }>();
+  const running = new Map<string, Promise<'ok' | 'mismatch' | 'unreachable'>>();
   const strip = (url: string) => url.replace(/\/+$/, '');
 
   async function check(id: string): Promise<'ok' | 'mismatch' | 'unreachable'> {
@@ -41,16 +48,27 @@ export function createIssuerCheck(
         'OIDC discovery announces another issuer; the provider is refused',
       );
     }
-    known.set(id, result);
+    known.set(id, { result, at: now() });
     return result;
+  }
+
+  /** One check per provider at a time: the uses that arrive meanwhile wait for it. */
+  function checkOnce(id: string): Promise<'ok' | 'mismatch' | 'unreachable'> {
+    let pending = running.get(id);
+    if (!pending) {
+      pending = check(id).finally(() => running.delete(id));
+      running.set(id, pending);
+    }
+    return pending;
   }
 
   return {
     async checkAll() {
-      await Promise.all(Object.keys(providers).map(check));
+      await Promise.all(Object.keys(providers).map(checkOnce));
     },
     async status(id) {
-      return known.get(id) ?? check(id);
+      const entry = known.get(id);
+      return entry && now() - entry.at < ttlMs ? entry.result : checkOnce(id);
     },
   };
 }
