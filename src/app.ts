@@ -239,6 +239,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     sessions,
     licenses: createLicenseResolver(config.licenses),
     cookieSession: (headers) => engine.sessionIdFromHeaders(toHeaders(headers)),
+    refreshCookieSession: (headers) => engine.refreshCookieSession(toHeaders(headers)),
     session: {
       expiresIn: config.auth.session.expires_in,
       updateAge: config.auth.session.update_age,

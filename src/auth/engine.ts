@@ -52,6 +52,8 @@ export interface AuthEngine {
   ): Promise<(NewSession & { audited: boolean }) | TwoFactorPending>;
   /** The session a Better Auth cookie (or Better Auth bearer token) names, or null. */
   sessionIdFromHeaders(headers: Headers): Promise<string | null>;
+  /** Extends the cookie session behind these headers when due; the Set-Cookie values of its refreshed cookie. */
+  refreshCookieSession(headers: Headers): Promise<string[]>;
   /** Better Auth's opaque token of a session: lets our JWT stand in for Better Auth's cookie on /api/auth/*. */
   sessionToken(sessionId: string): Promise<string | null>;
   /** A session for a user another ceremony (a passkey) has authenticated: the same row a password sign-in makes. */
@@ -127,6 +129,11 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
         return null;
       });
       return found?.session.id ?? null;
+    },
+
+    async refreshCookieSession(headers) {
+      const { headers: answer } = await auth.api.getSession({ headers, returnHeaders: true });
+      return answer.getSetCookie();
     },
 
     async createSession(userId, meta) {

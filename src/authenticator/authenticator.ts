@@ -22,12 +22,21 @@ export interface HeadersLike {
   [name: string]: string | string[] | undefined;
 }
 
+/** What a due session check does to extend the session (and what the answer must carry for it). */
+type Renewal = (session: ActiveSession, context: AuthContext) => Promise<void>;
+const noRenewal: Renewal = async () => {};
+
 export interface AuthenticatorDeps {
   tokens: TokenCodec;
   sessions: SessionStore;
   licenses: LicenseResolver;
   /** Better Auth's cookie session behind these headers, or null. */
   cookieSession(headers: HeadersLike): Promise<string | null>;
+  /**
+   * Has Better Auth extend the cookie session behind these headers (when due, by the same rule as ours) and returns
+   * the Set-Cookie values of its refreshed cookie.
+   */
+  refreshCookieSession?(headers: HeadersLike): Promise<string[]>;
   /** Session lifetime and the age after which use extends it, in seconds; idleTimeout 0: no idle limit. */
   session: { expiresIn: number; updateAge: number; idleTimeout?: number };
   /** Validated sessions kept in memory; emptied by session-end events (see session-cache.ts). None: always query. */
@@ -126,11 +135,12 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     userId: string | null,
     channel: Channel,
     ip: string | undefined,
+    renewal: Renewal = renew,
   ): Maybe<AuthContext | null> {
     const found = activeSession(sessionId);
     return isPromise(found)
-      ? found.then((session) => withSession(session, userId, channel, ip))
-      : withSession(found, userId, channel, ip);
+      ? found.then((session) => withSession(session, userId, channel, ip, renewal))
+      : withSession(found, userId, channel, ip, renewal);
   }
 
   function withSession(
@@ -138,6 +148,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     userId: string | null,
     channel: Channel,
     ip: string | undefined,
+    renewal: Renewal,
   ): Maybe<AuthContext | null> {
     if (!session || (userId !== null && session.userId !== userId) || idle(session)) return null;
     const refusal = deps.ipPolicy?.refuse(ip, session.ipAllowlist) ?? null;
@@ -148,7 +159,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     const { expiresIn, updateAge } = deps.session;
     const due = Date.now() >= session.expiresAt.getTime() - (expiresIn - updateAge) * 1000;
     const context = contextOf(session, channel);
-    return due ? renew(session, context).then(() => context) : context;
+    return due ? renewal(session, context).then(() => context) : context;
   }
 
   function contextOf(session: ActiveSession, channel: Channel): AuthContext {
@@ -162,6 +173,19 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       expiresAt: session.expiresAt,
     };
   }
+
+  /**
+   * A cookie session is extended by Better Auth, which then sets its cookie again with the new expiry: extending the
+   * row here would leave the cookie at its old Max-Age (and Better Auth, finding the row fresh, would never refresh
+   * it). The cached entry is dropped, so the next check reads the new expiry.
+   */
+  const renewCookie =
+    (headers: HeadersLike): Renewal =>
+    async (session, context) => {
+      const cookies = (await deps.refreshCookieSession?.(headers)) ?? [];
+      cache?.forget(session.id);
+      if (cookies.length > 0) context.renewedCookies = cookies;
+    };
 
   /** Sliding expiry, as Better Auth does for cookies: a session used once it is update_age old is extended. */
   async function renew(session: ActiveSession, context: AuthContext): Promise<void> {
@@ -199,7 +223,9 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       if (!hasSessionCookie(request.headers.cookie)) return null;
       return deps
         .cookieSession(request.headers)
-        .then((sessionId) => (sessionId ? fromSession(sessionId, null, 'rest', request.ip) : null));
+        .then((sessionId) =>
+          sessionId ? fromSession(sessionId, null, 'rest', request.ip, renewCookie(request.headers)) : null,
+        );
     },
 
     async authenticateWebSocket(request) {
@@ -221,7 +247,8 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       };
     },
 
-    authenticateSession: async (sessionId, channel, ip) => fromSession(sessionId, null, channel, ip),
+    // Better Auth's own routes (the mount) refresh their cookie themselves, as they answer.
+    authenticateSession: async (sessionId, channel, ip) => fromSession(sessionId, null, channel, ip, noRenewal),
 
     issueToken: (userId, sessionId, expiresAt) => tokens.sign(userId, sessionId, expiresAt),
   };

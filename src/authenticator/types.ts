@@ -15,4 +15,9 @@ export interface AuthContext {
   expiresAt: Date | null;
   /** Set when this authentication extended the session: a fresh token carrying the new expiry. */
   renewedToken?: string;
+  /**
+   * Set when this authentication extended a cookie session: the Set-Cookie values (Better Auth's refreshed session
+   * cookie) the answer must carry, or the browser drops the cookie at its old expiry while the session lives on.
+   */
+  renewedCookies?: string[];
 }

@@ -6,7 +6,7 @@ import { type Authenticator, hasSessionCookie, type SessionStore } from '../../a
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import { ErrorResponse } from '../rest/auth.schemas.js';
-import { authOf, requireAuth } from '../rest/require-auth.js';
+import { authOf, carryRenewal, requireAuth } from '../rest/require-auth.js';
 import { reauthCode } from '../rest/require-recent-auth.js';
 import { verifyWidgetData, type WidgetData } from '../telegram/login-widget.js';
 import type { Telegram } from '../telegram/telegram-bot.js';
@@ -129,7 +129,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
         response: { 200: WidgetResponse, ...errors(400, 401, 403, 409, 429, 503) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       if (!telegram) throw new AppError('TELEGRAM_DISABLED');
       const verdict = verifyWidgetData(
         request.body as WidgetData,
@@ -150,6 +150,7 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
       // the Authenticator reads as one: any Authorization header, or Better Auth's session cookie (not the device one).
       const sentCredential = request.headers.authorization !== undefined || hasSessionCookie(request.headers.cookie);
       const signedInAs = sentCredential ? await authenticator.authenticateRequest(request) : null;
+      carryRenewal(reply, signedInAs);
       if (sentCredential && !signedInAs) throw new AppError('INVALID_TOKEN');
 
       if (signedInAs) {

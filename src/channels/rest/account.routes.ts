@@ -25,7 +25,7 @@ import {
 } from './account.schemas.js';
 import { normalizeEmail } from './auth.routes.js';
 import { ErrorResponse } from './auth.schemas.js';
-import { authOf, requireAuth } from './require-auth.js';
+import { authOf, carryRenewal, requireAuth } from './require-auth.js';
 import { requireRecentAuth } from './require-recent-auth.js';
 import { acceptPageForm, PAGE_REFERRER_POLICY, VERIFY_PAGE_CSP, verifiedPage, verifyPage } from './verify-page.js';
 
@@ -140,9 +140,9 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
       // A caller signed in to the account gets a plain link (see EmailVerification.resend); a credential that does not
       // check out is no error here, the caller is simply not signed in.
       const sentCredential = request.headers.authorization !== undefined || hasSessionCookie(request.headers.cookie);
-      const signedInAs = sentCredential
-        ? ((await deps.authenticator.authenticateRequest(request))?.userId ?? null)
-        : null;
+      const caller = sentCredential ? await deps.authenticator.authenticateRequest(request) : null;
+      carryRenewal(reply, caller);
+      const signedInAs = caller?.userId ?? null;
       // The address's send slot is taken before the answer (429 RATE_LIMITED when it is not free), the email after it.
       const sendLink = await verification.resend(normalizeEmail(request.body.email), signedInAs);
       await answerThen(reply, 'resending a verification email failed', async () => {

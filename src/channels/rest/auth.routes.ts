@@ -20,7 +20,7 @@ import {
   TwoFactorRequiredResponse,
   VerificationRequiredResponse,
 } from './auth.schemas.js';
-import { authOf, requireAuth } from './require-auth.js';
+import { authOf, carryRenewal, requireAuth } from './require-auth.js';
 import { reauthCode } from './require-recent-auth.js';
 import { clearSessionCookies } from './session-cookies.js';
 
@@ -122,6 +122,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     anonymous: AnonymousUsers,
   ) => {
     const context = await authenticator.authenticateRequest(request);
+    carryRenewal(reply, context);
     if (!context?.sessionId) throw new AppError('INVALID_TOKEN');
     if (!(await anonymous.mayUpgrade(context.userId))) throw new AppError('NOT_ANONYMOUS');
     // Still anonymous: the token is the only way in, so whoever holds it owns the account anyway. After a passkey it

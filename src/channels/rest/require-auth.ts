@@ -40,9 +40,15 @@ function admitCaller(
     done(new AppError(code));
     return;
   }
-  if (context.renewedToken) reply.header('x-auth-token', context.renewedToken);
+  carryRenewal(reply, context);
   request.auth = context;
   done();
+}
+
+/** What an authentication that extended the session hands back: a fresh token, or Better Auth's refreshed cookie. */
+export function carryRenewal(reply: FastifyReply, context: AuthContext | null): void {
+  if (context?.renewedToken) reply.header('x-auth-token', context.renewedToken);
+  if (context?.renewedCookies) reply.header('set-cookie', context.renewedCookies);
 }
 
 /** The context requireAuth set; routes behind it call this instead of repeating the null check. */
