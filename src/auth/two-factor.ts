@@ -152,17 +152,20 @@ export function createTwoFactorEngine(
 
   /**
    * Whether a challenge carries Better Auth's signature: `<identifier>.<base64 HMAC-SHA256 of it under auth.secret>`,
-   * as better-call's signed cookies are made and checked. A challenge that fails this is refused by the plugin anyway.
+   * checked as better-call checks its signed cookies: 44 characters ending in '=', compared as the decoded bytes. Not
+   * as text: base64 decoding ignores the last character's two spare bits, so four spellings carry one signature, and
+   * Better Auth accepts them all (a text comparison here skipped the code's claim for the other three, and one code
+   * then signed in as often as it stayed valid).
    */
   async function signedByUs(challenge: string): Promise<boolean> {
     const dot = challenge.lastIndexOf('.');
-    const given = Buffer.from(challenge.slice(dot + 1));
-    const expected = Buffer.from(
-      createHmac('sha256', (await auth.$context).secret)
-        .update(challenge.slice(0, dot))
-        .digest('base64'),
-    );
-    return dot > 0 && given.length === expected.length && timingSafeEqual(given, expected);
+    const signature = challenge.slice(dot + 1);
+    if (dot <= 0 || signature.length !== 44 || !signature.endsWith('=')) return false;
+    const given = Buffer.from(signature, 'base64');
+    const expected = createHmac('sha256', (await auth.$context).secret)
+      .update(challenge.slice(0, dot))
+      .digest();
+    return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
   /**
