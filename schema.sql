@@ -315,4 +315,19 @@ CREATE OR REPLACE TRIGGER credentials_password_voids_proofs
   AFTER INSERT OR UPDATE OF password_hash OR DELETE ON user_credentials
   FOR EACH ROW EXECUTE FUNCTION gateway_void_password_proofs();
 
+-- A deleted user leaves no verification row behind (verification_tokens has no foreign key: its value names the
+-- user): Better Auth's (value = the user id), the gateway's email links (value = '<user id>' LF '<address>') and an
+-- anonymous user's pending upgrade (identifier 'anonymous-upgrade:<user id>', value holding the address and the
+-- password's hash). One statement per deleting statement, whatever deleted them (the account route, the admin API, the
+-- CLI, the anonymous cleanup, psql).
+CREATE OR REPLACE FUNCTION gateway_forget_deleted_users() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM verification_tokens v USING gone
+   WHERE split_part(v.token, E'\n', 1) = gone.id OR v.identifier = 'anonymous-upgrade:' || gone.id;
+  RETURN NULL;
+END;
+$$;
+CREATE OR REPLACE TRIGGER users_deleted_forget AFTER DELETE ON users
+  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION gateway_forget_deleted_users();
+
 COMMIT;
