@@ -322,8 +322,11 @@ CREATE OR REPLACE TRIGGER credentials_password_voids_proofs
 -- CLI, the anonymous cleanup, psql).
 CREATE OR REPLACE FUNCTION gateway_forget_deleted_users() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  DELETE FROM verification_tokens v USING gone
-   WHERE split_part(v.token, E'\n', 1) = gone.id OR v.identifier = 'anonymous-upgrade:' || gone.id;
+  -- Two statements, not one with an OR: an OR join can only be a nested loop over the whole table for every deleted
+  -- user (22.7 s for the anonymous cleanup of 20,000 users beside 20,000 tokens, past the statement timeout, rolled
+  -- back at every run); apart, the first is a hash join and the second uses the identifier index (about 1 s).
+  DELETE FROM verification_tokens v USING gone WHERE split_part(v.token, E'\n', 1) = gone.id;
+  DELETE FROM verification_tokens WHERE identifier IN (SELECT 'anonymous-upgrade:' || id FROM gone);
   RETURN NULL;
 END;
 $$;
