@@ -35,6 +35,9 @@ export function createRecentAuth(options: RecentAuthOptions): RecentAuth {
           [sessionId, options.windowSeconds],
         );
         if (rows[0]?.fresh) return 'fresh';
+        // The session ended after this request was authenticated (a logout, a revocation, a disable by another
+        // request): the credential is what is gone, not the sign-in's freshness.
+        if (rows.length === 0) throw new AppError('INVALID_TOKEN');
       }
       throw new AppError('REAUTH_REQUIRED');
     },

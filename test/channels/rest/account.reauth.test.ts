@@ -119,6 +119,18 @@ describe('re-authentication for sensitive operations; password change; account d
     expect((await change(fresh, user.password, 'ChangedPassword456!')).statusCode).toBe(200);
   });
 
+  // Regression: a session that ended between its request's authentication and the recent-sign-in check (a revocation
+  // or a disable landing in between) got 403 REAUTH_REQUIRED, which sends a client to re-enter a password for a
+  // session that is gone. The check is run here right after the row goes, as that race leaves it.
+  it('a session gone by the time of the recent-sign-in check gets 401 INVALID_TOKEN, not REAUTH_REQUIRED', async () => {
+    const user = await registerUser(t.app);
+    const { rows } = await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [user.userId]);
+    await t.db.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+    await expect(t.app.recentAuth.assert(user.userId, rows[0]?.id ?? null, undefined)).rejects.toMatchObject({
+      code: 'INVALID_TOKEN',
+    });
+  });
+
   it('with 2FA, a current TOTP code in X-2FA-Code stands in for a recent sign-in; a wrong one is 401', async () => {
     const user = await registerUser(t.app);
     const enable = await t.app.inject({
