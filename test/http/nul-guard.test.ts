@@ -69,6 +69,15 @@ describe('NUL characters in requests', () => {
     expect(fine.statusCode).toBe(200);
   });
 
+  /** An administrator's PUT of `userId`'s license: `features` nested or hostile, the body as JSON text or an object. */
+  const putLicense = (admin: { token: string }, userId: string, payload: string | object) =>
+    t.app.inject({
+      method: 'PUT',
+      url: `/admin/users/${userId}/license`,
+      headers: { authorization: `Bearer ${admin.token}`, 'content-type': 'application/json' },
+      payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    });
+
   // Regression: the guard stopped walking at depth 64, so a NUL deeper down (an admin's 70-level license features)
   // reached PostgreSQL and answered 500. A body nested deeper than the guard walks is refused instead.
   it('refuses a body nested deeper than it walks, where a NUL could hide, with 400 before any query', async () => {
@@ -76,12 +85,7 @@ describe('NUL characters in requests', () => {
     await t.db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [user.userId]);
     let deep: Record<string, unknown> = { flag: 'x\u0000y' };
     for (let i = 0; i < 70; i++) deep = { a: deep };
-    const res = await t.app.inject({
-      method: 'PUT',
-      url: `/admin/users/${user.userId}/license`,
-      headers: { authorization: `Bearer ${user.token}` },
-      payload: { type: 'pro', features: deep },
-    });
+    const res = await putLicense(user, user.userId, { type: 'pro', features: deep });
     expect(res.statusCode).toBe(400);
     expect(res.json().error).toMatchObject({
       code: 'VALIDATION_FAILED',
@@ -90,22 +94,12 @@ describe('NUL characters in requests', () => {
     // As deep as the guard walks, a NUL is found and named; a body that deep without one passes the guard.
     let fits: Record<string, unknown> = { flag: 'x\u0000y' };
     for (let i = 0; i < 62; i++) fits = { a: fits };
-    const named = await t.app.inject({
-      method: 'PUT',
-      url: `/admin/users/${user.userId}/license`,
-      headers: { authorization: `Bearer ${user.token}` },
-      payload: { type: 'pro', features: fits },
-    });
+    const named = await putLicense(user, user.userId, { type: 'pro', features: fits });
     expect(named.statusCode).toBe(400);
     expect(named.json().error.field).toBe(`features.${'a.'.repeat(62)}flag`);
     let clean: Record<string, unknown> = { flag: 'plain' };
     for (let i = 0; i < 62; i++) clean = { a: clean };
-    const stored = await t.app.inject({
-      method: 'PUT',
-      url: `/admin/users/${user.userId}/license`,
-      headers: { authorization: `Bearer ${user.token}` },
-      payload: { type: 'pro', features: clean },
-    });
+    const stored = await putLicense(user, user.userId, { type: 'pro', features: clean });
     expect(stored.statusCode).toBe(200);
   });
 
@@ -115,13 +109,6 @@ describe('NUL characters in requests', () => {
     const admin = await registerUser(t.app);
     const user = await registerUser(t.app);
     await t.db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [admin.userId]);
-    const putLicense = (payload: string) =>
-      t.app.inject({
-        method: 'PUT',
-        url: `/admin/users/${user.userId}/license`,
-        headers: { authorization: `Bearer ${admin.token}`, 'content-type': 'application/json' },
-        payload,
-      });
     const cases: [payload: string, field: string][] = [
       ['{"type":"pro","features":{"note":"\\ud800"}}', 'features.note'],
       ['{"type":"pro","features":{"note":"a\\ude00b"}}', 'features.note'],
@@ -129,7 +116,7 @@ describe('NUL characters in requests', () => {
       ['{"type":"pro","features":{"\\udbff":true}}', 'features.\udbff'],
     ];
     for (const [payload, field] of cases) {
-      const res = await putLicense(payload);
+      const res = await putLicense(admin, user.userId, payload);
       expect(res.statusCode, payload).toBe(400);
       expect(res.json().error, payload).toMatchObject({
         code: 'VALIDATION_FAILED',
@@ -137,7 +124,7 @@ describe('NUL characters in requests', () => {
         field,
       });
     }
-    const paired = await putLicense('{"type":"pro","features":{"note":"\\ud83d\\ude00 ok"}}');
+    const paired = await putLicense(admin, user.userId, '{"type":"pro","features":{"note":"\\ud83d\\ude00 ok"}}');
     expect(paired.statusCode).toBe(200);
     const { rows } = await t.db.query<{ features: { note: string } }>(
       'SELECT features FROM user_licenses WHERE user_id = $1',
