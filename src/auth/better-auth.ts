@@ -183,7 +183,9 @@ export function createBetterAuth({
     },
     advanced: {
       database: { generateId: ({ model }) => generateId(model) },
-      ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
+      // ipv6Subnet 128: the whole address. Better Auth's default (64) records an IPv6 client as its /64 network, and
+      // the sign-in guard would then judge allow lists by the network, not by the address the Authenticator checks.
+      ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER], ipv6Subnet: 128 },
       useSecureCookies: usesSecureCookies(config),
       // Explicit: left unset, Better Auth skips its origin, callbackURL and CSRF checks whenever NODE_ENV is 'test' or
       // TEST is set (as under the test runner), so a deployment with either would run without them, and no test

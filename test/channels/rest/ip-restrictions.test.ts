@@ -241,6 +241,34 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
         expect(res.json().error.code).toBe('VALIDATION_FAILED');
       }
     });
+
+    it('judges an IPv6 sign-in by its whole address, not by its /64 network', async () => {
+      const HOME = '2001:db8:0:1::5';
+      const NEIGHBOUR = '2001:db8:0:1::dead:beef'; // the same /64
+      const user = await registerUser(t.app);
+      expect((await putAllowlist(user.token, HOME, [HOME])).statusCode).toBe(200);
+      expect((await login(user, HOME)).statusCode).toBe(200);
+      const api = await t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        remoteAddress: HOME,
+        headers: { origin: 'http://localhost:3000' },
+        payload: { email: user.email, password: user.password },
+      });
+      expect(api.statusCode).toBe(200);
+      const neighbour = await login(user, NEIGHBOUR);
+      expect(neighbour.statusCode).toBe(403);
+      expect(neighbour.json().error.code).toBe('IP_NOT_ALLOWED');
+      const neighbourApi = await t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-in/email',
+        remoteAddress: NEIGHBOUR,
+        headers: { origin: 'http://localhost:3000' },
+        payload: { email: user.email, password: user.password },
+      });
+      expect(neighbourApi.statusCode).toBe(403);
+      expect(neighbourApi.json().code).toBe('IP_NOT_ALLOWED'); // Better Auth's own error shape
+    });
   });
 });
 
