@@ -63,6 +63,10 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
     headers: Headers,
     origin: AuditOrigin,
   ): Promise<NewSession | null> {
+    // Longer than any password can be (the hasher's cap, in UTF-16 units as Better Auth counts when one is set; the
+    // route's schema counts code points, so 100 emoji pass it): refused before the lookup, so a known address is not
+    // answered sooner than an unknown one, whose dummy hash would otherwise run.
+    if (input.password.length > hasher.maxLength) throw new AppError('INVALID_CREDENTIALS');
     const deviceKey = deviceKeyOf(headers);
     const userAgent = headers.get('user-agent') || null;
     const device = deviceKey ? deviceRowOf(deviceKey, userAgent) : null;

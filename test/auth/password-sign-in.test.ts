@@ -119,6 +119,22 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(bodies[0]).toMatchObject({ success: false, error: { code: 'INVALID_CREDENTIALS' } });
   });
 
+  it('a password longer than any can be costs no argon2 computation, known address or not', async () => {
+    const user = await registerUser(t.app);
+    // 100 code points (within the schema's cap of 128 characters), 200 UTF-16 units (over the hasher's): refused
+    // before the lookup, so a known address is not answered sooner than an unknown one, whose dummy hash would run.
+    const password = '\u{1F600}'.repeat(100);
+    const hash = vi.spyOn(t.app.hasher, 'hash');
+    const verify = vi.spyOn(t.app.hasher, 'verify');
+    for (const email of [user.email, 'nobody-here@example.com']) {
+      const res = await login(email, password);
+      expect(res.statusCode).toBe(401);
+      expect(res.json().error.code).toBe('INVALID_CREDENTIALS');
+    }
+    expect(hash).not.toHaveBeenCalled();
+    expect(verify).not.toHaveBeenCalled();
+  });
+
   it('writes the session, files it under its device and records login.success, together', async () => {
     const user = await registerUser(t.app);
     const longAgent = `${UA} ${'x'.repeat(600)}`;
