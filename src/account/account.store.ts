@@ -17,6 +17,10 @@ export function createAccountStore(db: Database, hasher: PasswordHasher) {
       currentPassword: string;
       newPassword: string;
     }): Promise<{ endedSessions: number }> {
+      // Before the current password is checked: a refused new one is no attempt at the account.
+      if (input.newPassword.length > hasher.maxLength) {
+        throw new AppError('VALIDATION_FAILED', 'Password too long', { field: 'newPassword' });
+      }
       const { rows } = await db.query<{ id: string; password_hash: string | null }>(
         `SELECT id, password_hash FROM user_credentials WHERE user_id = $1 AND provider_id = 'credential'`,
         [input.userId],

@@ -10,6 +10,10 @@ export interface Argon2Params {
 }
 
 export interface PasswordHasher {
+  /**
+   * Rejects with VALIDATION_FAILED a password longer than `maxLength` UTF-16 units, which verify() would never accept
+   * (the routes' schemas count code points, so up to twice as many units pass them as astral characters).
+   */
   hash(password: string): Promise<string>;
   /**
    * False for a wrong password and for a hash this hasher cannot read; never throws for bad input. Rejects with
@@ -36,12 +40,16 @@ export function createPasswordHasher(
   return {
     maxLength: options.maxLength,
     close: () => argon2.close(),
-    hash: (password) =>
-      limit(() =>
+    async hash(password) {
+      if (password.length > options.maxLength) {
+        throw new AppError('VALIDATION_FAILED', 'Password too long', { field: 'password' });
+      }
+      return limit(() =>
         argon2.hash(password, params).catch((err: unknown) => {
           throw err instanceof HashProcessUnavailable ? refuseAsBusy(err) : err;
         }),
-      ),
+      );
+    },
     async verify(hash, password) {
       // Over-long input never reaches argon2 (routes refuse it first; this guards every other caller).
       if (!hash.startsWith('$argon2') || password.length > options.maxLength) return false;

@@ -51,6 +51,37 @@ describe('account and 2FA routes: hostile input', () => {
     }
   });
 
+  it('a new password longer than any can be verified is refused, and the old one still signs in', async () => {
+    // 100 astral characters: within the schemas' cap of 128 characters (code points), but 200 UTF-16 units, more than
+    // the hasher verifies. Stored, it would be a password nobody can sign in with.
+    const long = '\u{1F600}'.repeat(100);
+    const user = await registerUser(t.app);
+    const change = await t.app.inject({
+      method: 'POST',
+      url: '/auth/password/change',
+      headers: { authorization: `Bearer ${user.token}` },
+      payload: { currentPassword: user.password, newPassword: long },
+    });
+    expect(change.statusCode).toBe(400);
+    expect(change.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'newPassword' });
+    const login = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: user.email, password: user.password },
+    });
+    expect(login.statusCode).toBe(200);
+
+    const anonymous = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
+    const upgrade = await t.app.inject({
+      method: 'POST',
+      url: '/auth/register',
+      headers: { authorization: `Bearer ${anonymous.json().token}` },
+      payload: { email: `long-${Date.now()}@example.com`, password: long },
+    });
+    expect(upgrade.statusCode).toBe(400);
+    expect(upgrade.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'password' });
+  });
+
   it('signed-in routes refuse callers without a token (401)', async () => {
     const valid: Record<string, object> = {
       '/auth/password/change': { currentPassword: 'x', newPassword: 'LongEnough123!' },
