@@ -9,7 +9,10 @@
 export interface IssuerCheck {
   /** Checks every provider now (at start). */
   checkAll(): Promise<void>;
-  /** 'mismatch' refuses the provider; 'ok' and 'unreachable' let Better Auth proceed (it fails on its own). */
+  /**
+   * 'mismatch' (another issuer, or no document at the discovery URL) refuses the provider; 'ok' and 'unreachable' (no
+   * answer, a timeout or a 5xx) let Better Auth proceed (it fails on its own).
+   */
   status(id: string): Promise<'ok' | 'mismatch' | 'unreachable'>;
 }
 
@@ -30,22 +33,29 @@ export function createIssuerCheck(
   async function check(id: string): Promise<'ok' | 'mismatch' | 'unreachable'> {
     const configured = providers[id]?.issuer;
     if (!configured) return 'ok';
-    let announced: unknown;
+    let status: number;
+    let body: string;
     try {
+      // The configured discovery URL must answer the document itself. Better Auth follows redirects and trusts the
+      // issuer the target announces, so a redirect (kept as the 3xx answer here) is refused like another issuer.
       const res = await fetch(`${strip(configured)}/.well-known/openid-configuration`, {
         signal: AbortSignal.timeout(TIMEOUT_MS),
-        redirect: 'error',
+        redirect: 'manual',
       });
-      if (!res.ok) return 'unreachable';
-      announced = ((await res.json()) as { issuer?: unknown }).issuer;
+      status = res.status;
+      body = await res.text();
     } catch {
       return 'unreachable';
     }
+    // Only an outage (no answer, a timeout, a 5xx) is not a verdict: Better Auth then fails on its own. Any other
+    // answer that is not a document announcing the configured issuer (3xx, 4xx, not JSON, no issuer) refuses.
+    if (status >= 500) return 'unreachable';
+    const announced = status >= 200 && status < 300 ? issuerOf(body) : undefined;
     const result = typeof announced === 'string' && strip(announced) === strip(configured) ? 'ok' : 'mismatch';
     if (result === 'mismatch') {
       log.error(
-        { provider: id, configured, announced: typeof announced === 'string' ? announced.slice(0, 200) : null },
-        'OIDC discovery announces another issuer; the provider is refused',
+        { provider: id, configured, status, announced: typeof announced === 'string' ? announced.slice(0, 200) : null },
+        'OIDC discovery does not announce the configured issuer; the provider is refused',
       );
     }
     known.set(id, { result, at: now() });
@@ -71,4 +81,12 @@ export function createIssuerCheck(
       return entry && now() - entry.at < ttlMs ? entry.result : checkOnce(id);
     },
   };
+}
+
+function issuerOf(document: string): unknown {
+  try {
+    return (JSON.parse(document) as { issuer?: unknown } | null)?.issuer;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeAtProvider, CookieJar, type OidcProvider, startOidcProvider } from '../../helpers/oidc-provider.js';
@@ -469,6 +471,44 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
       });
       expect(direct.statusCode).toBe(404);
       expect(direct.json().error.code).toBe('NOT_FOUND');
+    });
+  });
+
+  // Regression: the gateway's check took a redirect for an unreachable provider and let the sign-in go on, while Better
+  // Auth followed the redirect and trusted the issuer the target announced.
+  describe('a provider whose discovery document sits behind a redirect', () => {
+    let other: OidcProvider;
+    let front: Server;
+    let app: Awaited<ReturnType<typeof createSiblingApp>>;
+    beforeAll(async () => {
+      // The configured issuer answers its discovery URL with a redirect to another issuer's document.
+      other = await startOidcProvider({ redirectUris: [`${BASE}/api/auth/callback/corp`] });
+      front = createServer((req, res) => res.writeHead(302, { location: `${other.url}${req.url}` }).end());
+      await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+      app = await createSiblingApp(t, {
+        oauth: {
+          redirect_url: FRONT,
+          oidc: {
+            corp: {
+              issuer: `http://127.0.0.1:${(front.address() as AddressInfo).port}`,
+              client_id: other.clientId,
+              client_secret: other.clientSecret,
+            },
+          },
+        },
+      });
+    });
+    afterAll(async () => {
+      await app?.close();
+      await other?.close();
+      front?.closeAllConnections();
+      await new Promise<void>((resolve) => front?.close(() => resolve()));
+    });
+
+    it('refuses to start a sign-in (OAUTH_ISSUER_MISMATCH)', async () => {
+      const res = await app.inject({ method: 'GET', url: '/auth/oauth/corp' });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error.code).toBe('OAUTH_ISSUER_MISMATCH');
     });
   });
 });
