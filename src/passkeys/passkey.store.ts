@@ -175,16 +175,28 @@ export function createPasskeyStore(db: Queryable) {
       return rows.length > 0;
     },
 
-    /** Is the session younger than `maxAgeSeconds` (a recent sign-in, not only a long-lived token)? */
-    /** A live session made at most `maxAgeSeconds` ago, or any live session of an anonymous user. */
-    async isFreshSession(sessionId: string, maxAgeSeconds: number): Promise<boolean> {
-      const { rows } = await db.query(
-        `SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
-          WHERE s.id = $1 AND s.expires_at > now()
-            AND (s.created_at > now() - make_interval(secs => $2) OR u.is_anonymous)`,
+    /**
+     * Waits for a change that holds the user row (a reclaim, a disable) to commit, and keeps the next one waiting until
+     * this transaction ends.
+     */
+    async shareLockUser(userId: string): Promise<void> {
+      await db.query('SELECT 1 FROM users WHERE id = $1 FOR SHARE', [userId]);
+    },
+
+    /**
+     * 'fresh': live and made at most `maxAgeSeconds` ago, or any live session of an anonymous user; 'stale': live but
+     * older; 'ended': expired or gone.
+     */
+    async sessionState(sessionId: string, maxAgeSeconds: number): Promise<'fresh' | 'stale' | 'ended'> {
+      const { rows } = await db.query<{ fresh: boolean }>(
+        `SELECT s.created_at > now() - make_interval(secs => $2) OR u.is_anonymous AS fresh
+           FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1 AND s.expires_at > now()`,
         [sessionId, maxAgeSeconds],
       );
-      return rows.length > 0;
+      const row = rows[0];
+      if (!row) return 'ended';
+      return row.fresh ? 'fresh' : 'stale';
     },
 
     async userIdByEmail(email: string): Promise<string | null> {

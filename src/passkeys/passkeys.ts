@@ -14,7 +14,7 @@ import type { Database } from '../db/index.js';
 import { isUniqueViolation } from '../db/index.js';
 import { AppError, type ErrorCode } from '../errors/index.js';
 import { type CeremonyPurpose, type ChallengeStore, createChallengeStore } from './challenge.store.js';
-import { createPasskeyStore, type PasskeyInfo } from './passkey.store.js';
+import { createPasskeyStore, type PasskeyInfo, type PasskeyStore } from './passkey.store.js';
 import type { RelyingParty } from './relying-party.js';
 
 /** Where a request came from: for the session row and the audit log. */
@@ -95,10 +95,11 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
     });
   }
 
-  async function requireFreshSession(user: SignedInUser): Promise<void> {
-    if (!user.sessionId || !(await passkeys.isFreshSession(user.sessionId, deps.freshSessionSeconds))) {
-      throw new AppError('PASSKEY_SESSION_NOT_FRESH');
-    }
+  /** The request's session, still live (else the token is no longer valid) and recent (freshSessionSeconds). */
+  async function requireFreshSession(user: SignedInUser, store: PasskeyStore = passkeys): Promise<void> {
+    const state = user.sessionId ? await store.sessionState(user.sessionId, deps.freshSessionSeconds) : 'stale';
+    if (state === 'ended') throw new AppError('INVALID_TOKEN');
+    if (state === 'stale') throw new AppError('PASSKEY_SESSION_NOT_FRESH');
   }
 
   return {
@@ -155,20 +156,39 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
       if (!isSignatureCounter(info.credential.counter)) {
         return refuse('PASSKEY_MALFORMED_CREDENTIAL', meta, { userId: user.userId, ceremony });
       }
+      // @simplewebauthn/server 13 checks neither the attested id's length nor that it is the id the response names:
+      // one past WebAuthn's limit would be stored (past ~2700 bytes it overflows the unique index: a 500), and one
+      // other than the response's is not the passkey the browser will sign in with.
+      const credentialId = Buffer.from(info.credential.id, 'base64url');
+      if (
+        credentialId.length > MAX_CREDENTIAL_ID_BYTES ||
+        !credentialId.equals(Buffer.from(parsed.response.id, 'base64url'))
+      ) {
+        return refuse('PASSKEY_MALFORMED_CREDENTIAL', meta, { userId: user.userId, ceremony });
+      }
 
       let stored: PasskeyInfo;
       try {
-        stored = await passkeys.insert({
-          id: deps.newId('passkey'),
-          userId: user.userId,
-          name,
-          credentialId: info.credential.id,
-          publicKey: info.credential.publicKey,
-          counter: info.credential.counter,
-          deviceType: info.credentialDeviceType,
-          backedUp: info.credentialBackedUp,
-          transports: (parsed.response as unknown as RegistrationResponseJSON).response.transports ?? [],
-          aaguid: info.aaguid,
+        stored = await db.transaction(async (tx) => {
+          const store = createPasskeyStore(tx);
+          // The session was checked before the ceremony; since then a reclaim by the address's owner (or a disable)
+          // may have ended it. Wait for any such change holding the user row, then check again, in a new statement
+          // that sees what it committed: a reclaim cannot miss the passkey, nor the passkey outlive the reclaim. A
+          // deleted user's sessions went with it, and the lock keeps the user until the insert commits.
+          await store.shareLockUser(user.userId);
+          await requireFreshSession(user, store);
+          return store.insert({
+            id: deps.newId('passkey'),
+            userId: user.userId,
+            name,
+            credentialId: info.credential.id,
+            publicKey: info.credential.publicKey,
+            counter: info.credential.counter,
+            deviceType: info.credentialDeviceType,
+            backedUp: info.credentialBackedUp,
+            transports: (parsed.response as unknown as RegistrationResponseJSON).response.transports ?? [],
+            aaguid: info.aaguid,
+          });
         });
       } catch (err) {
         if (isUniqueViolation(err))
@@ -305,6 +325,8 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
 export type PasskeyService = ReturnType<typeof createPasskeyService>;
 
 const B64URL = /^[A-Za-z0-9_-]+={0,2}$/;
+/** WebAuthn §6.5.1: credentialIdLength is at most 1023 bytes. */
+const MAX_CREDENTIAL_ID_BYTES = 1023;
 // Generous bounds (credential ids are at most 1023 bytes; attestation objects of real authenticators a few KiB).
 const MAX_FIELD = 16384;
 

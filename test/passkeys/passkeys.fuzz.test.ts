@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import type { RegistrationResponseJSON } from '@simplewebauthn/server';
+import { isoCBOR } from '@simplewebauthn/server/helpers';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createSoftAuthenticator } from '../helpers/soft-authenticator.js';
@@ -85,4 +88,50 @@ it('a mutated registration response gets a 4xx passkey error and stores nothing'
     user.userId,
   ]);
   for (const r of rows) expect(typeof r.transports).toBe('string');
+});
+
+/**
+ * `credential` with the credential id inside its authenticator data replaced by `length` random bytes (the `none`
+ * attestation signs nothing, so it still verifies); `id` and `rawId` are that id too when `matching`.
+ */
+function withCredentialId(credential: RegistrationResponseJSON, length: number, matching: boolean) {
+  const attestation = isoCBOR.decodeFirst<Map<string, Uint8Array>>(
+    Buffer.from(credential.response.attestationObject, 'base64url'),
+  );
+  const authData = Buffer.from(attestation.get('authData') ?? []);
+  // rpIdHash (32) | flags (1) | counter (4) | aaguid (16) | credentialIdLength (2, big-endian) | credentialId | key
+  const head = Buffer.from(authData.subarray(0, 55));
+  head.writeUInt16BE(length, 53);
+  const id = randomBytes(length);
+  const edited = Buffer.concat([head, id, authData.subarray(55 + authData.readUInt16BE(53))]);
+  attestation.set('authData', new Uint8Array(edited));
+  const ids = matching ? { id: id.toString('base64url'), rawId: id.toString('base64url') } : {};
+  return {
+    ...credential,
+    ...ids,
+    response: {
+      ...credential.response,
+      attestationObject: Buffer.from(isoCBOR.encode(attestation)).toString('base64url'),
+      authenticatorData: edited.toString('base64url'),
+    },
+  };
+}
+
+// Regression: an attested id past ~2700 bytes overflowed the unique index (a 500), and ids over WebAuthn's 1023 bytes,
+// or other than the response's id, were stored.
+it('an attested credential id over 1023 bytes, or other than the response’s id, is refused and not stored', async () => {
+  const user = await registerUser(t.app);
+  const attempt = async (length: number, matching: boolean) => {
+    const options = await registrationOptions(t.app, user.token);
+    const credential = withCredentialId(createSoftAuthenticator().createCredential(options, ORIGIN), length, matching);
+    const res = await postRegistration(t.app, user.token, credential);
+    return [res.statusCode, res.json().error?.code];
+  };
+  const refused = [400, 'PASSKEY_MALFORMED_CREDENTIAL'];
+  expect(await attempt(4000, false)).toEqual(refused);
+  expect(await attempt(64, false)).toEqual(refused);
+  expect(await attempt(1024, true)).toEqual(refused);
+  expect(await t.db.query('SELECT 1 FROM passkeys WHERE user_id = $1', [user.userId])).toMatchObject({ rowCount: 0 });
+  // WebAuthn §6.5.1's largest id is accepted.
+  expect(await attempt(1023, true)).toEqual([200, undefined]);
 });

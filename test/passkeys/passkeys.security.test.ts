@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { proveAddress } from '../../src/accounts/index.js';
 import { generateId } from '../../src/auth/index.js';
 import { createPasskeyService, relyingPartyOf } from '../../src/passkeys/index.js';
+import { statementsWaitingForALock } from '../helpers/db-locks.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 import {
@@ -109,6 +111,39 @@ describe('adding a passkey needs a recent sign-in', () => {
     expect(again.statusCode).toBe(403);
     expect(again.json().error.code).toBe('PASSKEY_SESSION_NOT_FRESH');
     expect(await passkeysOf(user.userId)).toBe(0);
+  });
+
+  // Regression: the session was checked only before the ceremony, and the insert waited for a reclaim and then succeeded.
+  it('a registration in flight when the address’s owner reclaims the account stores nothing (401)', async () => {
+    const registrant = await registerUser(t.app);
+    const authenticator = createSoftAuthenticator();
+    const credential = authenticator.createCredential(await registrationOptions(t.app, registrant.token), ORIGIN);
+    // The owner opens a magic link: the reclaim holds the user row while it removes sessions and passkeys.
+    let commit!: () => void;
+    const committing = new Promise<void>((resolve) => {
+      commit = resolve;
+    });
+    let reclaiming!: () => void;
+    const reclaimed = new Promise<void>((resolve) => {
+      reclaiming = resolve;
+    });
+    const reclaim = t.db.transaction(async (tx) => {
+      const origin = { channel: 'rest', ip: '127.0.0.1', userAgent: null };
+      const proven = await proveAddress(tx, registrant.userId, { method: 'magic_link', origin, audit: t.app.audit });
+      expect(proven?.reclaimed).toBeTruthy();
+      reclaiming();
+      await committing;
+    });
+    await reclaimed;
+    const registration = postRegistration(t.app, registrant.token, credential);
+    await statementsWaitingForALock(t.db, 1);
+    commit();
+    await reclaim;
+
+    const res = await registration;
+    expect([res.statusCode, res.json().error?.code]).toEqual([401, 'INVALID_TOKEN']);
+    expect(await passkeysOf(registrant.userId)).toBe(0);
+    expect((await postAuthentication(t.app, await assertion(t.app, authenticator))).statusCode).toBe(401);
   });
 
   it('an anonymous user, who has no other way to sign in again, may add one with an older session', async () => {
