@@ -1,4 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createAuthenticator } from '../src/authenticator/authenticator.js';
+import type { ActiveSession } from '../src/authenticator/session.store.js';
+import { createSessionCache } from '../src/authenticator/session-cache.js';
 import {
   createTestApp,
   createTestDatabase,
@@ -114,5 +117,75 @@ describe('idle timeout off (0, the default)', () => {
     await t.db.query(`UPDATE sessions SET last_used_at = now() - interval '6 days' WHERE user_id = $1`, [user.userId]);
     const res = await t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${user.token}` } });
     expect(res.statusCode).toBe(200);
+  });
+});
+
+// Regression: idleness was measured from the last use written (at most once a minute), so a session used every 35 s
+// was refused under a 60 s idle timeout, and one used 1,799 s ago under 1,800 s.
+describe('idle timeout counts every use, not only the uses written', () => {
+  afterEach(() => vi.useRealTimers());
+
+  /** An Authenticator on one cached session, with a fake clock; `writes` records each use handed to the store. */
+  const build = (idleTimeout: number) => {
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-26T12:00:00Z') });
+    const writes: Array<{ at: number; minIntervalSeconds: number }> = [];
+    const row: ActiveSession = {
+      id: 'sess_1',
+      userId: 'u1',
+      expiresAt: new Date(Date.now() + 7 * 86400_000),
+      email: 'a@example.com',
+      name: 'A',
+      license: null,
+      lastUsedAt: new Date(), // signed in just now, not used yet
+      ipAllowlist: null,
+      lastChannel: null,
+    };
+    const auth = createAuthenticator({
+      tokens: { sign: () => 't', verify: () => ({ sub: 'u1', sid: 'sess_1', iat: 0, exp: 4e9 }) },
+      sessions: {
+        findActive: async () => ({ ...row }),
+        touch: (_id: string, minIntervalSeconds: number) => writes.push({ at: Date.now(), minIntervalSeconds }),
+      } as never,
+      licenses: (() => ({ type: 'free', features: {}, resourceLimits: {} })) as never,
+      cookieSession: async () => null,
+      session: { expiresIn: 7 * 86400, updateAge: 86400, idleTimeout },
+      cache: createSessionCache({ maxEntries: 100, ttlMs: 3600_000, enabled: true }),
+    });
+    const start = Date.now();
+    /** Uses the session `seconds` after the previous use; whether it was accepted. */
+    const useAfter = async (seconds: number) => {
+      vi.setSystemTime(Date.now() + seconds * 1000);
+      return (await auth.authenticateToken('x')) !== null;
+    };
+    const writtenAt = () => writes.map((w) => (w.at - start) / 1000);
+    return { useAfter, writes, writtenAt };
+  };
+
+  it('idle_timeout 60: a session used every 35 s stays signed in', async () => {
+    const { useAfter } = build(60);
+    const accepted: boolean[] = [];
+    for (let i = 0; i < 6; i++) accepted.push(await useAfter(i === 0 ? 0 : 35));
+    expect(accepted).toEqual([true, true, true, true, true, true]);
+  });
+
+  it('idle_timeout 1800: used at 0 s and 59 s, it is accepted 1,799 s later and refused 1,801 s later', async () => {
+    const { useAfter } = build(1800);
+    expect(await useAfter(0)).toBe(true);
+    expect(await useAfter(59)).toBe(true);
+    expect(await useAfter(1799)).toBe(true);
+    expect(await useAfter(1801)).toBe(false);
+  });
+
+  it('writes a use at most once per min(60 s, idle_timeout / 4) (other processes read that)', async () => {
+    for (const [idleTimeout, interval] of [
+      [60, 15],
+      [1800, 60],
+      [0, 60],
+    ] as const) {
+      const { useAfter, writes, writtenAt } = build(idleTimeout);
+      for (let t = 0; t <= 120; t += 5) expect(await useAfter(t === 0 ? 0 : 5)).toBe(true);
+      expect(writtenAt()).toEqual(Array.from({ length: 120 / interval + 1 }, (_, i) => i * interval));
+      expect(writes.every((w) => w.minIntervalSeconds === interval)).toBe(true);
+    }
   });
 });

@@ -6,6 +6,7 @@ import type { SessionCache } from './session-cache.js';
 import type { TokenCodec } from './tokens.js';
 import type { AuthContext, Channel } from './types.js';
 
+/** A session's last use is written at most once a minute: the sessions list that shows it needs no finer grain. */
 const TOUCH_INTERVAL_SECONDS = 60;
 
 /**
@@ -110,19 +111,28 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   const activeSession = cache
     ? (sessionId: string) => cache.lookup(sessionId, findActive)
     : (sessionId: string) => findActive(sessionId);
-  const idleMs = (deps.session.idleTimeout ?? 0) * 1000;
-  /** A session unused for longer than the idle timeout is refused, as an expired one is. */
-  const idle = (s: ActiveSession) => idleMs > 0 && Date.now() - s.lastUsedAt.getTime() > idleMs;
+  const idleTimeout = deps.session.idleTimeout ?? 0;
+  const idleMs = idleTimeout * 1000;
   /**
-   * Last use is written at most once a minute per session: the idle timeout needs no finer grain. The (possibly
-   * cached) session object is updated too, so a cached session does not trigger a write on every request.
+   * A use is written at most once per interval per session: a minute, or a quarter of the idle timeout when shorter,
+   * so another process that reads the session from the database (a cache miss) sees a last use at most that much too
+   * old, and can refuse it at most that much early. Whole seconds: the store's UPDATE takes an int.
    */
-  const touch = (s: ActiveSession, channel: Channel): void => {
-    // The first use after sign-in records its channel; after that, at most one write a minute (written behind).
-    if (s.lastChannel !== null && Date.now() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_SECONDS * 1000) return;
-    s.lastUsedAt = new Date();
+  const touchInterval =
+    idleTimeout > 0 ? Math.min(TOUCH_INTERVAL_SECONDS, Math.floor(idleTimeout / 4)) : TOUCH_INTERVAL_SECONDS;
+  /** A session unused for longer than the idle timeout is refused, as an expired one is. */
+  const idle = (s: ActiveSession, now: number) => idleMs > 0 && now - (s.lastSeenMs ?? s.lastUsedAt.getTime()) > idleMs;
+  /**
+   * Every use counts for the idle timeout here (lastSeenMs); the database write is throttled separately (lastUsedAt).
+   * The (possibly cached) session object carries both, so a cached session does not trigger a write on every request.
+   */
+  const touch = (s: ActiveSession, channel: Channel, now: number): void => {
+    s.lastSeenMs = now;
+    // The first use after sign-in records its channel; after that, one write per interval (written behind).
+    if (s.lastChannel !== null && now - s.lastUsedAt.getTime() < touchInterval * 1000) return;
+    s.lastUsedAt = new Date(now);
     s.lastChannel = channel;
-    sessions.touch(s.id, TOUCH_INTERVAL_SECONDS, channel);
+    sessions.touch(s.id, touchInterval, channel);
   };
 
   async function refuseIp(event: IpRefusedEvent): Promise<never> {
@@ -150,14 +160,15 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     ip: string | undefined,
     renewal: Renewal,
   ): Maybe<AuthContext | null> {
-    if (!session || (userId !== null && session.userId !== userId) || idle(session)) return null;
+    const now = Date.now();
+    if (!session || (userId !== null && session.userId !== userId) || idle(session, now)) return null;
     const refusal = deps.ipPolicy?.refuse(ip, session.ipAllowlist) ?? null;
     if (refusal && ip !== undefined) {
       return refuseIp({ userId: session.userId, sessionId: session.id, channel, ip, reason: refusal });
     }
-    touch(session, channel);
+    touch(session, channel, now);
     const { expiresIn, updateAge } = deps.session;
-    const due = Date.now() >= session.expiresAt.getTime() - (expiresIn - updateAge) * 1000;
+    const due = now >= session.expiresAt.getTime() - (expiresIn - updateAge) * 1000;
     const context = contextOf(session, channel);
     return due ? renewal(session, context).then(() => context) : context;
   }

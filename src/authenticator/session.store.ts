@@ -9,8 +9,13 @@ export interface ActiveSession {
   email: string;
   name: string;
   license: LicenseRow | null;
-  /** Last use as recorded (at most once a minute), for the idle timeout. */
+  /** Last use as written to the database (throttled: see touch in authenticator.ts). */
   lastUsedAt: Date;
+  /**
+   * Last use this process saw (Date.now() ms), where the idle timeout counts from; absent: none since the session was
+   * read, so lastUsedAt is the last.
+   */
+  lastSeenMs?: number;
   /** The user's own IP allow list (null: none). */
   ipAllowlist: string[] | null;
   /** The channel of the last recorded use (null: none recorded since sign-in). */
