@@ -66,13 +66,12 @@ interface Conn {
   ip: string | undefined;
 }
 
-/** How long a license change is remembered for sockets whose authentication was under way when it arrived. */
-const RECENT_LICENSE_MS = 10_000;
 /**
- * How long a session end is remembered for the same reason. An authentication reads the session, then maybe extends
- * it: two statements of at most statement_timeout (10 s by default) each, plus the client's margin.
+ * How long a session end, a license change or a change to a user's row is remembered for sockets whose authentication
+ * was under way when it arrived. An authentication reads the session, then maybe extends it: two statements of at most
+ * statement_timeout (10 s by default) each, plus the client's margin.
  */
-const RECENT_END_MS = 60_000;
+const RECENT_MS = 60_000;
 
 /**
  * When an authentication began, as far as session events go: whether they were being received, and how many times
@@ -82,6 +81,8 @@ const RECENT_END_MS = 60_000;
 export interface AuthStamp {
   listening: boolean;
   losses: number;
+  /** Date.now(): a change to the user's row announced since then may not be in what the authentication read. */
+  at: number;
 }
 
 // setTimeout keeps delays in a signed 32-bit integer; a longer one fires at once.
@@ -162,21 +163,26 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     for (const abort of conn.inflight ?? []) abort.abort();
   };
 
+  /** Records `key` as seen now in a map kept in arrival order, forgetting what is older than RECENT_MS. */
+  const remember = (recent: Map<string, number>, key: string) => {
+    const now = Date.now();
+    for (const [old, at] of recent) {
+      if (now - at <= RECENT_MS) break;
+      recent.delete(old);
+    }
+    recent.delete(key);
+    recent.set(key, now);
+  };
+
   // Ends of sessions with no socket yet: a socket whose authentication read the session before its end arrived must
-  // not be admitted after it (nothing would close it until the session's expiry). Map order is arrival order.
+  // not be admitted after it (nothing would close it until the session's expiry).
   const recentEnds = new Map<string, number>();
   const endedRecently = (sessionId: string) => {
     const at = recentEnds.get(sessionId);
-    return at !== undefined && Date.now() - at <= RECENT_END_MS;
+    return at !== undefined && Date.now() - at <= RECENT_MS;
   };
   const unsubscribe = deps.sessionEvents.onSessionEnded(({ sessionId }) => {
-    const now = Date.now();
-    for (const [id, at] of recentEnds) {
-      if (now - at <= RECENT_END_MS) break;
-      recentEnds.delete(id);
-    }
-    recentEnds.delete(sessionId);
-    recentEnds.set(sessionId, now);
+    remember(recentEnds, sessionId);
     const conns = bySession.get(sessionId);
     if (!conns) return;
     for (const conn of conns) end(conn, 'SESSION_REVOKED', CloseCode.SESSION_ENDED);
@@ -185,7 +191,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   // While the session events are lost (the LISTEN connection is down), ends and license changes made in other
   // processes are never announced here: once they are back, every open socket is checked against the database.
   let losses = 0;
-  const stamp = (): AuthStamp => ({ listening: deps.sessionEvents.listening, losses });
+  const stamp = (): AuthStamp => ({ listening: deps.sessionEvents.listening, losses, at: Date.now() });
   const unsubscribeListening = deps.sessionEvents.onListening((up) => {
     if (!up) {
       losses++;
@@ -197,11 +203,11 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   // A change of license is rare (an admin, the CLI, a billing job): walking the open sockets is cheaper than an index
   // every socket would pay for. Later messages are limited by the new license; a license without chat ends the socket.
   // A socket still being authenticated when the change arrives may have read the old license: changes of the last
-  // RECENT_LICENSE_MS are kept and applied when it is admitted.
+  // RECENT_MS are kept and applied when it is admitted.
   const recentLicenses = new Map<string, { license: License; at: number }>();
   const unsubscribeLicenses = deps.licenseEvents?.onLicenseChanged(({ userId, license }) => {
     const now = Date.now();
-    for (const [id, change] of recentLicenses) if (now - change.at > RECENT_LICENSE_MS) recentLicenses.delete(id);
+    for (const [id, change] of recentLicenses) if (now - change.at > RECENT_MS) recentLicenses.delete(id);
     recentLicenses.set(userId, { license, at: now });
     for (const conn of all) {
       if (conn.auth?.userId !== userId) continue;
@@ -278,26 +284,38 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     }
   }
 
-  // A change to a user's row may narrow their IP allow list: REST from an address it excludes is refused at once, so
-  // their open sockets are checked as their upgrade was, and refused ones end with 4403 IP_NOT_ALLOWED. One read per
-  // change, for all of that user's sessions; none for a user without sockets. (Like a license change, walking the
-  // sockets is cheaper than an index every socket would pay for.)
-  const unsubscribeUsers = deps.sessionEvents.onUserChanged((userId) => {
+  /**
+   * Checks authenticated sockets of one user against their row as it is now, as their upgrade was checked: one read
+   * for all of their sessions. A socket from an address the IP allow list now refuses ends with 4403 IP_NOT_ALLOWED,
+   * as REST from there is refused. When none of the sessions reads as active, the user was disabled (or the sessions
+   * ended): the sockets end with 4409 SESSION_REVOKED, since a disabled user's session rows remain and no end event
+   * would close them.
+   */
+  function checkUser(userId: string, conns: Conn[]) {
     const sessionIds = new Set<string>();
-    for (const conn of all)
-      if (conn.auth?.userId === userId && conn.auth.sessionId) sessionIds.add(conn.auth.sessionId);
+    for (const conn of conns) if (conn.auth?.sessionId) sessionIds.add(conn.auth.sessionId);
     if (sessionIds.size === 0 || !deps.addressRefusal) return;
     deps.addressRefusal(userId, [...sessionIds]).then(
       (refused) => {
-        if (!refused) return; // their sessions are gone: their own end events close the sockets
-        for (const conn of all) {
-          if (conn.auth?.userId !== userId || conn.socket.readyState !== conn.socket.OPEN) continue;
-          if (refused(conn.ip)) end(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
+        for (const conn of conns) {
+          if (conn.socket.readyState !== conn.socket.OPEN) continue;
+          if (!refused) end(conn, 'SESSION_REVOKED', CloseCode.SESSION_ENDED);
+          else if (refused(conn.ip)) end(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
         }
       },
-      (err: Error) =>
-        deps.log.warn({ err: { message: err.message }, userId }, 'websocket IP check after a user change failed'),
+      (err: Error) => log.warn({ err: { message: err.message }, userId }, 'websocket check after a user change failed'),
     );
+  }
+
+  // A change to a user's row (their IP allow list, their disabled flag among what may change) applies to their open
+  // sockets at once; a socket still being authenticated is checked when admitted (changes are kept for RECENT_MS, in
+  // arrival order). None is read for a user without sockets. (Like a license change, walking the sockets is cheaper
+  // than an index every socket would pay for.)
+  const recentUserChanges = new Map<string, number>();
+  const unsubscribeUsers = deps.sessionEvents.onUserChanged((userId) => {
+    remember(recentUserChanges, userId);
+    const conns = [...all].filter((conn) => conn.auth?.userId === userId);
+    if (conns.length > 0) checkUser(userId, conns);
   });
 
   /** Authenticated: take a connection slot, index by session, answer auth_ok. False when refused. */
@@ -308,9 +326,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     }
     const changed = recentLicenses.get(authenticated.userId);
     const auth =
-      changed && Date.now() - changed.at <= RECENT_LICENSE_MS
-        ? { ...authenticated, license: changed.license }
-        : authenticated;
+      changed && Date.now() - changed.at <= RECENT_MS ? { ...authenticated, license: changed.license } : authenticated;
     if (auth.license.features.chat === false) {
       refuse(conn, 'FORBIDDEN', CloseCode.FORBIDDEN);
       return false;
@@ -342,6 +358,9 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     // Events lost since the authentication began (or not received when it did): what it read may be stale. While they
     // are still lost, their return checks this socket with all the others.
     if (deps.sessionEvents.listening && (!began.listening || began.losses !== losses)) void recheck([conn]);
+    // The user's row changed while the authentication was under way: it may have read the old one.
+    const userChanged = recentUserChanges.get(context.userId);
+    if (userChanged !== undefined && userChanged >= began.at) checkUser(context.userId, [conn]);
     return true;
   }
 

@@ -13,6 +13,9 @@ const open = async (url: string, token: string): Promise<WsClient> => {
   expect((await c.next()).type).toBe('auth_ok');
   return c;
 };
+/** What `p` resolves with, or 'still open' after `ms`. */
+const within = <T>(p: Promise<T>, ms: number) =>
+  Promise.race([p, new Promise((r) => setTimeout(() => r('still open'), ms))]);
 
 describe('/ws/chat: live revocation', () => {
   let t: TestApp;
@@ -65,6 +68,20 @@ describe('/ws/chat: live revocation', () => {
     const c = await open(url, token);
     await t.db.query('DELETE FROM users WHERE id = $1', [userId]);
     expect((await c.closed).code).toBe(4409);
+  });
+
+  // Regression: a user disabled by a plain update of their row (REST refused the token at once) went on chatting on
+  // their open sockets until the session expired: the session rows remain, so no end event closed them.
+  it('closes the sockets with 4409 when the user is disabled by an update of their row', async () => {
+    const { token, userId } = await registerUser(t.app);
+    const c = await open(url, token);
+    const bystander = await open(url, (await registerUser(t.app)).token);
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [userId]);
+    expect(await c.next()).toEqual({ type: 'error', code: 'SESSION_REVOKED' });
+    expect(await c.closed).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
+    bystander.send({ type: 'ping' });
+    expect(await bystander.next()).toEqual({ type: 'pong' });
+    bystander.ws.close();
   });
 
   it('closes a socket with 4409 SESSION_EXPIRED when its session expires', async () => {
@@ -182,8 +199,6 @@ describe('/ws/chat: a socket the gateway closed', () => {
     c.ws.close = () => {};
     return c;
   };
-  const within = <T>(p: Promise<T>, ms: number) =>
-    Promise.race([p, new Promise((r) => setTimeout(() => r('still open'), ms))]);
 
   // Regression: after SESSION_REVOKED, every message frame until ws's 30 s close timeout still spent the allowance and
   // reached the chat upstream with the revoked session's identity.
@@ -307,7 +322,11 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
     c.ws.close();
   });
 
-  it('refuses a socket whose session ended while its authentication was under way', async () => {
+  /**
+   * An app on its own database and a user whose session is due for renewal, its row locked: an upgrade with their token
+   * reads the session, then stalls in the renewal (an UPDATE waiting for the lock) until `locker` commits.
+   */
+  async function stalledAuthentication() {
     const testDb = await createTestDatabase();
     cleanups.push(() => testDb.drop());
     const app = await buildApp({
@@ -318,7 +337,6 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
     await app.ready();
     const url = `${await listen(app)}/ws/chat`;
     const { token, userId } = await registerUser(app);
-    // Due for renewal: authenticating it extends it, an UPDATE that waits here for the row lock held below.
     await testDb.db.query(`UPDATE sessions SET expires_at = now() + interval '1 day' WHERE user_id = $1`, [userId]);
     const locker = new pg.Client({ connectionString: testDb.url as string });
     await locker.connect();
@@ -340,12 +358,71 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
         { timeout: 5000 },
       )
       .toBe(1);
+    return { app, db: testDb.db, userId, locker, connecting };
+  }
+
+  it('refuses a socket whose session ended while its authentication was under way', async () => {
+    const { userId, locker, connecting } = await stalledAuthentication();
     // The session ends (its end event goes out) while the renewal still waits; then the renewal finds no row.
     await locker.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
     await locker.query('COMMIT');
 
     const c = await connecting;
-    const closed = await Promise.race([c.closed, new Promise((r) => setTimeout(() => r('still open'), 3000))]);
-    expect(closed).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
+    expect(await within(c.closed, 3000)).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
+  });
+
+  // Regression: an allow list changed while a socket was being authenticated never applied to it: the change found no
+  // socket of the user to check, and the authentication had read the old list.
+  it('closes a socket with 4403 when its allow list changed while its authentication was under way', async () => {
+    const { app, db, userId, locker, connecting } = await stalledAuthentication();
+    // The socket's address (127.0.0.1) is excluded now; the authentication read the old list.
+    await db.query(`UPDATE users SET ip_allowlist = ARRAY['10.0.0.0/8'] WHERE id = $1`, [userId]);
+    await app.sessionEvents.sync(); // the change has been announced
+    await locker.query('COMMIT');
+
+    const c = await connecting;
+    expect((await c.next()).type).toBe('auth_ok');
+    expect(await c.next()).toEqual({ type: 'error', code: 'IP_NOT_ALLOWED' });
+    expect(await within(c.closed, 3000)).toEqual({ code: 4403, reason: 'IP_NOT_ALLOWED' });
+  });
+
+  it('closes a socket with 4409 when its user was disabled while its authentication was under way', async () => {
+    const { app, db, userId, locker, connecting } = await stalledAuthentication();
+    await db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [userId]);
+    await app.sessionEvents.sync();
+    await locker.query('COMMIT');
+
+    const c = await connecting;
+    expect((await c.next()).type).toBe('auth_ok');
+    expect(await c.next()).toEqual({ type: 'error', code: 'SESSION_REVOKED' });
+    expect(await within(c.closed, 3000)).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
+  });
+
+  // Regression: a license change was remembered for authentications under way for 10 s only, though one may take
+  // longer (a session read, then a renewal, each up to statement_timeout).
+  it('refuses a socket whose license lost chat more than 10 s into its authentication', async () => {
+    const { app, db, userId, locker, connecting } = await stalledAuthentication();
+    const announced = new Promise<void>((resolve) => {
+      const off = app.licenseEvents.onLicenseChanged(() => {
+        off();
+        resolve();
+      });
+    });
+    await db.query(
+      `INSERT INTO user_licenses (user_id, license_type, features) VALUES ($1, 'free', '{"chat": false}')`,
+      [userId],
+    );
+    await announced;
+    // The clock jumps 11 s instead of the test waiting for them.
+    const now = Date.now;
+    const later = vi.spyOn(Date, 'now').mockImplementation(() => now() + 11_000);
+    try {
+      await locker.query('COMMIT');
+      const c = await connecting;
+      expect(await c.next()).toEqual({ type: 'auth_error', code: 'FORBIDDEN' });
+      expect(await within(c.closed, 3000)).toEqual({ code: 4403, reason: 'FORBIDDEN' });
+    } finally {
+      later.mockRestore();
+    }
   });
 });
