@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createAdminStore, type UserSummary } from '../accounts/accounts.store.js';
+import { EMAIL_MAX_LENGTH, EMAIL_PATTERN } from '../accounts/email-address.js';
 import { createAuditLog } from '../audit/index.js';
 import { generateId } from '../auth/ids.js';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
 import { type Database, DataDirLockedError, isUniqueViolation, migrate, openDatabase } from '../db/index.js';
+import { refusedText } from '../http/nul-guard.plugin.js';
 import { createPasswordHasher } from '../passwords/index.js';
 
 /**
@@ -21,6 +23,8 @@ class CommandError extends Error {}
 interface Command {
   usage: string;
   summary: string;
+  /** The positional arguments it takes, in order, as named in `usage`: no more and no fewer. */
+  positionals: readonly string[];
   options?: Record<string, { type: 'string' | 'boolean' }>;
   run(
     ctx: Context,
@@ -47,17 +51,29 @@ async function findUser(ctx: Context, ref: string | undefined): Promise<UserSumm
   return user;
 }
 
+/**
+ * The option's JSON object, refused as the admin API refuses it (a NUL or a lone surrogate, which PostgreSQL cannot
+ * store, or nesting deeper than the HTTP guard walks), and refused with a number JSON.parse reads as Infinity (1e999),
+ * which would be stored as null.
+ */
 function jsonObject(text: string | boolean | undefined, name: string): Record<string, unknown> | undefined {
   if (text === undefined || typeof text === 'boolean') return undefined;
   let parsed: unknown;
+  let overflow = false;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(text, (_key, value) => {
+      if (typeof value === 'number' && !Number.isFinite(value)) overflow = true;
+      return value;
+    });
   } catch {
     throw new UsageError(`--${name} must be a JSON object, e.g. '{"max_ws_connections":5}'`);
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new UsageError(`--${name} must be a JSON object`);
   }
+  if (overflow) throw new UsageError(`--${name} has a number too large to store (it would be saved as null)`);
+  const refused = refusedText(parsed, '');
+  if (refused) throw new UsageError(`--${name} ${JSON.stringify(refused.details.field)}: ${refused.message}`);
   return parsed as Record<string, unknown>;
 }
 
@@ -134,17 +150,24 @@ function checkLicenseType(config: Config, type: string): void {
   }
 }
 
+const EMAIL = new RegExp(EMAIL_PATTERN);
+
+/** The address as the sign-up routes store it; refused unless they would take it (else it could never sign in). */
 function requireEmail(value: string | boolean | undefined): string {
-  if (typeof value !== 'string' || !/^[^\s@]+@[^\s@]+$/.test(value.trim())) {
-    throw new UsageError('--email <address> is required');
+  if (typeof value !== 'string') throw new UsageError('--email <address> is required');
+  if (value.length > EMAIL_MAX_LENGTH || !EMAIL.test(value)) {
+    throw new UsageError(
+      `--email must be a bare address of at most ${EMAIL_MAX_LENGTH} characters (no name, brackets, quotes or lists)`,
+    );
   }
-  return value.trim().toLowerCase(); // as the sign-up routes store it
+  return value.trim().toLowerCase();
 }
 
 const COMMANDS: Record<string, Command> = {
   migrate: {
     usage: 'migrate',
     summary: 'Apply schema.sql (idempotent; safe to run on every deploy)',
+    positionals: [],
     async run(ctx) {
       const db = await ctx.db();
       await migrate(db);
@@ -155,6 +178,7 @@ const COMMANDS: Record<string, Command> = {
   'create-user': {
     usage: 'create-user --email <address> [--name <name>] [--license <type>] [--password-stdin]',
     summary: 'Create a user with a password (read from stdin, or generated and printed once)',
+    positionals: [],
     options: {
       email: { type: 'string' },
       name: { type: 'string' },
@@ -178,6 +202,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'create-admin --email <address> [--name <name>] [--password-stdin] [--trust-unverified]',
     summary:
       'Make an existing user an administrator (its address must be verified, or --trust-unverified), or create one',
+    positionals: [],
     options: {
       email: { type: 'string' },
       name: { type: 'string' },
@@ -219,6 +244,7 @@ const COMMANDS: Record<string, Command> = {
   'set-license': {
     usage: 'set-license <user> --type <type> [--features <json>] [--limits <json>]',
     summary: "Set a user's license; open sockets get the new limits at once",
+    positionals: ['<user>'],
     options: { type: { type: 'string' }, features: { type: 'string' }, limits: { type: 'string' } },
     async run(ctx, { positionals, values }) {
       if (typeof values.type !== 'string') throw new UsageError('--type <type> is required');
@@ -235,6 +261,7 @@ const COMMANDS: Record<string, Command> = {
   'link-telegram': {
     usage: 'link-telegram <user> <telegram-user-id>',
     summary: 'Link a Telegram account (numeric user id) to a user',
+    positionals: ['<user>', '<telegram-user-id>'],
     async run(ctx, { positionals }) {
       const telegramId = canonicalTelegramId(positionals[1]);
       const user = await findUser(ctx, positionals[0]);
@@ -249,6 +276,7 @@ const COMMANDS: Record<string, Command> = {
   'revoke-sessions': {
     usage: 'revoke-sessions <user>',
     summary: "End all of a user's sessions on every channel (tokens stop working, sockets close)",
+    positionals: ['<user>'],
     async run(ctx, { positionals }) {
       const user = await findUser(ctx, positionals[0]);
       const revoked = await createAdminStore(await ctx.db()).revokeAllSessions(user.id);
@@ -310,6 +338,11 @@ export async function runGateway(argv: string[], io: GatewayIo): Promise<number>
       out(`Usage: npm run gateway -- ${command.usage}\n\n${command.summary}`);
       return EXIT.ok;
     }
+    // Regression: extra arguments were ignored, so `revoke-sessions <u1> <u2>` ended u1's sessions only and exited 0.
+    const extra = args.positionals[command.positionals.length];
+    if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
+    const missing = command.positionals[args.positionals.length];
+    if (missing !== undefined) throw new UsageError(`missing ${missing}`);
     const config = loadConfig(io.env ? { env: io.env } : {});
     const ctx: Context = {
       config,

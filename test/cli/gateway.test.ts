@@ -136,6 +136,37 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
     expect(short.code).toBe(1);
   });
 
+  // Regression: the CLI took any "x@y" without spaces, so it created accounts (`ann<mallory@evil.example>`, display
+  // names, lists, over 254 characters) whose address every /auth route refuses.
+  it('create-user and create-admin take exactly the addresses the sign-in routes take', async () => {
+    const longest = `${'a'.repeat(64)}@${'b'.repeat(177)}.example.com`; // 254 characters: the RFC 5321 cap
+    for (const email of [
+      'ann<mallory@evil.example>',
+      'Ann <ann@example.com>',
+      '"ann"@example.com',
+      'ann@example.com,bob@example.com',
+      'ann;bob@example.com',
+      'ann(comment)@example.com',
+      `a${longest}`,
+    ]) {
+      const created = await gateway(['create-user', '--email', email, '--password-stdin'], {
+        stdin: 'SecurePassword123!',
+      });
+      expect([email, created.code]).toEqual([email, 2]);
+      expect(created.stderr).toContain('--email');
+      expect([email, (await gateway(['create-admin', '--email', email])).code]).toEqual([email, 2]);
+      expect([email, (await login(email, 'SecurePassword123!')).statusCode]).toEqual([email, 400]);
+    }
+    const { rows } = await t.db.query("SELECT 1 FROM users WHERE email LIKE '%mallory%' OR email LIKE '%bbbbbbbb%'");
+    expect(rows).toEqual([]);
+    // The longest address is taken; case and surrounding spaces are ignored, as by the routes.
+    for (const email of [longest.toUpperCase(), ' Spaced@Example.com ']) {
+      const ok = await gateway(['create-user', '--email', email, '--password-stdin'], { stdin: 'SecurePassword123!' });
+      expect([email, ok.code]).toEqual([email, 0]);
+      expect((await login(email.trim().toLowerCase(), 'SecurePassword123!')).statusCode).toBe(200);
+    }
+  });
+
   it('set-license by email or id; unknown users fail with 1, bad JSON is a usage error', async () => {
     const user = await registerUser(t.app);
     const res = await gateway([
@@ -167,6 +198,36 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
     expect(missing.stderr).toContain('no user');
     expect((await gateway(['set-license', user.userId, '--type', 'pro', '--features', '[1]'])).code).toBe(2);
     expect((await gateway(['set-license', user.userId])).code).toBe(2);
+  });
+
+  // Regression: JSON PostgreSQL cannot store (a \u0000 escape, a lone surrogate) failed with exit 1 and the raw
+  // database message, and {"x":1e999} was stored as null.
+  it('set-license refuses --features/--limits JSON the admin API refuses, or that cannot be stored as given (2)', async () => {
+    const user = await registerUser(t.app);
+    const deep = `${'{"a":'.repeat(70)}1${'}'.repeat(70)}`; // deeper than the HTTP side walks
+    for (const [flag, json] of [
+      ['--features', '{"note":"\\u0000"}'],
+      ['--features', '{"\\u0000":true}'],
+      ['--features', '{"note":["\\ud800"]}'],
+      ['--limits', '{"max_ws_connections":1e999}'],
+      ['--limits', '{"a":{"b":-1e999}}'],
+      ['--limits', deep],
+    ] as const) {
+      const res = await gateway(['set-license', user.userId, '--type', 'pro', flag, json]);
+      expect([json, res.code]).toEqual([json, 2]);
+      expect(res.stderr, json).toContain(`${flag} `);
+    }
+    expect((await t.app.authenticator.authenticateToken(user.token))?.license.type).toBe('free');
+    // A surrogate pair (an emoji) is text like any other.
+    const emoji = await gateway([
+      'set-license',
+      user.userId,
+      '--type',
+      'pro',
+      '--features',
+      '{"note":"\\ud83d\\ude00"}',
+    ]);
+    expect(emoji.code).toBe(0);
   });
 
   // Regression: checkLicenseType looked the type up as config.licenses.types[type], which also finds
@@ -214,6 +275,36 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
       expect(res.code, id).toBe(2);
       expect(res.stderr, id).toContain('<telegram-user-id>');
     }
+  });
+
+  // Regression: extra arguments were ignored: `revoke-sessions <u1> <u2>` ended only u1's sessions and exited 0.
+  it('refuses more or fewer arguments than a command takes (usage error, 2, nothing done)', async () => {
+    const [ann, bob] = await Promise.all([registerUser(t.app), registerUser(t.app)]);
+    const both = await gateway(['revoke-sessions', ann.userId, bob.userId]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain(`unexpected argument "${bob.userId}"`);
+    expect(await t.app.authenticator.authenticateToken(ann.token)).not.toBeNull();
+    expect(await t.app.authenticator.authenticateToken(bob.token)).not.toBeNull();
+    for (const args of [
+      ['migrate', 'now'],
+      ['create-user', 'extra@example.com', '--email', 'extra@example.com'],
+      ['create-admin', '--email', 'extra@example.com', 'extra'],
+      ['set-license', ann.userId, bob.userId, '--type', 'pro'],
+      ['link-telegram', ann.userId, '5550100', '5550101'],
+    ]) {
+      const res = await gateway(args);
+      expect([args, res.code]).toEqual([args, 2]);
+      expect(res.stderr).toContain('unexpected argument');
+    }
+    for (const args of [['revoke-sessions'], ['link-telegram', ann.userId], ['set-license', '--type', 'pro']]) {
+      const res = await gateway(args);
+      expect([args, res.code]).toEqual([args, 2]);
+      expect(res.stderr).toContain('missing <');
+    }
+    const { rows } = await t.db.query("SELECT 1 FROM users WHERE email = 'extra@example.com'");
+    expect(rows).toEqual([]);
+    expect((await t.app.authenticator.authenticateToken(ann.token))?.license.type).toBe('free');
+    expect(await t.app.authenticator.authenticateTelegram(5550100)).toBeNull();
   });
 
   it("revoke-sessions ends a user's sessions", async () => {

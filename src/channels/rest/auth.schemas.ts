@@ -1,15 +1,13 @@
 import { type Static, Type as T } from '@sinclair/typebox';
+import { EMAIL_MAX_LENGTH, EMAIL_PATTERN } from '../../accounts/email-address.js';
 
 /** Schemas of the /auth/* routes: validation and the OpenAPI document come from these. */
 
-// RFC 5321 caps a path at 254 octets. Surrounding spaces are allowed here and trimmed by the handler.
+// The rule the operator CLI shares (src/accounts/email-address.ts); the handler trims surrounding spaces.
 export const Email = T.String({
   minLength: 3,
-  maxLength: 254,
-  // A bare ASCII address (an RFC 5322 dot-atom local part; Better Auth refuses internationalised ones): no display
-  // name, angle brackets, comments, quotes, commas or semicolons, which a mail library reads as another recipient or
-  // a list (the mail would go to an inbox other than the one the send limits count), and no control characters.
-  pattern: "^\\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\\s*$",
+  maxLength: EMAIL_MAX_LENGTH,
+  pattern: EMAIL_PATTERN,
   description: 'Email address; case and surrounding spaces are ignored',
   examples: ['user@example.com'],
 });
