@@ -52,6 +52,8 @@ export interface AuthEngine {
   ): Promise<(NewSession & { audited: boolean }) | TwoFactorPending>;
   /** The session a Better Auth cookie (or Better Auth bearer token) names, or null. */
   sessionIdFromHeaders(headers: Headers): Promise<string | null>;
+  /** The same session with its user (a sign-out records whose session it ended, even one the gateway refuses). */
+  sessionFromHeaders(headers: Headers): Promise<{ sessionId: string; userId: string } | null>;
   /** Extends the cookie session behind these headers when due; the Set-Cookie values of its refreshed cookie. */
   refreshCookieSession(headers: Headers): Promise<string[]>;
   /** Better Auth's opaque token of a session: lets our JWT stand in for Better Auth's cookie on /api/auth/*. */
@@ -78,6 +80,15 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
     lockoutDuration: deps.config.auth.two_factor.lockout_duration,
   });
   const passwordSignIn = createPasswordSignIn({ ...deps, clientIp: (headers) => getIP(headers, auth.options) });
+
+  async function sessionFromHeaders(headers: Headers): Promise<{ sessionId: string; userId: string } | null> {
+    const found = await auth.api.getSession({ headers, query: { disableRefresh: true } }).catch((err: unknown) => {
+      // A database that is away is not "no session": 503, as for a bearer token, not a 401 that signs clients out.
+      if (isUnavailableError(err)) throw err;
+      return null;
+    });
+    return found ? { sessionId: found.session.id, userId: found.session.userId } : null;
+  }
 
   return {
     betterAuth: auth,
@@ -122,14 +133,8 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       }
     },
 
-    async sessionIdFromHeaders(headers) {
-      const found = await auth.api.getSession({ headers, query: { disableRefresh: true } }).catch((err: unknown) => {
-        // A database that is away is not "no session": 503, as for a bearer token, not a 401 that signs clients out.
-        if (isUnavailableError(err)) throw err;
-        return null;
-      });
-      return found?.session.id ?? null;
-    },
+    sessionFromHeaders,
+    sessionIdFromHeaders: async (headers) => (await sessionFromHeaders(headers))?.sessionId ?? null,
 
     async refreshCookieSession(headers) {
       const { headers: answer } = await auth.api.getSession({ headers, returnHeaders: true });

@@ -29,8 +29,8 @@ export interface MountOptions {
   /** A new session Better Auth just created -> our JWT for it (sent back in X-Auth-Token). */
   jwtForSessionToken(betterAuthToken: string): Promise<string | null>;
   /**
-   * Better Auth's sign-out answered success for `session`: make sure it has ended, and record it as POST /auth/logout
-   * records it.
+   * Better Auth's sign-out answered success for `session` (admitted or not: a sign-out also ends a session the gateway
+   * refuses): make sure it has ended, and record it as POST /auth/logout records it.
    */
   signedOut(session: MountedSession, request: FastifyRequest): Promise<void>;
 }
@@ -159,6 +159,10 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     route === '/update-user' && request.method === 'POST'
       ? Buffer.from(checkedUpdateUserBody(request.headers['content-type'], request.body))
       : request.body;
+  // Sign-up writes name and image into the new user row as they come: the same rules, on the body Better Auth reads.
+  if (route === '/sign-up/email' && request.method === 'POST' && Buffer.isBuffer(request.body)) {
+    await checkSignUpBody(request.headers['content-type'], request.body);
+  }
 
   const headers = new Headers();
   for (const [name, value] of Object.entries(request.headers)) {
@@ -188,7 +192,7 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     }
   }
 
-  // The session the request carries, once admitted (what a sign-out ends).
+  // The session the request carries, once admitted; a sign-out's, admitted or not (what it ends).
   let session: MountedSession | null = null;
   const bearer = /^Bearer\s+(\S+)$/i.exec(headers.get('authorization') ?? '')?.[1];
   if (bearer && JWT_SHAPE.test(bearer)) {
@@ -199,10 +203,14 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   } else if (headers.has('cookie') || headers.has('authorization')) {
     // Any other credential is Better Auth's own (its cookie, or its session token however the bearer is spelled):
     // Better Auth says which session it names, in its own parsing, and the Authenticator whether it may be used here.
-    // A session the gateway has ended (idle, its user disabled) goes to Better Auth as no session at all.
-    const sessionId = await options.engine.sessionIdFromHeaders(headers);
-    session = sessionId ? await options.admitSession(sessionId, request.ip) : null;
-    if (sessionId && !session) {
+    // A session the gateway has ended (idle, its user disabled) goes to Better Auth as no session at all, except to
+    // sign-out: a sign-out ends the session it names, so Better Auth deletes it and clears its cookies, and it is
+    // recorded, as any other (stripped, it stayed in place behind an answer of success).
+    const named = await options.engine.sessionFromHeaders(headers);
+    session = named ? await options.admitSession(named.sessionId, request.ip) : null;
+    if (named && !session && route === '/sign-out') {
+      session = named;
+    } else if (named && !session) {
       headers.delete('authorization');
       const cookie = withoutCookies(headers.get('cookie') ?? '', SESSION_COOKIE_NAME);
       if (cookie) headers.set('cookie', cookie);
@@ -306,24 +314,38 @@ export function checkedUpdateUserBody(contentType: string | undefined, body: unk
     if (!UPDATABLE_USER_FIELDS.has(field)) {
       throw new AppError('VALIDATION_FAILED', `${field} cannot be changed here; only name and image can.`, { field });
     }
-    if (field === 'name') {
-      if (typeof value !== 'string' || [...value].length > NAME_MAX_LENGTH) {
-        throw new AppError('VALIDATION_FAILED', `name must be a string of at most ${NAME_MAX_LENGTH} characters.`, {
-          field,
-        });
-      }
-      checked.name = value.trim();
-    } else if (value === null || isImageUrl(value)) {
-      checked.image = value;
-    } else {
-      throw new AppError(
-        'VALIDATION_FAILED',
-        `image must be null or an http(s) URL of at most ${IMAGE_MAX_LENGTH} characters.`,
-        { field },
-      );
-    }
+    if (field === 'name') checked.name = checkedName(value);
+    else checked.image = checkedImage(value);
   }
   return JSON.stringify(checked);
+}
+
+/**
+ * POST /sign-up/email's body, checked with update-user's rules for the name and image Better Auth writes into the new
+ * user row (a 60 KB name and `javascript:` as an image were taken). Read as Better Auth reads it, JSON or form, and
+ * forwarded as it came: a field that is not a string (or a null image) Better Auth refuses itself.
+ */
+async function checkSignUpBody(contentType: string | undefined, body: Buffer): Promise<void> {
+  const name = await betterAuthBodyField(contentType, body, 'name');
+  if (name !== null) checkedName(name);
+  const image = await betterAuthBodyField(contentType, body, 'image');
+  if (image !== null) checkedImage(image);
+}
+
+/** Registration's rule for a name: a string of at most 100 characters; trimmed. */
+function checkedName(value: unknown): string {
+  if (typeof value !== 'string' || [...value].length > NAME_MAX_LENGTH) {
+    throw new AppError('VALIDATION_FAILED', `name must be a string of at most ${NAME_MAX_LENGTH} characters.`, {
+      field: 'name',
+    });
+  }
+  return value.trim();
+}
+
+function checkedImage(value: unknown): string | null {
+  if (value === null || isImageUrl(value)) return value;
+  const message = `image must be null or an http(s) URL of at most ${IMAGE_MAX_LENGTH} characters.`;
+  throw new AppError('VALIDATION_FAILED', message, { field: 'image' });
 }
 
 function isImageUrl(value: unknown): value is string {

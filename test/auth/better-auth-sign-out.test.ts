@@ -117,3 +117,59 @@ describe('sign-out through Better Auth', () => {
     }
   });
 });
+
+// Regression: a sign-out with the cookie of a session the gateway refuses (idle, its user disabled) answered success,
+// but the cookie never reached Better Auth (stripped as no session), so the session row stayed and no logout was recorded.
+describe('sign-out through Better Auth of a session the gateway refuses', () => {
+  let t: TestApp;
+  let origin: string;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { auth: { session: { idle_timeout: 3600 }, session_cache: { ttl: 0 } } } });
+    origin = t.config.server.base_url;
+  });
+  afterAll(() => t?.close());
+
+  /** A Better Auth cookie session of a new user: its Cookie header and session id. */
+  const cookieSession = async () => {
+    const user = await registerUser(t.app);
+    const cookie = await betterAuthCookie(t.app, user, origin);
+    const { rows } = await t.db.query<{ id: string }>(
+      'SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1',
+      [user.userId],
+    );
+    return { user, cookie, sessionId: rows[0]?.id as string };
+  };
+
+  const expectSignedOut = async (user: { userId: string }, cookie: string, sessionId: string) => {
+    const out = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-out',
+      headers: { origin, cookie, 'content-type': 'application/json' },
+      payload: '{}',
+    });
+    expect(out.statusCode).toBe(200);
+    expect(out.json()).toEqual({ success: true });
+    // Better Auth's sign-out clears its cookies, as for any other session.
+    const cleared = ([] as string[]).concat(out.headers['set-cookie'] ?? []);
+    expect(cleared.some((c) => /^better-auth\.session_token=;.*Max-Age=0/i.test(c))).toBe(true);
+    expect((await t.db.query('SELECT 1 FROM sessions WHERE id = $1', [sessionId])).rows).toEqual([]);
+    const { rows } = await t.db.query<{ session_id: string }>(
+      `SELECT session_id FROM auth_audit_log WHERE event = 'logout' AND user_id = $1`,
+      [user.userId],
+    );
+    expect(rows.map((r) => r.session_id)).toEqual([sessionId]);
+  };
+
+  it('an idle session: ended and recorded', async () => {
+    const { user, cookie, sessionId } = await cookieSession();
+    await t.app.sessions.flushUses();
+    await t.db.query(`UPDATE sessions SET last_used_at = now() - interval '2 hours' WHERE id = $1`, [sessionId]);
+    await expectSignedOut(user, cookie, sessionId);
+  });
+
+  it("a disabled user's session: ended and recorded", async () => {
+    const { user, cookie, sessionId } = await cookieSession();
+    await t.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+    await expectSignedOut(user, cookie, sessionId);
+  });
+});

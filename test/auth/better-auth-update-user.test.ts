@@ -96,3 +96,64 @@ describe("Better Auth's POST /api/auth/update-user", () => {
     expect(form.json().error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
   });
 });
+
+// Regression: POST /api/auth/sign-up/email wrote name and image into the new user row unchecked (a 60 KB name,
+// `javascript:` as an image) while update-user and /auth/register refuse them. Both go through the same checks now.
+describe("Better Auth's POST /api/auth/sign-up/email: update-user's name and image rules", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t?.close());
+
+  let n = 0;
+  /** Signs up a new address with `fields` (as JSON, or as a form); the answer and the user row it left, if any. */
+  const signUp = async (fields: Record<string, unknown>, form = false) => {
+    const email = `sign-up-${++n}@example.com`;
+    const body = { email, password: 'SecurePassword123!', ...fields };
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-up/email',
+      headers: {
+        origin: t.config.server.base_url,
+        'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json',
+      },
+      payload: form ? new URLSearchParams(body as Record<string, string>).toString() : JSON.stringify(body),
+    });
+    const { rows } = await t.db.query<{ name: string; image: string | null }>(
+      'SELECT name, image FROM users WHERE email = $1',
+      [email],
+    );
+    return { res, row: rows[0] };
+  };
+
+  it('refuses a name over 100 characters and an image that is not an http(s) URL, naming the field', async () => {
+    for (const form of [false, true]) {
+      for (const [field, fields] of [
+        ['name', { name: 'x'.repeat(60_000) }],
+        ['name', { name: 'x'.repeat(101) }],
+        ['image', { name: 'Ann', image: 'javascript:alert(document.cookie)' }],
+        ['image', { name: 'Ann', image: `data:image/png;base64,${'A'.repeat(40_000)}` }],
+        ['image', { name: 'Ann', image: `https://a.example/${'x'.repeat(2048)}` }],
+      ] as const) {
+        const { res, row } = await signUp(fields, form);
+        expect([form, field, res.statusCode]).toEqual([form, field, 400]);
+        expect(res.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field });
+        expect(row).toBeUndefined();
+      }
+    }
+  });
+
+  it('takes a name of 100 characters and an http(s) image URL, or none', async () => {
+    const name = 'é'.repeat(100);
+    const image = 'https://cdn.example.com/avatars/1.png';
+    for (const form of [false, true]) {
+      const withImage = await signUp({ name, image }, form);
+      expect(withImage.res.statusCode).toBe(200);
+      expect(withImage.row).toEqual({ name, image });
+      const without = await signUp({ name: 'Ann' }, form);
+      expect(without.res.statusCode).toBe(200);
+      expect(without.row).toEqual({ name: 'Ann', image: null });
+    }
+  });
+});
