@@ -44,7 +44,13 @@ async function channels(app: FastifyInstance): Promise<void> {
     licenseEvents: app.licenseEvents,
     async sessionState(sessionId) {
       const session = await sessions.findActive(sessionId);
-      return session ? { expiresAt: session.expiresAt, license: licenses(session.license) } : null;
+      return session
+        ? {
+            expiresAt: session.expiresAt,
+            license: licenses(session.license),
+            refusesAddress: (ip: string | undefined) => app.ipPolicy.refuse(ip, session.ipAllowlist) !== null,
+          }
+        : null;
     },
     // The Authenticator's check at the upgrade: the IP policy on the allow list the user's session rows carry.
     async addressRefusal(_userId, sessionIds) {

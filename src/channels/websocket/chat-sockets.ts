@@ -24,7 +24,9 @@ export interface ChatSocketsDeps {
    * A session as the database has it now: its expiry and its user's license; null when it is gone, expired or its user
    * disabled. Read at expiry, and for every socket after the session events were lost for a while.
    */
-  sessionState(sessionId: string): Promise<{ expiresAt: Date; license: License } | null>;
+  sessionState(
+    sessionId: string,
+  ): Promise<{ expiresAt: Date; license: License; refusesAddress(ip: string | undefined): boolean } | null>;
   /**
    * After a change to a user's row (their IP allow list among what may change): which client addresses the user's
    * restrictions now refuse, read once for the sessions of their open sockets; null when none of them is left.
@@ -280,6 +282,8 @@ export function createChatSockets(deps: ChatSocketsDeps) {
         }
         conn.auth = { ...conn.auth, license: state.license };
         if (state.license.features.chat === false) end(conn, 'FORBIDDEN', CloseCode.FORBIDDEN);
+        // An IP allow list narrowed meanwhile, which no user-change event announced either.
+        else if (state.refusesAddress(conn.ip)) end(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
       }
     }
   }

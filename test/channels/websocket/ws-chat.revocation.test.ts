@@ -276,7 +276,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
-  it('checks every socket once the session events are back: ended sessions close 4409, a license without chat 4403', async () => {
+  it('checks every socket once the session events are back: ended sessions close 4409, lost chat or address 4403', async () => {
     const testDb = await createTestDatabase();
     cleanups.push(() => testDb.drop());
     const relay = await startTcpRelay(testDb.url as string);
@@ -298,9 +298,11 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
     const ended = await registerUser(app);
     const unlicensed = await registerUser(app);
     const untouched = await registerUser(app);
+    const narrowed = await registerUser(app);
     const a = await open(url, ended.token);
     const b = await open(url, unlicensed.token);
     const c = await open(url, untouched.token);
+    const d = await open(url, narrowed.token);
 
     relay.silent = true;
     await expect.poll(() => db.listening, { timeout: 5000 }).toBe(false);
@@ -309,6 +311,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
       `INSERT INTO user_licenses (user_id, license_type, features) VALUES ($1, 'free', '{"chat": false}')`,
       [unlicensed.userId],
     );
+    await db.query(`UPDATE users SET ip_allowlist = '{10.0.0.0/8}' WHERE id = $1`, [narrowed.userId]);
     // Nothing announced them: the sockets are still open.
     c.send({ type: 'ping' });
     expect(await c.next()).toEqual({ type: 'pong' });
@@ -317,6 +320,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('/ws/chat: revocation the events
     relay.silent = false;
     expect(await a.closed).toEqual({ code: 4409, reason: 'SESSION_REVOKED' });
     expect((await b.closed).code).toBe(4403);
+    expect(await d.closed).toEqual({ code: 4403, reason: 'IP_NOT_ALLOWED' });
     c.send({ type: 'ping' });
     expect(await c.next()).toEqual({ type: 'pong' });
     c.ws.close();
