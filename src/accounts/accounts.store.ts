@@ -1,6 +1,6 @@
 import type { Database, Queryable } from '../db/index.js';
 import type { LicenseRow } from '../licenses/index.js';
-import { keepingAnAdmin } from './admin-guard.js';
+import { asAdmin, keepingAnAdmin } from './admin-guard.js';
 import { deviceName } from './user-agent.js';
 
 export interface SessionSummary {
@@ -28,6 +28,15 @@ interface SessionRow {
 }
 
 const date = (v: Date | string) => new Date(v);
+
+/** Replaces a user's allow list (empty: no per-user restriction). False when the user does not exist. */
+async function writeIpAllowlist(db: Queryable, userId: string, cidrs: readonly string[]): Promise<boolean> {
+  const { rowCount } = await db.query('UPDATE users SET ip_allowlist = $2::text[], updated_at = now() WHERE id = $1', [
+    userId,
+    cidrs.length > 0 ? cidrs : null,
+  ]);
+  return rowCount > 0;
+}
 
 /** Sessions, allow lists and the admin's view of users: the SQL of account management, one module. */
 export function createAccountsStore(
@@ -87,14 +96,7 @@ export function createAccountsStore(
       return rows[0]?.ip_allowlist ?? [];
     },
 
-    /** Replaces a user's allow list (empty: no per-user restriction). False when the user does not exist. */
-    async setIpAllowlist(userId: string, cidrs: readonly string[]): Promise<boolean> {
-      const { rowCount } = await db.query(
-        'UPDATE users SET ip_allowlist = $2::text[], updated_at = now() WHERE id = $1',
-        [userId, cidrs.length > 0 ? cidrs : null],
-      );
-      return rowCount > 0;
-    },
+    setIpAllowlist: (userId: string, cidrs: readonly string[]) => writeIpAllowlist(db, userId, cidrs),
   };
 }
 
@@ -139,14 +141,22 @@ const USER_COLUMNS = `u.id, u.email, u.name, u.role, u.email_verified, u.disable
 const likePattern = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /** Deletes a user (the admin API, or their own request): never the last enabled administrator (LAST_ADMIN). */
-export async function deleteUser(db: Database, userId: string): Promise<boolean> {
-  return keepingAnAdmin(db, userId, async (tx) => {
-    const { rowCount } = await tx.query('DELETE FROM users WHERE id = $1', [userId]);
-    return rowCount > 0;
-  });
+export async function deleteUser(db: Database, userId: string, actor?: string): Promise<boolean> {
+  return keepingAnAdmin(
+    db,
+    userId,
+    async (tx) => {
+      const { rowCount } = await tx.query('DELETE FROM users WHERE id = $1', [userId]);
+      return rowCount > 0;
+    },
+    actor,
+  );
 }
 
-/** What administrators (the admin API and the CLI) do to users. */
+/**
+ * What administrators (the admin API and the CLI) do to users. A change's `actor` is the administrator who makes it:
+ * ADMIN_REQUIRED unless they still are one when it is written (see asAdmin); without one, an operator at the shell.
+ */
 export function createAdminStore(db: Database) {
   return {
     /** Users matching `query` (email, name or id, case-insensitive), newest first. */
@@ -218,30 +228,33 @@ export function createAdminStore(db: Database) {
     async setLicense(
       userId: string,
       license: { type: string; features?: Record<string, unknown>; resourceLimits?: Record<string, unknown> },
+      actor?: string,
     ): Promise<boolean> {
-      const { rowCount } = await db.query(
-        `INSERT INTO user_licenses (user_id, license_type, features, resource_limits)
-         SELECT id, $2, COALESCE($3::jsonb, '{}'::jsonb), COALESCE($4::jsonb, '{}'::jsonb) FROM users WHERE id = $1
-         ON CONFLICT (user_id) DO UPDATE SET
-           license_type = EXCLUDED.license_type,
-           features = COALESCE($3::jsonb, user_licenses.features),
-           resource_limits = COALESCE($4::jsonb, user_licenses.resource_limits),
-           updated_at = now()`,
-        [
-          userId,
-          license.type,
-          license.features ? JSON.stringify(license.features) : null,
-          license.resourceLimits ? JSON.stringify(license.resourceLimits) : null,
-        ],
-      );
-      return rowCount > 0;
+      return asAdmin(db, actor, null, async (tx) => {
+        const { rowCount } = await tx.query(
+          `INSERT INTO user_licenses (user_id, license_type, features, resource_limits)
+           SELECT id, $2, COALESCE($3::jsonb, '{}'::jsonb), COALESCE($4::jsonb, '{}'::jsonb) FROM users WHERE id = $1
+           ON CONFLICT (user_id) DO UPDATE SET
+             license_type = EXCLUDED.license_type,
+             features = COALESCE($3::jsonb, user_licenses.features),
+             resource_limits = COALESCE($4::jsonb, user_licenses.resource_limits),
+             updated_at = now()`,
+          [
+            userId,
+            license.type,
+            license.features ? JSON.stringify(license.features) : null,
+            license.resourceLimits ? JSON.stringify(license.resourceLimits) : null,
+          ],
+        );
+        return rowCount > 0;
+      });
     },
 
     /**
      * Disables (ending every session and voiding every pending channel link code) or re-enables a user. False when the
      * user does not exist; LAST_ADMIN when disabling would leave no enabled administrator.
      */
-    async setDisabled(userId: string, disabled: boolean): Promise<boolean> {
+    async setDisabled(userId: string, disabled: boolean, actor?: string): Promise<boolean> {
       const apply = async (tx: Queryable) => {
         const { rowCount } = await tx.query(
           `UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now()) ELSE NULL END,
@@ -255,11 +268,11 @@ export function createAdminStore(db: Database) {
         }
         return rowCount > 0;
       };
-      return disabled ? keepingAnAdmin(db, userId, apply) : apply(db);
+      return disabled ? keepingAnAdmin(db, userId, apply, actor) : asAdmin(db, actor, userId, apply);
     },
 
     /** False when the user does not exist; LAST_ADMIN when a demotion would leave no enabled administrator. */
-    async setRole(userId: string, role: 'admin' | 'user'): Promise<boolean> {
+    async setRole(userId: string, role: 'admin' | 'user', actor?: string): Promise<boolean> {
       const apply = async (tx: Queryable) => {
         const { rowCount } = await tx.query('UPDATE users SET role = $2, updated_at = now() WHERE id = $1', [
           userId,
@@ -267,25 +280,32 @@ export function createAdminStore(db: Database) {
         ]);
         return rowCount > 0;
       };
-      return role === 'admin' ? apply(db) : keepingAnAdmin(db, userId, apply);
+      return role === 'admin' ? asAdmin(db, actor, userId, apply) : keepingAnAdmin(db, userId, apply, actor);
     },
 
     /** Ends every session of the user and voids their pending channel link codes; returns the sessions ended. */
-    async revokeAllSessions(userId: string): Promise<number> {
-      const { rowCount } = await db.query(
-        `WITH codes AS (DELETE FROM channel_link_codes WHERE user_id = $1)
-         DELETE FROM sessions WHERE user_id = $1`,
-        [userId],
-      );
-      return rowCount;
+    async revokeAllSessions(userId: string, actor?: string): Promise<number> {
+      return asAdmin(db, actor, null, async (tx) => {
+        const { rowCount } = await tx.query(
+          `WITH codes AS (DELETE FROM channel_link_codes WHERE user_id = $1)
+           DELETE FROM sessions WHERE user_id = $1`,
+          [userId],
+        );
+        return rowCount;
+      });
+    },
+
+    /** Replaces a user's allow list (empty: no per-user restriction). False when the user does not exist. */
+    async setIpAllowlist(userId: string, cidrs: readonly string[], actor?: string): Promise<boolean> {
+      return asAdmin(db, actor, userId, (tx) => writeIpAllowlist(tx, userId, cidrs));
     },
 
     /**
      * Deletes a user and everything of theirs (ON DELETE CASCADE; their sessions end through the trigger). LAST_ADMIN
      * for the last enabled administrator.
      */
-    async deleteUser(userId: string): Promise<boolean> {
-      return deleteUser(db, userId);
+    async deleteUser(userId: string, actor?: string): Promise<boolean> {
+      return deleteUser(db, userId, actor);
     },
 
     async linkChannel(userId: string, channel: string, channelUserId: string): Promise<'linked' | 'taken' | 'no_user'> {

@@ -57,6 +57,14 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
   const adminEmails = new Set(config.admin.emails.map((e) => e.trim().toLowerCase()));
   /** Requests whose outcome is already in the audit log: the refusal hook does not write a second, contradicting row. */
   const recorded = new WeakSet<FastifyRequest>();
+  /**
+   * Requests requireAdmin let through. An ADMIN_REQUIRED after that comes from the change itself, which checks the
+   * role again (the caller was demoted meanwhile): unlike requireAdmin's, it is not in the audit log yet.
+   */
+  const admitted = new WeakSet<FastifyRequest>();
+  app.addHook('preHandler', async (request) => {
+    admitted.add(request);
+  });
 
   const view = (u: UserSummary) => ({
     id: u.id,
@@ -85,11 +93,13 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
     });
   };
 
-  // Every refusal of an administrator's request is audited too (their own account, an unknown user, invalid input).
-  // Callers who are not administrators never get here: requireAdmin refuses and audits them.
+  // Every refusal of an administrator's request is audited too (their own account, an unknown user, invalid input, a
+  // demotion that landed while the request was under way). Callers who are not administrators when the request
+  // arrives never get here: requireAdmin refuses and audits them.
   app.addHook('onError', async (request, _reply, error) => {
-    if (!request.auth || recorded.has(request) || (error instanceof AppError && error.code === 'ADMIN_REQUIRED'))
-      return;
+    const refusedByRequireAdmin =
+      error instanceof AppError && error.code === 'ADMIN_REQUIRED' && !admitted.has(request);
+    if (!request.auth || recorded.has(request) || refusedByRequireAdmin) return;
     const code = render(error).body.error.code; // the code the caller is answered with
     const target = (request.params as { id?: unknown } | undefined)?.id;
     await record(
@@ -195,7 +205,8 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
           { field: 'type' },
         );
       }
-      if (!(await admin.setLicense(request.params.id, { type, features, resourceLimits }))) {
+      const actor = authOf(request).userId;
+      if (!(await admin.setLicense(request.params.id, { type, features, resourceLimits }, actor))) {
         throw new AppError('USER_NOT_FOUND');
       }
       deps.forgetUser?.(request.params.id);
@@ -217,7 +228,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
     },
     async (request) => {
       await existing(request.params.id);
-      const revoked = await admin.revokeAllSessions(request.params.id);
+      const revoked = await admin.revokeAllSessions(request.params.id, authOf(request).userId);
       await record(request, 'sessions.revoke', request.params.id, { revoked });
       return { success: true as const, revoked };
     },
@@ -242,7 +253,9 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
       },
       async (request) => {
         if (disabled) notSelf(request, request.params.id, 'disable');
-        if (!(await admin.setDisabled(request.params.id, disabled))) throw new AppError('USER_NOT_FOUND');
+        if (!(await admin.setDisabled(request.params.id, disabled, authOf(request).userId))) {
+          throw new AppError('USER_NOT_FOUND');
+        }
         deps.forgetUser?.(request.params.id);
         await record(request, disabled ? 'user.disable' : 'user.enable', request.params.id);
         return { success: true as const };
@@ -270,7 +283,9 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
           throw new AppError('ADMIN_BY_CONFIG');
         }
       }
-      if (!(await admin.setRole(request.params.id, request.body.role))) throw new AppError('USER_NOT_FOUND');
+      if (!(await admin.setRole(request.params.id, request.body.role, authOf(request).userId))) {
+        throw new AppError('USER_NOT_FOUND');
+      }
       await record(request, 'role.set', request.params.id, { role: request.body.role });
       return { success: true as const };
     },
@@ -296,11 +311,11 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
           field: 'cidrs',
         });
       }
-      const self = authOf(request).userId === request.params.id;
-      if (self && cidrs.length > 0 && deps.ipPolicy.refuse(request.ip, cidrs) === 'user_allow') {
+      const actor = authOf(request).userId;
+      if (actor === request.params.id && cidrs.length > 0 && deps.ipPolicy.refuse(request.ip, cidrs) === 'user_allow') {
         throw new AppError('IP_ALLOWLIST_LOCKOUT');
       }
-      if (!(await accounts.setIpAllowlist(request.params.id, cidrs))) throw new AppError('USER_NOT_FOUND');
+      if (!(await admin.setIpAllowlist(request.params.id, cidrs, actor))) throw new AppError('USER_NOT_FOUND');
       deps.forgetUser?.(request.params.id);
       await record(request, 'ip_allowlist.set', request.params.id, { entries: cidrs.length });
       return { success: true as const, cidrs };
@@ -322,7 +337,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminRoutesDeps): 
       notSelf(request, request.params.id, 'delete');
       const user = await existing(request.params.id);
       // Recorded once done (a refused deletion, LAST_ADMIN, is recorded as refused): the target id is in details.
-      if (!(await admin.deleteUser(user.id))) throw new AppError('USER_NOT_FOUND');
+      if (!(await admin.deleteUser(user.id, authOf(request).userId))) throw new AppError('USER_NOT_FOUND');
       await record(request, 'user.delete', user.id, { email: user.email });
       return { success: true as const };
     },
