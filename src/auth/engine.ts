@@ -6,6 +6,7 @@ import { isUnavailableError, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { createPasswordRace } from './password-race.js';
 import { createPasswordSignIn } from './password-sign-in.js';
 import { sessionOf } from './session-of.js';
 import { createSignInMethods, type SignInMethods } from './sign-in-methods.engine.js';
@@ -37,6 +38,11 @@ export interface TwoFactorPending {
 export interface AuthEngine {
   /** Better Auth's own routes (/api/auth/*), as a fetch-style handler. */
   handle(request: Request): Promise<Response>;
+  /**
+   * handle() for Better Auth's POST /sign-in/email naming `email`: a session or 2FA challenge it issued while the
+   * account's password changed is undone, and the answer is Better Auth's to a wrong password (password-race.ts).
+   */
+  handleSignIn(request: Request, email: string): Promise<Response>;
   signUpEmail(
     input: { email: string; password: string; name: string },
     headers: Headers,
@@ -80,6 +86,8 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
     lockoutDuration: deps.config.auth.two_factor.lockout_duration,
   });
   const passwordSignIn = createPasswordSignIn({ ...deps, clientIp: (headers) => getIP(headers, auth.options) });
+  const whilePasswordHolds = createPasswordRace(db);
+  const handle = (request: Request) => surfaceBusy(() => auth.handler(request));
 
   async function sessionFromHeaders(headers: Headers): Promise<{ sessionId: string; userId: string } | null> {
     const found = await auth.api.getSession({ headers, query: { disableRefresh: true } }).catch((err: unknown) => {
@@ -93,7 +101,25 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
   return {
     betterAuth: auth,
     methods: createSignInMethods(auth, db, deps.config),
-    handle: (request) => surfaceBusy(() => auth.handler(request)),
+    handle,
+
+    async handleSignIn(request, email) {
+      try {
+        return await whilePasswordHolds(
+          email,
+          () => handle(request),
+          async (response) => {
+            if (!response.ok) return null;
+            const body = (await response.clone().json()) as { token?: unknown };
+            return { sessionToken: typeof body.token === 'string' ? body.token : null };
+          },
+        );
+      } catch (err) {
+        // auth.handler answers its own errors: an APIError here is the refusal of a sign-in that outlived its password.
+        if (!(err instanceof APIError)) throw err;
+        return Response.json(err.body, { status: err.statusCode });
+      }
+    },
 
     async signUpEmail(input, headers) {
       try {
@@ -118,8 +144,10 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       const session = await passwordSignIn(input, headers, origin);
       if (session) return { ...session, audited: true };
       try {
-        const { headers: out, response } = await surfaceBusy(() =>
-          auth.api.signInEmail({ body: input, headers, returnHeaders: true }),
+        const { headers: out, response } = await whilePasswordHolds(
+          input.email,
+          () => surfaceBusy(() => auth.api.signInEmail({ body: input, headers, returnHeaders: true })),
+          async ({ response }) => ({ sessionToken: 'token' in response ? response.token : null }),
         );
         if ('twoFactorRedirect' in response && response.twoFactorRedirect) {
           const challengeToken = twoFactor.challengeFromCookies(out.getSetCookie());

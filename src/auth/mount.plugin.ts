@@ -221,13 +221,19 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(forwardedBody);
   // Better Auth's routes sit under base_url's path (better-auth.ts): a prefix the proxy stripped goes back on.
   url.pathname = `${new URL(options.baseUrl).pathname.replace(/\/+$/, '')}${url.pathname}`;
-  const response = await options.engine.handle(
-    new Request(url, {
-      method: request.method,
-      headers,
-      body: hasBody ? new Uint8Array(forwardedBody as Buffer) : undefined,
-    }),
-  );
+  const forwarded = new Request(url, {
+    method: request.method,
+    headers,
+    body: hasBody ? new Uint8Array(forwardedBody as Buffer) : undefined,
+  });
+  // A password sign-in is held to the password it verified (password-race.ts); without an email Better Auth refuses it.
+  const signInEmail =
+    route === '/sign-in/email' && request.method === 'POST' && Buffer.isBuffer(forwardedBody)
+      ? await betterAuthBodyField(request.headers['content-type'], forwardedBody, 'email')
+      : null;
+  const response = signInEmail
+    ? await options.engine.handleSignIn(forwarded, signInEmail)
+    : await options.engine.handle(forwarded);
 
   const body = Buffer.from(await response.arrayBuffer());
   if (response.status >= 400 && response.status < 500 && body.length === 0) {

@@ -1,3 +1,4 @@
+import * as OTPAuth from 'otpauth';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Queryable } from '../../src/db/index.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
@@ -181,17 +182,21 @@ describe('password sign-in (POST /auth/login)', () => {
   });
 
   /**
-   * Signs `user` in while `change` happens to the account during the password check: committed before the check ends,
-   * or (inFlight) written but not yet committed when the sign-in writes its session, and committed 300 ms later.
+   * Signs `user` in while `change` happens to the account during the password check (the `verification`th, 1 unless
+   * said): committed before the check ends, or (inFlight) written but not yet committed when the sign-in writes its
+   * session, and committed 300 ms later. Through POST /auth/login unless `signIn` says otherwise.
    */
   async function loginWhile(
     user: { userId: string; email: string; password: string },
     change: (q: Queryable) => Promise<void>,
-    options: { inFlight: boolean },
+    options: { inFlight: boolean; verification?: number; signIn?: typeof login },
   ) {
     const verify = t.app.hasher.verify.bind(t.app.hasher);
     let committed: Promise<unknown> = Promise.resolve();
+    let calls = 0;
     vi.spyOn(t.app.hasher, 'verify').mockImplementation(async (hash, password) => {
+      calls += 1;
+      if (calls !== (options.verification ?? 1)) return verify(hash, password);
       if (!options.inFlight) {
         await change(t.db);
         return verify(hash, password);
@@ -208,7 +213,7 @@ describe('password sign-in (POST /auth/login)', () => {
       await written;
       return verify(hash, password);
     });
-    const res = await login(user.email, user.password);
+    const res = await (options.signIn ?? login)(user.email, user.password);
     await committed;
     return res;
   }
@@ -272,5 +277,72 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(res.json().error.code).toBe('INVALID_CREDENTIALS');
     const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
     expect(rows).toHaveLength(0);
+  });
+
+  // Regression: Better Auth's sign-in (served at /api/auth/sign-in/email) wrote its session without reading the
+  // password again: one started with the old password before a change or reset outlived it, and kept working.
+  for (const inFlight of [false, true]) {
+    it(`Better Auth's sign-in gets no session when the password changes mid-verify (${inFlight ? 'in flight' : 'committed'})`, async () => {
+      const user = await registerUser(t.app);
+      const wrong = await betterAuthLogin(user.email, 'WrongPassword123!');
+      const res = await loginWhile(user, changePassword(user.userId), { inFlight, signIn: betterAuthLogin });
+      expect(res.statusCode).toBe(401);
+      // Answered as a wrong password is on that route, and with no cookie or token of a session.
+      expect(res.json()).toEqual(wrong.json());
+      expect(res.headers['set-cookie']).toBeUndefined();
+      expect(res.headers['x-auth-token']).toBeUndefined();
+      const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+      expect(rows).toHaveLength(0);
+    });
+  }
+
+  // Regression: for an account with 2FA, /auth/login takes Better Auth's sign-in, which issued its challenge whatever
+  // had happened to the password meanwhile: the old password's challenge still completed after a reset.
+  it('a 2FA sign-in whose password is reset mid-verify gets no challenge that can complete', async () => {
+    const user = await registerUser(t.app);
+    const auth = { authorization: `Bearer ${user.token}` };
+    const enable = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/enable',
+      headers: auth,
+      payload: { password: user.password },
+    });
+    const totp = OTPAuth.URI.parse(enable.json().otpauthUri) as OTPAuth.TOTP;
+    const confirm = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/confirm',
+      headers: auth,
+      payload: { code: totp.generate() },
+    });
+    expect(confirm.statusCode).toBe(200);
+    // A verified address: the reset keeps the enrolment (it does not reclaim the account).
+    await t.db.query('UPDATE users SET email_verified = true WHERE id = $1', [user.userId]);
+    const token = 'PasswordRaceResetToken123';
+    await t.db.query(
+      `INSERT INTO verification_tokens (id, identifier, token, expires_at) VALUES ($1, $2, $3, now() + interval '1 hour')`,
+      [`ver_${token}`, `reset-password:${token}`, user.userId],
+    );
+    const reset = async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/auth/password/reset',
+        payload: { token, password: 'ResetPassword789!' },
+      });
+      expect(res.statusCode).toBe(200);
+    };
+    // Our path verifies first (2FA: no session there), then Better Auth's sign-in verifies again: the 2nd check.
+    const res = await loginWhile(user, reset, { inFlight: false, verification: 2 });
+    expect(res.statusCode).toBe(401);
+    expect(res.json().error.code).toBe('INVALID_CREDENTIALS');
+    expect(res.json().challengeToken).toBeUndefined();
+    // No pending challenge (nor any other proof) of the user is left, and no session.
+    const { rows: pending } = await t.db.query('SELECT identifier FROM verification_tokens WHERE token = $1', [
+      user.userId,
+    ]);
+    expect(pending).toEqual([]);
+    const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+    expect(rows).toHaveLength(0);
+    // The new password still signs in (to the challenge).
+    expect((await login(user.email, 'ResetPassword789!')).json().challengeToken).toEqual(expect.any(String));
   });
 });
