@@ -11,8 +11,9 @@ import type { BetterAuthInstance } from './better-auth.js';
  * auth.secret), the pending sign-in (a signed, single-use, expiring challenge bound to the user and stored hashed), the
  * per-challenge attempt budget (5) and the per-account lockout. We add what the plugin does only with cookie sessions
  * or not at all: confirming and disabling without replacing the caller's session (our JWT names it), checking a code
- * for re-authentication against the same lockout counters, and accepting each time step's code once per account, on
- * every path (the plugin's sign-in step does not).
+ * for re-authentication against the same lockout counters, accepting each time step's code once per account, on
+ * every path (the plugin's sign-in step does not), and counting each code toward the lockout before it is compared
+ * (the plugin reads the lock before and counts after: guesses sent at once were all compared).
  */
 
 /** The plugin's signed cookie carrying the pending sign-in; its value is our challengeToken. */
@@ -50,8 +51,9 @@ export interface TwoFactorEngine {
     headers: Headers,
   ): Promise<{ sessionToken: string; method: 'totp' | 'backup_code' }>;
   /**
-   * Uses up a sign-in code's time step before Better Auth's own verify-totp route checks it (served at /api/auth), as
-   * verifyChallenge does: throws TWO_FACTOR_INVALID_CODE (or _LOCKED) for a code already used on the account.
+   * Checks a sign-in code before Better Auth's own verify-totp route does (served at /api/auth), as verifyChallenge
+   * does: returns when the route may complete the sign-in (a right code, its time step used up); throws
+   * TWO_FACTOR_INVALID_CODE or _LOCKED for a wrong or used code.
    */
   claimSignInCode(challenge: string, code: string): Promise<void>;
 }
@@ -64,9 +66,8 @@ export function createTwoFactorEngine(
   const cookieName = options.secureCookies ? `__Secure-${CHALLENGE_COOKIE}` : CHALLENGE_COOKIE;
 
   async function totpOf(userId: string, verified: boolean) {
-    const { rows } = await db.query<{ id: string; secret: string; locked: boolean }>(
-      `SELECT id, secret, coalesce(locked_until > now(), false) AS locked FROM two_factor
-        WHERE user_id = $1 AND verified = $2`,
+    const { rows } = await db.query<{ id: string; secret: string; backup_codes: string }>(
+      'SELECT id, secret, backup_codes FROM two_factor WHERE user_id = $1 AND verified = $2',
       [userId, verified],
     );
     const row = rows[0];
@@ -78,7 +79,14 @@ export function createTwoFactorEngine(
       ? OTPAuth.Secret.fromBase32(secret.slice(BASE32_PREFIX.length).toUpperCase()).bytes
       : new TextEncoder().encode(secret);
     const totp = new OTPAuth.TOTP({ ...TOTP, secret: new OTPAuth.Secret({ buffer: toArrayBuffer(bytes) }) });
-    return { id: row.id, locked: row.locked, totp };
+    return { id: row.id, totp, backupCodes: row.backup_codes };
+  }
+
+  /** Whether a code is one of the unused backup codes (the plugin stores them as JSON, encrypted as the secret is). */
+  async function isBackupCode(stored: string, code: string): Promise<boolean> {
+    const context = await auth.$context;
+    const codes: unknown = JSON.parse(await symmetricDecrypt({ key: context.secretConfig, data: stored }));
+    return Array.isArray(codes) && codes.includes(code);
   }
 
   /** The time step a 6-digit code belongs to, when it is valid now (one step of skew either way), or null. */
@@ -106,35 +114,51 @@ export function createTwoFactorEngine(
   }
 
   /**
-   * Counts a wrong code on the account; true when it locked the account. One atomic statement: parallel wrong codes
-   * cannot lose an increment or skip the lock. A lock that has run out starts a fresh count (as the plugin does on its
-   * sign-in path).
+   * Counts an attempt as a wrong code before its code is compared; null when the account is locked, else whether this
+   * attempt locked it (it was the lockout_threshold-th). One atomic statement: of guesses sent at once, only as many as
+   * the threshold leaves are compared, the rest are refused unseen. A right code takes its count back. A lock that has
+   * run out starts a fresh count (as the plugin does on its sign-in path).
    */
-  async function countFailure(id: string): Promise<boolean> {
-    const { rows } = await db.query<{ locked: boolean }>(
+  async function reserveAttempt(id: string): Promise<{ locking: boolean } | null> {
+    const { rows } = await db.query<{ locking: boolean }>(
       `WITH current AS (
-         SELECT id, CASE WHEN locked_until <= now() THEN 0 ELSE failed_verification_count END + 1 AS failures
-           FROM two_factor WHERE id = $1 FOR UPDATE)
+         SELECT id, CASE WHEN locked_until IS NULL THEN failed_verification_count ELSE 0 END + 1 AS failures
+           FROM two_factor WHERE id = $1 AND NOT coalesce(locked_until > now(), false) FOR UPDATE)
        UPDATE two_factor t
           SET failed_verification_count = c.failures,
-              locked_until = CASE WHEN c.failures >= $2 THEN now() + make_interval(secs => $3)
-                                  WHEN t.locked_until <= now() THEN NULL ELSE t.locked_until END
+              locked_until = CASE WHEN c.failures >= $2 THEN now() + make_interval(secs => $3) END
          FROM current c
         WHERE t.id = c.id
-        RETURNING coalesce(t.locked_until > now(), false) AS locked`,
+        RETURNING c.failures >= $2 AS locking`,
       [id, options.lockoutThreshold, options.lockoutDuration],
     );
-    return rows[0]?.locked === true;
+    return rows[0] ?? null;
+  }
+
+  /**
+   * Takes back one attempt's count: a sign-in code that was right (the plugin clears the count when it completes the
+   * sign-in), or a wrong one the plugin counted a second time. The lock goes too when the count is then under the
+   * threshold: the attempt set it, or the plugin did, one code early, counting a code already counted here.
+   */
+  async function releaseAttempt(id: string): Promise<void> {
+    await db.query(
+      `UPDATE two_factor
+          SET failed_verification_count = greatest(failed_verification_count - 1, 0),
+              locked_until = CASE WHEN failed_verification_count - 1 < $2 THEN NULL ELSE locked_until END
+        WHERE id = $1`,
+      [id, options.lockoutThreshold],
+    );
   }
 
   async function check(userId: string, code: string, verified: boolean): Promise<CodeCheck> {
     const found = await totpOf(userId, verified);
     if (!found) return 'not_enabled';
-    if (found.locked) return 'locked';
+    const attempt = await reserveAttempt(found.id);
+    if (!attempt) return 'locked';
     const step = stepOf(found.totp, code);
-    // A replay counts as a wrong code.
+    // A right code clears the count, this attempt's with it; a replay counts as a wrong code.
     if (step !== null && (await claimStep(found.id, step, true))) return 'ok';
-    return (await countFailure(found.id)) ? 'locked' : 'invalid';
+    return attempt.locking ? 'locked' : 'invalid';
   }
 
   /** The user of a live challenge, read from the database (for the audit log: the signature is not checked). */
@@ -168,20 +192,62 @@ export function createTwoFactorEngine(
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
+  /** The plugin's sign-in step for a challenge (sent as its cookie); the new session's token. */
+  async function completeSignIn(
+    challenge: string,
+    code: string,
+    method: 'totp' | 'backup_code',
+    headers: Headers = new Headers(),
+  ): Promise<string> {
+    const withCookie = new Headers(headers);
+    withCookie.set('cookie', `${cookieName}=${encodeURIComponent(challenge)}`);
+    try {
+      const res =
+        method === 'totp'
+          ? await auth.api.verifyTOTP({ body: { code }, headers: withCookie })
+          : await auth.api.verifyBackupCode({ body: { code }, headers: withCookie });
+      const sessionToken = (res as { token?: string }).token;
+      if (!sessionToken) throw new Error('two-factor verification gave no session');
+      return sessionToken;
+    } catch (err) {
+      throw translateTwoFactor(err);
+    }
+  }
+
   /**
-   * The plugin's sign-in step (verifyTOTP) accepts a code as often as it stays valid (90 s), last_used_step unread. So
-   * the code's time step is claimed here first, as check() claims it: a code that completed a sign-in or a
-   * re-authentication completes no other (it counts as a wrong code). A wrong code, a locked account or a challenge
-   * that is not ours is left to the plugin, which counts and answers it as before.
+   * Checks a sign-in code before the plugin's sign-in step sees it: returns when that step may complete the sign-in (a
+   * right code), throws for a wrong one. Two gaps of the plugin are closed here. It reads the lock before comparing a
+   * code and counts the failure after, so every guess in flight was compared: the attempt is counted first
+   * (reserveAttempt). Its TOTP step accepts a code as often as it stays valid (90 s), last_used_step unread: the time
+   * step is claimed here, as check() claims it, so a code that completed a sign-in or a re-authentication completes no
+   * other (it counts as a wrong code). A challenge that is not ours is left to the plugin, which refuses it.
    */
-  async function claimForSignIn(challenge: string, code: string): Promise<void> {
+  async function claimForSignIn(challenge: string, code: string, method: 'totp' | 'backup_code'): Promise<void> {
     if (!(await signedByUs(challenge))) return;
     const userId = await challengeUser(challenge);
     const found = userId ? await totpOf(userId, true) : null;
-    if (!found || found.locked) return;
-    const step = stepOf(found.totp, code);
-    if (step === null || (await claimStep(found.id, step, false))) return;
-    throw new AppError((await countFailure(found.id)) ? 'TWO_FACTOR_LOCKED' : 'TWO_FACTOR_INVALID_CODE');
+    if (!found) return;
+    const attempt = await reserveAttempt(found.id);
+    if (!attempt) throw new AppError('TWO_FACTOR_LOCKED');
+    if (method === 'totp') {
+      const step = stepOf(found.totp, code);
+      if (step !== null && (await claimStep(found.id, step, false))) return releaseAttempt(found.id);
+      if (step !== null) throw new AppError('TWO_FACTOR_INVALID_CODE'); // a replay
+    } else if (await isBackupCode(found.backupCodes, code)) {
+      return releaseAttempt(found.id);
+    }
+    // The attempt that locked the account is answered as the plugin answers it: a wrong code.
+    if (attempt.locking) throw new AppError('TWO_FACTOR_INVALID_CODE');
+    // A wrong code still spends one of the challenge's 5 attempts, which the plugin keeps: it is shown an empty code,
+    // which it cannot accept (the verdict stays ours, whatever its clock reads), and answers as for any wrong code.
+    try {
+      await completeSignIn(challenge, '', method);
+    } catch (err) {
+      // It counted the wrong code too, unless it refused the challenge first: the count is given back, not doubled.
+      if (err instanceof AppError && err.code === 'TWO_FACTOR_INVALID_CODE') await releaseAttempt(found.id);
+      throw err;
+    }
+    throw new Error('two-factor sign-in accepted an empty code');
   }
 
   return {
@@ -254,24 +320,13 @@ export function createTwoFactorEngine(
 
     challengeUser,
 
-    claimSignInCode: claimForSignIn,
+    // Better Auth's verify-totp route checks every code as a TOTP code.
+    claimSignInCode: (challenge, code) => claimForSignIn(challenge, code, 'totp'),
 
     async verifyChallenge(challenge, code, headers) {
-      const withCookie = new Headers(headers);
-      withCookie.set('cookie', `${cookieName}=${encodeURIComponent(challenge)}`);
       const method = /^\d{6}$/.test(code) ? 'totp' : 'backup_code';
-      if (method === 'totp') await claimForSignIn(challenge, code);
-      try {
-        const res =
-          method === 'totp'
-            ? await auth.api.verifyTOTP({ body: { code }, headers: withCookie })
-            : await auth.api.verifyBackupCode({ body: { code }, headers: withCookie });
-        const sessionToken = (res as { token?: string }).token;
-        if (!sessionToken) throw new Error('two-factor verification gave no session');
-        return { sessionToken, method };
-      } catch (err) {
-        throw translateTwoFactor(err);
-      }
+      await claimForSignIn(challenge, code, method);
+      return { sessionToken: await completeSignIn(challenge, code, method, headers), method };
     },
   };
 }

@@ -120,4 +120,32 @@ describe('TOTP two-factor: enrolment and disabling need a recent sign-in; their 
     for (let i = 0; i < 2; i++) expect((await login(third, `WrongPassword${i}!`)).statusCode).toBe(401);
     expect((await login(third)).statusCode).toBe(200);
   });
+
+  // Regression: check() read the lock before comparing a code and counted the failure after, so every X-2FA-Code
+  // already in flight was compared: a stolen session sent 40 guesses at once, lockout_threshold or not.
+  it('a burst of wrong X-2FA-Code guesses at once: at most lockout_threshold are compared', async () => {
+    const { user, totp } = await enrolled();
+    const threshold = t.config.auth.two_factor.lockout_threshold;
+    await age(user, stale()); // only a code lets this session delete the account
+    const near = new Set([-1, 0, 1].map((d) => totp.generate({ timestamp: Date.now() + d * 30_000 })));
+    const guesses = Array.from({ length: 40 }, (_, i) => String(100_000 + i * 7919));
+    const deleteWith = (code: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/auth/account/delete',
+        headers: { ...bearer(user.token), 'x-2fa-code': code },
+      });
+    const answers = (await Promise.all(guesses.filter((g) => !near.has(g)).map(deleteWith))).map(codeOf);
+    expect(answers.filter((a) => a === 'TWO_FACTOR_INVALID_CODE').length).toBeLessThanOrEqual(threshold);
+    expect([...new Set(answers.filter((a) => a !== 'TWO_FACTOR_INVALID_CODE'))]).toEqual(['TWO_FACTOR_LOCKED']);
+    const { rows } = await t.db.query<{ n: number }>(
+      'SELECT failed_verification_count AS n FROM two_factor WHERE user_id = $1',
+      [user.userId],
+    );
+    expect(rows[0]?.n).toBeLessThanOrEqual(threshold);
+    // Locked: the right code is refused too, and the account is still there.
+    const right = await deleteWith(totp.generate({ timestamp: Date.now() + 30_000 }));
+    expect(codeOf(right)).toBe('TWO_FACTOR_LOCKED');
+    expect((await t.db.query('SELECT 1 FROM users WHERE id = $1', [user.userId])).rows).toHaveLength(1);
+  });
 });

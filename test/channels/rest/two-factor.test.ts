@@ -331,6 +331,72 @@ describe('TOTP two-factor', () => {
     expect(rows.some((r) => r.event === 'lockout')).toBe(true);
   });
 
+  // Regression: the lock was read before a code was compared and the failure written after, so every guess already in
+  // flight was compared: 30 guesses at once on 30 challenges were 30 guesses, whatever lockout_threshold said.
+  it('a burst of wrong codes at once: at most lockout_threshold are compared, on every sign-in route', async () => {
+    const threshold = t.config.auth.two_factor.lockout_threshold;
+    const burst = 30;
+    /** A 6-digit code valid at no moment near now, different for each i. */
+    const guess = (totp: OTPAuth.TOTP, i: number) => {
+      const near = new Set([-1, 0, 1].map((d) => totp.generate({ timestamp: Date.now() + d * 30_000 })));
+      let code = totp.generate({ timestamp: Date.now() + 600_000 + i * 30_000 });
+      while (near.has(code)) code = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
+      return code;
+    };
+    /** A pending sign-in through Better Auth's route: its challenge cookie. */
+    const challengeCookie = async (user: User) => {
+      const res = await post('/api/auth/sign-in/email', { email: user.email, password: user.password });
+      return ([] as string[])
+        .concat(res.headers['set-cookie'] ?? [])
+        .map((c) => c.split(';')[0] as string)
+        .find((c) => c.startsWith('better-auth.two_factor=')) as string;
+    };
+    const verifyThere = (cookie: string, code: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/two-factor/verify-totp',
+        headers: { cookie, origin: 'http://localhost:3000' },
+        payload: { code },
+      });
+    /** Sends the burst at once; each answer's code (ours, or Better Auth's own on its route). */
+    const sendAll = async (send: (i: number) => Promise<{ json(): { error?: { code?: string }; code?: string } }>) =>
+      (await Promise.all(Array.from({ length: burst }, (_, i) => send(i)))).map(
+        (r) => r.json().error?.code ?? r.json().code,
+      );
+    const compared = ['TWO_FACTOR_INVALID_CODE', 'INVALID_CODE', 'INVALID_BACKUP_CODE'];
+    const expectCapped = async (user: User, totp: OTPAuth.TOTP, answers: Array<string | undefined>) => {
+      expect(answers.filter((a) => compared.includes(a ?? '')).length).toBeLessThanOrEqual(threshold);
+      // The rest were refused unseen, and the account is locked: the right code too is refused.
+      expect([...new Set(answers.filter((a) => !compared.includes(a ?? '')))]).toEqual(['TWO_FACTOR_LOCKED']);
+      const { rows } = await t.db.query<{ n: number }>(
+        'SELECT failed_verification_count AS n FROM two_factor WHERE user_id = $1',
+        [user.userId],
+      );
+      expect(rows[0]?.n).toBeLessThanOrEqual(threshold);
+      const right = await verify(await challenge(user), nextCode(totp));
+      expect(right.json().error.code).toBe('TWO_FACTOR_LOCKED');
+    };
+
+    // TOTP guesses on /auth/2fa/verify, one challenge each (a challenge allows 5).
+    const a = await enrolled();
+    const ours: string[] = [];
+    for (let i = 0; i < burst; i++) ours.push(await challenge(a.user));
+    await expectCapped(a.user, a.totp, await sendAll((i) => verify(ours[i] as string, guess(a.totp, i))));
+
+    // Backup-code guesses there.
+    const b = await enrolled();
+    const forBackup: string[] = [];
+    for (let i = 0; i < burst; i++) forBackup.push(await challenge(b.user));
+    const backupGuess = (i: number) => `wrong-${String(i).padStart(5, '0')}`;
+    await expectCapped(b.user, b.totp, await sendAll((i) => verify(forBackup[i] as string, backupGuess(i))));
+
+    // TOTP guesses on Better Auth's own route, served at /api/auth.
+    const c = await enrolled();
+    const cookies: string[] = [];
+    for (let i = 0; i < burst; i++) cookies.push(await challengeCookie(c.user));
+    await expectCapped(c.user, c.totp, await sendAll((i) => verifyThere(cookies[i] as string, guess(c.totp, i))));
+  });
+
   it("Better Auth's own sign-in gives the challenge as a cookie; /auth/2fa/verify takes it", async () => {
     const { user, totp } = await enrolled();
     const res = await t.app.inject({
