@@ -183,12 +183,14 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     const cookie = withoutCookies(headers.get('cookie') ?? '', SESSION_COOKIE_NAME);
     if (cookie) headers.set('cookie', cookie);
     else headers.delete('cookie');
-    // Better Auth accepts a TOTP code for as long as it is valid (90 s), as often as it is sent: the gateway accepts
-    // each code once per account (RFC 6238 section 5.2), here as on /auth/2fa/verify.
-    if (route === '/two-factor/verify-totp' && request.method === 'POST' && Buffer.isBuffer(forwardedBody)) {
+    // Better Auth accepts a TOTP code for as long as it is valid (90 s), as often as it is sent, and compares every
+    // guess in flight before counting any: the gateway counts each code first and accepts each TOTP code once per
+    // account (RFC 6238 section 5.2), here as on /auth/2fa/verify.
+    if (request.method === 'POST' && Buffer.isBuffer(forwardedBody)) {
       const code = await betterAuthBodyField(request.headers['content-type'], forwardedBody, 'code');
       const challenge = options.engine.twoFactor.challengeOfRequest(cookie || undefined);
-      if (code && challenge) await options.engine.twoFactor.claimSignInCode(challenge, code);
+      const method = route === '/two-factor/verify-totp' ? 'totp' : 'backup_code';
+      if (code && challenge) await options.engine.twoFactor.claimSignInCode(challenge, code, method);
     }
   }
 

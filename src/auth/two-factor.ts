@@ -51,11 +51,11 @@ export interface TwoFactorEngine {
     headers: Headers,
   ): Promise<{ sessionToken: string; method: 'totp' | 'backup_code' }>;
   /**
-   * Checks a sign-in code before Better Auth's own verify-totp route does (served at /api/auth), as verifyChallenge
-   * does: returns when the route may complete the sign-in (a right code, its time step used up); throws
-   * TWO_FACTOR_INVALID_CODE or _LOCKED for a wrong or used code.
+   * Checks a sign-in code before Better Auth's own verify-totp or verify-backup-code route does (served at /api/auth),
+   * as verifyChallenge does: returns when the route may complete the sign-in (a right code, a TOTP code's time step
+   * used up); throws TWO_FACTOR_INVALID_CODE or _LOCKED for a wrong or used code.
    */
-  claimSignInCode(challenge: string, code: string): Promise<void>;
+  claimSignInCode(challenge: string, code: string, method: 'totp' | 'backup_code'): Promise<void>;
 }
 
 export function createTwoFactorEngine(
@@ -320,8 +320,7 @@ export function createTwoFactorEngine(
 
     challengeUser,
 
-    // Better Auth's verify-totp route checks every code as a TOTP code.
-    claimSignInCode: (challenge, code) => claimForSignIn(challenge, code, 'totp'),
+    claimSignInCode: claimForSignIn,
 
     async verifyChallenge(challenge, code, headers) {
       const method = /^\d{6}$/.test(code) ? 'totp' : 'backup_code';

@@ -234,10 +234,10 @@ describe('TOTP two-factor', () => {
         .map((c) => c.split(';')[0] as string)
         .find((c) => c.startsWith('better-auth.two_factor=')) as string;
     };
-    const verifyThere = (cookie: string, code: string) =>
+    const verifyThere = (cookie: string, code: string, route = 'verify-totp') =>
       t.app.inject({
         method: 'POST',
-        url: '/api/auth/two-factor/verify-totp',
+        url: `/api/auth/two-factor/${route}`,
         headers: { cookie, 'content-type': 'application/json', origin: 'http://localhost:3000' },
         payload: JSON.stringify({ code }),
       });
@@ -351,10 +351,10 @@ describe('TOTP two-factor', () => {
         .map((c) => c.split(';')[0] as string)
         .find((c) => c.startsWith('better-auth.two_factor=')) as string;
     };
-    const verifyThere = (cookie: string, code: string) =>
+    const verifyThere = (cookie: string, code: string, route = 'verify-totp') =>
       t.app.inject({
         method: 'POST',
-        url: '/api/auth/two-factor/verify-totp',
+        url: `/api/auth/two-factor/${route}`,
         headers: { cookie, origin: 'http://localhost:3000' },
         payload: { code },
       });
@@ -395,6 +395,16 @@ describe('TOTP two-factor', () => {
     const cookies: string[] = [];
     for (let i = 0; i < burst; i++) cookies.push(await challengeCookie(c.user));
     await expectCapped(c.user, c.totp, await sendAll((i) => verifyThere(cookies[i] as string, guess(c.totp, i))));
+
+    // Backup-code guesses on Better Auth's own route.
+    const d = await enrolled();
+    const backupCookies: string[] = [];
+    for (let i = 0; i < burst; i++) backupCookies.push(await challengeCookie(d.user));
+    await expectCapped(
+      d.user,
+      d.totp,
+      await sendAll((i) => verifyThere(backupCookies[i] as string, backupGuess(i), 'verify-backup-code')),
+    );
   });
 
   it("Better Auth's own sign-in gives the challenge as a cookie; /auth/2fa/verify takes it", async () => {
