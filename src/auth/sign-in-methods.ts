@@ -4,7 +4,7 @@ import { anonymous } from 'better-auth/plugins/anonymous';
 import { type GenericOAuthConfig, genericOAuth } from 'better-auth/plugins/generic-oauth';
 import type { Config } from '../config/index.js';
 import { ConfigError } from '../config/index.js';
-import type { Database } from '../db/index.js';
+import { type Database, isUniqueViolation } from '../db/index.js';
 import { createIssuerCheck, type IssuerCheck } from './issuer-check.js';
 
 /** Where Better Auth sends the browser after an OAuth callback, success or failure (see src/accounts/). */
@@ -99,17 +99,25 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
           // the same id: keep their data, stop the cleanup job from deleting them.
           async after(account: { userId: string; providerId: string; idToken?: string | null }) {
             if (account.providerId === 'credential') return;
-            const email = verifiedEmailOf(account.idToken);
-            await db.query(
-              `UPDATE users SET is_anonymous = FALSE, updated_at = now(),
-                      email = CASE WHEN $2::text IS NOT NULL
-                                    AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = lower($2::text))
-                                   THEN lower($2::text) ELSE email END,
-                      email_verified = email_verified OR ($2::text IS NOT NULL
-                                    AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = lower($2::text)))
-                WHERE id = $1 AND is_anonymous`,
-              [account.userId, email],
-            );
+            const upgrade = (email: string | null) =>
+              db.query(
+                `UPDATE users SET is_anonymous = FALSE, updated_at = now(),
+                        email = CASE WHEN $2::text IS NOT NULL
+                                      AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = lower($2::text))
+                                     THEN lower($2::text) ELSE email END,
+                        email_verified = email_verified OR ($2::text IS NOT NULL
+                                      AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = lower($2::text)))
+                  WHERE id = $1 AND is_anonymous`,
+                [account.userId, email],
+              );
+            try {
+              await upgrade(verifiedEmailOf(account.idToken));
+            } catch (err) {
+              // The address was taken between the check and the write (another account committed it meanwhile): the
+              // user is upgraded all the same, on their placeholder address, as when it was taken before.
+              if (!isUniqueViolation(err)) throw err;
+              await upgrade(null);
+            }
           },
         },
       },

@@ -386,6 +386,59 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     expect((await session(anon.token)).statusCode).toBe(200);
   });
 
+  it.skipIf(!process.env.TEST_DATABASE_URL)(
+    'an anonymous user whose provider address is taken while the link completes is upgraded all the same',
+    async () => {
+      const anon = (await t.app.inject({ method: 'POST', url: '/auth/anonymous' })).json();
+      idp.accounts.tess = { email: 'tess@corp.example', email_verified: true };
+      const link = await t.app.inject({
+        method: 'POST',
+        url: '/auth/oauth/link/corp',
+        headers: { authorization: `Bearer ${anon.token}` },
+      });
+      const jar = new CookieJar();
+      jar.store(link.headers['set-cookie'] as string[]);
+      const callback = await authorizeAtProvider(link.json().url, 'tess');
+      // Another account takes the address, uncommitted: the upgrade's check does not see it, its write waits for it.
+      let commit = () => {};
+      const committed = new Promise<void>((resolve) => {
+        commit = resolve;
+      });
+      let taken = () => {};
+      const inserted = new Promise<void>((resolve) => {
+        taken = resolve;
+      });
+      const holder = t.db.transaction(async (tx) => {
+        await tx.query(`INSERT INTO users (id, email) VALUES ('user_race_tess', 'tess@corp.example')`);
+        taken();
+        await committed;
+      });
+      await inserted;
+      const finishing = finish(jar, callback);
+      await expect
+        .poll(
+          async () =>
+            (
+              await t.db.query<{ n: number }>(
+                `SELECT count(*)::int AS n FROM pg_stat_activity
+                  WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE users SET is_anonymous%'`,
+              )
+            ).rows[0]?.n,
+          { timeout: 5000 },
+        )
+        .toBe(1);
+      commit();
+      await holder;
+      expect((await finishing).front.searchParams.get('linked')).toBe('corp');
+      const { rows } = await t.db.query<{ is_anonymous: boolean; email: string }>(
+        'SELECT is_anonymous, email FROM users WHERE id = $1',
+        [anon.userId],
+      );
+      expect(rows[0]?.is_anonymous).toBe(false);
+      expect(rows[0]?.email).not.toBe('tess@corp.example');
+    },
+  );
+
   it('refuses: unknown provider, malformed and unknown codes, complete without a session', async () => {
     const unknown = await t.app.inject({ method: 'GET', url: '/auth/oauth/nope' });
     expect(unknown.statusCode).toBe(404);
