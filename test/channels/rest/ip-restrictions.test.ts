@@ -248,24 +248,19 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       const user = await registerUser(t.app);
       expect((await putAllowlist(user.token, HOME, [HOME])).statusCode).toBe(200);
       expect((await login(user, HOME)).statusCode).toBe(200);
-      const api = await t.app.inject({
-        method: 'POST',
-        url: '/api/auth/sign-in/email',
-        remoteAddress: HOME,
-        headers: { origin: 'http://localhost:3000' },
-        payload: { email: user.email, password: user.password },
-      });
-      expect(api.statusCode).toBe(200);
+      const betterAuthLogin = (remoteAddress: string) =>
+        t.app.inject({
+          method: 'POST',
+          url: '/api/auth/sign-in/email',
+          remoteAddress,
+          headers: { origin: 'http://localhost:3000' },
+          payload: { email: user.email, password: user.password },
+        });
+      expect((await betterAuthLogin(HOME)).statusCode).toBe(200);
       const neighbour = await login(user, NEIGHBOUR);
       expect(neighbour.statusCode).toBe(403);
       expect(neighbour.json().error.code).toBe('IP_NOT_ALLOWED');
-      const neighbourApi = await t.app.inject({
-        method: 'POST',
-        url: '/api/auth/sign-in/email',
-        remoteAddress: NEIGHBOUR,
-        headers: { origin: 'http://localhost:3000' },
-        payload: { email: user.email, password: user.password },
-      });
+      const neighbourApi = await betterAuthLogin(NEIGHBOUR);
       expect(neighbourApi.statusCode).toBe(403);
       expect(neighbourApi.json().code).toBe('IP_NOT_ALLOWED'); // Better Auth's own error shape
     });

@@ -33,6 +33,28 @@ describe('TOTP two-factor', () => {
    * and the confirmation in enrolled() used this step's.
    */
   const nextCode = (totp: OTPAuth.TOTP) => totp.generate({ timestamp: Date.now() + 30_000 });
+  /** A pending sign-in through Better Auth's own route: its challenge cookie. */
+  const challengeCookie = async (user: User) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: 'http://localhost:3000' },
+      payload: { email: user.email, password: user.password },
+    });
+    expect(res.json().twoFactorRedirect).toBe(true);
+    return ([] as string[])
+      .concat(res.headers['set-cookie'] ?? [])
+      .map((c) => c.split(';')[0] as string)
+      .find((c) => c.startsWith('better-auth.two_factor=')) as string;
+  };
+  /** A code sent with a challenge cookie to Better Auth's own verify-totp (or verify-backup-code) route. */
+  const verifyThere = (cookie: string, code: string, route = 'verify-totp') =>
+    t.app.inject({
+      method: 'POST',
+      url: `/api/auth/two-factor/${route}`,
+      headers: { cookie, origin: 'http://localhost:3000' },
+      payload: { code },
+    });
 
   async function enrolled(): Promise<{ user: User; totp: OTPAuth.TOTP; backupCodes: string[] }> {
     const user = await registerUser(t.app);
@@ -220,29 +242,8 @@ describe('TOTP two-factor', () => {
   // Regression: Better Auth's own verify-totp route (served at /api/auth) accepted a code as often as it stayed valid.
   it("Better Auth's verify-totp route accepts each code once too, and shares the record with /auth/2fa/verify", async () => {
     const { user, totp } = await enrolled();
-    /** A pending sign-in through Better Auth's route: its challenge cookie. */
-    const challengeCookie = async () => {
-      const res = await t.app.inject({
-        method: 'POST',
-        url: '/api/auth/sign-in/email',
-        headers: { 'content-type': 'application/json', origin: 'http://localhost:3000' },
-        payload: JSON.stringify({ email: user.email, password: user.password }),
-      });
-      expect(res.json().twoFactorRedirect).toBe(true);
-      return ([] as string[])
-        .concat(res.headers['set-cookie'] ?? [])
-        .map((c) => c.split(';')[0] as string)
-        .find((c) => c.startsWith('better-auth.two_factor=')) as string;
-    };
-    const verifyThere = (cookie: string, code: string, route = 'verify-totp') =>
-      t.app.inject({
-        method: 'POST',
-        url: `/api/auth/two-factor/${route}`,
-        headers: { cookie, 'content-type': 'application/json', origin: 'http://localhost:3000' },
-        payload: JSON.stringify({ code }),
-      });
     const code = nextCode(totp);
-    const [first, second] = [await challengeCookie(), await challengeCookie()];
+    const [first, second] = [await challengeCookie(user), await challengeCookie(user)];
     expect((await verifyThere(first, code)).statusCode).toBe(200);
     const replay = await verifyThere(second, code);
     expect(replay.statusCode).toBe(401);
@@ -253,7 +254,7 @@ describe('TOTP two-factor', () => {
     ]);
     const fresh = totp.generate();
     expect((await verify(await challenge(user), fresh)).statusCode).toBe(200);
-    expect((await verifyThere(await challengeCookie(), fresh)).json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    expect((await verifyThere(await challengeCookie(user), fresh)).json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
   });
 
   // Regression: a challenge cookie that is not valid percent-encoding made decodeURIComponent throw (500).
@@ -343,21 +344,6 @@ describe('TOTP two-factor', () => {
       while (near.has(code)) code = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
       return code;
     };
-    /** A pending sign-in through Better Auth's route: its challenge cookie. */
-    const challengeCookie = async (user: User) => {
-      const res = await post('/api/auth/sign-in/email', { email: user.email, password: user.password });
-      return ([] as string[])
-        .concat(res.headers['set-cookie'] ?? [])
-        .map((c) => c.split(';')[0] as string)
-        .find((c) => c.startsWith('better-auth.two_factor=')) as string;
-    };
-    const verifyThere = (cookie: string, code: string, route = 'verify-totp') =>
-      t.app.inject({
-        method: 'POST',
-        url: `/api/auth/two-factor/${route}`,
-        headers: { cookie, origin: 'http://localhost:3000' },
-        payload: { code },
-      });
     /** Sends the burst at once; each answer's code (ours, or Better Auth's own on its route). */
     const sendAll = async (send: (i: number) => Promise<{ json(): { error?: { code?: string }; code?: string } }>) =>
       (await Promise.all(Array.from({ length: burst }, (_, i) => send(i)))).map(
