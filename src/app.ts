@@ -435,7 +435,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   const admin = createAdminStore(db);
   await app.register(sessionsRoutes, {
     authenticator,
-    accounts: createAccountsStore(db, sessions.flushUses),
+    accounts: createAccountsStore(db, sessions.flushUses, config.auth.session.idle_timeout),
     devices,
     ipPolicy,
     audit,
@@ -448,7 +448,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     db,
     authenticator,
     admin,
-    accounts: createAccountsStore(db, sessions.flushUses),
+    accounts: createAccountsStore(db, sessions.flushUses, config.auth.session.idle_timeout),
     licenses: createLicenseResolver(config.licenses),
     audit,
     ipPolicy,

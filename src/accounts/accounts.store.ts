@@ -43,6 +43,8 @@ export function createAccountsStore(
   db: Queryable,
   /** Writes session uses not yet written (they are written behind), so a list shows the request that asks for it. */
   flushUses: () => Promise<void> = async () => {},
+  /** auth.session.idle_timeout (seconds, 0: off): a session idle longer is refused, so it is not listed either. */
+  idleTimeout = 0,
 ) {
   return {
     async listSessions(userId: string): Promise<SessionSummary[]> {
@@ -52,8 +54,10 @@ export function createAccountsStore(
                 s.last_channel, d.name AS device_name
            FROM sessions s LEFT JOIN devices d ON d.id = s.device_id
           WHERE s.user_id = $1 AND s.expires_at > now()
+            -- A minute's slack: a last use is written at most once a minute, so a live session is never left out.
+            AND ($2::int = 0 OR s.last_used_at > now() - make_interval(secs => $2::int + 60))
           ORDER BY s.created_at DESC, s.id`,
-        [userId],
+        [userId, idleTimeout],
       );
       return rows.map((r) => ({
         id: r.id,

@@ -158,3 +158,29 @@ describe('GET/DELETE /auth/sessions, POST /auth/sessions/revoke-others', () => {
     expect((await list(b)).map((s) => s.current)).toEqual([true]);
   });
 });
+
+describe('GET /auth/sessions with auth.session.idle_timeout', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { auth: { session: { idle_timeout: 1800 } } } });
+  });
+  afterAll(() => t?.close());
+
+  it('does not list a session the gateway refuses as idle', async () => {
+    const user = await registerUser(t.app);
+    const other = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: user.email, password: user.password },
+    });
+    const idleToken = other.json().token as string;
+    const { sid } = JSON.parse(Buffer.from(idleToken.split('.')[1] ?? '', 'base64url').toString()) as { sid: string };
+    // Unused for two hours, far from its expiry; never read by this process, so not cached here.
+    await t.db.query(`UPDATE sessions SET last_used_at = now() - interval '2 hours' WHERE id = $1`, [sid]);
+    const refused = await t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${idleToken}` } });
+    expect(refused.statusCode).toBe(401);
+    const listed = await t.app.inject({ url: '/auth/sessions', headers: { authorization: `Bearer ${user.token}` } });
+    expect((listed.json().sessions as Array<{ id: string }>).map((s) => s.id)).not.toContain(sid);
+    expect(listed.json().sessions).toHaveLength(1);
+  });
+});
