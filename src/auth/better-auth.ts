@@ -80,6 +80,15 @@ async function asApiError(run: () => Promise<void>): Promise<void> {
   }
 }
 
+/** Better Auth's log messages about a client's malformed or forged OAuth callback (see the logger below). */
+const CLIENT_CAUSED = new Set([
+  'State not found',
+  'Failed to parse state',
+  'INVALID_CALLBACK_REQUEST',
+  'No callback URL found',
+  'Failed to validate authorization code',
+  'Unable to link account - untrusted provider',
+]);
 /**
  * The one betterAuth({...}) call. Its models are mapped onto the design's snake_case tables (schema.sql); passwords
  * are hashed by our argon2id hasher; ids take the design's form; rate limiting is ours, not Better Auth's.
@@ -116,8 +125,12 @@ export function createBetterAuth({
       // Better Auth's warnings repeat what the audit log records (e.g. "Invalid password") without a request id.
       level: 'error',
       log(level, message) {
-        // Better Auth's messages never contain request bodies; keep them at their level.
-        if (level === 'error') logger.error({ component: 'better-auth' }, message);
+        // Better Auth's messages never contain request bodies; keep them at their level, except the refusals of
+        // requests any client can make wrong at will (a callback without or with a forged state or code): those are
+        // answered (a redirect with ?error=, audited at /auth/oauth/complete), not errors of the gateway, and at error
+        // level anyone could flood the alerts.
+        if (level === 'error' && CLIENT_CAUSED.has(message)) logger.debug({ component: 'better-auth' }, message);
+        else if (level === 'error') logger.error({ component: 'better-auth' }, message);
         else if (level === 'warn') logger.warn({ component: 'better-auth' }, message);
         else logger.debug({ component: 'better-auth' }, message);
       },
