@@ -29,6 +29,12 @@ export const REDACT_PATHS = [
   '*.webhook_secret',
   // Node's error for a request it could not parse carries the raw bytes read so far: headers and body alike.
   '*.rawPacket',
+  // A database error carries the values of the failing statement: PGlite's its parameters, PostgreSQL's its detail
+  // ("Failing row contains (...)", "Key (token)=(...)"), which can be a password hash or a session token.
+  '*.params',
+  '*.detail',
+  '*.cause.params',
+  '*.cause.detail',
 ];
 
 const REQUEST_ID = /^[\w.-]{1,64}$/;

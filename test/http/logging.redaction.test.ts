@@ -1,6 +1,7 @@
 import type { InjectOptions } from 'fastify';
+import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loggedUrl } from '../../src/http/logging.js';
+import { loggedUrl, loggerOptions } from '../../src/http/logging.js';
 import { startMailingApp } from '../helpers/mailing-app.js';
 import { addressOf, linkIn, type SmtpSink } from '../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
@@ -224,5 +225,26 @@ describe('no reset token from a path in any log line', () => {
     expect(incoming.length).toBeGreaterThanOrEqual(4);
     expect(incoming[0]).toContain('"url":"/api/auth/reset-password/[redacted]?callbackURL=[redacted]"');
     for (const s of [token, ...guessed]) expect(t.logs.text).not.toContain(s);
+  });
+});
+
+describe('database errors in log lines', () => {
+  it("keep their message, not the failing statement's values", async () => {
+    const lines: string[] = [];
+    const app = Fastify({
+      logger: { ...loggerOptions('info'), stream: { write: (line: string) => lines.push(line) } },
+    });
+    // As PGlite's and pg's errors carry them: the statement's parameters, and a detail quoting the row or key.
+    const err = Object.assign(new Error('duplicate key value violates unique constraint "sessions_token_key"'), {
+      code: '23505',
+      params: ['sess_1', 'S3cret-session-token'],
+      detail: 'Key (token)=(S3cret-session-token) already exists.',
+    });
+    app.log.error({ err }, 'request failed');
+    app.log.error({ err: new Error('wrapped', { cause: err }) }, 'request failed');
+    await app.close();
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(line).not.toContain('S3cret');
+    expect(JSON.parse(lines[0] as string).err.message).toContain('sessions_token_key');
   });
 });
