@@ -30,7 +30,15 @@ export interface MailerOptions {
  */
 export function createMailer(options: MailerOptions): Mailer {
   if (options.smtpUrl) {
-    const transport = nodemailer.createTransport(options.smtpUrl);
+    const transport = nodemailer.createTransport({
+      url: options.smtpUrl,
+      // A server that accepts connections and then stalls must not hold a socket per mail for nodemailer's defaults
+      // (2 minutes to connect, 30 s for the greeting, 10 minutes idle): sends are deferred, so a stall piles up
+      // sockets, not waiting requests. Parameters in the URL win.
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 30_000,
+    });
     return {
       kind: 'smtp',
       async send(message) {
