@@ -231,9 +231,8 @@ describe('no reset token from a path in any log line', () => {
 describe('database errors in log lines', () => {
   it("keep their message, not the failing statement's values", async () => {
     const lines: string[] = [];
-    const app = Fastify({
-      logger: { ...loggerOptions('info'), stream: { write: (line: string) => lines.push(line) } },
-    });
+    const logger = { ...(loggerOptions('info') as object), stream: { write: (line: string) => lines.push(line) } };
+    const app = Fastify({ logger });
     // As PGlite's and pg's errors carry them: the statement's parameters, and a detail quoting the row or key.
     const err = Object.assign(new Error('duplicate key value violates unique constraint "sessions_token_key"'), {
       code: '23505',
