@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import {
-  DEVICE_COOKIE,
   DEVICE_COOKIE_MAX_AGE,
   DEVICE_HEADER,
+  deviceCookieName,
   deviceKeyOf,
   mintDeviceKey,
 } from '../accounts/devices.js';
@@ -51,7 +51,7 @@ declare module 'fastify' {
 export interface AccessOptions {
   ipPolicy: IpPolicy;
   audit: AuditLog;
-  /** Set the device cookie with Secure (https base URL). */
+  /** Name the device cookie __Host- and set it Secure (https base URL or https_only). */
   secureCookies: boolean;
 }
 
@@ -63,6 +63,7 @@ export interface AccessOptions {
 export const accessPlugin = fp<AccessOptions>(
   async (app: FastifyInstance, { ipPolicy, audit, secureCookies }) => {
     app.decorateRequest('deviceKey', null);
+    const deviceCookie = deviceCookieName(secureCookies);
 
     // Callback-style hooks: every request passes through them, and most (not a sign-in) with no work but a path check.
     app.addHook('onRequest', (request: FastifyRequest, _reply, done) => {
@@ -82,7 +83,7 @@ export const accessPlugin = fp<AccessOptions>(
           .then(() => done(new AppError('IP_NOT_ALLOWED')), done);
       }
       if ((request.method === 'POST' || request.method === 'GET') && SESSION_PATH.test(path)) {
-        const key = deviceKeyOf(request.headers) ?? mintDeviceKey();
+        const key = deviceKeyOf(request.headers, secureCookies) ?? mintDeviceKey();
         request.deviceKey = key;
         request.headers[DEVICE_HEADER] = key;
       }
@@ -100,7 +101,8 @@ export const accessPlugin = fp<AccessOptions>(
     app.addHook('onSend', (request: FastifyRequest, reply: FastifyReply, payload, done) => {
       if (!request.deviceKey || reply.statusCode >= 400) return done(null, payload);
       reply.header(DEVICE_HEADER, request.deviceKey);
-      const cookie = `${DEVICE_COOKIE}=${request.deviceKey}; Path=/; Max-Age=${DEVICE_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax${secureCookies ? '; Secure' : ''}`;
+      // Path=/ and no Domain, as the __Host- prefix requires.
+      const cookie = `${deviceCookie}=${request.deviceKey}; Path=/; Max-Age=${DEVICE_COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax${secureCookies ? '; Secure' : ''}`;
       // Fastify adds a Set-Cookie to those already set (handing it the list back would send each of them twice).
       reply.header('set-cookie', cookie);
       done(null, payload);

@@ -6,22 +6,37 @@ import { deviceName } from './user-agent.js';
 /**
  * Devices: what a client keeps across sign-ins. The key is a bearer secret ("remember this device"): minted by the
  * gateway with a CSPRNG (or chosen by a native client, at least 22 URL-safe characters), sent back as the
- * X-Device-Id header and the HttpOnly gateway_device cookie, and stored only as its SHA-256. A key that is not this
- * user's yet becomes a new device of this user, so knowing another user's key gains nothing.
+ * X-Device-Id header and an HttpOnly cookie, and stored only as its SHA-256. A key that is not this user's yet becomes
+ * a new device of this user, so knowing another user's key gains nothing.
  */
 export const DEVICE_HEADER = 'x-device-id';
-export const DEVICE_COOKIE = 'gateway_device';
+/**
+ * The device cookie's name. With Secure cookies (https) it carries the __Host- prefix: a browser keeps such a cookie
+ * only when this host set it (Secure, Path=/, no Domain), so a sibling subdomain or a plain-http attacker cannot plant
+ * a key of its choosing, have the victim's sessions filed under it and, once the victim trusts it, skip 2FA. Over
+ * plain http (development) browsers refuse the prefix, so the cookie goes without it.
+ */
+export const deviceCookieName = (secureCookies: boolean) =>
+  secureCookies ? '__Host-gateway_device' : 'gateway_device';
 /** 400 days: the longest lifetime browsers keep a cookie (RFC 6265bis). */
 export const DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600;
 const KEY_SHAPE = /^[A-Za-z0-9_-]{22,128}$/;
-const COOKIE = new RegExp(`(?:^|;\\s*)${DEVICE_COOKIE}=([^;]*)`);
+const cookiePattern = (name: string) => new RegExp(`(?:^|;\\s*)${name}=([^;]*)`);
+const COOKIE = { secure: cookiePattern(deviceCookieName(true)), plain: cookiePattern(deviceCookieName(false)) };
 
 export function mintDeviceKey(): string {
   return randomBytes(32).toString('base64url');
 }
 
-/** The device key a request carries (X-Device-Id, else the cookie), or null when absent or malformed. */
-export function deviceKeyOf(headers: { get(name: string): string | null } | Record<string, unknown>): string | null {
+/**
+ * The device key a request carries (X-Device-Id, else the cookie), or null when absent or malformed. Only the access
+ * plugin, which knows the deployment is plain http, reads the unprefixed cookie; everyone else reads the __Host- one
+ * (or, on a sign-in route, the header the access plugin set from the cookie it trusts).
+ */
+export function deviceKeyOf(
+  headers: { get(name: string): string | null } | Record<string, unknown>,
+  secureCookies = true,
+): string | null {
   const read = (name: string): string | null => {
     if (typeof (headers as Headers).get === 'function') return (headers as Headers).get(name);
     const v = (headers as Record<string, unknown>)[name];
@@ -29,7 +44,7 @@ export function deviceKeyOf(headers: { get(name: string): string | null } | Reco
   };
   const header = read(DEVICE_HEADER)?.trim();
   if (header && KEY_SHAPE.test(header)) return header;
-  const cookie = COOKIE.exec(read('cookie') ?? '')?.[1];
+  const cookie = (secureCookies ? COOKIE.secure : COOKIE.plain).exec(read('cookie') ?? '')?.[1];
   return cookie && KEY_SHAPE.test(cookie) ? cookie : null;
 }
 

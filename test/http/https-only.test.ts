@@ -78,9 +78,9 @@ describe('server.https_only: true behind a trusted proxy', () => {
     const cookies = ([] as string[]).concat(signIn.headers['set-cookie'] ?? []);
     expect(cookies.length).toBeGreaterThan(0);
     for (const c of cookies) expect(c).toMatch(/;\s*Secure/i);
-    // Better Auth's own cookies also take the __Secure- prefix; the gateway's device cookie keeps its one name.
+    // Better Auth's own cookies also take the __Secure- prefix; the gateway's device cookie takes __Host-.
     for (const c of cookies.filter((x) => x.includes('better-auth.'))) expect(c).toMatch(/^__Secure-/);
-    expect(cookies.some((c) => c.startsWith('gateway_device='))).toBe(true);
+    expect(cookies.some((c) => c.startsWith('__Host-gateway_device='))).toBe(true);
   });
 
   // base_url stays http:// here (the docker-compose default under NODE_ENV=production): the two-factor challenge is

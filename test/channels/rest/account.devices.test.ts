@@ -112,7 +112,10 @@ describe('devices: sessions grouped by device key, named, trusted, removed', () 
     expect(days).toBeLessThanOrEqual(10);
 
     expect(await isDeviceTrusted(t.db, user.userId, { 'x-device-id': key })).toBe(true);
-    expect(await isDeviceTrusted(t.db, user.userId, new Headers({ cookie: `a=b; gateway_device=${key}` }))).toBe(true);
+    // Outside the access plugin only the __Host- cookie counts: an unprefixed one may have been planted.
+    const cookie = (name: string) => new Headers({ cookie: `a=b; ${name}=${key}` });
+    expect(await isDeviceTrusted(t.db, user.userId, cookie('__Host-gateway_device'))).toBe(true);
+    expect(await isDeviceTrusted(t.db, user.userId, cookie('gateway_device'))).toBe(false);
     expect(
       await isDeviceTrusted(t.db, user.userId, {
         'x-device-id': `${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`,
@@ -183,5 +186,48 @@ describe('devices: sessions grouped by device key, named, trusted, removed', () 
       (await t.app.inject({ method: 'GET', url: '/auth/session', headers: bearer(laptop.token) })).statusCode,
     ).toBe(200);
     expect((await devices(laptop.token)).map((d) => d.id)).not.toContain(id);
+  });
+});
+
+// Regression: the device cookie was a plain `gateway_device`, so a sibling subdomain (or a plain-http attacker) could
+// plant a key of its choosing, have the victim's session filed under it, and later skip 2FA once the victim trusted it.
+describe('devices over https: the __Host- cookie only', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { server: { base_url: 'https://auth.example.com' } } });
+  });
+  afterAll(() => t?.close());
+
+  const login = (user: { email: string; password: string }, cookie: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      headers: { cookie },
+      payload: { email: user.email, password: user.password },
+    });
+
+  it('ignores a planted gateway_device cookie and sets __Host-gateway_device (Secure, Path=/, no Domain)', async () => {
+    const user = await registerUser(t.app);
+    const planted = 'attackerChosenDeviceKey_0123456789abcdef';
+    const res = await login(user, `gateway_device=${planted}`);
+    expect(res.statusCode).toBe(200);
+    const key = res.headers['x-device-id'] as string;
+    expect(key).not.toBe(planted);
+    const cookies = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
+    const cookie = cookies.find((c) => /^(__Host-)?gateway_device=/.test(c)) ?? '';
+    expect(cookie.split(';')[0]).toBe(`__Host-gateway_device=${key}`);
+    expect(cookie).toMatch(/;\s*Secure/);
+    expect(cookie).toMatch(/;\s*Path=\/(;|$)/);
+    expect(cookie).toMatch(/;\s*HttpOnly/);
+    expect(cookie).not.toMatch(/Domain=/i);
+
+    // The gateway's own cookie still groups later sign-ins under its device (no new device is made).
+    const count = async () =>
+      (await t.db.query<{ n: number }>('SELECT count(*)::int AS n FROM devices WHERE user_id = $1', [user.userId]))
+        .rows[0]?.n;
+    const before = await count();
+    const again = await login(user, `gateway_device=${planted}; __Host-gateway_device=${key}`);
+    expect(again.headers['x-device-id']).toBe(key);
+    expect(await count()).toBe(before);
   });
 });
