@@ -13,15 +13,15 @@ return {n, redis.call('PTTL', KEYS[1])}`;
 // script by its effects, so a write after TIME is allowed. The set's TTL is the newest lease: it never outlives them.
 const RESERVE = `
 local t = redis.call('PTTL', KEYS[1])
-if t > 0 then return {0, t} end
+if t > 0 then return {'lock', t} end
 local now = redis.call('TIME')
 now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local taken = tonumber(redis.call('GET', KEYS[2]) or '0') + redis.call('ZCARD', KEYS[3])
-if taken >= tonumber(ARGV[1]) then return {0, tonumber(ARGV[3])} end
+if taken >= tonumber(ARGV[1]) then return {'full', tonumber(ARGV[3])} end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
-return {1, 0}`;
+return {'slot', 0}`;
 
 // KEYS: lock, failures, level, pending. ARGV: slot id, maxFailures, baseMs, factor, maxMs, failureWindowMs, forgetAfterMs.
 const FAIL = `
@@ -137,12 +137,12 @@ export function createRedisStore(
     },
     async reserve(account, policy): Promise<Reservation> {
       const id = randomUUID();
-      const [ok, retryMs] = (await run(
+      const [kind, retryMs] = (await run(
         RESERVE,
         [keys.lock(account), keys.failures(account), keys.pending(account)],
         [policy.maxFailures, leaseMs(policy), policy.baseMs, id],
-      )) as [number, number];
-      return ok === 1 ? { kind: 'slot', slot: slot(account, id, policy) } : { kind: 'locked', retryMs };
+      )) as ['slot' | 'lock' | 'full', number];
+      return kind === 'slot' ? { kind, slot: slot(account, id, policy) } : { kind: 'locked', retryMs, reason: kind };
     },
     async close() {
       clearInterval(heartbeat);

@@ -29,8 +29,11 @@ export interface AttemptSlot {
 }
 
 export type Reservation =
-  /** The account is locked, or every slot is taken: no attempt for `retryMs`. */
-  | { kind: 'locked'; retryMs: number }
+  /**
+   * No attempt for `retryMs`: the account is locked for that long (`lock`), or every slot is taken (`full`: a slot may
+   * free sooner, so this refusal is not a lock to remember).
+   */
+  | { kind: 'locked'; retryMs: number; reason: 'lock' | 'full' }
   /** A slot was taken. */
   | { kind: 'slot'; slot: AttemptSlot };
 
@@ -170,11 +173,11 @@ export function createMemoryStore(now: () => number = Date.now): CounterStore {
     },
     async reserve(account, policy) {
       const lock = live(keys.lock(account));
-      if (lock) return { kind: 'locked', retryMs: lock.expiresAt - now() };
+      if (lock) return { kind: 'locked', retryMs: lock.expiresAt - now(), reason: 'lock' };
       // Every slot is taken by failures or attempts still being verified: the lock they may set is at least the base.
       // A refused reservation is not counted: it holds no slot, so nothing would ever give it back.
       const taken = (live(keys.failures(account))?.value ?? 0) + inFlight(account);
-      if (taken >= policy.maxFailures) return { kind: 'locked', retryMs: policy.baseMs };
+      if (taken >= policy.maxFailures) return { kind: 'locked', retryMs: policy.baseMs, reason: 'full' };
       const id = nextSlot++;
       const slots = pending.get(account) ?? new Map<number, number>();
       pending.set(account, slots.set(id, now() + leaseMs(policy)));

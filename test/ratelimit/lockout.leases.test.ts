@@ -173,6 +173,60 @@ function switchContract(name: string, primary: () => { store: CounterStore; emai
       await (await throttleOn(store).throttle.reserve(account)).succeeded(); // the primary's slots freed themselves
     });
   });
+
+  describe(`${name} behind the fallback: a lock holds across an outage, whichever store set it`, () => {
+    /** A process on `store` through the fallback, its memory on a clock the test moves; `state.down` stops the primary. */
+    const processOn = (store: CounterStore) => {
+      const clock = { now: Date.now() };
+      const now = () => clock.now;
+      const state = { down: false };
+      const resilient = createResilientStore(switchable(store, state), createMemoryStore(now), () => {}, now);
+      return { state, clock, ...throttleOn(resilient) };
+    };
+
+    // Regression: while the primary was down only memory was asked, which knew none of its locks: a locked account
+    // could be guessed max_failures more times on each process.
+    it('a lock held by the primary still refuses while it is down', async () => {
+      const { store, email } = primary();
+      const { throttle, state } = processOn(store);
+      const mine = email('locked-here');
+      const theirs = email('locked-elsewhere');
+      await failTimes(throttle, mine, 3);
+      await failTimes(throttleOn(store).throttle, theirs, 3); // another process locked it
+      await refused(throttle, theirs); // told so by the primary
+      state.down = true;
+      for (const account of [mine, theirs]) {
+        for (let i = 0; i < 3; i++) await refused(throttle, account);
+      }
+    });
+
+    // Regression: a lock set in memory during an outage (429 with Retry-After already sent) was forgotten as soon as
+    // the primary answered again, which had never heard of it: each flap gave another max_failures guesses.
+    it('a lock set in memory during an outage still refuses once the primary is back, until it ends', async () => {
+      const { store, email } = primary();
+      const { throttle, state, clock } = processOn(store);
+      const account = email('locked-in-outage');
+      state.down = true;
+      await failTimes(throttle, account, 3);
+      state.down = false;
+      await expect(throttle.reserve(account)).rejects.toMatchObject({ details: { retryAfter: 60 } });
+      clock.now += 30_000;
+      await expect(throttle.reserve(account)).rejects.toMatchObject({ details: { retryAfter: 30 } });
+      clock.now += 30_001;
+      await (await throttle.reserve(account)).succeeded();
+    });
+
+    it('a refusal because every slot is taken is not remembered as a lock', async () => {
+      const { store, email } = primary();
+      const { throttle } = processOn(store);
+      const other = throttleOn(store).throttle;
+      const account = email('full');
+      const held = [await other.reserve(account), await other.reserve(account), await other.reserve(account)];
+      await refused(throttle, account);
+      for (const attempt of held) await attempt.released();
+      await (await throttle.reserve(account)).succeeded();
+    });
+  });
 }
 
 switchContract('memory store', () => ({ store: createMemoryStore(), email: (name) => `${name}@example.com` }));

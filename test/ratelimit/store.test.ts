@@ -38,7 +38,7 @@ describe('memory store', () => {
     let now = 1_000_000;
     const store = createMemoryStore(() => now);
     expect(await failThrice(store, 'a')).toBe(60_000);
-    expect(await store.reserve('a', policy)).toEqual({ kind: 'locked', retryMs: 60_000 });
+    expect(await store.reserve('a', policy)).toEqual({ kind: 'locked', retryMs: 60_000, reason: 'lock' });
     now += 60_001;
     expect(await failThrice(store, 'a')).toBe(120_000);
     now += 120_001;
@@ -75,7 +75,7 @@ async function releasedOnce(store: CounterStore, account: string) {
   await first?.release();
   await first?.release();
   const last = slotOf(await store.reserve(account, policy));
-  expect(await store.reserve(account, policy)).toEqual({ kind: 'locked', retryMs: 60_000 });
+  expect(await store.reserve(account, policy)).toEqual({ kind: 'locked', retryMs: 60_000, reason: 'full' });
   await last.succeed();
 }
 
