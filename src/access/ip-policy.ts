@@ -1,4 +1,5 @@
 import ipaddr from 'ipaddr.js';
+import { bareAddress } from '../ratelimit/client-key.js';
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
@@ -11,7 +12,11 @@ export function parseCidr(text: string): Range | null {
   try {
     if (value.includes('/')) {
       const [addr, bits] = ipaddr.parseCIDR(value);
-      return [normalise(addr), addr.kind() === 'ipv6' && normalise(addr).kind() === 'ipv4' ? bits - 96 : bits];
+      const net = normalise(addr);
+      if (net.kind() === addr.kind()) return [net, bits];
+      // An IPv4-mapped range compares as IPv4, so its prefix must lie inside ::ffff:0:0/96; a shorter one would
+      // become a negative IPv4 length, which ipaddr.js matches against every address.
+      return bits >= 96 ? [net, bits - 96] : null;
     }
     if (!ipaddr.isValid(value)) return null;
     const addr = normalise(ipaddr.parse(value));
@@ -35,7 +40,7 @@ function normalise(addr: ipaddr.IPv4 | ipaddr.IPv6): ipaddr.IPv4 | ipaddr.IPv6 {
 
 function parseAddress(ip: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   try {
-    return normalise(ipaddr.parse(ip.trim()));
+    return normalise(ipaddr.parse(bareAddress(ip)));
   } catch {
     return null;
   }

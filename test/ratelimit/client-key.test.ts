@@ -24,6 +24,21 @@ describe('client keys', () => {
     expect(m('2001:db8::1')).toBe(false);
     expect(m('garbage')).toBe(false);
   });
+
+  // Regression: a proxy that writes the client with its port ("203.0.113.7:51234", "[2001:db8::1]:443") gave every
+  // connection its own raw: bucket, and every IPv6 address its own bucket instead of its /64's.
+  it('ignores the port and brackets a proxy may write around the address', () => {
+    expect(clientKey('203.0.113.7:51234')).toBe('203.0.113.7');
+    expect(clientKey('[2001:db8:1:2::a]')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('[2001:db8:1:2::b]:443')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('[::ffff:192.0.2.7]:80')).toBe('192.0.2.7');
+    expect(clientKey('[not an ip]:80')).toBe('raw:[not an ip]:80');
+    const m = createIpMatcher(['10.0.0.0/8', '::1', '2001:db8::1:80']);
+    expect(m('10.1.2.3:8080')).toBe(true);
+    expect(m('[::1]:9090')).toBe(true);
+    expect(m('2001:db8::1:80'), 'a bare IPv6 address keeps its last group').toBe(true);
+    expect(m('[2001:db8::1]:80')).toBe(false);
+  });
 });
 
 describe('rate limiter rules', () => {
