@@ -25,7 +25,10 @@ export interface SignInMethods {
   startOAuth(provider: string, headers: Headers): Promise<ProviderRedirect>;
   /** Starts linking a provider to the user of `sessionId`. */
   startLink(provider: string, sessionId: string, headers: Headers): Promise<ProviderRedirect>;
-  /** Removes the user's account of `providerId` (not the last way to sign in). */
+  /**
+   * Removes the user's account of `providerId` (one, the oldest, if several) unless it is their last way to sign in:
+   * no password, other provider account or passkey left.
+   */
   unlink(providerId: string, userId: string, sessionId: string): Promise<void>;
   listAccounts(userId: string): Promise<LinkedAccount[]>;
   /** A fresh anonymous user (users.is_anonymous) and their session. */
@@ -101,18 +104,36 @@ export function createSignInMethods(auth: BetterAuthInstance, db: Database, conf
     },
 
     async unlink(providerId, userId, sessionId) {
-      const { rows } = await db.query<{ id: string }>(
-        `SELECT id FROM user_credentials WHERE user_id = $1 AND provider_id = $2 AND provider_id <> 'credential'`,
-        [userId, providerId],
-      );
-      const row = rows[0];
-      if (!row) throw new AppError('OAUTH_ACCOUNT_NOT_FOUND');
-      const headers = new Headers({ authorization: `Bearer ${await baBearer(sessionId)}` });
-      try {
-        await call('unlinkAccount', { body: { accountId: row.id }, headers });
-      } catch (err) {
-        throw translate(err);
-      }
+      // Better Auth's rule for its own account changes: a session at most session.freshAge old (a day; 0 turns it off).
+      const { freshAge } = (await auth.$context).sessionConfig;
+      await db.transaction(async (tx) => {
+        // The lock passkey removal takes: removals of ways in run one after another, each seeing what the last left.
+        await tx.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [userId]);
+        const { rows } = await tx.query<{ id: string }>(
+          `SELECT id FROM user_credentials WHERE user_id = $1 AND provider_id = $2 AND provider_id <> 'credential'
+            ORDER BY created_at, id LIMIT 1`,
+          [userId, providerId],
+        );
+        const accountId = rows[0]?.id;
+        if (!accountId) throw new AppError('OAUTH_ACCOUNT_NOT_FOUND');
+        const { rows: sessions } = await tx.query<{ fresh: boolean }>(
+          `SELECT created_at > now() - make_interval(secs => $3) AS fresh FROM sessions
+            WHERE id = $1 AND user_id = $2 AND expires_at > now()`,
+          [sessionId, userId, freshAge],
+        );
+        const session = sessions[0];
+        if (!session) throw new AppError('INVALID_TOKEN');
+        if (freshAge !== 0 && !session.fresh) throw new AppError('SESSION_NOT_FRESH');
+        // Another way in: a password, another provider account, a passkey (as passkey removal counts them).
+        const { rows: others } = await tx.query<{ found: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM user_credentials
+                           WHERE user_id = $1 AND id <> $2 AND (provider_id <> 'credential' OR password_hash IS NOT NULL))
+               OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) AS found`,
+          [userId, accountId],
+        );
+        if (others[0]?.found !== true) throw new AppError('LAST_SIGN_IN_METHOD');
+        await tx.query('DELETE FROM user_credentials WHERE id = $1 AND user_id = $2', [accountId, userId]);
+      });
     },
 
     async listAccounts(userId) {
@@ -168,10 +189,6 @@ function translate(err: unknown): unknown {
     return new AppError('OAUTH_PROVIDER_UNKNOWN', undefined, {}, { cause: err });
   }
   if (code === 'OAUTH_ISSUER_MISMATCH') return new AppError('OAUTH_ISSUER_MISMATCH', undefined, {}, { cause: err });
-  if (code === 'FAILED_TO_UNLINK_LAST_ACCOUNT')
-    return new AppError('LAST_SIGN_IN_METHOD', undefined, {}, { cause: err });
-  if (code === 'SESSION_NOT_FRESH') return new AppError('SESSION_NOT_FRESH', undefined, {}, { cause: err });
-  if (code === 'ACCOUNT_NOT_FOUND') return new AppError('OAUTH_ACCOUNT_NOT_FOUND', undefined, {}, { cause: err });
   // The sign-in guard's refusals (src/access/sign-in-guard.ts), raised inside Better Auth's session creation.
   if (code === 'IP_NOT_ALLOWED' || code === 'ACCOUNT_DISABLED')
     return new AppError(code, undefined, {}, { cause: err });
