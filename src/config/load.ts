@@ -274,6 +274,20 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
       );
     }
   }
+  // Rules sharing a bucket share its counter, so they must agree on its limit: with two, which one applies is unclear.
+  const firstOf = new Map<string, number>();
+  config.rate_limit.rules.forEach((rule, i) => {
+    if (rule.bucket === undefined) return;
+    const j = firstOf.get(rule.bucket) ?? i;
+    firstOf.set(rule.bucket, j);
+    const other = config.rate_limit.rules[j];
+    if (!other || (other.max === rule.max && other.window === rule.window)) return;
+    throw new ConfigError(
+      `rate_limit.rules.${i}: ${rule.prefix} (${rule.max} per ${rule.window} s) shares bucket "${rule.bucket}" with ` +
+        `${other.prefix} (rate_limit.rules.${j}: ${other.max} per ${other.window} s); give them the same max and window ` +
+        `(${where(`rate_limit.rules.${i}`)})`,
+    );
+  });
   // Otherwise no password could be set: every one is too short or too long.
   const { min_length, max_length } = config.auth.password;
   if (min_length > max_length) {

@@ -18,11 +18,17 @@ const RateLimitRule = T.Object(
     window: Seconds(60, 'window length'),
     // This path only, not the paths under it (e.g. /auth/session without /auth/sessions).
     exact: T.Optional(T.Boolean()),
+    // Rules naming one bucket share one budget per client IP (same max and window), for routes that do the same job
+    // (ours and Better Auth's sign-in): apart, alternating them doubles it. No `/`, so it never equals a prefix.
+    bucket: T.Optional(T.String({ pattern: '^[a-z0-9-]{1,32}$' })),
   },
   Strict,
 );
 
-/** Per client IP. Auth routes that do not exist yet are covered by their prefix's rule or a catch-all. */
+/**
+ * Per client IP. Auth routes that do not exist yet are covered by their prefix's rule or a catch-all. Our routes and
+ * Better Auth's that do the same job (sign-in, sign-up, 2FA codes, password reset) share a bucket.
+ */
 export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   { prefix: '/auth/', max: 300, window: 60 },
   { prefix: '/auth/health', max: 0, window: 60 },
@@ -30,10 +36,10 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   // poll, it needs a valid token to learn anything, and a cached check costs less than counting it (a Redis round trip
   // with redis.url set). Its siblings under /auth/sessions stay under the catch-all.
   { prefix: '/auth/session', max: 0, window: 60, exact: true },
-  { prefix: '/auth/login', max: 20, window: 60 },
-  { prefix: '/auth/register', max: 20, window: 3600 },
-  { prefix: '/auth/password/', max: 10, window: 900 },
-  { prefix: '/auth/2fa/', max: 20, window: 300 },
+  { prefix: '/auth/login', max: 20, window: 60, bucket: 'sign-in' },
+  { prefix: '/auth/register', max: 20, window: 3600, bucket: 'sign-up' },
+  { prefix: '/auth/password/', max: 10, window: 900, bucket: 'reset' },
+  { prefix: '/auth/2fa/', max: 20, window: 300, bucket: '2fa' },
   { prefix: '/auth/channels/telegram/link-code', max: 20, window: 300 },
   { prefix: '/auth/channels/', max: 30, window: 300 },
   { prefix: '/auth/passkey/', max: 60, window: 60 },
@@ -49,11 +55,11 @@ export const DEFAULT_RATE_LIMIT_RULES: RateLimitRule[] = [
   // audit row, so an unlimited loop would grow the audit table without bound).
   { prefix: '/admin/', max: 120, window: 60 },
   { prefix: '/api/auth/', max: 300, window: 60 },
-  { prefix: '/api/auth/sign-in/', max: 20, window: 60 },
-  { prefix: '/api/auth/sign-up/', max: 20, window: 3600 },
+  { prefix: '/api/auth/sign-in/', max: 20, window: 60, bucket: 'sign-in' },
+  { prefix: '/api/auth/sign-up/', max: 20, window: 3600, bucket: 'sign-up' },
   { prefix: '/api/auth/passkey/', max: 60, window: 60 },
-  { prefix: '/api/auth/reset-password', max: 10, window: 900 },
-  { prefix: '/api/auth/two-factor/', max: 20, window: 300 },
+  { prefix: '/api/auth/reset-password', max: 10, window: 900, bucket: 'reset' },
+  { prefix: '/api/auth/two-factor/', max: 20, window: 300, bucket: '2fa' },
 ];
 
 const LicenseType = T.Object(

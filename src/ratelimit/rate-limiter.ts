@@ -13,7 +13,8 @@ export interface RateLimitVerdict {
 /**
  * Per-IP limits from a table of path prefixes: the longest matching prefix decides, so a route added later is
  * covered by its prefix (or a catch-all) without code. A rule with max 0 exempts its prefix; an `exact` rule matches
- * its path only.
+ * its path only. Rules naming one `bucket` share one counter per IP (config loading checks they agree on its limit):
+ * twin routes cannot be alternated for twice the limit.
  */
 export function createRateLimiter(store: CounterStore, rules: readonly RateLimitRule[]) {
   const sorted = [...rules].sort((a, b) => b.prefix.length - a.prefix.length);
@@ -24,7 +25,7 @@ export function createRateLimiter(store: CounterStore, rules: readonly RateLimit
     async check(path: string, ip: string, onOver?: (v: RateLimitVerdict) => void): Promise<void> {
       const rule = ruleFor(path);
       if (!rule || rule.max === 0) return;
-      const { count, resetMs } = await store.hit(`${rule.prefix}|${clientKey(ip)}`, rule.window * 1000);
+      const { count, resetMs } = await store.hit(`${rule.bucket ?? rule.prefix}|${clientKey(ip)}`, rule.window * 1000);
       if (count <= rule.max) return;
       onOver?.({ rule, count, firstOver: count === rule.max + 1 });
       throw new AppError('RATE_LIMITED', undefined, { retryAfter: Math.max(1, Math.ceil(resetMs / 1000)) });

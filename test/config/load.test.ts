@@ -229,6 +229,15 @@ describe('loadConfig', () => {
     expect(passwords(64, 64)().auth.password).toMatchObject({ min_length: 64, max_length: 64 });
   });
 
+  it('refuses rate-limit rules that share a bucket with different limits, naming the rule', () => {
+    const rules = (window: number) =>
+      load({
+        config: `rate_limit:\n  rules:\n    - { prefix: /auth/login, max: 20, window: 60, bucket: sign-in }\n    - { prefix: /api/auth/sign-in/, max: 20, window: ${window}, bucket: sign-in }\n`,
+      }).load;
+    expect(errorOf(rules(300)).message).toMatch(/^rate_limit\.rules\.1: \/api\/auth\/sign-in\/ .* bucket "sign-in"/);
+    expect(rules(60)().rate_limit.rules).toHaveLength(2);
+  });
+
   describe('secrets in production', () => {
     const prod = { NODE_ENV: 'production' };
     it('refuses to start without a secret', () => {

@@ -169,3 +169,49 @@ describe('the built-in table limits the admin API', () => {
     expect(rows).toHaveLength(3);
   });
 });
+
+// Regression: each rule had its own per-IP budget, so one address verified 40 passwords a minute instead of 20 by
+// alternating /auth/login and /api/auth/sign-in/email (the same job through our route and Better Auth's).
+describe('twin routes share one budget (bucket)', () => {
+  const twins = [
+    ['/auth/login', '/api/auth/sign-in/'],
+    ['/auth/register', '/api/auth/sign-up/'],
+    ['/auth/2fa/', '/api/auth/two-factor/'],
+    ['/auth/password/', '/api/auth/reset-password'],
+  ];
+  const builtIn = (prefix: string) => DEFAULT_RATE_LIMIT_RULES.find((r) => r.prefix === prefix);
+
+  let t: TestApp;
+  beforeAll(async () => {
+    // The built-in rules, with both sign-in limits lowered so the test reaches them.
+    const lowered = DEFAULT_RATE_LIMIT_RULES.map((r) => (twins[0]?.includes(r.prefix) ? { ...r, max: 3 } : r));
+    t = await createTestApp({
+      shared,
+      config: { rate_limit: { enabled: true, rules: lowered }, lockout: { max_failures: 1000 } },
+    });
+  });
+  afterAll(() => t?.close());
+
+  it('alternating /auth/login and /api/auth/sign-in/email gets 429 after the shared max', async () => {
+    const signIn = (url: string, i: number) =>
+      t.app.inject({
+        method: 'POST',
+        url,
+        remoteAddress: '192.0.2.95',
+        headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+        payload: JSON.stringify({ email: `twin${i}@example.com`, password: 'not-the-password' }),
+      });
+    const urls = ['/auth/login', '/api/auth/sign-in/email'];
+    const codes: number[] = [];
+    for (let i = 0; i < 6; i++) codes.push((await signIn(urls[i % 2] as string, i)).statusCode);
+    expect(codes).toEqual([401, 401, 401, 429, 429, 429]);
+  });
+
+  it('the built-in table gives each twin pair one bucket and one limit', () => {
+    for (const [ours, theirs] of twins) {
+      const [a, b] = [builtIn(ours as string), builtIn(theirs as string)];
+      expect(a?.bucket, `${ours} and ${theirs}`).toBeTruthy();
+      expect(b).toMatchObject({ bucket: a?.bucket, max: a?.max, window: a?.window });
+    }
+  });
+});
