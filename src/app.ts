@@ -207,10 +207,20 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   });
   app.decorate('mailer', mailer);
   app.addHook('onClose', async () => mailer.close());
-  const notices = createSecurityNotices({ db, mailer, appName: config.email.app_name, log: app.log });
+  // Security notices, a few per address per interval (the verification resend's): an owner hears of each change made
+  // together (two-factor on, then a passkey), and whoever registered an address without holding it (nothing proves it
+  // by default) cannot have the gateway flood it.
+  const noticeEmails = createSendLimit(db, 'security-notice', config.auth.email_verification_resend_interval, 3);
+  const notices = createSecurityNotices({
+    db,
+    mailer,
+    appName: config.email.app_name,
+    limit: noticeEmails,
+    log: app.log,
+  });
   const audit = createAuditLog(db, app.log, (entry) => {
     metrics.observeAudit(entry);
-    notices(entry);
+    notices.observe(entry);
   });
   const ipPolicy = createIpPolicy(config.ip_restrictions);
   const devices = createDeviceStore(db);
@@ -391,6 +401,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
       await db.transaction((tx) => proveAddress(tx, userId, { ...proof, keepPassword: true }));
     },
     verification,
+    notices,
     log: app.log,
     baseUrl: config.server.base_url,
     appName: config.email.app_name,
@@ -413,7 +424,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     verification,
     accounts,
     recentAuth,
-    mailer,
+    notices,
     loginThrottle: app.loginThrottle,
     resetEmails,
   });

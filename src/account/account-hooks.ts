@@ -3,11 +3,14 @@ import type { AccountHooks } from '../auth/index.js';
 import { confirmAddressEmail, type Mailer, passwordChangedEmail, passwordResetEmail } from '../email/index.js';
 import { sendDeferred } from './deferred.js';
 import type { EmailVerification } from './email-verification.js';
+import type { SecurityNotices } from './security-notices.js';
 
 export interface AccountHooksOptions {
   mailer: Mailer;
   audit: AuditLog;
   verification: EmailVerification;
+  /** The password-changed notice after a reset goes as every security notice does: within the address's limit. */
+  notices: Pick<SecurityNotices, 'send'>;
   log: { error(obj: object, msg: string): void };
   baseUrl: string;
   appName: string;
@@ -47,7 +50,10 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
     async passwordReset(user) {
       await options.addressProven(user.id);
       await audit.record({ event: 'password.reset_completed', userId: user.id, channel: 'rest' });
-      sendDeferred(mailer, passwordChangedEmail({ to: user.email, appName: options.appName }), log);
+      options.notices.send(
+        passwordChangedEmail({ to: user.email, appName: options.appName }),
+        'password.reset_completed',
+      );
     },
   };
 }

@@ -3,37 +3,41 @@ import { generateId } from '../auth/index.js';
 import type { Database, Queryable } from '../db/index.js';
 
 /**
- * At most one account email of a kind per address per interval, so that requests from many clients cannot flood one
- * inbox. The limit holds for every address, whether it has an account or not: one that only known addresses hit would
- * tell them apart. An address's slot is a marker row in verification_tokens, identifier `<kind>-sent:<SHA-256 of the
- * address>` (the address itself is not stored), that expires when the slot frees up.
+ * At most one account email of a kind per address per interval (a few, for a kind with a burst), so that requests from
+ * many clients cannot flood one inbox. The limit holds for every address, whether it has an account or not: one that
+ * only known addresses hit would tell them apart. An address's slot is a marker row in verification_tokens, identifier
+ * `<kind>-sent:<SHA-256 of the address>` (the address itself is not stored), that expires when the slot frees up.
  */
 
 /** The slot is the caller's (`marker`: the id of its row), or it frees up in `wait` seconds. */
 export type SendSlot = { marker: string } | { wait: number };
 
 /** The kinds of email limited this way; each has its own slot per address. */
-export type SendKind = 'email-verification' | 'password-reset';
+export type SendKind = 'email-verification' | 'password-reset' | 'security-notice';
 
-/** Takes the slot of `email` (normalised) inside `tx`, for `intervalSeconds`; it is the caller's once `tx` commits. */
+/**
+ * Takes a slot of `email` (normalised) inside `tx`, for `intervalSeconds`; it is the caller's once `tx` commits. The
+ * address has `burst` slots: at most that many emails of the kind in any interval.
+ */
 export async function claimSendSlot(
   tx: Queryable,
   kind: SendKind,
   email: string,
   intervalSeconds: number,
+  burst = 1,
 ): Promise<SendSlot> {
   const marker = `${kind}-sent:${createHash('sha256').update(email).digest('hex')}`;
   // Serialises sends to one address across connections and processes; the marker row is the limit.
   await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [marker]);
-  const { rows } = await tx.query<{ wait: number }>(
-    `SELECT ceil(extract(epoch FROM max(expires_at) - now()))::int AS wait
+  const { rows } = await tx.query<{ taken: number; wait: number }>(
+    `SELECT count(*)::int AS taken, ceil(extract(epoch FROM min(expires_at) - now()))::int AS wait
          FROM verification_tokens WHERE identifier = $1 AND expires_at > now()`,
     [marker],
   );
-  const wait = rows[0]?.wait;
-  if (wait) return { wait };
+  const live = rows[0];
+  if (live && live.taken >= burst) return { wait: live.wait };
   const id = generateId('verification');
-  await tx.query('DELETE FROM verification_tokens WHERE identifier = $1', [marker]);
+  await tx.query('DELETE FROM verification_tokens WHERE identifier = $1 AND expires_at <= now()', [marker]);
   await tx.query(
     `INSERT INTO verification_tokens (id, identifier, token, expires_at)
        VALUES ($1, $2, '', now() + make_interval(secs => $3))`,
@@ -58,11 +62,11 @@ export interface SendLimit {
   run(email: string, send: () => Promise<unknown>): Promise<boolean>;
 }
 
-/** One email of `kind` per address per `intervalSeconds`, on `db`. */
-export function createSendLimit(db: Database, kind: SendKind, intervalSeconds: number): SendLimit {
+/** One email of `kind` per address per `intervalSeconds` (`burst` of them), on `db`. */
+export function createSendLimit(db: Database, kind: SendKind, intervalSeconds: number, burst = 1): SendLimit {
   return {
     async run(email, send) {
-      const slot = await db.transaction((tx) => claimSendSlot(tx, kind, email, intervalSeconds));
+      const slot = await db.transaction((tx) => claimSendSlot(tx, kind, email, intervalSeconds, burst));
       if ('wait' in slot) return false;
       try {
         await send();

@@ -1,16 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  type AccountStore,
-  type EmailVerification,
-  type RecentAuth,
-  type SendLimit,
-  sendDeferred,
-} from '../../account/index.js';
+import type { AccountStore, EmailVerification, RecentAuth, SendLimit } from '../../account/index.js';
+import type { SecurityNotices } from '../../account/security-notices.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
 import { type Authenticator, hasSessionCookie } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
-import { type Mailer, passwordChangedEmail } from '../../email/index.js';
+import { passwordChangedEmail } from '../../email/index.js';
 import { AppError } from '../../errors/index.js';
 import { countedPasswordCheck, type LoginThrottle } from '../../ratelimit/login-throttle.js';
 import {
@@ -37,7 +32,8 @@ export interface AccountRoutesDeps {
   verification: EmailVerification;
   accounts: AccountStore;
   recentAuth: RecentAuth;
-  mailer: Mailer;
+  /** The password-changed notice goes as every security notice does: within the address's limit. */
+  notices: Pick<SecurityNotices, 'send'>;
   /** The sign-in lockout: a wrong current password counts as a failed sign-in of the account. */
   loginThrottle: LoginThrottle;
   /**
@@ -222,7 +218,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
       const user = await accounts.userEmail(userId);
       if (user) {
         const notice = passwordChangedEmail({ to: user.email, appName: config.email.app_name });
-        sendDeferred(deps.mailer, notice, request.log);
+        deps.notices.send(notice, 'password.changed');
       }
       return { success: true as const, endedSessions };
     },

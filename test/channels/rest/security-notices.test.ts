@@ -47,4 +47,26 @@ describe('security notices by email', () => {
     await noticeTo(user.email, /A passkey was added/);
     expect(smtp.messages.slice(before).map((m) => addressOf(m))).toEqual([user.email]);
   });
+
+  // Regression: notices had no per-address limit, so whoever registered an address (nothing proves it by default)
+  // could have the gateway mail it once per passkey added, as often as the per-IP rules allow.
+  it('sends one address at most a burst of notices per interval, however many changes are made', async () => {
+    const user = await registerUser(t.app);
+    for (let i = 0; i < 20; i++) await addPasskey(t.app, user.token, createSoftAuthenticator());
+    // The password-changed notice shares the limit: it is not a way around it.
+    const change = { currentPassword: user.password, newPassword: `${user.password}-new` };
+    expect((await post('/auth/password/change', change, user.token)).statusCode).toBe(200);
+    await noticeTo(user.email, /A passkey was added/);
+    // Time for any notice over the limit to arrive, were it sent.
+    await new Promise((r) => setTimeout(r, 1500));
+    const notices = smtp.messages.filter(
+      (m) => addressOf(m) === user.email && /Security notice|password was changed/.test(m.subject ?? ''),
+    );
+    expect(notices).toHaveLength(3);
+    // Each one dropped is logged with its kind, not its address.
+    const dropped = t.logs.lines.filter((l) => l.includes('security notice not sent'));
+    expect(dropped).toHaveLength(18);
+    expect(dropped.some((l) => l.includes('"kind":"password.changed"'))).toBe(true);
+    expect(dropped.join('\n')).not.toContain(user.email);
+  });
 });
