@@ -60,7 +60,8 @@ describe.runIf(adminUrl)('three gateway processes, one database', () => {
         tree.server.trust_proxy = '127.0.0.1';
         tree.rate_limit = {
           enabled: true,
-          rules: DEFAULT_RATE_LIMIT_RULES.map((r) => (r.prefix === '/auth/login' ? { ...r, max: LOGINS_PER_IP } : r)),
+          // Both routes of the sign-in bucket (they share one budget, so they must agree on it).
+          rules: DEFAULT_RATE_LIMIT_RULES.map((r) => (r.bucket === 'sign-in' ? { ...r, max: LOGINS_PER_IP } : r)),
         };
         tree.lockout = {
           ...tree.lockout,
