@@ -20,6 +20,11 @@ export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
 }
 
+/** A transaction's connection; `exec` runs a multi-statement script in it (a migration). */
+export interface Transaction extends Queryable {
+  exec(sql: string): Promise<void>;
+}
+
 export interface Database extends Queryable {
   readonly kind: 'postgres' | 'pglite';
   /** Where the data lives, fit for a log line (no password). */
@@ -27,7 +32,7 @@ export interface Database extends Queryable {
   /** Query builder handed to Better Auth (same connections). */
   // biome-ignore lint/suspicious/noExplicitAny: Better Auth brings its own table types.
   readonly kysely: Kysely<any>;
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
   /** Runs a multi-statement SQL script (migrations). */
   exec(sql: string): Promise<void>;
   /**
@@ -184,6 +189,9 @@ function openPostgres(options: DatabaseOptions): Database {
               throw err;
             });
             return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
+          },
+          async exec(sql: string) {
+            await client.query(sql);
           },
         });
         await client.query('COMMIT');
@@ -459,6 +467,9 @@ async function openPglite(options: DatabaseOptions): Promise<Database> {
         fn({
           async query<R>(sql: string, params?: readonly unknown[]) {
             return wrap<R>(await tx.query(sql, params as unknown[] | undefined));
+          },
+          async exec(sql: string) {
+            await tx.exec(sql);
           },
         }),
       );

@@ -34,6 +34,7 @@ describe(`passkeys.counter holds an unsigned 32-bit counter (${process.env.TEST_
   it('an INTEGER column of an existing database becomes BIGINT, its counters kept', async () => {
     await t.db.query("INSERT INTO users (id, email) VALUES ('user_pk', 'pk@example.com')");
     await t.db.query('ALTER TABLE passkeys ALTER COLUMN counter TYPE INTEGER'); // as schema.sql used to create it
+    await t.db.query('DROP TABLE gateway_schema_version'); // nor did the gateway record the version it applied
     await t.db.query(
       `INSERT INTO passkeys (id, user_id, credential_id, credential_public_key, counter)
        VALUES ('pk_old', 'user_pk', 'cred_old', 'key', 2147483647)`,

@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, SCHEMA_FILE } from '../../src/db/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
@@ -45,6 +48,35 @@ describe(`schema.sql (${process.env.TEST_DATABASE_URL ? 'PostgreSQL' : 'PGlite'}
     await migrate(t.db);
     const { rows } = await t.db.query("SELECT id FROM users WHERE id = 'user_keep'");
     expect(rows).toHaveLength(1);
+  });
+
+  // Regression: every start ran schema.sql's DDL, which locks users and sessions even when it changes nothing: a start
+  // beside serving gateways deadlocked with their logins (40P01 on either side) and queued them behind long reads.
+  it('applied again with the schema current, takes no lock on users or sessions', async () => {
+    await migrate(t.db);
+    if (!t.url) return; // PGlite has a single connection: no other session to hold a lock
+    let applied: Promise<void> = Promise.resolve();
+    const doneWhileLocked = await t.db.transaction(async (tx) => {
+      // Stronger than any live traffic (row locks, a long read): a migration that locked either table in any mode waits.
+      await tx.query('LOCK TABLE users, sessions IN ACCESS EXCLUSIVE MODE');
+      applied = migrate(t.db);
+      return Promise.race([applied.then(() => true), sleep(3000).then(() => false)]);
+    });
+    await applied;
+    expect(doneWhileLocked).toBe(true);
+  });
+
+  it('applies a changed schema.sql at the next start, and records its version', async () => {
+    const hasIndex = async () =>
+      (await t.db.query("SELECT 1 FROM pg_indexes WHERE indexname = 'sessions_expires_at_idx'")).rows.length === 1;
+    await t.db.query('DROP INDEX sessions_expires_at_idx');
+    await migrate(t.db);
+    expect(await hasIndex()).toBe(false); // the recorded version is current: nothing is run
+    await t.db.query("UPDATE gateway_schema_version SET sha256 = 'an older schema.sql'");
+    await migrate(t.db);
+    expect(await hasIndex()).toBe(true);
+    const { rows } = await t.db.query<{ sha256: string }>('SELECT sha256 FROM gateway_schema_version');
+    expect(rows).toEqual([{ sha256: createHash('sha256').update(readFileSync(SCHEMA_FILE, 'utf8')).digest('hex') }]);
   });
 
   it('psql -f schema.sql runs on a prepared database, twice, without errors', () => {
