@@ -177,10 +177,11 @@ export function createPasskeyStore(db: Queryable) {
 
     /**
      * Waits for a change that holds the user row (a reclaim, a disable) to commit, and keeps the next one waiting until
-     * this transaction ends.
+     * this transaction ends. FOR NO KEY UPDATE, not FOR SHARE: the insert's trigger may write the row (an anonymous
+     * user made permanent), and two registrations sharing it would each wait for the other to write it (a deadlock).
      */
-    async shareLockUser(userId: string): Promise<void> {
-      await db.query('SELECT 1 FROM users WHERE id = $1 FOR SHARE', [userId]);
+    async lockUserForPasskey(userId: string): Promise<void> {
+      await db.query('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [userId]);
     },
 
     /**

@@ -175,7 +175,7 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
           // may have ended it. Wait for any such change holding the user row, then check again, in a new statement
           // that sees what it committed: a reclaim cannot miss the passkey, nor the passkey outlive the reclaim. A
           // deleted user's sessions went with it, and the lock keeps the user until the insert commits.
-          await store.shareLockUser(user.userId);
+          await store.lockUserForPasskey(user.userId);
           await requireFreshSession(user, store);
           return store.insert({
             id: deps.newId('passkey'),

@@ -3,7 +3,7 @@ import { startMailingApp } from '../helpers/mailing-app.js';
 import { addressOf, linkIn, openEmailedLink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { createSoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
-import { addPasskey, assertion, postAuthentication } from './helpers.js';
+import { addPasskey, assertion, ORIGIN, postAuthentication, postRegistration, registrationOptions } from './helpers.js';
 
 // Issue 6 item 5: registering a passkey upgrades an anonymous trial user, keeping its id.
 describe('a passkey upgrades an anonymous user', () => {
@@ -12,6 +12,21 @@ describe('a passkey upgrades an anonymous user', () => {
     t = await createTestApp();
   });
   afterAll(() => t?.close());
+
+  // Regression: the registration share-locked the user row and the insert's trigger then wrote it (is_anonymous off):
+  // two registrations at once each waited for the other, and one was aborted as a deadlock (500).
+  it('registrations of one anonymous user at once all succeed', async () => {
+    for (let round = 0; round < 3; round++) {
+      const anon = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
+      const { token } = anon.json() as { token: string };
+      const credentials = [];
+      for (let i = 0; i < 6; i++) {
+        credentials.push(createSoftAuthenticator().createCredential(await registrationOptions(t.app, token), ORIGIN));
+      }
+      const results = await Promise.all(credentials.map((c) => postRegistration(t.app, token, c)));
+      expect(results.map((r) => r.statusCode)).toEqual(Array(6).fill(200));
+    }
+  });
 
   it('keeps the id, clears is_anonymous, survives the anonymous cleanup, and signs in with the passkey alone', async () => {
     const anon = await t.app.inject({ method: 'POST', url: '/auth/anonymous' });
