@@ -47,9 +47,10 @@ export function createIssuerCheck(
     } catch {
       return 'unreachable';
     }
-    // Only an outage (no answer, a timeout, a 5xx) is not a verdict: Better Auth then fails on its own. Any other
-    // answer that is not a document announcing the configured issuer (3xx, 4xx, not JSON, no issuer) refuses.
-    if (status >= 500) return 'unreachable';
+    // Only an outage (no answer, a timeout, a 5xx, a 429 asking to come back later) is not a verdict: Better Auth then
+    // fails on its own. Any other answer that is not a document announcing the configured issuer (3xx, 4xx, not
+    // JSON, no issuer) refuses.
+    if (status >= 500 || status === 429) return 'unreachable';
     const announced = status >= 200 && status < 300 ? issuerOf(body) : undefined;
     const result = typeof announced === 'string' && strip(announced) === strip(configured) ? 'ok' : 'mismatch';
     if (result === 'mismatch') {

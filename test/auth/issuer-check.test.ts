@@ -99,9 +99,12 @@ describe('the OIDC issuer check, on answers other than the document', () => {
     }
   });
 
-  it('lets a sign-in go on (unreachable) on a 5xx or a dropped connection, and nothing is logged', async () => {
+  it('lets a sign-in go on (unreachable) on a 5xx, a 429 or a dropped connection, and nothing is logged', async () => {
     const outage = await statusFor((res) => res.writeHead(503).end());
     expect(outage).toEqual({ status: 'unreachable', errors: [] });
+    // Rate limited: no verdict on the document, and no 5-minute refusal of the provider for it.
+    const busy = await statusFor((res) => res.writeHead(429, { 'retry-after': '1' }).end());
+    expect(busy).toEqual({ status: 'unreachable', errors: [] });
     const closed = await statusFor((res) => res.socket?.destroy());
     expect(closed).toEqual({ status: 'unreachable', errors: [] });
   });
