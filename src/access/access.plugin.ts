@@ -37,9 +37,9 @@ function signInPath(request: FastifyRequest): string | null {
   return route !== undefined && SIGN_IN.test(route) ? path : null;
 }
 
-/** Of those, the paths that create a session (their response carries the device key back). */
+/** Of those, the paths that create a session, 2FA second steps too (their response carries the device key back). */
 const SESSION_PATH =
-  /^\/(?:auth\/(?:login|register|anonymous|magic-link\/verify|passkey\/authenticate|2fa\/verify|channels\/telegram\/widget)|api\/auth\/(?:sign-in\/[\w-]+|sign-up\/[\w-]+|passkey\/authenticate|passkey\/verify-authentication|callback\/[\w-]+|magic-link\/verify))$/;
+  /^\/(?:auth\/(?:login|register|anonymous|magic-link\/verify|passkey\/authenticate|2fa\/verify|channels\/telegram\/widget)|api\/auth\/(?:sign-in\/[\w-]+|sign-up\/[\w-]+|passkey\/authenticate|passkey\/verify-authentication|callback\/[\w-]+|magic-link\/verify|two-factor\/verify-(?:totp|backup-code)))$/;
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -52,12 +52,15 @@ export function createSignInGuard(deps: {
       const user = known ?? (await readUser(userId));
       if (!user) return; // a user being created in the same sign-up: nothing to refuse yet but the global lists
       if (user.disabled) throw new AppError('ACCOUNT_DISABLED');
-      const refusal = deps.ipPolicy.refuse(ip, user.ipAllowlist);
-      if (refusal && ip !== undefined) {
+      // No address (Better Auth's getIP answers none for one it cannot parse) is no reason to skip the user's own
+      // allow list: the session could not be told apart from one outside it.
+      const unknown = ip === undefined && (user.ipAllowlist?.length ?? 0) > 0;
+      const refusal = unknown ? 'unparseable' : deps.ipPolicy.refuse(ip, user.ipAllowlist);
+      if (refusal) {
         await deps.audit.record({
           event: 'ip.refused',
           userId,
-          ip,
+          ip: ip ?? null,
           userAgent,
           details: { reason: refusal, at: 'sign-in' },
         });

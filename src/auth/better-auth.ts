@@ -7,12 +7,20 @@ import type { Database } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { relyingPartyOf } from '../passkeys/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
+import { bareAddress } from '../ratelimit/client-key.js';
 import { generateId } from './ids.js';
 import { passkeyPlugin } from './passkey.js';
 import { signInMethodOptions } from './sign-in-methods.js';
 
 /** Header that carries Fastify's `request.ip` (which honours trust_proxy) into Better Auth; clients' copies are dropped. */
 export const CLIENT_IP_HEADER = 'x-gateway-client-ip';
+
+/**
+ * The value for CLIENT_IP_HEADER: the client address as the gateway reads it, without the port or brackets a trusted
+ * proxy may write around it. Better Auth cannot parse "203.0.113.7:51234" and would record the session with no address
+ * (in development and test it would say 127.0.0.1), and the sign-in guard would judge it without one.
+ */
+export const clientIpOf = (request: { ip: string }): string => bareAddress(request.ip);
 
 export interface BetterAuthDeps {
   config: Config;

@@ -1,5 +1,5 @@
 export type { AccountHooks } from './better-auth.js';
-export { CLIENT_IP_HEADER } from './better-auth.js';
+export { CLIENT_IP_HEADER, clientIpOf } from './better-auth.js';
 export {
   type AuthEngine,
   createAuthEngine,

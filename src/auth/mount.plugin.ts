@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { AppError, type ErrorCode } from '../errors/index.js';
 import { betterAuthBodyField } from '../http/better-auth-body.js';
-import { CLIENT_IP_HEADER } from './better-auth.js';
+import { CLIENT_IP_HEADER, clientIpOf } from './better-auth.js';
 import type { AuthEngine } from './engine.js';
 
 /** A session a request to the mount carries, as the gateway admitted it. */
@@ -174,7 +174,7 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     }
     headers.set(name, Array.isArray(value) ? value.join(', ') : value);
   }
-  headers.set(CLIENT_IP_HEADER, request.ip);
+  headers.set(CLIENT_IP_HEADER, clientIpOf(request));
   if (forwardedBody !== request.body) headers.delete('content-length');
 
   if (CHALLENGE_ONLY.has(route)) {

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccountStore, EmailVerification, RecentAuth, SendLimit } from '../../account/index.js';
 import type { SecurityNotices } from '../../account/security-notices.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
-import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER, clientIpOf } from '../../auth/index.js';
 import { type Authenticator, hasSessionCookie } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { passwordChangedEmail } from '../../email/index.js';
@@ -160,7 +160,7 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
     },
     async (request, reply) => {
       const email = normalizeEmail(request.body.email);
-      const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+      const headers = new Headers({ [CLIENT_IP_HEADER]: clientIpOf(request) });
       // Better Auth writes a reset token for a known address only: after the answer. So is the address's slot taken
       // (past the limit, nothing is sent): the answer is the same, and as soon, whether the address was asked for
       // recently or not.

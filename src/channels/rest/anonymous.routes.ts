@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AuditLog } from '../../audit/index.js';
-import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER, clientIpOf } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { Database } from '../../db/index.js';
 import { AppError } from '../../errors/index.js';
@@ -34,7 +34,7 @@ export async function anonymousRoutes(app: FastifyInstance, deps: AnonymousRoute
     },
     async (request, reply) => {
       if (!deps.enabled) throw new AppError('FEATURE_DISABLED');
-      const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+      const headers = new Headers({ [CLIENT_IP_HEADER]: clientIpOf(request) });
       const ua = request.headers['user-agent'];
       if (typeof ua === 'string') headers.set('user-agent', ua);
       const { userId, sessionId } = await engine.methods.signInAnonymous(headers);

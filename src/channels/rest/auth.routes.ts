@@ -4,7 +4,7 @@ import type { RecentAuth } from '../../account/index.js';
 import type { AnonymousUsers } from '../../accounts/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
-import { CLIENT_IP_HEADER } from '../../auth/index.js';
+import { CLIENT_IP_HEADER, clientIpOf } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import { type Config, usesSecureCookies } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
@@ -55,7 +55,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
 
   /** Headers Better Auth sees for a sign-in on our routes: the client's IP (from Fastify) and user agent. */
   const engineHeaders = (request: { ip: string; headers: Record<string, unknown> }) => {
-    const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+    const headers = new Headers({ [CLIENT_IP_HEADER]: clientIpOf(request) });
     const ua = request.headers['user-agent'];
     if (typeof ua === 'string') headers.set('user-agent', ua);
     const device = request.headers['x-device-id']; // set by the access plugin: files the session under its device

@@ -2,7 +2,7 @@ import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ExchangeCodes, type MagicLinks, SECRET_PATTERN } from '../../accounts/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
-import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER, clientIpOf } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
 import { normalizeEmail } from './auth.routes.js';
@@ -91,7 +91,7 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
       });
       return finish.failure(reply, 'TWO_FACTOR_REQUIRED');
     }
-    const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+    const headers = new Headers({ [CLIENT_IP_HEADER]: clientIpOf(request) });
     const ua = request.headers['user-agent'];
     if (typeof ua === 'string') headers.set('user-agent', ua);
     let session: Awaited<ReturnType<typeof engine.methods.createSession>>;

@@ -3,7 +3,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RecentAuth } from '../../account/index.js';
 import { CODE_CHALLENGE_PATTERN, type ExchangeCodes } from '../../accounts/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
-import { type AuthEngine, CLIENT_IP_HEADER, configuredProviders, OAUTH_COMPLETE_PATH } from '../../auth/index.js';
+import {
+  type AuthEngine,
+  CLIENT_IP_HEADER,
+  clientIpOf,
+  configuredProviders,
+  OAUTH_COMPLETE_PATH,
+} from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import { type Config, usesSecureCookies } from '../../config/index.js';
 import type { Database } from '../../db/index.js';
@@ -95,7 +101,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthRoutesDeps): 
   };
 
   const engineHeaders = (request: FastifyRequest) => {
-    const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+    const headers = new Headers({ [CLIENT_IP_HEADER]: clientIpOf(request) });
     const ua = request.headers['user-agent'];
     if (typeof ua === 'string') headers.set('user-agent', ua);
     return headers;

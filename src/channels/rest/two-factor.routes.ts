@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { RecentAuth } from '../../account/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
-import { type AuthEngine, CLIENT_IP_HEADER } from '../../auth/index.js';
+import { type AuthEngine, CLIENT_IP_HEADER, clientIpOf } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import type { Config } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
@@ -184,7 +184,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
       const challenge = request.body.challengeToken ?? challengeOfCookie(request.headers.cookie);
       if (!challenge) throw new AppError('TWO_FACTOR_CHALLENGE_INVALID');
       const challengeUser = await engine.twoFactor.challengeUser(challenge);
-      const headers = new Headers({ [CLIENT_IP_HEADER]: request.ip });
+      const headers = new Headers({ [CLIENT_IP_HEADER]: clientIpOf(request) });
       const ua = request.headers['user-agent'];
       if (typeof ua === 'string') headers.set('user-agent', ua);
       let verified: Awaited<ReturnType<AuthEngine['twoFactor']['verifyChallenge']>>;

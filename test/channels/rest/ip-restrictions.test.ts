@@ -228,6 +228,59 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       expect(await lastChannel()).toBe('rest');
     });
 
+    // Regression: behind a proxy that writes the client with a port ("198.51.100.20:51234", "[2001:db8::1]:443"),
+    // request.ip went to Better Auth as it was; its getIP cannot read that, so the sign-in guard saw no address (in
+    // production: no allow list applied) and the session recorded none.
+    it('judges and records a sign-in whose address carries a proxy port by the address alone', async () => {
+      const user = await registerUser(t.app);
+      expect((await putAllowlist(user.token, AT_OFFICE, [OFFICE, '2001:db8:1::/48'])).statusCode).toBe(200);
+      const betterAuthLogin = (remoteAddress: string) =>
+        t.app.inject({
+          method: 'POST',
+          url: '/api/auth/sign-in/email',
+          remoteAddress,
+          headers: { origin: 'http://localhost:3000' },
+          payload: { email: user.email, password: user.password },
+        });
+      const lastIp = async () =>
+        (
+          await t.db.query<{ ip_address: string }>(
+            'SELECT ip_address FROM sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1',
+            [user.userId],
+          )
+        ).rows[0]?.ip_address;
+      for (const [from, ip] of [
+        [`${AT_OFFICE}:51234`, AT_OFFICE],
+        ['[2001:db8:1::5]:443', '2001:0db8:0001:0000:0000:0000:0000:0005'], // as Better Auth writes any IPv6 address
+      ] as const) {
+        expect((await login(user, from)).statusCode, from).toBe(200);
+        expect(await lastIp(), from).toBe(ip);
+        expect((await betterAuthLogin(from)).statusCode, from).toBe(200);
+        expect(await lastIp(), from).toBe(ip);
+      }
+      for (const from of [`${AT_HOME}:51234`, '[2001:db8:2::5]:443']) {
+        const home = await login(user, from);
+        expect(home.statusCode, from).toBe(403);
+        expect(home.json().error.code).toBe('IP_NOT_ALLOWED');
+        expect((await betterAuthLogin(from)).statusCode, from).toBe(403);
+      }
+    });
+
+    // Regression: a session created without an address the auth engine could read skipped the user's allow list.
+    it('refuses a sign-in with no readable address when the user has an allow list, audited', async () => {
+      const user = await registerUser(t.app);
+      expect((await putAllowlist(user.token, AT_OFFICE, [OFFICE])).statusCode).toBe(200);
+      await expect(t.app.engine.createSession(user.userId, { ip: '', userAgent: null })).rejects.toMatchObject({
+        code: 'IP_NOT_ALLOWED',
+      });
+      expect((await refusals(user.userId)).map((r) => [r.ip_address, r.details.reason])).toEqual([
+        [null, 'unparseable'],
+      ]);
+      // Without an allow list there is nothing to refuse it for.
+      const other = await registerUser(t.app);
+      expect((await t.app.engine.createSession(other.userId, { ip: '', userAgent: null })).userId).toBe(other.userId);
+    });
+
     it('refuses entries that are not CIDRs or addresses, and oversized lists', async () => {
       const user = await registerUser(t.app);
       for (const cidrs of [['10.0.0.0/33'], ['example.com'], [''], Array.from({ length: 101 }, () => '10.0.0.1')]) {

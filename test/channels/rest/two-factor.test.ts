@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
@@ -591,6 +592,36 @@ describe('TOTP two-factor', () => {
     });
     expect(changed.statusCode).toBe(200);
     expect(await trusted()).toBe(false);
+  });
+
+  // Regression: over plain http the device cookie became a device header only on the paths that create a session, and
+  // Better Auth's own 2FA second step was not one of them: its session was filed under no device.
+  it("files the session Better Auth's verify-totp and verify-backup-code create under the browser's device", async () => {
+    const { user, totp, backupCodes } = await enrolled();
+    const cookiesOf = (res: { headers: Record<string, unknown> }) =>
+      ([] as string[])
+        .concat((res.headers['set-cookie'] as string[] | string | undefined) ?? [])
+        .map((c) => c.split(';')[0] as string);
+    for (const [route, code] of [
+      ['verify-totp', nextCode(totp)],
+      ['verify-backup-code', backupCodes[0] as string],
+    ] as const) {
+      const signIn = await post('/api/auth/sign-in/email', { email: user.email, password: user.password });
+      expect(signIn.json().twoFactorRedirect).toBe(true);
+      const cookies = cookiesOf(signIn);
+      const device = cookies.find((c) => c.startsWith('gateway_device=')) as string;
+      const pending = cookies.find((c) => c.startsWith('better-auth.two_factor=')) as string;
+      expect(device).toBeDefined();
+      const done = await verifyThere(`${pending}; ${device}`, code, route);
+      expect(done.statusCode, route).toBe(200);
+      const { rows } = await t.db.query<{ key_hash: string | null }>(
+        'SELECT d.key_hash FROM sessions s LEFT JOIN devices d ON d.id = s.device_id WHERE s.id = $1',
+        [sessionIdOf(done.headers['x-auth-token'] as string)],
+      );
+      const key = device.slice('gateway_device='.length);
+      expect(rows[0]?.key_hash, route).toBe(createHash('sha256').update(key).digest('hex'));
+      expect(cookiesOf(done), route).toContain(device); // its answer carries the device back, as other sign-ins do
+    }
   });
 
   it("Better Auth's own 2FA routes serve the challenge only, audited like /auth/2fa/verify", async () => {
