@@ -1,4 +1,5 @@
 import type {} from '@fastify/swagger';
+import { TWO_FACTOR_ERROR_CODES } from 'better-auth/plugins/two-factor';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { AppError, type ErrorCode } from '../errors/index.js';
@@ -190,7 +191,11 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
       const code = await betterAuthBodyField(request.headers['content-type'], forwardedBody, 'code');
       const challenge = options.engine.twoFactor.challengeOfRequest(cookie || undefined);
       const method = route === '/two-factor/verify-totp' ? 'totp' : 'backup_code';
-      if (code && challenge) await options.engine.twoFactor.claimSignInCode(challenge, code, method);
+      const refused = code && challenge ? await codeRefusal(options, challenge, code, method) : null;
+      if (refused) {
+        if (refused.retryAfter) reply.header('retry-after', String(refused.retryAfter));
+        return reply.code(refused.status).send(refused.body);
+      }
     }
   }
 
@@ -326,6 +331,34 @@ export function checkedUpdateUserBody(contentType: string | undefined, body: unk
     else checked.image = checkedImage(value);
   }
   return JSON.stringify(checked);
+}
+
+/**
+ * The gateway's verdict on a 2FA sign-in code before Better Auth's verify route sees it (two-factor.ts,
+ * claimSignInCode), as that route answers its own refusals: Better Auth's body and code (INVALID_CODE,
+ * INVALID_BACKUP_CODE, ACCOUNT_TEMPORARILY_LOCKED), which clients of Better Auth's library read. Null: let it through.
+ */
+async function codeRefusal(
+  options: MountOptions,
+  challenge: string,
+  code: string,
+  method: 'totp' | 'backup_code',
+): Promise<{ status: number; body: { code: string; message: string }; retryAfter?: number } | null> {
+  try {
+    await options.engine.twoFactor.claimSignInCode(challenge, code, method);
+    return null;
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    const { INVALID_CODE, INVALID_BACKUP_CODE, ACCOUNT_TEMPORARILY_LOCKED } = TWO_FACTOR_ERROR_CODES;
+    const answer = ({ code, message }: { code: string; message: string }) => ({ code, message });
+    if (err.code === 'TWO_FACTOR_INVALID_CODE') {
+      return { status: 401, body: answer(method === 'totp' ? INVALID_CODE : INVALID_BACKUP_CODE) };
+    }
+    if (err.code === 'TWO_FACTOR_LOCKED') {
+      return { status: 429, body: answer(ACCOUNT_TEMPORARILY_LOCKED), retryAfter: err.details.retryAfter };
+    }
+    throw err;
+  }
 }
 
 /**
