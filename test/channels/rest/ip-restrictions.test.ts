@@ -22,6 +22,14 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       remoteAddress,
       payload: { email: user.email, password: user.password },
     });
+  const betterAuthLogin = (user: { email: string; password: string }, remoteAddress: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      remoteAddress,
+      headers: { origin: 'http://localhost:3000' },
+      payload: { email: user.email, password: user.password },
+    });
   const refusals = async (userId: string | null) => {
     const { rows } = await t.db.query<{ channel: string; ip_address: string; details: { reason: string } }>(
       `SELECT channel, ip_address, details FROM auth_audit_log
@@ -234,14 +242,6 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
     it('judges and records a sign-in whose address carries a proxy port by the address alone', async () => {
       const user = await registerUser(t.app);
       expect((await putAllowlist(user.token, AT_OFFICE, [OFFICE, '2001:db8:1::/48'])).statusCode).toBe(200);
-      const betterAuthLogin = (remoteAddress: string) =>
-        t.app.inject({
-          method: 'POST',
-          url: '/api/auth/sign-in/email',
-          remoteAddress,
-          headers: { origin: 'http://localhost:3000' },
-          payload: { email: user.email, password: user.password },
-        });
       const lastIp = async () =>
         (
           await t.db.query<{ ip_address: string }>(
@@ -255,14 +255,14 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       ] as const) {
         expect((await login(user, from)).statusCode, from).toBe(200);
         expect(await lastIp(), from).toBe(ip);
-        expect((await betterAuthLogin(from)).statusCode, from).toBe(200);
+        expect((await betterAuthLogin(user, from)).statusCode, from).toBe(200);
         expect(await lastIp(), from).toBe(ip);
       }
       for (const from of [`${AT_HOME}:51234`, '[2001:db8:2::5]:443']) {
         const home = await login(user, from);
         expect(home.statusCode, from).toBe(403);
         expect(home.json().error.code).toBe('IP_NOT_ALLOWED');
-        expect((await betterAuthLogin(from)).statusCode, from).toBe(403);
+        expect((await betterAuthLogin(user, from)).statusCode, from).toBe(403);
       }
     });
 
@@ -301,19 +301,11 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       const user = await registerUser(t.app);
       expect((await putAllowlist(user.token, HOME, [HOME])).statusCode).toBe(200);
       expect((await login(user, HOME)).statusCode).toBe(200);
-      const betterAuthLogin = (remoteAddress: string) =>
-        t.app.inject({
-          method: 'POST',
-          url: '/api/auth/sign-in/email',
-          remoteAddress,
-          headers: { origin: 'http://localhost:3000' },
-          payload: { email: user.email, password: user.password },
-        });
-      expect((await betterAuthLogin(HOME)).statusCode).toBe(200);
+      expect((await betterAuthLogin(user, HOME)).statusCode).toBe(200);
       const neighbour = await login(user, NEIGHBOUR);
       expect(neighbour.statusCode).toBe(403);
       expect(neighbour.json().error.code).toBe('IP_NOT_ALLOWED');
-      const neighbourApi = await betterAuthLogin(NEIGHBOUR);
+      const neighbourApi = await betterAuthLogin(user, NEIGHBOUR);
       expect(neighbourApi.statusCode).toBe(403);
       expect(neighbourApi.json().code).toBe('IP_NOT_ALLOWED'); // Better Auth's own error shape
     });
