@@ -68,6 +68,9 @@ export function createHttpChatService(options: { url: string; timeoutSeconds: nu
           headers: { 'content-type': 'application/json', accept: 'text/plain, */*', ...identityHeaders(auth) },
           body: JSON.stringify({ id: message.id, text: message.text }),
           signal: AbortSignal.any([signal, timeout]),
+          // A redirect is an upstream failure, not followed: it would re-send the message and the identity headers
+          // wherever the upstream points (an internal address) and stream that answer to the user.
+          redirect: 'manual',
         });
       } catch (err) {
         throw new ChatUpstreamError('chat upstream unreachable', { cause: err });

@@ -24,6 +24,10 @@ function startUpstream(): Promise<{
         res.writeHead(500).end('boom');
         return;
       }
+      if (body.text.startsWith('redirect ')) {
+        res.writeHead(307, { location: body.text.slice('redirect '.length) }).end();
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
       for (const part of ['You said: ', body.text, ' ✓']) {
         res.write(part);
@@ -124,5 +128,25 @@ describe('HTTP-forwarding ChatService', () => {
     c.send({ type: 'ping' });
     expect(await c.next()).toEqual({ type: 'pong' });
     c.ws.close();
+  });
+
+  // Regression: fetch followed the upstream's redirects, re-sending the message and the identity headers wherever a
+  // compromised or misconfigured upstream pointed (an internal address), and streaming that answer to the user.
+  it('does not follow an upstream redirect: CHAT_UNAVAILABLE, and nothing reaches the target', async () => {
+    const reached: IncomingHttpHeaders[] = [];
+    const internal = createServer((req, res) => {
+      reached.push(req.headers);
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('internal secrets');
+    });
+    await new Promise<void>((resolve) => internal.listen(0, '127.0.0.1', resolve));
+    const target = `http://127.0.0.1:${(internal.address() as AddressInfo).port}/admin`;
+    const { token } = await registerUser(t.app);
+    const c = await connect(url, { authorization: `Bearer ${token}` });
+    await c.next();
+    c.send({ type: 'message', id: 'q3', text: `redirect ${target}` });
+    expect(await c.next()).toEqual({ type: 'error', code: 'CHAT_UNAVAILABLE', id: 'q3' });
+    expect(reached).toEqual([]);
+    c.ws.close();
+    await new Promise<void>((resolve) => internal.close(() => resolve()));
   });
 });
