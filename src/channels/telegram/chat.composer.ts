@@ -4,6 +4,16 @@ import type { ChatService } from '../chat/chat-service.js';
 import type { UsageLimits } from '../chat/usage-limits.js';
 import { replies, splitMessage } from './replies.js';
 
+/** How long a reply may take before the user is told the chat is unavailable. */
+const REPLY_TIMEOUT_MS = 120_000;
+/**
+ * The most messages one reply is sent as, the last saying it was cut: Telegram sends about one message a second in a
+ * chat and refuses the rest (429, which grammY does not retry), so a longer answer would mostly be lost anyway.
+ */
+const MAX_REPLY_PARTS = 16;
+/** Reading an answer stops past this many UTF-16 units (what fills MAX_REPLY_PARTS messages): memory stays bounded. */
+const MAX_REPLY_LENGTH = MAX_REPLY_PARTS * 4096;
+
 export interface ChatComposerDeps {
   authenticator: Pick<Authenticator, 'authenticateTelegram'>;
   chat: ChatService;
@@ -36,17 +46,38 @@ export function chatComposer(deps: ChatComposerDeps): Composer<Context> {
   });
 
   async function answer(ctx: Context, auth: AuthContext, id: string, text: string): Promise<void> {
+    const timeout = AbortSignal.timeout(REPLY_TIMEOUT_MS);
+    // Aborted once reading ends, for whatever reason: the upstream request ends with it.
+    const done = new AbortController();
     let reply = '';
+    let truncated = false;
     try {
-      for await (const chunk of chat.reply(auth, { id, text }, AbortSignal.timeout(120_000))) reply += chunk;
+      for await (const chunk of chat.reply(auth, { id, text }, AbortSignal.any([timeout, done.signal]))) {
+        reply += chunk;
+        if (reply.length > MAX_REPLY_LENGTH) {
+          truncated = true;
+          break;
+        }
+      }
     } catch (err) {
       log.warn({ err: { message: (err as Error).message } }, 'chat service failed (telegram)');
-      reply = '';
+      await ctx.reply(replies.chatUnavailable).catch(() => {});
+      return;
+    } finally {
+      done.abort();
+    }
+    // The service ends its stream normally when the signal fires (the caller went away): what came is only a part.
+    if (timeout.aborted && !truncated) {
+      log.warn({ timeoutMs: REPLY_TIMEOUT_MS }, 'chat reply took too long (telegram)');
       await ctx.reply(replies.chatUnavailable).catch(() => {});
       return;
     }
+    let parts = splitMessage(reply.trim() ? reply : '…');
+    if (truncated || parts.length > MAX_REPLY_PARTS) {
+      parts = [...parts.slice(0, MAX_REPLY_PARTS - 1), replies.truncated];
+    }
     try {
-      for (const part of splitMessage(reply.trim() ? reply : '…')) await ctx.reply(part);
+      for (const part of parts) await ctx.reply(part);
     } catch (err) {
       log.warn({ err: { message: (err as Error).message } }, 'telegram reply failed');
     }

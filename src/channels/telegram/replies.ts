@@ -21,6 +21,7 @@ export const replies = {
   noChat: 'Your license does not include chat.',
   rateLimited: (seconds: number) => `You are sending messages too fast for your license. Try again in ${seconds} s.`,
   chatUnavailable: 'The chat service is unavailable right now. Please try again later.',
+  truncated: '(truncated)',
   unknownCommand: 'Unknown command. Commands: /link <code>, /whoami, /unlink.',
 } as const;
 

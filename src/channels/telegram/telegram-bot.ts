@@ -70,6 +70,13 @@ export function createTelegram(deps: TelegramDeps) {
   bot.catch((err) =>
     log.error({ err: { message: err.message }, updateId: err.ctx.update.update_id }, 'telegram update failed'),
   );
+  // Polling stopped (the lock was lost, or the gateway is closing) while a fetched batch is being handled: stop()
+  // confirmed it only up to the update in progress, so the rest is left unhandled for whichever process polls next,
+  // which would otherwise answer it a second time.
+  bot.use(async (_ctx, next) => {
+    if (deps.mode === 'polling' && !bot.isRunning()) return;
+    await next();
+  });
   bot.use(updateGuard(log));
   bot.use(
     linkComposer({ authenticator: deps.authenticator, links: deps.links, audit: deps.audit, baseUrl: deps.baseUrl }),

@@ -1,5 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../../../src/app.js';
+import { EchoChatService } from '../../../src/channels/chat/chat-service.js';
+import { createUsageLimits } from '../../../src/channels/chat/usage-limits.js';
+import { createTelegram, type TelegramDeps } from '../../../src/channels/telegram/telegram-bot.js';
 import { loadConfig } from '../../../src/config/index.js';
 import { openDatabase } from '../../../src/db/index.js';
 import { createTelegramBotApi } from '../../helpers/telegram-bot-api.js';
@@ -89,6 +92,81 @@ describe('Telegram polling: a lock lost before polling starts', () => {
     } finally {
       await app.close();
       await testDb.drop();
+      await api.close();
+    }
+  });
+});
+
+describe('Telegram polling: a lock lost mid-batch', () => {
+  // Regression (review): on lock loss the leader went on handling the rest of the batch it had fetched, which stop()
+  // had left unconfirmed, so the new leader fetched and answered those updates too.
+  it('leaves the rest of the batch to the new leader: every update is answered once', async () => {
+    const api = await createTelegramBotApi({ token: TOKEN, maxLongPollMs: 300 });
+    // One advisory lock, as PostgreSQL keeps it.
+    let holder: string | null = null;
+    const onLost = new Map<string, () => void>();
+    const dbFor = (who: string): TelegramDeps['db'] => ({
+      async tryAdvisoryLock(_key, lost) {
+        if (holder !== null) return null;
+        holder = who;
+        if (lost) onLost.set(who, lost);
+        return {
+          async release() {
+            if (holder === who) holder = null;
+          },
+        };
+      },
+    });
+    const common = {
+      token: TOKEN,
+      mode: 'polling' as const,
+      webhookSecret: '',
+      standbyRetry: 0.1,
+      apiTimeout: 10,
+      baseUrl: 'http://gw.example',
+      links: {} as never,
+      chat: new EchoChatService(),
+      limits: createUsageLimits(),
+      audit: { record: async () => {} } as never,
+      log: { info() {}, warn() {}, error() {} },
+    };
+    let lookups = 0;
+    const a = createTelegram({
+      ...common,
+      apiRoot: `${api.url}/a`,
+      db: dbFor('a'),
+      // The leader's lock connection drops during its first lookup (a slow database): the standby takes over.
+      authenticator: {
+        async authenticateTelegram() {
+          if (lookups++ === 0) {
+            holder = null; // the server ended the lock's session
+            onLost.get('a')?.();
+            b.start();
+          }
+          await new Promise((r) => setTimeout(r, 300));
+          return null;
+        },
+      },
+    });
+    const b = createTelegram({
+      ...common,
+      apiRoot: `${api.url}/b`,
+      db: dbFor('b'),
+      authenticator: { authenticateTelegram: async () => null },
+    });
+    const users = [9101, 9102, 9103];
+    const answers = () => users.map((id) => api.sentMessages.filter((m) => m.chat_id === id).length);
+    try {
+      // Three users write while nobody polls: the leader fetches them as one batch.
+      for (const fromId of users) await api.sendText({ fromId, text: 'hello' });
+      a.start();
+      await vi.waitFor(() => expect(answers()).not.toContain(0), { timeout: 5000 });
+      await a.stop(); // the old leader is done with its batch
+      expect(answers()).toEqual([1, 1, 1]);
+      expect(lookups).toBe(1);
+    } finally {
+      await a.stop();
+      await b.stop();
       await api.close();
     }
   });

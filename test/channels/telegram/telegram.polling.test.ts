@@ -1,4 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { AuthContext } from '../../../src/authenticator/index.js';
+import { createHttpChatService } from '../../../src/channels/chat/chat-service.js';
+import { createUsageLimits } from '../../../src/channels/chat/usage-limits.js';
+import { replies } from '../../../src/channels/telegram/replies.js';
+import { createTelegram } from '../../../src/channels/telegram/telegram-bot.js';
 import { createTelegramBotApi, type TelegramBotApi } from '../../helpers/telegram-bot-api.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 import { connect, listen } from '../../helpers/ws-client.js';
@@ -163,5 +170,108 @@ describe('Telegram bot (polling): linking, commands, chat', () => {
 
   it('answers an unknown command with the list of commands', async () => {
     expect(await say(telegramUser(), '/frobnicate')).toMatch(/Unknown command/);
+  });
+});
+
+describe('Telegram bot (polling): answers from an HTTP upstream', () => {
+  let api: TelegramBotApi;
+  let upstream: Server;
+  let bot: ReturnType<typeof createTelegram>;
+  /** How the upstream's last endless answer ended: 'closed' when the gateway stopped reading it. */
+  let endless: Promise<'closed' | 'finished'> = Promise.resolve('finished');
+
+  beforeAll(async () => {
+    api = await createTelegramBotApi({ token: TOKEN, maxLongPollMs: 300 });
+    // "slow" answers half, stalls, then the rest; anything else is answered with words until the gateway hangs up
+    // (or 8 MiB, far more than a reply may be).
+    upstream = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c: Buffer) => {
+        raw += c.toString();
+      });
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+        if ((JSON.parse(raw) as { text: string }).text === 'slow') {
+          res.write('The answer is NOT ');
+          setTimeout(() => res.end('to be trusted: this first half alone is wrong.'), 1000);
+          return;
+        }
+        endless = new Promise((resolve) => {
+          let sent = 0;
+          res.on('close', () => resolve(res.writableFinished ? 'finished' : 'closed'));
+          const more = () => {
+            if (res.destroyed) return;
+            if (sent >= 8 * 1024 * 1024) return void res.end();
+            sent += 64 * 1024;
+            if (res.write('word '.repeat((64 * 1024) / 5))) setImmediate(more);
+            else res.once('drain', more);
+          };
+          more();
+        });
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const auth = {
+      userId: 'u-upstream',
+      sessionId: null,
+      email: 'u@example.com',
+      name: 'U',
+      license: { type: 'pro', features: { chat: true }, resourceLimits: {} },
+      channel: 'telegram',
+      expiresAt: null,
+    } as unknown as AuthContext;
+    bot = createTelegram({
+      token: TOKEN,
+      apiRoot: api.url,
+      mode: 'polling',
+      webhookSecret: '',
+      standbyRetry: 0.1,
+      apiTimeout: 10,
+      baseUrl: 'http://gw.example',
+      db: { tryAdvisoryLock: async () => ({ release: async () => {} }) },
+      authenticator: { authenticateTelegram: async () => auth },
+      links: {} as never,
+      // chat.upstream_timeout has no maximum: an upstream may take longer than the bot waits for a reply.
+      chat: createHttpChatService({
+        url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/chat`,
+        timeoutSeconds: 600,
+      }),
+      limits: createUsageLimits(),
+      audit: { record: async () => {} } as never,
+      log: { info() {}, warn() {}, error() {} },
+    });
+    bot.start();
+    await api.waitForPolling(5000);
+  });
+  afterEach(() => vi.restoreAllMocks());
+  afterAll(async () => {
+    await bot?.stop();
+    upstream?.close();
+    await api?.close();
+  });
+
+  // Regression (review): a reply cut off by the bot's own time limit was sent as if it were the whole answer.
+  it('answers "unavailable" when the reply takes longer than the bot waits, not with the part that came', async () => {
+    const real = AbortSignal.timeout.bind(AbortSignal);
+    // The bot's 120 s limit on a reply, scaled down to 300 ms.
+    vi.spyOn(AbortSignal, 'timeout').mockImplementation((ms: number) => real(ms === 120_000 ? 300 : ms));
+    await api.sendText({ fromId: 9201, text: 'slow' });
+    expect((await api.waitForMessage((m) => m.chat_id === 9201, 3000)).text).toBe(replies.chatUnavailable);
+  });
+
+  // Regression (review): an endless or huge answer was read whole into memory and sent as hundreds of messages, most
+  // of them refused by Telegram's per-chat rate limit.
+  it('stops reading an oversized answer and sends 16 messages, the last saying it was truncated', async () => {
+    const before = api.sentMessages.length;
+    await api.sendText({ fromId: 9202, text: 'tell me everything' });
+    await api.waitForMessage((m) => m.chat_id === 9202 && m.text === replies.truncated, 5000);
+    expect(await endless).toBe('closed');
+    const texts = api.sentMessages
+      .slice(before)
+      .filter((m) => m.chat_id === 9202)
+      .map((m) => m.text);
+    expect(texts).toHaveLength(16);
+    expect(texts.at(-1)).toBe(replies.truncated);
+    for (const text of texts.slice(0, -1)) expect(text).toMatch(/^(word ?)+$/);
   });
 });
