@@ -6,6 +6,7 @@ import { isUnavailableError, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { generateId } from './ids.js';
 import { createPasswordRace } from './password-race.js';
 import { createPasswordSignIn } from './password-sign-in.js';
 import { sessionOf } from './session-of.js';
@@ -131,11 +132,15 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
         }
         return sessionOf(db, res.token);
       } catch (err) {
-        // Two sign-ups of one email can both pass Better Auth's existence check; the unique index decides.
-        if (isUniqueViolation(err) || (await emailExists(db, input.email))) {
-          throw new AppError('EMAIL_TAKEN', undefined, { field: 'email' }, { cause: err });
+        const owner = await collidedWith(db, err, input.email);
+        if (!owner) throw translate(err);
+        // With verification required Better Auth answers a taken address as a new one (a made-up user id) and lets its
+        // owner know: so is one that only the unique index found taken, or a burst of sign-ups would tell.
+        if (deps.config.auth.require_email_verification) {
+          await deps.accountHooks?.existingUserSignUp(owner);
+          return { userId: generateId('user'), sessionId: null, verificationRequired: true };
         }
-        throw translate(err);
+        throw new AppError('EMAIL_TAKEN', undefined, { field: 'email' }, { cause: err });
       }
     },
 
@@ -210,15 +215,33 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
   };
 }
 
-async function emailExists(db: Database, email: string): Promise<boolean> {
-  const { rows } = await db.query('SELECT 1 FROM users WHERE lower(email) = lower($1)', [email]);
-  return rows.length > 0;
+/** Better Auth's code for an APIError (USER_ALREADY_EXISTS, ...). */
+function codeOf(err: unknown): string | undefined {
+  return err instanceof APIError ? (err.body as { code?: string } | undefined)?.code : undefined;
+}
+
+/**
+ * The account a failed sign-up collided with, or null. Two sign-ups of one email can both pass Better Auth's existence
+ * check; the unique index decides, and Better Auth reports the loser's insert as FAILED_TO_CREATE_USER (dropping the
+ * 23505). Any other refusal is no collision, whether or not the address has an account: it must answer the same.
+ */
+async function collidedWith(
+  db: Database,
+  err: unknown,
+  email: string,
+): Promise<{ id: string; email: string; name: string } | null> {
+  if (!isUniqueViolation(err) && codeOf(err) !== 'FAILED_TO_CREATE_USER') return null;
+  const { rows } = await db.query<{ id: string; email: string; name: string }>(
+    'SELECT id, email, name FROM users WHERE lower(email) = lower($1)',
+    [email],
+  );
+  return rows[0] ?? null;
 }
 
 /** Better Auth's error codes mapped onto our catalogue; anything else is rethrown as is (500 / 503 upstream). */
 function translate(err: unknown): unknown {
   if (!(err instanceof APIError)) return err;
-  const code = (err.body as { code?: string } | undefined)?.code ?? '';
+  const code = codeOf(err) ?? '';
   switch (code) {
     case 'INVALID_EMAIL_OR_PASSWORD':
     case 'CREDENTIAL_ACCOUNT_NOT_FOUND':
@@ -232,12 +255,12 @@ function translate(err: unknown): unknown {
     case 'EMAIL_NOT_VERIFIED':
       return new AppError('EMAIL_NOT_VERIFIED', undefined, {}, { cause: err });
     case 'INVALID_EMAIL':
-      return new AppError(
-        'VALIDATION_FAILED',
-        'email must be a valid email address',
-        { field: 'email' },
-        { cause: err },
-      );
+    case 'VALIDATION_ERROR': {
+      // VALIDATION_ERROR is its body schema's refusal, naming the field first: "[body.email] Invalid email address".
+      const field = code === 'INVALID_EMAIL' ? 'email' : /^\[body\.(\w+)\]/.exec(err.message)?.[1];
+      const message = field === 'email' ? 'email must be a valid email address' : err.message || undefined;
+      return new AppError('VALIDATION_FAILED', message, field ? { field } : {}, { cause: err });
+    }
     case 'IP_NOT_ALLOWED':
     case 'ACCOUNT_DISABLED':
       return new AppError(code, undefined, {}, { cause: err });

@@ -84,6 +84,11 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     },
     async (request, reply) => {
       const { email, password: pw, name } = request.body;
+      // The schema counts code points, the hasher (and Better Auth) UTF-16 units: up to twice as many pass as astral
+      // characters. Refused here, before the address is looked at, so the answer is the same whatever the address.
+      if (pw.length > password.max) {
+        throw new AppError('VALIDATION_FAILED', 'Password too long', { field: 'password' });
+      }
       if (request.headers.authorization !== undefined && deps.anonymous) {
         return upgradeAnonymous(request, reply, deps.anonymous);
       }

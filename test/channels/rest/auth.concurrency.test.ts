@@ -36,3 +36,34 @@ describe('concurrent registrations of one email', () => {
     expect(creds.rows[0]?.n).toBe(1);
   });
 });
+
+// Regression: with verification required, a sign-up that lost the race to the unique index answered 409 EMAIL_TAKEN,
+// where a taken address gets the same 201 as a new one: a burst of one address told whether it was new.
+describe('concurrent registrations of one email with auth.require_email_verification', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { auth: { require_email_verification: true } } });
+  });
+  afterAll(() => t?.close());
+
+  it('6 at once: every answer is the 201 of a new address, one users row', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        t.app.inject({
+          method: 'POST',
+          url: '/auth/register',
+          payload: { email: i % 2 ? 'Race@Example.com' : 'race@example.com', password: 'SecurePassword123!' },
+        }),
+      ),
+    );
+    for (const r of responses) {
+      expect(r.statusCode, r.body).toBe(201);
+      expect(r.json()).toEqual({ success: true, userId: expect.any(String), verificationRequired: true });
+    }
+    const { rows } = await t.db.query<{ id: string }>("SELECT id FROM users WHERE lower(email) = 'race@example.com'");
+    expect(rows).toHaveLength(1);
+    // The losers' ids are made up, as for a taken address: none names the account to anyone but its registrant.
+    const ids = responses.map((r) => r.json().userId);
+    expect(ids.filter((id) => id === rows[0]?.id)).toHaveLength(1);
+  });
+});

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 // Every error code of the core routes, with its status and the one JSON shape.
@@ -141,6 +141,40 @@ describe('error responses', () => {
     expect(res.headers['x-request-id']).toBe('abc-123');
     const hostile = await t.app.inject({ url: '/auth/health', headers: { 'x-request-id': 'a\nb c'.repeat(30) } });
     expect(hostile.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+// Regression: with verification required, any sign-up error for a taken address became 409 EMAIL_TAKEN, a free one got
+// its real error: a password of astral characters (within the schema's code points, over Better Auth's UTF-16 units)
+// told a taken address apart, which README promises nothing does.
+describe('register with auth.require_email_verification: a taken address answers as a free one', () => {
+  let t: TestApp;
+  const taken = 'taken@example.com';
+  beforeAll(async () => {
+    t = await createTestApp({ config: { auth: { require_email_verification: true } } });
+    await registerUser(t.app, { email: taken });
+  });
+  afterAll(() => t?.close());
+
+  const register = (email: string, password: string) =>
+    t.app.inject({ method: 'POST', url: '/auth/register', payload: { email, password } });
+
+  it('a password over the maximum in UTF-16 units: 400 VALIDATION_FAILED naming password, for either address', async () => {
+    const astral = '\u{1F680}'.repeat(t.config.auth.password.max_length);
+    const signUp = vi.spyOn(t.app.engine, 'signUpEmail');
+    const free = await register('free@example.com', astral);
+    const takenRes = await register(taken, astral);
+    expect(free.statusCode, free.body).toBe(400);
+    expect(free.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'password' });
+    expect(takenRes.json()).toEqual(free.json());
+    expect(signUp).not.toHaveBeenCalled(); // refused before anything looks at the address
+    signUp.mockRestore();
+  });
+
+  it('the engine answers EMAIL_TAKEN for a duplicate only, never for another refusal of a taken address', async () => {
+    const astral = '\u{1F680}'.repeat(t.config.auth.password.max_length);
+    const signUp = t.app.engine.signUpEmail({ email: taken, password: astral, name: '' }, new Headers());
+    await expect(signUp).rejects.toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'password' } });
   });
 });
 
