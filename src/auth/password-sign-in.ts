@@ -44,18 +44,27 @@ export interface PasswordSignInDeps {
  * Accounts with two-factor authentication return `null`: the caller takes Better Auth's path, which issues the 2FA
  * challenge (its own verification of the password runs again; a wrong password never gets that far). Unless the
  * request carries the key of a device the user has marked trusted: then the session is made here, and its audit row
- * says `trustedDevice: true`.
+ * says `trustedDevice: true`. When 2FA is turned on or off, or that trust withdrawn, while the password is being
+ * verified, `null` too.
  */
 export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientIp }: PasswordSignInDeps) {
   const expiresInMs = config.auth.session.expires_in * 1000;
 
-  /** Why no session was written after a right password: the account was disabled, or its password changed, meanwhile. */
-  async function refusalAfterVerify(userId: string): Promise<AppError> {
-    const { rows } = await db.query<{ disabled: boolean }>(
-      'SELECT disabled_at IS NOT NULL AS disabled FROM users WHERE id = $1',
-      [userId],
+  /**
+   * Why no session was written after a right password: the account was disabled, or its password changed, meanwhile;
+   * null when neither, so 2FA was turned on or off, or the device's trust withdrawn: Better Auth's path decides then.
+   */
+  async function refusalAfterVerify(userId: string, passwordHash: string): Promise<AppError | null> {
+    const { rows } = await db.query<{ disabled: boolean; same_password: boolean }>(
+      `SELECT u.disabled_at IS NOT NULL AS disabled, c.password_hash IS NOT DISTINCT FROM $2 AS same_password
+         FROM users u
+         LEFT JOIN user_credentials c ON c.user_id = u.id AND c.provider_id = 'credential' AND c.account_id = u.id
+        WHERE u.id = $1`,
+      [userId, passwordHash],
     );
-    return new AppError(rows[0]?.disabled === false ? 'INVALID_CREDENTIALS' : 'ACCOUNT_DISABLED');
+    const account = rows[0];
+    if (account?.disabled !== false) return new AppError('ACCOUNT_DISABLED');
+    return account.same_password ? null : new AppError('INVALID_CREDENTIALS');
   }
 
   return async function signIn(
@@ -112,12 +121,20 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
     // They commit together: no session without its audit row. FOR SHARE on the user and the credential: a disable, a
     // password change or reset, or a reclaim by a magic link in flight (an UPDATE or DELETE of those rows, then a DELETE
     // of the sessions) is waited for and then seen, so it cannot miss a session written between the two.
+    // Likewise the 2FA state read before the password (here 2FA is on exactly when its prompt is skipped) and, when
+    // skipped, the device's trust: an untrust or a removal of the device in flight is waited for (FOR NO KEY UPDATE,
+    // as the upsert below takes it anyway: two sign-ins from one device holding it FOR SHARE would deadlock there).
+    // A join, not an EXISTS: a subquery would lock the device before the user, the reverse of a 2FA toggle's order.
+    const trustedDevice = secondFactorSkipped
+      ? 'JOIN devices d ON d.user_id = u.id AND d.key_hash = $9 AND d.trusted_until > now()'
+      : '';
     const { rows: created } = await db.query<{ id: string }>(
       `WITH account AS (
          SELECT u.id FROM users u
            JOIN user_credentials c ON c.user_id = u.id AND c.provider_id = 'credential' AND c.account_id = u.id
-          WHERE u.id = $3 AND u.disabled_at IS NULL AND c.password_hash = $16
-            FOR SHARE
+           ${trustedDevice}
+          WHERE u.id = $3 AND u.disabled_at IS NULL AND c.password_hash = $16 AND u.two_factor_enabled = $17
+            FOR SHARE OF u, c${secondFactorSkipped ? ' FOR NO KEY UPDATE OF d' : ''}
        ), device AS (
          INSERT INTO devices (id, user_id, key_hash, name, user_agent)
          SELECT $8, id, $9, $10, $11 FROM account WHERE $9::text IS NOT NULL
@@ -150,9 +167,14 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
         origin.userAgent?.slice(0, AUDIT_USER_AGENT_MAX) ?? null,
         JSON.stringify(secondFactorSkipped ? { method: 'password', trustedDevice: true } : { method: 'password' }),
         user.password_hash,
+        secondFactorSkipped,
       ],
     );
-    if (created.length === 0) throw await refusalAfterVerify(user.id);
+    if (created.length === 0) {
+      const refusal = await refusalAfterVerify(user.id, user.password_hash);
+      if (refusal) throw refusal;
+      return null;
+    }
     await sessionGuard?.afterSession({
       sessionId: session.sessionId,
       userId: user.id,

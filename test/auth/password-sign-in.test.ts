@@ -279,6 +279,122 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(rows).toHaveLength(0);
   });
 
+  /** Turns on 2FA for `user` (their session confirms a current code); the TOTP generator of the enrolment. */
+  async function enableTwoFactor(user: { token: string; password: string }) {
+    const auth = { authorization: `Bearer ${user.token}` };
+    const enable = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/enable',
+      headers: auth,
+      payload: { password: user.password },
+    });
+    const totp = OTPAuth.URI.parse(enable.json().otpauthUri) as OTPAuth.TOTP;
+    return {
+      totp,
+      confirm: async () => {
+        const res = await t.app.inject({
+          method: 'POST',
+          url: '/auth/2fa/confirm',
+          headers: auth,
+          payload: { code: totp.generate() },
+        });
+        expect(res.statusCode).toBe(200);
+      },
+    };
+  }
+  /** A user with 2FA on and a device they marked trusted; `signIn` signs in from it (the skip applies). */
+  async function trustedDevice() {
+    const user = await registerUser(t.app);
+    const { totp, confirm } = await enableTwoFactor(user);
+    await confirm();
+    // Trusting takes a recent sign-in, which with 2FA on takes a code (enabling 2FA withdraws every earlier trust).
+    const first = await login(user.email, user.password);
+    const key = String(first.headers['x-device-id']);
+    const verified = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/verify',
+      headers: { 'x-device-id': key },
+      payload: { challengeToken: first.json().challengeToken, code: totp.generate({ timestamp: Date.now() + 30_000 }) },
+    });
+    const token = verified.json().token as string;
+    const deviceId = (await sessionRow('id', sessionIdOf(token)))?.device_id ?? '';
+    const trust = await t.app.inject({
+      method: 'PATCH',
+      url: `/auth/devices/${deviceId}`,
+      headers: { authorization: `Bearer ${token}` },
+      payload: { trusted: true },
+    });
+    expect(trust.json().device).toMatchObject({ trusted: true });
+    const signIn = (email: string, password: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        headers: { 'x-device-id': key },
+        payload: { email, password },
+      });
+    expect((await signIn(user.email, user.password)).json().token).toEqual(expect.any(String));
+    return { user, deviceId, signIn };
+  }
+  /** No session of `user` skipped the code (a login.success that says trustedDevice) after `since`. */
+  const skippedSince = async (userId: string, since: Date) =>
+    (
+      await t.db.query(
+        `SELECT 1 FROM auth_audit_log
+          WHERE user_id = $1 AND event = 'login.success' AND details ? 'trustedDevice' AND created_at > $2`,
+        [userId, since],
+      )
+    ).rows.length;
+
+  // Regression: the 2FA state and the device's trust were read before the password check and not again: a trust
+  // withdrawn, or the device removed, meanwhile still skipped the code (and the removed device came back, with a session).
+  for (const inFlight of [false, true]) {
+    it(`a device untrusted while the password is being verified gets the 2FA challenge (${inFlight ? 'in flight' : 'committed'})`, async () => {
+      const { user, deviceId, signIn } = await trustedDevice();
+      const since = new Date();
+      const untrust = async (q: Queryable) => {
+        await q.query('UPDATE devices SET trusted_until = NULL WHERE id = $1', [deviceId]);
+      };
+      const res = await loginWhile(user, untrust, { inFlight, signIn });
+      expect(res.json()).toMatchObject({ twoFactorRequired: true, challengeToken: expect.any(String) });
+      expect(await skippedSince(user.userId, since)).toBe(0);
+    });
+
+    it(`a trusted device removed while the password is being verified gets the 2FA challenge, and no session or trust back (${inFlight ? 'in flight' : 'committed'})`, async () => {
+      const { user, deviceId, signIn } = await trustedDevice();
+      const since = new Date();
+      const remove = async (q: Queryable) => {
+        await q.query('DELETE FROM devices WHERE id = $1', [deviceId]);
+      };
+      const res = await loginWhile(user, remove, { inFlight, signIn });
+      expect(res.json()).toMatchObject({ twoFactorRequired: true, challengeToken: expect.any(String) });
+      expect(await skippedSince(user.userId, since)).toBe(0);
+      // The removed device is not filed again with its trust. (Better Auth's challenge files the key's device afresh,
+      // untrusted, as for any 2FA sign-in from it: its sign-in makes a session that its 2FA plugin then deletes.)
+      const { rows } = await t.db.query(
+        'SELECT id FROM devices WHERE user_id = $1 AND (id = $2 OR trusted_until IS NOT NULL)',
+        [user.userId, deviceId],
+      );
+      expect(rows).toEqual([]);
+      const { rows: sessions } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1 AND created_at > $2', [
+        user.userId,
+        since,
+      ]);
+      expect(sessions).toEqual([]);
+    });
+  }
+
+  // Regression: 2FA turned on while the password was being verified did not stop the session made without a code.
+  it('2FA turned on while the password is being verified gets the challenge', async () => {
+    const user = await registerUser(t.app);
+    const { confirm } = await enableTwoFactor(user);
+    const res = await loginWhile(user, confirm, { inFlight: false });
+    expect(res.json()).toMatchObject({ twoFactorRequired: true, challengeToken: expect.any(String) });
+    const { rows } = await t.db.query(`SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'login.success'`, [
+      user.userId,
+    ]);
+    expect(rows).toEqual([]);
+  });
+
   // Regression: Better Auth's sign-in (served at /api/auth/sign-in/email) wrote its session without reading the
   // password again: one started with the old password before a change or reset outlived it, and kept working.
   for (const inFlight of [false, true]) {
