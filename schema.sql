@@ -21,6 +21,18 @@ CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON users (lower(email));
 -- Emails are stored lower-cased, and Better Auth looks users up by `email = $1` (every password sign-in, reset and
 -- magic link): the expression index above cannot serve that, so without this one each sign-in scanned the table.
 CREATE INDEX IF NOT EXISTS users_email_idx ON users (email);
+-- Lower-cased whoever writes them: a migration's INSERT (the design's own copies addresses as typed) or psql. A row
+-- kept as 'Ada@Example.com' was never found by those lookups: no sign-in, no reset mail, and EMAIL_TAKEN to register.
+-- Rows written before this trigger are lower-cased once (no two differ only by case: the unique index above).
+CREATE OR REPLACE FUNCTION gateway_lower_email() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.email := lower(NEW.email);
+  RETURN NEW;
+END;
+$$;
+CREATE OR REPLACE TRIGGER users_email_lower BEFORE INSERT OR UPDATE OF email ON users
+  FOR EACH ROW EXECUTE FUNCTION gateway_lower_email();
+UPDATE users SET email = lower(email) WHERE email <> lower(email);
 
 -- Better Auth's "account" model: one row per sign-in method; password_hash is set for provider 'credential'.
 CREATE TABLE IF NOT EXISTS user_credentials (

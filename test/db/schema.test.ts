@@ -86,6 +86,23 @@ describe(`schema.sql (${process.env.TEST_DATABASE_URL ? 'PostgreSQL' : 'PGlite'}
     }
   });
 
+  // Regression: the design's migration SQL copies addresses as typed; lookups compare the stored value with the
+  // lower-cased input, so such a user got no sign-in, no reset mail, and EMAIL_TAKEN on registering again.
+  it('stores users.email lower-cased whoever writes it, and lower-cases rows written before', async () => {
+    await t.db.query("INSERT INTO users (id, email) VALUES ('user_mixed', 'Ada.Lovelace@Example.com')");
+    await t.db.query("UPDATE users SET email = 'Ada.Byron@Example.COM' WHERE id = 'user_mixed'");
+    const { rows } = await t.db.query<{ email: string }>("SELECT email FROM users WHERE id = 'user_mixed'");
+    expect(rows[0]?.email).toBe('ada.byron@example.com');
+    await t.db.query('ALTER TABLE users DISABLE TRIGGER users_email_lower');
+    await t.db.query("UPDATE users SET email = 'Ada.Byron@Example.COM' WHERE id = 'user_mixed'");
+    await t.db.query('ALTER TABLE users ENABLE TRIGGER users_email_lower');
+    await t.db.query('DELETE FROM gateway_schema_version');
+    await migrate(t.db);
+    const again = await t.db.query<{ email: string }>("SELECT email FROM users WHERE id = 'user_mixed'");
+    expect(again.rows[0]?.email).toBe('ada.byron@example.com');
+    await t.db.query("DELETE FROM users WHERE id = 'user_mixed'");
+  });
+
   it('users.email is unique without regard to case', async () => {
     await t.db.query("INSERT INTO users (id, email) VALUES ('user_a', 'Case@Example.com')");
     await expect(
