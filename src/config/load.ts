@@ -403,8 +403,10 @@ function settleSecret(config: RawConfig, production: boolean, where: (key: strin
     );
   }
   const file = join(config.data_dir, '.dev-auth-secret');
-  if (existsSync(file)) {
-    config.auth.secret = readFileSync(file, 'utf8').trim();
+  const kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  // A file cut short (a crash while writing it, a full disk) is replaced: an empty key would sign every token.
+  if (Buffer.byteLength(kept) >= MIN_SECRET_BYTES) {
+    config.auth.secret = kept;
   } else {
     mkdirSync(config.data_dir, { recursive: true });
     config.auth.secret = randomBytes(32).toString('base64url');

@@ -268,5 +268,12 @@ describe('loadConfig', () => {
     expect(existsSync(file)).toBe(true);
     expect(readFileSync(file, 'utf8').trim()).toBe(first.auth.secret);
     expect(t.load().auth.secret).toBe(first.auth.secret);
+    // A file cut short is replaced, not read as an empty (or short) key.
+    for (const short of ['', 'abc\n']) {
+      writeFileSync(file, short);
+      const again = t.load().auth.secret;
+      expect(again.length).toBeGreaterThanOrEqual(32);
+      expect(readFileSync(file, 'utf8').trim()).toBe(again);
+    }
   });
 });
