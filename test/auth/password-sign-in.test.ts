@@ -416,21 +416,8 @@ describe('password sign-in (POST /auth/login)', () => {
   // had happened to the password meanwhile: the old password's challenge still completed after a reset.
   it('a 2FA sign-in whose password is reset mid-verify gets no challenge that can complete', async () => {
     const user = await registerUser(t.app);
-    const auth = { authorization: `Bearer ${user.token}` };
-    const enable = await t.app.inject({
-      method: 'POST',
-      url: '/auth/2fa/enable',
-      headers: auth,
-      payload: { password: user.password },
-    });
-    const totp = OTPAuth.URI.parse(enable.json().otpauthUri) as OTPAuth.TOTP;
-    const confirm = await t.app.inject({
-      method: 'POST',
-      url: '/auth/2fa/confirm',
-      headers: auth,
-      payload: { code: totp.generate() },
-    });
-    expect(confirm.statusCode).toBe(200);
+    const { confirm } = await enableTwoFactor(user);
+    await confirm();
     // A verified address: the reset keeps the enrolment (it does not reclaim the account).
     await t.db.query('UPDATE users SET email_verified = true WHERE id = $1', [user.userId]);
     const token = 'PasswordRaceResetToken123';

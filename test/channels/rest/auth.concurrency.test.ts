@@ -1,6 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../../helpers/test-app.js';
 
+/** `n` registrations of one address at once, its spelling alternating between two cases. */
+const registerAtOnce = (t: TestApp, n: number) =>
+  Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/auth/register',
+        payload: {
+          email: i % 2 ? 'Race@Example.com' : 'race@example.com',
+          password: 'SecurePassword123!',
+          name: `r${i}`,
+        },
+      }),
+    ),
+  );
+
 describe('concurrent registrations of one email', () => {
   let t: TestApp;
   beforeAll(async () => {
@@ -9,19 +25,7 @@ describe('concurrent registrations of one email', () => {
   afterAll(() => t?.close());
 
   it('20 at once (mixed case): exactly one 201, the rest 409 EMAIL_TAKEN, one users row, no 500', async () => {
-    const responses = await Promise.all(
-      Array.from({ length: 20 }, (_, i) =>
-        t.app.inject({
-          method: 'POST',
-          url: '/auth/register',
-          payload: {
-            email: i % 2 ? 'Race@Example.com' : 'race@example.com',
-            password: 'SecurePassword123!',
-            name: `r${i}`,
-          },
-        }),
-      ),
-    );
+    const responses = await registerAtOnce(t, 20);
     const statuses = responses.map((r) => r.statusCode).sort();
     expect(statuses.filter((s) => s === 201)).toHaveLength(1);
     expect(statuses.filter((s) => s === 409)).toHaveLength(19);
@@ -47,15 +51,7 @@ describe('concurrent registrations of one email with auth.require_email_verifica
   afterAll(() => t?.close());
 
   it('6 at once: every answer is the 201 of a new address, one users row', async () => {
-    const responses = await Promise.all(
-      Array.from({ length: 6 }, (_, i) =>
-        t.app.inject({
-          method: 'POST',
-          url: '/auth/register',
-          payload: { email: i % 2 ? 'Race@Example.com' : 'race@example.com', password: 'SecurePassword123!' },
-        }),
-      ),
-    );
+    const responses = await registerAtOnce(t, 6);
     for (const r of responses) {
       expect(r.statusCode, r.body).toBe(201);
       expect(r.json()).toEqual({ success: true, userId: expect.any(String), verificationRequired: true });

@@ -368,34 +368,24 @@ describe('TOTP two-factor', () => {
       expect(right.json().error.code).toBe('TWO_FACTOR_LOCKED');
     };
 
-    // TOTP guesses on /auth/2fa/verify, one challenge each (a challenge allows 5).
-    const a = await enrolled();
-    const ours: string[] = [];
-    for (let i = 0; i < burst; i++) ours.push(await challenge(a.user));
-    await expectCapped(a.user, a.totp, await sendAll((i) => verify(ours[i] as string, guess(a.totp, i))));
-
-    // Backup-code guesses there.
-    const b = await enrolled();
-    const forBackup: string[] = [];
-    for (let i = 0; i < burst; i++) forBackup.push(await challenge(b.user));
+    // One challenge per guess (a challenge allows 5): TOTP and backup-code guesses, on /auth/2fa/verify and on
+    // Better Auth's own routes (served at /api/auth, where the challenge is a cookie).
     const backupGuess = (i: number) => `wrong-${String(i).padStart(5, '0')}`;
-    await expectCapped(b.user, b.totp, await sendAll((i) => verify(forBackup[i] as string, backupGuess(i))));
-
-    // TOTP guesses on Better Auth's own route, served at /api/auth.
-    const c = await enrolled();
-    const cookies: string[] = [];
-    for (let i = 0; i < burst; i++) cookies.push(await challengeCookie(c.user));
-    await expectCapped(c.user, c.totp, await sendAll((i) => verifyThere(cookies[i] as string, guess(c.totp, i))));
-
-    // Backup-code guesses on Better Auth's own route.
-    const d = await enrolled();
-    const backupCookies: string[] = [];
-    for (let i = 0; i < burst; i++) backupCookies.push(await challengeCookie(d.user));
-    await expectCapped(
-      d.user,
-      d.totp,
-      await sendAll((i) => verifyThere(backupCookies[i] as string, backupGuess(i), 'verify-backup-code')),
-    );
+    const cases: Array<{
+      challengeOf: (user: User) => Promise<string>;
+      send: (challenge: string, i: number, totp: OTPAuth.TOTP) => ReturnType<typeof verify>;
+    }> = [
+      { challengeOf: challenge, send: (c, i, totp) => verify(c, guess(totp, i)) },
+      { challengeOf: challenge, send: (c, i) => verify(c, backupGuess(i)) },
+      { challengeOf: challengeCookie, send: (c, i, totp) => verifyThere(c, guess(totp, i)) },
+      { challengeOf: challengeCookie, send: (c, i) => verifyThere(c, backupGuess(i), 'verify-backup-code') },
+    ];
+    for (const { challengeOf, send } of cases) {
+      const { user, totp } = await enrolled();
+      const challenges: string[] = [];
+      for (let i = 0; i < burst; i++) challenges.push(await challengeOf(user));
+      await expectCapped(user, totp, await sendAll((i) => send(challenges[i] as string, i, totp)));
+    }
   });
 
   it("Better Auth's own sign-in gives the challenge as a cookie; /auth/2fa/verify takes it", async () => {
