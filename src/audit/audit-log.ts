@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/index.js';
+import { bareAddress } from '../ratelimit/client-key.js';
 
 /** Every event the audit log knows. Names are API (GET /auth/audit returns them): add, never rename. */
 export type AuditEvent =
@@ -140,7 +141,7 @@ export function createAuditLog(
             entry.userId ?? null,
             entry.sessionId ?? null,
             entry.channel ?? null,
-            entry.ip ?? null,
+            entry.ip == null ? null : bareAddress(entry.ip),
             entry.userAgent == null ? null : wellFormed(entry.userAgent.slice(0, AUDIT_USER_AGENT_MAX)),
             detailsJson(details),
           ],

@@ -5,6 +5,7 @@ import type { Database } from '../db/index.js';
 import { isUnavailableError, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
+import { bareAddress } from '../ratelimit/client-key.js';
 import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
 import { generateId } from './ids.js';
 import { createPasswordRace } from './password-race.js';
@@ -178,7 +179,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       const context = await auth.$context;
       // The sign-in guard runs inside (disabled user, IP restrictions): its refusal becomes our AppError.
       const session = await context.internalAdapter
-        .createSession(userId, false, { ipAddress: meta.ip, userAgent: meta.userAgent ?? '' })
+        .createSession(userId, false, { ipAddress: bareAddress(meta.ip), userAgent: meta.userAgent ?? '' })
         .catch((err: unknown) => {
           throw translate(err);
         });

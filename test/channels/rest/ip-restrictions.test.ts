@@ -266,6 +266,31 @@ describe('IP restrictions: global lists and per-user allow lists, on REST, sign-
       }
     });
 
+    // Regression: passkey and Telegram widget sign-ins (engine.createSession) and every audit row stored request.ip as
+    // the proxy wrote it, port included, so the sessions list and the audit log showed "198.51.100.20:51234".
+    it('records the address without a proxy port in sessions made by the engine and in audit rows', async () => {
+      const user = await registerUser(t.app);
+      const { sessionId } = await t.app.engine.createSession(user.userId, {
+        ip: `${AT_OFFICE}:51234`,
+        userAgent: null,
+      });
+      const { rows } = await t.db.query<{ ip_address: string }>('SELECT ip_address FROM sessions WHERE id = $1', [
+        sessionId,
+      ]);
+      expect(rows[0]?.ip_address).toBe(AT_OFFICE);
+      await t.app.audit.record({
+        event: 'login.success',
+        userId: user.userId,
+        channel: 'rest',
+        ip: '[2001:db8::5]:443',
+      });
+      const audit = await t.db.query<{ ip_address: string }>(
+        `SELECT ip_address FROM auth_audit_log WHERE user_id = $1 AND event = 'login.success' ORDER BY id DESC LIMIT 1`,
+        [user.userId],
+      );
+      expect(audit.rows[0]?.ip_address).toBe('2001:db8::5');
+    });
+
     // Regression: a session created without an address the auth engine could read skipped the user's allow list.
     it('refuses a sign-in with no readable address when the user has an allow list, audited', async () => {
       const user = await registerUser(t.app);
