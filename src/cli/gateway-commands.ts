@@ -52,26 +52,21 @@ async function findUser(ctx: Context, ref: string | undefined): Promise<UserSumm
 }
 
 /**
- * The option's JSON object, refused as the admin API refuses it (a NUL or a lone surrogate, which PostgreSQL cannot
- * store, or nesting deeper than the HTTP guard walks), and refused with a number JSON.parse reads as Infinity (1e999),
- * which would be stored as null.
+ * The option's JSON object, refused as the admin API refuses it: a NUL or a lone surrogate (which PostgreSQL cannot
+ * store), a number JSON.parse reads as Infinity (1e999, which would be stored as null), or nesting deeper than the
+ * HTTP guard walks.
  */
 function jsonObject(text: string | boolean | undefined, name: string): Record<string, unknown> | undefined {
   if (text === undefined || typeof text === 'boolean') return undefined;
   let parsed: unknown;
-  let overflow = false;
   try {
-    parsed = JSON.parse(text, (_key, value) => {
-      if (typeof value === 'number' && !Number.isFinite(value)) overflow = true;
-      return value;
-    });
+    parsed = JSON.parse(text);
   } catch {
     throw new UsageError(`--${name} must be a JSON object, e.g. '{"max_ws_connections":5}'`);
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new UsageError(`--${name} must be a JSON object`);
   }
-  if (overflow) throw new UsageError(`--${name} has a number too large to store (it would be saved as null)`);
   const refused = refusedText(parsed, '');
   if (refused) throw new UsageError(`--${name} ${JSON.stringify(refused.details.field)}: ${refused.message}`);
   return parsed as Record<string, unknown>;

@@ -24,11 +24,15 @@ const MAX_DEPTH = 64;
 const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /**
- * Why a request's text cannot be taken (a NUL character or a lone surrogate in a path, query or body key or value, or
- * a body nested deeper than the guard walks), naming the field; null when it can.
+ * Why a request's text cannot be taken (a NUL character or a lone surrogate in a path, query or body key or value, a
+ * number JSON.parse read as Infinity, or a body nested deeper than the guard walks), naming the field; null when it can.
  */
 export function refusedText(value: unknown, path: string, depth = 0): AppError | null {
   if (typeof value === 'string') return refusedString(value, path);
+  // JSON has no Infinity: 1e999 overflows to it when parsed, and JSON.stringify would store it as null.
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    return new AppError('VALIDATION_FAILED', 'A number is too large to store.', { field: path });
+  }
   if (!value || typeof value !== 'object' || Buffer.isBuffer(value)) return null;
   if (depth >= MAX_DEPTH) {
     return new AppError(
@@ -66,7 +70,8 @@ const invalidText = (message: string, field: string) => new AppError('VALIDATION
  * PostgreSQL text cannot hold a NUL character, nor jsonb a lone UTF-16 surrogate (JSON.stringify writes one as
  * "\ud800", which PostgreSQL refuses as invalid JSON): a value carrying either would fail the query it reaches with a
  * server error. Every path parameter, query value and parsed JSON body is checked once, before schema validation, and
- * such a request is refused with 400 VALIDATION_FAILED naming the field; so is a body nested deeper than the check walks.
+ * such a request is refused with 400 VALIDATION_FAILED naming the field; so is a body nested deeper than the check walks,
+ * and one with a number too large for a double (1e999 parses as Infinity, which jsonb would store as null).
  * (Raw bodies forwarded to Better Auth are checked for NUL by its mount; a lone surrogate there only reaches text
  * columns, where the driver's UTF-8 encoding stores it as U+FFFD.) A route that stores none of its text opts out with
  * `config: { allowNul: true }`: the Telegram webhook, which Telegram would otherwise retry forever for a name with a NUL

@@ -218,6 +218,27 @@ describe('admin API (/admin/*)', () => {
     );
   });
 
+  // Regression (left alone by the session that fixed the CLI twin): JSON.parse reads 1e999 as Infinity, which
+  // passed the schema and was stored as null, so the limit silently became the license type's default.
+  it('refuses license features or limits with a number too large to store, and the license stays', async () => {
+    const user = await registerUser(t.app);
+    for (const body of [
+      '{"type":"pro","resourceLimits":{"max_ws_connections":1e999}}',
+      '{"type":"pro","features":{"a":[{"b":-1e999}]}}',
+    ]) {
+      const res = await t.app.inject({
+        method: 'PUT',
+        url: `/admin/users/${user.userId}/license`,
+        headers: { ...as(admin.token), 'content-type': 'application/json' },
+        payload: body,
+      });
+      expect([body, res.statusCode]).toEqual([body, 400]);
+      expect(res.json().error.code).toBe('VALIDATION_FAILED');
+    }
+    const session = await t.app.inject({ method: 'GET', url: '/auth/session', headers: as(user.token) });
+    expect(session.json().license.type).toBe('free');
+  });
+
   // Regression: the type was looked up as config.licenses.types[type], which also finds Object.prototype's names:
   // "constructor" was taken (200) and the user lost chat.
   it('refuses a license type that is only an inherited name, and the license stays', async () => {
