@@ -189,3 +189,74 @@ describe('idle timeout counts every use, not only the uses written', () => {
     }
   });
 });
+
+// Regression: a cached session was refused as idle by this process's own last use, although other processes used it
+// meanwhile (their uses reach only the database): with session_cache.ttl above idle_timeout, a session in constant
+// use through gateway A was refused (401) by gateway B.
+describe('idle timeout on a cached session used through other processes', () => {
+  afterEach(() => vi.useRealTimers());
+
+  /** An Authenticator (this process) on one session row that other processes' uses move; counts the row's reads. */
+  const build = (idleTimeout: number) => {
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-26T12:00:00Z') });
+    const row: ActiveSession = {
+      id: 'sess_1',
+      userId: 'u1',
+      expiresAt: new Date(Date.now() + 7 * 86400_000),
+      email: 'a@example.com',
+      name: 'A',
+      license: null,
+      lastUsedAt: new Date(),
+      ipAllowlist: null,
+      lastChannel: 'rest',
+    };
+    let reads = 0;
+    const auth = createAuthenticator({
+      tokens: { sign: () => 't', verify: () => ({ sub: 'u1', sid: 'sess_1', iat: 0, exp: 4e9 }) },
+      sessions: {
+        findActive: async () => {
+          reads++;
+          return { ...row };
+        },
+        touch: () => {
+          row.lastUsedAt = new Date();
+        },
+      } as never,
+      licenses: (() => ({ type: 'free', features: {}, resourceLimits: {} })) as never,
+      cookieSession: async () => null,
+      session: { expiresIn: 7 * 86400, updateAge: 86400, idleTimeout },
+      cache: createSessionCache({ maxEntries: 100, ttlMs: 3600_000, enabled: true }),
+    });
+    const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
+    /** Another process's use, as its touch writes it. */
+    const usedElsewhere = () => {
+      row.lastUsedAt = new Date();
+    };
+    const accepted = async () => (await auth.authenticateToken('x')) !== null;
+    return { advance, usedElsewhere, accepted, reads: () => reads };
+  };
+
+  it('idle_timeout 1800, cache ttl 3600: used elsewhere every 60 s, it is accepted here after 2,000 s', async () => {
+    const { advance, usedElsewhere, accepted, reads } = build(1800);
+    expect(await accepted()).toBe(true); // cached here
+    for (let t = 0; t < 2000; t += 60) {
+      advance(60);
+      usedElsewhere();
+    }
+    expect(await accepted()).toBe(true);
+    expect(reads()).toBe(2); // the entry looked idle: read again once, then cached again
+    advance(10);
+    expect(await accepted()).toBe(true);
+    expect(reads()).toBe(2); // a cache hit that does not look idle reads nothing
+  });
+
+  it('a session idle everywhere is still refused, and stays refused', async () => {
+    const { advance, accepted, reads } = build(1800);
+    expect(await accepted()).toBe(true);
+    advance(1801);
+    expect(await accepted()).toBe(false);
+    expect(reads()).toBe(2);
+    advance(1);
+    expect(await accepted()).toBe(false); // the refused use was not recorded
+  });
+});

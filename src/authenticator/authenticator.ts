@@ -115,12 +115,14 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   const idleMs = idleTimeout * 1000;
   /**
    * A use is written at most once per interval per session: a minute, or a quarter of the idle timeout when shorter,
-   * so another process that reads the session from the database (a cache miss) sees a last use at most that much too
-   * old, and can refuse it at most that much early. Whole seconds: the store's UPDATE takes an int.
+   * so a process that reads the session from the database sees a last use at most that much (plus the store's
+   * write-behind delay, about a second) too old. A session is refused as idle only on such a read (a cached one that
+   * looks idle is read again first: see withSession), so at most that much early. Whole seconds: the store's UPDATE
+   * takes an int.
    */
   const touchInterval =
     idleTimeout > 0 ? Math.min(TOUCH_INTERVAL_SECONDS, Math.floor(idleTimeout / 4)) : TOUCH_INTERVAL_SECONDS;
-  /** A session unused for longer than the idle timeout is refused, as an expired one is. */
+  /** A session unused for longer than the idle timeout (as far as `s` knows) is refused, as an expired one is. */
   const idle = (s: ActiveSession, now: number) => idleMs > 0 && now - (s.lastSeenMs ?? s.lastUsedAt.getTime()) > idleMs;
   /**
    * Every use counts for the idle timeout here (lastSeenMs); the database write is throttled separately (lastUsedAt).
@@ -149,8 +151,8 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   ): Maybe<AuthContext | null> {
     const found = activeSession(sessionId);
     return isPromise(found)
-      ? found.then((session) => withSession(session, userId, channel, ip, renewal))
-      : withSession(found, userId, channel, ip, renewal);
+      ? found.then((session) => withSession(session, userId, channel, ip, renewal, false))
+      : withSession(found, userId, channel, ip, renewal, true);
   }
 
   function withSession(
@@ -159,9 +161,20 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     channel: Channel,
     ip: string | undefined,
     renewal: Renewal,
+    cached: boolean,
   ): Maybe<AuthContext | null> {
     const now = Date.now();
-    if (!session || (userId !== null && session.userId !== userId) || idle(session, now)) return null;
+    if (!session || (userId !== null && session.userId !== userId)) return null;
+    if (idle(session, now)) {
+      if (!cached) return null;
+      // A cached session knows only this process's uses; uses through other processes reach only the database (their
+      // touches, once per write interval). It is refused only if the row says idle too, and a refused use is not
+      // recorded, so it stays idle. (An idle session then costs a read per attempt, as an unknown one does.)
+      cache?.forget(session.id);
+      return Promise.resolve(activeSession(session.id)).then((fresh) =>
+        withSession(fresh, userId, channel, ip, renewal, false),
+      );
+    }
     const refusal = deps.ipPolicy?.refuse(ip, session.ipAllowlist) ?? null;
     if (refusal && ip !== undefined) {
       return refuseIp({ userId: session.userId, sessionId: session.id, channel, ip, reason: refusal });

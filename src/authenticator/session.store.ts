@@ -13,7 +13,8 @@ export interface ActiveSession {
   lastUsedAt: Date;
   /**
    * Last use this process saw (Date.now() ms), where the idle timeout counts from; absent: none since the session was
-   * read, so lastUsedAt is the last.
+   * read, so lastUsedAt is the last. Other processes' uses are not in it: a cached session idle by it is read again
+   * before it is refused (see withSession in authenticator.ts).
    */
   lastSeenMs?: number;
   /** The user's own IP allow list (null: none). */
