@@ -120,6 +120,9 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   let unauthenticated = 0;
   const waitingByClient = new Map<string, number>();
   const bySession = new Map<string, Set<Conn>>();
+  // Set by close(): an upgrade whose bearer check was still under way then is handed over afterwards, and must not
+  // open a socket that nothing would close (the server waited on it until server.shutdown_timeout, then exited 1).
+  let closing = false;
 
   const stopWaiting = (conn: Conn) => {
     if (conn.waiting === null) return;
@@ -516,6 +519,10 @@ export function createChatSockets(deps: ChatSocketsDeps) {
      * taken before that authentication began.
      */
     accept(socket: WebSocket, auth: AuthContext | null, ip?: string, began: AuthStamp = stamp()) {
+      if (closing) {
+        closeSocket(socket, CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN');
+        return;
+      }
       // Callers without an address (none in the gateway: request.ip is always set) share one bucket.
       const client = auth ? null : clientKey(ip ?? '');
       if (
@@ -566,8 +573,13 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       return unauthenticated;
     },
 
-    /** Closes every socket with 1001 and stops the timers (server shutdown). */
+    /**
+     * Closes every socket with 1001 and stops the timers (server shutdown). A socket handed to accept() afterwards is
+     * closed with 1001 at once; one authenticating by its auth frame was closed here, and is never admitted.
+     */
     close() {
+      if (closing) return;
+      closing = true;
       clearInterval(heartbeat);
       unsubscribe();
       unsubscribeListening();

@@ -32,6 +32,8 @@ export async function wsChatPlugin(app: FastifyInstance, opts: WsChatOptions): P
       request.log.debug({ err: { message: error.message } }, 'websocket protocol error');
       socket.terminate();
     },
+    // ws's server is left open (it would refuse a late upgrade with a bare 503): an upgrade still being authenticated
+    // now is closed by accept() with 1001, as the sockets open now are; new requests get Fastify's 503 from here on.
     preClose(done) {
       sockets.close();
       done();

@@ -136,6 +136,43 @@ describe('/ws/chat: the protocol after auth_ok', () => {
     expect((await c.closed).code).toBe(1001);
     expect((await pending.closed).code).toBe(1001);
   });
+
+  // Regression: an upgrade whose bearer check was under way at shutdown opened after the 1001 sweep and stayed open,
+  // so close() waited on it (SIGTERM: until server.shutdown_timeout, then exit 1).
+  it('closes with 1001 an upgrade still being authenticated when the gateway shuts down, and close() does not wait', async () => {
+    const other = await buildApp({ config: testConfig(t.testDb.dataDir), db: t.db, logger: false });
+    const otherUrl = `${await listen(other)}/ws/chat`;
+    const { token } = await registerUser(other);
+    const check = other.authenticator.authenticateWebSocket.bind(other.authenticator);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let checking = false;
+    vi.spyOn(other.authenticator, 'authenticateWebSocket').mockImplementation(async (request) => {
+      checking = true;
+      await held;
+      return check(request);
+    });
+    const opening = connect(otherUrl, { authorization: `Bearer ${token}` }).catch((err: Error) => err);
+    await expect.poll(() => checking).toBe(true);
+
+    // The check completes only once the shutdown has closed the sockets open at that moment.
+    const sweep = vi.spyOn(other.chatSockets, 'close');
+    const closing = other.close();
+    await expect.poll(() => sweep.mock.calls.length).toBe(1);
+    release();
+    const client = await opening;
+    if (client instanceof Error) throw client;
+    const closed = await Promise.race([client.closed, new Promise((r) => setTimeout(() => r('still open'), 3000))]);
+    expect(closed).toEqual({ code: 1001, reason: 'SERVER_SHUTDOWN' });
+    expect(other.chatSockets.size).toBe(0);
+    await Promise.race([
+      closing,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('app.close() waited on the socket')), 3000)),
+    ]);
+    client.ws.terminate();
+  });
 });
 
 describe('/ws/chat: heartbeats', () => {
