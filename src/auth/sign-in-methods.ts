@@ -92,6 +92,9 @@ export function signInMethodOptions(config: Config, db: Database, log: { error(o
       ...(config.anonymous.enabled ? [anonymousPlugin(db)] : []),
     ],
     databaseHooks: {
+      ...(config.auth.require_email_verification && {
+        user: { create: { before: refuseUnverifiedProviderSignUp } },
+      }),
       account: {
         create: {
           before: refuseImplicitLinkToTwoFactorUser,
@@ -144,8 +147,29 @@ async function refuseImplicitLinkToTwoFactorUser(
   // Through Better Auth's adapter: a sign-up creates its user and account in one transaction (one connection on PGlite).
   const user = await ctx.context.internalAdapter.findUserById(account.userId);
   if ((user as { twoFactorEnabled?: unknown } | null)?.twoFactorEnabled === true) {
-    throw new APIError('FORBIDDEN', { code: 'account_not_linked', message: 'account not linked' });
+    throw new APIError('FORBIDDEN', { code: 'account_not_linked' });
   }
+}
+
+/** Better Auth's endpoints that create a user from a provider account: the OAuth callback, an id token sign-in. */
+const PROVIDER_SIGN_UP_PATHS = new Set(['/callback/:id', '/sign-in/social']);
+
+/**
+ * With auth.require_email_verification, no session goes to an address nobody proved. A provider account whose email
+ * the provider does not say is verified would create a user and sign it in at once, and Better Auth's sendOnSignUp
+ * would mail the address's owner a link that verifies that user. For an address that has an account, Better Auth
+ * refuses the same sign-in ("account not linked"); the refusal here is that answer, to the letter (no message, so the
+ * redirect has no error_description either), so a taken and a free address end alike at
+ * /auth/oauth/complete?error=OAUTH_ACCOUNT_NOT_LINKED, and no user, session or email is created. Users created any
+ * other way (sign-up, magic link, anonymous, the gateway's own code) and provider accounts with a verified email are
+ * not concerned; linking goes through Better Auth's link flow, which creates no user and wants a verified email.
+ */
+async function refuseUnverifiedProviderSignUp(
+  user: { emailVerified?: boolean | null },
+  ctx: GenericEndpointContext | null,
+): Promise<void> {
+  if (!ctx?.path || !PROVIDER_SIGN_UP_PATHS.has(ctx.path) || user.emailVerified === true) return;
+  throw new APIError('FORBIDDEN', { code: 'account_not_linked' });
 }
 
 /**

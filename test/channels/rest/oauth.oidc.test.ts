@@ -5,12 +5,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeAtProvider, CookieJar, type OidcProvider, startOidcProvider } from '../../helpers/oidc-provider.js';
 import { pkcePair } from '../../helpers/pkce.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
+import { type SmtpSink, startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 // A real OpenID Connect provider (oidc-provider) on 127.0.0.1; the gateway runs in-process (inject) at its default
 // base_url, http://localhost:3000, which is the redirect_uri registered at the provider.
 const BASE = 'http://localhost:3000';
 const FRONT = 'http://localhost:5173/signed-in';
+
+/** The gateway under test, or a sibling with other settings on its database. */
+type Gateway = Pick<TestApp['app'], 'inject'>;
 
 describe('OAuth / OIDC sign-in against a real provider', () => {
   let idp: OidcProvider;
@@ -42,8 +46,8 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
   });
 
   /** GET /auth/oauth/corp, with an optional bearer (link) or start URL; returns the jar and the provider URL. */
-  const start = async (query = '', jar = new CookieJar()) => {
-    const res = await t.app.inject({
+  const start = async (query = '', jar = new CookieJar(), app: Gateway = t.app) => {
+    const res = await app.inject({
       method: 'GET',
       url: `/auth/oauth/corp${query}`,
       headers: { cookie: jar.header() },
@@ -53,8 +57,8 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     return { jar, authorizeUrl: new URL(res.headers.location as string) };
   };
   /** Delivers the provider's redirect to the gateway's callback, then follows to /auth/oauth/complete. */
-  const finish = async (jar: CookieJar, callback: URL) => {
-    const cb = await t.app.inject({
+  const finish = async (jar: CookieJar, callback: URL, app: Gateway = t.app) => {
+    const cb = await app.inject({
       method: 'GET',
       url: `${callback.pathname}${callback.search}`,
       headers: { cookie: jar.header() },
@@ -63,7 +67,7 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     jar.store(cb.headers['set-cookie'] as string[]);
     const next = new URL(cb.headers.location as string, BASE);
     expect(next.origin + next.pathname).toMatch(/\/auth\/oauth\/(complete|linked)$/);
-    const done = await t.app.inject({
+    const done = await app.inject({
       method: 'GET',
       url: `${next.pathname}${next.search}`,
       headers: { cookie: jar.header() },
@@ -71,17 +75,17 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     expect(done.statusCode).toBe(302);
     return { callback: cb, done, front: new URL(done.headers.location as string) };
   };
-  const exchange = (code: string, codeVerifier?: string) =>
-    t.app.inject({ method: 'POST', url: '/auth/oauth/exchange', payload: { code, codeVerifier } });
+  const exchange = (code: string, codeVerifier?: string, app: Gateway = t.app) =>
+    app.inject({ method: 'POST', url: '/auth/oauth/exchange', payload: { code, codeVerifier } });
   const session = (token: string) =>
     t.app.inject({ method: 'GET', url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
-  const signIn = async (accountId: string) => {
-    const { jar, authorizeUrl } = await start();
-    return finish(jar, await authorizeAtProvider(authorizeUrl.toString(), accountId));
+  const signIn = async (accountId: string, app: Gateway = t.app) => {
+    const { jar, authorizeUrl } = await start('', new CookieJar(), app);
+    return finish(jar, await authorizeAtProvider(authorizeUrl.toString(), accountId), app);
   };
   /** The signed-in user links the provider account `accountId` (POST /auth/oauth/link/corp, then the provider). */
-  const linkFromSession = async (token: string, accountId: string) => {
-    const link = await t.app.inject({
+  const linkFromSession = async (token: string, accountId: string, app: Gateway = t.app) => {
+    const link = await app.inject({
       method: 'POST',
       url: '/auth/oauth/link/corp',
       headers: { authorization: `Bearer ${token}` },
@@ -89,7 +93,7 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     expect(link.statusCode).toBe(200);
     const jar = new CookieJar();
     jar.store(link.headers['set-cookie'] as string[]);
-    return finish(jar, await authorizeAtProvider(link.json().url, accountId));
+    return finish(jar, await authorizeAtProvider(link.json().url, accountId), app);
   };
   const countSessions = async () =>
     Number((await t.db.query<{ n: string }>('SELECT count(*) AS n FROM sessions')).rows[0]?.n);
@@ -239,6 +243,15 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
       existing.userId,
     ]);
     expect(links.rows).toHaveLength(0);
+  });
+
+  it('without require_email_verification, an unverified provider email with no account signs up (unverified)', async () => {
+    idp.accounts.uma = { email: 'uma@corp.example', email_verified: false };
+    const { front } = await signIn('uma');
+    const ex = await exchange(front.searchParams.get('code') as string);
+    expect(ex.statusCode).toBe(200);
+    const { rows } = await t.db.query('SELECT email_verified FROM users WHERE id = $1', [ex.json().userId]);
+    expect(rows[0]).toEqual({ email_verified: false });
   });
 
   it('a verified provider email matching a verified account signs in to that account', async () => {
@@ -491,6 +504,68 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     const code = (await signIn('zoe')).front.searchParams.get('code') as string;
     const results = await Promise.all([1, 2, 3, 4].map(() => exchange(code)));
     expect(results.filter((r) => r.statusCode === 200)).toHaveLength(1);
+  });
+
+  // Regression: with require_email_verification, a provider account whose email the provider did not verify created a
+  // user and a session for a free address (and Better Auth mailed the owner a link verifying that user), while a taken
+  // address was refused (OAUTH_ACCOUNT_NOT_LINKED): a session for an unproven address, and taken addresses told apart.
+  describe('with auth.require_email_verification', () => {
+    let strict: Awaited<ReturnType<typeof createSiblingApp>>;
+    let smtp: SmtpSink;
+    beforeAll(async () => {
+      smtp = await startSmtpSink();
+      strict = await createSiblingApp(t, {
+        auth: { require_email_verification: true },
+        email: { smtp_url: smtp.url },
+        oauth: {
+          redirect_url: FRONT,
+          oidc: { corp: { issuer: idp.issuer, client_id: idp.clientId, client_secret: idp.clientSecret } },
+        },
+      });
+    });
+    afterAll(async () => {
+      await strict?.close();
+      await smtp?.close();
+    });
+
+    it('an unverified provider email is refused alike for a taken and a free address: no user, session or email', async () => {
+      await registerUser(t.app, { email: 'kate@corp.example' });
+      idp.accounts.kate = { email: 'kate@corp.example', email_verified: false };
+      idp.accounts.finn = { email: 'finn@corp.example', email_verified: false };
+      const before = await countSessions();
+      const taken = await signIn('kate', strict);
+      const free = await signIn('finn', strict);
+      // The same redirects all the way: Better Auth's to the completion route, then the completion route's.
+      expect(free.callback.headers.location).toBe(taken.callback.headers.location);
+      expect(free.front.toString()).toBe(taken.front.toString());
+      expect(free.front.searchParams.get('error')).toBe('OAUTH_ACCOUNT_NOT_LINKED');
+      expect(await countSessions()).toBe(before);
+      expect((await t.db.query("SELECT 1 FROM users WHERE email = 'finn@corp.example'")).rows).toHaveLength(0);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(smtp.messages.filter((m) => m.rcpt.includes('finn@corp.example'))).toEqual([]);
+    });
+
+    it('a verified provider email still signs up and in', async () => {
+      idp.accounts.gus = { email: 'gus@corp.example', email_verified: true };
+      const { front } = await signIn('gus', strict);
+      const ex = await exchange(front.searchParams.get('code') as string, undefined, strict);
+      expect(ex.statusCode).toBe(200);
+      const { rows } = await t.db.query('SELECT email_verified FROM users WHERE id = $1', [ex.json().userId]);
+      expect(rows[0]).toEqual({ email_verified: true });
+    });
+
+    it('a signed-in user links a provider only with a verified email (OAUTH_LINK_REFUSED otherwise)', async () => {
+      const user = await registerUser(t.app, { email: 'hana@example.com' });
+      await t.db.query('UPDATE users SET email_verified = TRUE WHERE id = $1', [user.userId]);
+      idp.accounts.hana = { email: 'hana@corp.example', email_verified: false };
+      const refused = await linkFromSession(user.token, 'hana', strict);
+      expect(refused.front.searchParams.get('error')).toBe('OAUTH_LINK_REFUSED');
+      expect(await providerAccounts(user.userId)).toHaveLength(0);
+      idp.accounts.hana.email_verified = true;
+      const linked = await linkFromSession(user.token, 'hana', strict);
+      expect(linked.front.searchParams.get('linked')).toBe('corp');
+      expect(await providerAccounts(user.userId)).toHaveLength(1);
+    });
   });
 
   // OpenID Connect Discovery 1.0, section 4.3: the announced issuer must be the one configured.
