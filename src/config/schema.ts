@@ -122,8 +122,9 @@ export const ConfigSchema = T.Object(
           {
             expires_in: Seconds(604800, 'session and token lifetime (7 days)'),
             update_age: Seconds(86400, 'a session used after this age is extended (24 hours)'),
-            // 0: off. A session unused for longer is refused (last use is recorded at most once a minute).
-            idle_timeout: T.Integer({ minimum: 0, default: 0, description: 'seconds' }),
+            // 0: off. A session unused for longer is refused (last use is recorded at most once a minute). At most a
+            // year: the database adds it to timestamps as an int of seconds.
+            idle_timeout: T.Integer({ minimum: 0, maximum: 31_536_000, default: 0, description: 'seconds' }),
           },
           Strict,
         ),

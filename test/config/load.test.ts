@@ -81,6 +81,16 @@ describe('loadConfig', () => {
     expect(err.message.split('\n')).toHaveLength(1);
   });
 
+  // Regression: an idle timeout beyond an int of seconds loaded, and GET /auth/sessions answered 500 (integer out of
+  // range in the query that leaves idle sessions out).
+  it('refuses auth.session.idle_timeout above a year, naming the key', () => {
+    const err = errorOf(load({ config: 'auth:\n  session:\n    idle_timeout: 2147483600\n' }).load);
+    expect(err.message).toContain('auth.session.idle_timeout');
+    expect(load({ config: 'auth:\n  session:\n    idle_timeout: 31536000\n' }).load().auth.session.idle_timeout).toBe(
+      31_536_000,
+    );
+  });
+
   it('names an unknown key and the file', () => {
     const t = load({ config: 'server:\n  prot: 80\n' });
     const err = errorOf(t.load);
