@@ -2,7 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { APIError } from 'better-auth/api';
 import { symmetricDecrypt } from 'better-auth/crypto';
 import * as OTPAuth from 'otpauth';
-import type { Database } from '../db/index.js';
+import { type Database, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import type { BetterAuthInstance } from './better-auth.js';
 
@@ -26,8 +26,15 @@ const SKEW_STEPS = 1;
 export type CodeCheck = 'ok' | 'invalid' | 'locked' | 'not_enabled';
 
 export interface TwoFactorEngine {
-  /** Starts enrolment: not active until confirm(). Requires the password. */
-  enable(sessionToken: string, password: string): Promise<{ otpauthUri: string; backupCodes: string[] }>;
+  /**
+   * Starts enrolment (not active until confirm()), replacing a pending one; requires the password. Answers the
+   * enrolment stored when it answers: of enrolments started at once, the answer given last is the one that stays.
+   */
+  enable(
+    userId: string,
+    sessionToken: string,
+    password: string,
+  ): Promise<{ otpauthUri: string; backupCodes: string[] }>;
   /** Activates a pending enrolment with a first code. */
   confirm(userId: string, code: string): Promise<CodeCheck>;
   /** Turns 2FA off: deletes the secret and backup codes. */
@@ -72,14 +79,65 @@ export function createTwoFactorEngine(
     );
     const row = rows[0];
     if (!row) return null;
+    const totp = new OTPAuth.TOTP({ ...TOTP, secret: await secretOf(row.secret) });
+    return { id: row.id, totp, backupCodes: row.backup_codes };
+  }
+
+  /** A stored (encrypted) secret as the key the plugin computes codes with. */
+  async function secretOf(stored: string): Promise<OTPAuth.Secret> {
     const context = await auth.$context;
-    const secret = await symmetricDecrypt({ key: context.secretConfig, data: row.secret });
+    const secret = await symmetricDecrypt({ key: context.secretConfig, data: stored });
     // The plugin keys HMAC with the secret string's bytes (a base32: prefix marks an imported base32 secret).
     const bytes = secret.startsWith(BASE32_PREFIX)
       ? OTPAuth.Secret.fromBase32(secret.slice(BASE32_PREFIX.length).toUpperCase()).bytes
       : new TextEncoder().encode(secret);
-    const totp = new OTPAuth.TOTP({ ...TOTP, secret: new OTPAuth.Secret({ buffer: toArrayBuffer(bytes) }) });
-    return { id: row.id, totp, backupCodes: row.backup_codes };
+    return new OTPAuth.Secret({ buffer: toArrayBuffer(bytes) });
+  }
+
+  /** The plugin's enrolment step; a unique violation is retried once (see enable). */
+  async function startEnrolment(sessionToken: string, password: string) {
+    const call = () =>
+      auth.api.enableTwoFactor({
+        body: { password },
+        headers: new Headers({ authorization: `Bearer ${sessionToken}` }),
+      });
+    try {
+      return await call();
+    } catch (err) {
+      // Enrolments started at once (a double click): the plugin looks for the user's row, finds none, and inserts one;
+      // every insert but the first breaks two_factor.user_id's unique index. The first is committed by now (Better
+      // Auth runs single statements, no transaction), so the retry finds the row and replaces its secret and codes,
+      // as an enrolment started after it does.
+      if (!isUniqueViolation(err)) throw err;
+      return await call();
+    }
+  }
+
+  /**
+   * The pending enrolment as stored now, answered in the plugin's form (its URI, with the stored secret). Of enrolments
+   * started at once, each replaces the last, in an order the requests cannot know: each answers what is stored after
+   * its own write, so the one that answers last answers the enrolment that stays (earlier answers may be replaced).
+   */
+  async function storedEnrolment(userId: string, uri: string) {
+    const { rows } = await db.query<{ secret: string; backup_codes: string; verified: boolean }>(
+      'SELECT secret, backup_codes, verified FROM two_factor WHERE user_id = $1',
+      [userId],
+    );
+    const row = rows[0];
+    if (!row) throw new Error('two-factor enable stored no enrolment');
+    // Confirmed in the meantime, with the code of an enrolment started at the same time: it is on now.
+    if (row.verified) throw new AppError('TWO_FACTOR_ALREADY_ENABLED');
+    const context = await auth.$context;
+    const codes: unknown = JSON.parse(await symmetricDecrypt({ key: context.secretConfig, data: row.backup_codes }));
+    if (!Array.isArray(codes) || !codes.every((c) => typeof c === 'string')) {
+      throw new Error('two-factor backup codes are not a list of strings');
+    }
+    const query = uri.indexOf('?');
+    // Issuer, account, digits and period are the user's and the configuration's, the same for every enrolment; the
+    // query is rebuilt as the plugin builds it (URLSearchParams), the secret in its place.
+    const params = new URLSearchParams(uri.slice(query + 1));
+    params.set('secret', (await secretOf(row.secret)).base32);
+    return { otpauthUri: `${uri.slice(0, query)}?${params}`, backupCodes: codes };
   }
 
   /** Whether a code is one of the unused backup codes (the plugin stores them as JSON, encrypted as the secret is). */
@@ -251,17 +309,15 @@ export function createTwoFactorEngine(
   }
 
   return {
-    async enable(sessionToken, password) {
+    async enable(userId, sessionToken, password) {
+      let res: Awaited<ReturnType<typeof startEnrolment>>;
       try {
-        const res = await auth.api.enableTwoFactor({
-          body: { password },
-          headers: new Headers({ authorization: `Bearer ${sessionToken}` }),
-        });
-        if (!('totpURI' in res) || !res.totpURI || !res.backupCodes) throw new Error('two-factor enable gave no URI');
-        return { otpauthUri: res.totpURI, backupCodes: res.backupCodes };
+        res = await startEnrolment(sessionToken, password);
       } catch (err) {
         throw translateTwoFactor(err);
       }
+      if (!('totpURI' in res) || !res.totpURI || !res.backupCodes) throw new Error('two-factor enable gave no URI');
+      return storedEnrolment(userId, res.totpURI);
     },
 
     async confirm(userId, code) {

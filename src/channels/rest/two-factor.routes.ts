@@ -84,7 +84,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
       const sessionToken = sessionId ? await engine.sessionToken(sessionId) : null;
       if (!sessionToken) throw new AppError('INVALID_TOKEN');
       const enrolment = await countedPassword(email, () =>
-        engine.twoFactor.enable(sessionToken, request.body.password),
+        engine.twoFactor.enable(userId, sessionToken, request.body.password),
       );
       return { success: true as const, ...enrolment };
     },

@@ -109,6 +109,48 @@ describe('TOTP two-factor', () => {
     expect(again.json().error.code).toBe('TWO_FACTOR_ALREADY_ENABLED');
   });
 
+  // Regression: enrolments started at once (a double click) all inserted a two_factor row; all but one broke its
+  // unique index on user_id and answered 500.
+  it('enrolment started 20 times at once: all 200, one pending row, the answer given last is the one stored', async () => {
+    const user = await registerUser(t.app);
+    const answered: Array<{ otpauthUri: string; backupCodes: string[] }> = [];
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const res = await post('/auth/2fa/enable', { password: user.password }, user.token);
+        if (res.statusCode === 200) answered.push(res.json());
+        return res.statusCode;
+      }),
+    );
+    expect(statuses).toEqual(Array(20).fill(200));
+    const { rows } = await t.db.query('SELECT verified FROM two_factor WHERE user_id = $1', [user.userId]);
+    expect(rows).toEqual([{ verified: false }]);
+    const last = answered.at(-1) as { otpauthUri: string; backupCodes: string[] };
+    const totp = OTPAuth.URI.parse(last.otpauthUri) as OTPAuth.TOTP;
+    expect(last.otpauthUri).toMatch(/^otpauth:\/\/totp\/Auth%20Gateway:/);
+    expect(totp.secret.bytes).toHaveLength(32);
+    // Each answer is the enrolment stored after its own write: the last one stays, secret and backup codes.
+    expect((await post('/auth/2fa/confirm', { code: totp.generate() }, user.token)).statusCode).toBe(200);
+    const signIn = await login(user);
+    expect((await verify(signIn.json().challengeToken, last.backupCodes[0] as string)).statusCode).toBe(200);
+  });
+
+  it('a second enrolment started after the first replaces it: the first secret no longer confirms', async () => {
+    const user = await registerUser(t.app);
+    const first = await post('/auth/2fa/enable', { password: user.password }, user.token);
+    const second = await post('/auth/2fa/enable', { password: user.password }, user.token);
+    expect([first.statusCode, second.statusCode]).toEqual([200, 200]);
+    const firstTotp = OTPAuth.URI.parse(first.json().otpauthUri) as OTPAuth.TOTP;
+    const secondTotp = OTPAuth.URI.parse(second.json().otpauthUri) as OTPAuth.TOTP;
+    expect(secondTotp.secret.base32).not.toBe(firstTotp.secret.base32);
+    expect(second.json().backupCodes).not.toEqual(first.json().backupCodes);
+    const stale = await post('/auth/2fa/confirm', { code: firstTotp.generate() }, user.token);
+    expect(stale.json().error.code).toBe('TWO_FACTOR_INVALID_CODE');
+    expect((await post('/auth/2fa/confirm', { code: secondTotp.generate() }, user.token)).statusCode).toBe(200);
+    // Better Auth's own enable route is not served at /api/auth: the gateway's is the only way in.
+    const mounted = await post('/api/auth/two-factor/enable', { password: user.password }, user.token);
+    expect(mounted.statusCode).toBe(404);
+  });
+
   it('login answers twoFactorRequired with a challenge and no token; the code completes it once', async () => {
     const { user, totp } = await enrolled();
     const res = await login(user);
