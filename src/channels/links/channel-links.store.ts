@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Database } from '../../db/index.js';
+import type { Database, Queryable } from '../../db/index.js';
 
 /** How long a link code stays valid: long enough to switch to the Telegram app, short enough to be useless later. */
 export const LINK_CODE_TTL_SECONDS = 600;
@@ -24,6 +24,29 @@ export function hashLinkCode(code: string): string {
   return createHash('sha256').update(code, 'utf8').digest('hex');
 }
 
+/**
+ * Inside `tx`: whether the session (of that user, unexpired) still exists, and if so, it stays until `tx` ends: a
+ * session ended by a password change, a revocation or a reclaim must not link an account or hand out a code after its
+ * end (README: a new password voids any pending link code). FOR SHARE waits for a DELETE of the session in flight,
+ * then sees it gone; one that starts later waits for `tx`, and the codes it voids are then seen by it.
+ * The locks come in the order the writers that end sessions take them, so no pair can deadlock: the user row first
+ * (a reclaim holds it FOR UPDATE while it deletes sessions, links and codes; KEY SHARE is what an insert's foreign key
+ * takes anyway, which would come last), then the password (a change updates it, voids codes through the trigger,
+ * then deletes sessions, all in one transaction: waiting for it means the deletion is seen), then the session. All
+ * before the caller touches a code row, which a disable deletes after the sessions.
+ */
+async function holdSession(tx: Queryable, userId: string, sessionId: string): Promise<boolean> {
+  await tx.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [userId]);
+  await tx.query(`SELECT 1 FROM user_credentials WHERE user_id = $1 AND provider_id = 'credential' FOR SHARE`, [
+    userId,
+  ]);
+  const { rows } = await tx.query(
+    'SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND expires_at > now() FOR SHARE',
+    [sessionId, userId],
+  );
+  return rows.length > 0;
+}
+
 class Rollback extends Error {
   constructor(readonly outcome: LinkOutcome) {
     super('rollback');
@@ -32,19 +55,33 @@ class Rollback extends Error {
 
 /** SQL for user_channel_links and channel_link_codes. Channel types are data, so a new channel needs no change here. */
 export function createChannelLinks(db: Database) {
-  async function link(userId: string, channelType: string, channelUserId: string): Promise<LinkOutcome> {
-    const inserted = await db.query(
-      `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, $2, $3)
-       ON CONFLICT (channel_type, channel_user_id) DO NOTHING`,
-      [userId, channelType, channelUserId],
-    );
-    if (inserted.rowCount > 0) return { ok: true, userId, alreadyLinked: false };
-    const owner = await ownerOf(channelType, channelUserId);
-    return owner === userId ? { ok: true, userId, alreadyLinked: true } : { ok: false, reason: 'linked_elsewhere' };
+  /**
+   * Links a channel account to the user of a signed-in session, only while that session exists. Null: the session
+   * is gone (ended meanwhile).
+   */
+  async function link(
+    userId: string,
+    sessionId: string,
+    channelType: string,
+    channelUserId: string,
+  ): Promise<LinkOutcome | null> {
+    return db.transaction(async (tx) => {
+      if (!(await holdSession(tx, userId, sessionId))) return null;
+      const inserted = await tx.query(
+        `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, $2, $3)
+         ON CONFLICT (channel_type, channel_user_id) DO NOTHING`,
+        [userId, channelType, channelUserId],
+      );
+      if (inserted.rowCount > 0) return { ok: true, userId, alreadyLinked: false } as const;
+      const owner = await ownerOf(channelType, channelUserId, tx);
+      return owner === userId
+        ? ({ ok: true, userId, alreadyLinked: true } as const)
+        : ({ ok: false, reason: 'linked_elsewhere' } as const);
+    });
   }
 
-  async function ownerOf(channelType: string, channelUserId: string): Promise<string | null> {
-    const { rows } = await db.query<{ user_id: string }>(
+  async function ownerOf(channelType: string, channelUserId: string, on: Queryable = db): Promise<string | null> {
+    const { rows } = await on.query<{ user_id: string }>(
       'SELECT user_id FROM user_channel_links WHERE channel_type = $1 AND channel_user_id = $2',
       [channelType, channelUserId],
     );
@@ -55,14 +92,24 @@ export function createChannelLinks(db: Database) {
     link,
     ownerOf,
 
-    /** A new code for the user; their earlier unused codes for this channel stop working. Returns the plain code. */
-    async issueCode(userId: string, channelType: string): Promise<{ code: string; expiresAt: Date }> {
+    /**
+     * A new code for the user, issued by their session `sessionId`; their earlier unused codes for this channel stop
+     * working. Returns the plain code, or null when the session is gone (ended meanwhile, by a password change say).
+     */
+    async issueCode(
+      userId: string,
+      sessionId: string,
+      channelType: string,
+    ): Promise<{ code: string; expiresAt: Date } | null> {
       const code = newLinkCode();
       const expiresAt = new Date(Date.now() + LINK_CODE_TTL_SECONDS * 1000);
-      await db.transaction(async (tx) => {
+      const issued = await db.transaction(async (tx) => {
         // Serialises a user's requests for this channel: under READ COMMITTED two of them would each delete nothing
         // and both insert, leaving two live codes. After the wait, the DELETE sees the code the other one committed.
         await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`channel-link-code:${channelType}:${userId}`]);
+        // Checked after the wait, not before it: requests queued here outlived a password change that ended their
+        // session and voided the codes there were, then inserted theirs.
+        if (!(await holdSession(tx, userId, sessionId))) return false;
         await tx.query(
           'DELETE FROM channel_link_codes WHERE (user_id = $1 AND channel_type = $2) OR expires_at < now()',
           [userId, channelType],
@@ -71,8 +118,28 @@ export function createChannelLinks(db: Database) {
           'INSERT INTO channel_link_codes (code_hash, user_id, channel_type, expires_at) VALUES ($1, $2, $3, $4)',
           [hashLinkCode(code), userId, channelType, expiresAt],
         );
+        return true;
       });
-      return { code, expiresAt };
+      return issued ? { code, expiresAt } : null;
+    },
+
+    /**
+     * After a sign-in as the owner of a channel account: whether the link still holds. A reclaim (or an unlink)
+     * committing between the lookup of the owner and the new session deleted the link and the sessions it saw, not
+     * the one made after: the caller ends that one when this says no. The user row first, as holdSession explains:
+     * a reclaim in flight holds it, so this waits for it and then sees the link gone; one that starts later deletes
+     * the new session itself.
+     */
+    async stillLinked(userId: string, channelType: string, channelUserId: string): Promise<boolean> {
+      return db.transaction(async (tx) => {
+        await tx.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [userId]);
+        const { rows } = await tx.query(
+          `SELECT 1 FROM user_channel_links WHERE user_id = $1 AND channel_type = $2 AND channel_user_id = $3
+           FOR SHARE`,
+          [userId, channelType, channelUserId],
+        );
+        return rows.length > 0;
+      });
     },
 
     /**

@@ -64,7 +64,10 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
       if (!telegram) throw new AppError('TELEGRAM_DISABLED');
       const { userId, sessionId } = authOf(request);
       await mayLink(request, userId, sessionId);
-      const { code, expiresAt } = await links.issueCode(userId, 'telegram');
+      // Issued only while the asking session exists: one ended meanwhile (a password change) is a revoked token.
+      const issued = sessionId ? await links.issueCode(userId, sessionId, 'telegram') : null;
+      if (!issued) throw new AppError('INVALID_TOKEN');
+      const { code, expiresAt } = issued;
       const username = await telegram.username();
       return reply.status(201).send({
         success: true,
@@ -154,8 +157,10 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
       if (sentCredential && !signedInAs) throw new AppError('INVALID_TOKEN');
 
       if (signedInAs) {
-        await mayLink(request, signedInAs.userId, signedInAs.sessionId ?? null);
-        const outcome = await links.link(signedInAs.userId, 'telegram', telegramUserId);
+        const sessionId = signedInAs.sessionId ?? null;
+        await mayLink(request, signedInAs.userId, sessionId);
+        const outcome = sessionId ? await links.link(signedInAs.userId, sessionId, 'telegram', telegramUserId) : null;
+        if (!outcome) throw new AppError('INVALID_TOKEN');
         if (!outcome.ok) throw new AppError('CHANNEL_ALREADY_LINKED');
         if (!outcome.alreadyLinked) {
           await audit.record({
@@ -175,6 +180,12 @@ export async function channelRoutes(app: FastifyInstance, deps: ChannelRoutesDep
         ip: request.ip,
         userAgent: typeof ua === 'string' ? ua : '',
       });
+      // A reclaim of the account (or an unlink) between the lookup above and the new session removed the link and
+      // the sessions there were, not this one: it must not sign in by a link that is gone.
+      if (!(await links.stillLinked(userId, 'telegram', telegramUserId))) {
+        await deps.sessions.delete(session.sessionId);
+        throw new AppError('CHANNEL_NOT_LINKED');
+      }
       const active = await deps.sessions.findActive(session.sessionId);
       if (!active) throw new Error('new session not found');
       await audit.record({

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChannelLinks } from '../../../src/channels/links/channel-links.store.js';
 import { signWidgetData } from '../../../src/channels/telegram/login-widget.js';
+import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { createTelegramBotApi, type TelegramBotApi } from '../../helpers/telegram-bot-api.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
@@ -221,6 +222,76 @@ describe('account linking from the web side', () => {
       expect(body).toMatchObject({ userId, linked: false });
       const session = await t.app.inject({ method: 'GET', url: '/auth/session', headers: bearer(body.token) });
       expect(session.json()).toMatchObject({ user: { id: userId } });
+    });
+
+    /**
+     * Runs `request` while a transaction holds the user's row FOR UPDATE (as a reclaim of the address does, or a
+     * disable), waits until the request waits on a lock, then runs `meanwhile` in that transaction and commits.
+     */
+    const whileUserLocked = async <T>(
+      userId: string,
+      request: () => Promise<T>,
+      meanwhile: (tx: { query: TestApp['db']['query'] }) => Promise<unknown>,
+    ): Promise<T> => {
+      let locked!: () => void;
+      const isLocked = new Promise<void>((r) => {
+        locked = r;
+      });
+      let go!: () => void;
+      const proceed = new Promise<void>((r) => {
+        go = r;
+      });
+      const held = t.db.transaction(async (tx) => {
+        await tx.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [userId]);
+        locked();
+        await proceed;
+        await meanwhile(tx);
+      });
+      await isLocked;
+      const answer = request();
+      await statementsWaitingForALock(t.db, 1);
+      go();
+      await held;
+      return answer;
+    };
+
+    // Regression: the signed-in widget linked the Telegram account without checking that the session still existed,
+    // so one ended meanwhile (a password change, a revocation, a reclaim) still added a way to sign in.
+    it('does not link for a session ended while the request ran: 401 INVALID_TOKEN', async () => {
+      const { token, userId } = await registerUser(t.app);
+      const sid = JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()).sid as string;
+      const res = await whileUserLocked(
+        userId,
+        () => linkWidget(token, 5580),
+        (tx) => tx.query('DELETE FROM sessions WHERE id = $1', [sid]),
+      );
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ error: { code: 'INVALID_TOKEN' } });
+      expect(await t.app.authenticator.authenticateTelegram(5580)).toBeNull();
+    });
+
+    // Regression: a reclaim (the address owner takes the account back: links and sessions deleted) committing between
+    // the widget's lookup of the link and its new session left that session standing, signed in by a removed link.
+    it('a widget sign-in that a reclaim overtakes answers CHANNEL_NOT_LINKED and leaves no session', async () => {
+      const { userId } = await registerUser(t.app);
+      await t.db.query(
+        `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, 'telegram', '5581')`,
+        [userId],
+      );
+      const res = await whileUserLocked(
+        userId,
+        () => t.app.inject({ method: 'POST', url: '/auth/channels/telegram/widget', payload: widget(5581) }),
+        (tx) =>
+          tx.query(
+            `WITH s AS (DELETE FROM sessions WHERE user_id = $1 RETURNING 1)
+             DELETE FROM user_channel_links WHERE user_id = $1`,
+            [userId],
+          ),
+      );
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ error: { code: 'CHANNEL_NOT_LINKED' } });
+      const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [userId]);
+      expect(rows).toHaveLength(0);
     });
 
     it('refuses a forged hash, a changed field, a hash made with another bot token, and stale data', async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChannelLinks, hashLinkCode, newLinkCode } from '../../../src/channels/links/channel-links.store.js';
 import { signWidgetData } from '../../../src/channels/telegram/login-widget.js';
+import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 const TOKEN = '323456789:AAE-voided-codes-token';
@@ -155,4 +156,81 @@ describe('pending channel link codes do not outlive the credentials or the accou
     expect(await linkOf(7500)).toBeNull();
     expect(await linkOf(7501)).toBeNull();
   });
+  // Regression: the link-code route checked the session, then inserted the code in another transaction without
+  // checking it again. A password change committing between the two ended the session and voided the codes there
+  // were; the code inserted after it linked the taker's Telegram account (and signed it in by the widget).
+  it('a link code asked for while the password changes is refused (401) and leaves nothing to redeem', async () => {
+    const owner = await registerUser(t.app);
+    const login = await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: owner.email, password: owner.password },
+    });
+    const takerToken = (login.json() as { token: string }).token;
+    // The request passes its session checks, then waits at issueCode's per-user lock while the change commits.
+    let held!: () => void;
+    const isHeld = new Promise<void>((r) => {
+      held = r;
+    });
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    const hold = t.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`channel-link-code:telegram:${owner.userId}`]);
+      held();
+      await released;
+    });
+    await isHeld;
+    const asked = t.app.inject({
+      method: 'POST',
+      url: '/auth/channels/telegram/link-code',
+      headers: bearer(takerToken),
+    });
+    await statementsWaitingForALock(t.db, 1);
+    const change = await t.app.inject({
+      method: 'POST',
+      url: '/auth/password/change',
+      headers: bearer(owner.token),
+      payload: { currentPassword: owner.password, newPassword: 'BrandNewPassword789!' },
+    });
+    expect(change.json()).toMatchObject({ endedSessions: 1 });
+    release();
+    await hold;
+
+    const res = await asked;
+    expect(res.statusCode).toBe(401);
+    expect(res.json()).toMatchObject({ error: { code: 'INVALID_TOKEN' } });
+    expect(await pendingCodes(owner.userId)).toBe(0);
+    expect(await linkOf(7600)).toBeNull();
+    expect((await widgetSignIn(7600)).statusCode).not.toBe(200);
+  });
+
+  // The same without choreography: requests queued on the per-user lock inserted their codes after the change.
+  it('30 link-code requests racing a password change leave no live code (10 rounds)', async () => {
+    const live: number[] = [];
+    for (let round = 0; round < 10; round++) {
+      const owner = await registerUser(t.app);
+      const login = await t.app.inject({
+        method: 'POST',
+        url: '/auth/login',
+        payload: { email: owner.email, password: owner.password },
+      });
+      const old = (login.json() as { token: string }).token;
+      const asks = Array.from({ length: 30 }, () =>
+        t.app.inject({ method: 'POST', url: '/auth/channels/telegram/link-code', headers: bearer(old) }),
+      );
+      const change = t.app.inject({
+        method: 'POST',
+        url: '/auth/password/change',
+        headers: bearer(owner.token),
+        payload: { currentPassword: owner.password, newPassword: 'BrandNewPassword789!' },
+      });
+      const [changed, ...answers] = await Promise.all([change, ...asks]);
+      expect(changed.statusCode).toBe(200);
+      expect(answers.every((r) => r.statusCode === 201 || r.statusCode === 401)).toBe(true);
+      live.push(await pendingCodes(owner.userId));
+    }
+    expect(live).toEqual(Array(10).fill(0));
+  }, 120_000);
 });
