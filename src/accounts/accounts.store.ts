@@ -40,7 +40,7 @@ async function writeIpAllowlist(db: Queryable, userId: string, cidrs: readonly s
 
 /** Sessions, allow lists and the admin's view of users: the SQL of account management, one module. */
 export function createAccountsStore(
-  db: Queryable,
+  db: Database,
   /** Writes session uses not yet written (they are written behind), so a list shows the request that asks for it. */
   flushUses: () => Promise<void> = async () => {},
   /** auth.session.idle_timeout (seconds, 0: off): a session idle longer is refused, so it is not listed either. */
@@ -84,12 +84,14 @@ export function createAccountsStore(
      * Returns the number of sessions ended.
      */
     async revokeOtherSessions(userId: string, keepSessionId: string | null): Promise<number> {
-      const { rowCount } = await db.query(
-        `WITH codes AS (DELETE FROM channel_link_codes WHERE user_id = $1)
-         DELETE FROM sessions WHERE user_id = $1 AND ($2::text IS NULL OR id <> $2::text)`,
-        [userId, keepSessionId],
-      );
-      return rowCount;
+      return db.transaction(async (tx) => {
+        const { rowCount } = await tx.query(
+          'DELETE FROM sessions WHERE user_id = $1 AND ($2::text IS NULL OR id <> $2::text)',
+          [userId, keepSessionId],
+        );
+        await voidLinkCodes(tx, userId);
+        return rowCount;
+      });
     },
 
     async getIpAllowlist(userId: string): Promise<string[]> {
@@ -268,7 +270,7 @@ export function createAdminStore(db: Database) {
         );
         if (rowCount > 0 && disabled) {
           await tx.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
-          await tx.query('DELETE FROM channel_link_codes WHERE user_id = $1', [userId]);
+          await voidLinkCodes(tx, userId);
         }
         return rowCount > 0;
       };
@@ -290,11 +292,8 @@ export function createAdminStore(db: Database) {
     /** Ends every session of the user and voids their pending channel link codes; returns the sessions ended. */
     async revokeAllSessions(userId: string, actor?: string): Promise<number> {
       return asAdmin(db, actor, null, async (tx) => {
-        const { rowCount } = await tx.query(
-          `WITH codes AS (DELETE FROM channel_link_codes WHERE user_id = $1)
-           DELETE FROM sessions WHERE user_id = $1`,
-          [userId],
-        );
+        const { rowCount } = await tx.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+        await voidLinkCodes(tx, userId);
         return rowCount;
       });
     },
@@ -342,3 +341,13 @@ export function createAdminStore(db: Database) {
 }
 
 export type AdminStore = ReturnType<typeof createAdminStore>;
+
+/**
+ * Voids the user's pending channel link codes, in its own statement after the one that deleted sessions: a link code
+ * is issued only while its session holds (FOR SHARE, until the code commits), so the session DELETE waits for a code
+ * being issued, and this statement, with a snapshot taken after that wait, sees the code and deletes it. In one
+ * statement with the DELETE, the codes' snapshot would predate the wait and miss it.
+ */
+async function voidLinkCodes(tx: Queryable, userId: string): Promise<void> {
+  await tx.query('DELETE FROM channel_link_codes WHERE user_id = $1', [userId]);
+}

@@ -233,4 +233,47 @@ describe('pending channel link codes do not outlive the credentials or the accou
     }
     expect(live).toEqual(Array(10).fill(0));
   }, 120_000);
+
+  // Regression: revoke-others and the admin's revoke-all voided codes in the statement that deleted the sessions, with
+  // its snapshot taken before the DELETE waited for a code being issued by one of them: that code survived.
+  it('"sign out other sessions" voids a link code that a session it ends was issuing meanwhile', async () => {
+    const owner = await registerUser(t.app);
+    await t.app.inject({
+      method: 'POST',
+      url: '/auth/login',
+      payload: { email: owner.email, password: owner.password },
+    });
+    const { rows } = await t.db.query<{ id: string }>(
+      'SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1',
+      [owner.userId],
+    );
+    const other = rows[0]?.id as string;
+    // A code being issued by the other session, as issueCode does it: the session held, the code written, not yet
+    // committed when the revocation starts.
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let written!: () => void;
+    const isWritten = new Promise<void>((r) => {
+      written = r;
+    });
+    const issuing = t.db.transaction(async (tx) => {
+      await tx.query('SELECT 1 FROM sessions WHERE id = $1 FOR SHARE', [other]);
+      await tx.query(
+        `INSERT INTO channel_link_codes (code_hash, user_id, channel_type, expires_at)
+         VALUES ($1, $2, 'telegram', now() + interval '10 minutes')`,
+        [hashLinkCode(newLinkCode()), owner.userId],
+      );
+      written();
+      await released;
+    });
+    await isWritten;
+    const revoke = t.app.inject({ method: 'POST', url: '/auth/sessions/revoke-others', headers: bearer(owner.token) });
+    await statementsWaitingForALock(t.db, 1);
+    release();
+    await issuing;
+    expect((await revoke).json()).toMatchObject({ revoked: 1 });
+    expect(await pendingCodes(owner.userId)).toBe(0);
+  });
 });
