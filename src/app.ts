@@ -5,6 +5,7 @@ import Fastify, { type FastifyReply, type FastifyServerOptions } from 'fastify';
 import { accessPlugin } from './access/access.plugin.js';
 import { createIpPolicy, type IpPolicy } from './access/ip-policy.js';
 import { createSignInGuard } from './access/sign-in-guard.js';
+import { settleAfterAnswer } from './account/deferred.js';
 import {
   createAccountHooks,
   createAccountStore,
@@ -467,6 +468,21 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     forgetUser: (userId) => sessionCache.forgetUser(userId),
   });
   await admin.promoteAdmins(config.admin.emails);
+
+  // Registered last, so that it runs first of the onClose hooks (Fastify runs them in reverse order), once the server
+  // has finished its requests: what they do after their answer (an email a 202 promised) ends before the mailer and
+  // the pool close. Within half of server.shutdown_timeout, counted from the start of the close: the other half is for
+  // the rest of it (the bot, the pool) before the process gives up.
+  let closingSince = 0;
+  app.addHook('preClose', async () => {
+    closingSince = Date.now();
+  });
+  app.addHook('onClose', async () => {
+    const deadline = (closingSince || Date.now()) + (config.server.shutdown_timeout * 1000) / 2;
+    if (!(await settleAfterAnswer(deadline))) {
+      app.log.warn({}, 'closing without waiting longer for work after an answer (an email on its way)');
+    }
+  });
 
   return app;
 }

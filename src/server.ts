@@ -72,14 +72,22 @@ async function main(): Promise<void> {
     // would hold close() open until the keep-alive timeout (72 s in Fastify). Close those as they become idle.
     const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
     sweep.unref();
+    let code = 0;
     try {
       await app.close();
-      await database.close();
-      process.exit(0);
     } catch (err) {
       log.error({ err }, 'error during shutdown');
-      process.exit(1);
+      code = 1;
     }
+    // Whatever part of the app failed to close, the database still closes: the pool's sessions end cleanly, and an
+    // embedded one (PGlite) is shut down rather than left as after a crash.
+    try {
+      await database.close();
+    } catch (err) {
+      log.error({ err }, 'error closing the database during shutdown');
+      code = 1;
+    }
+    process.exit(code);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));

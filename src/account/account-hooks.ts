@@ -1,7 +1,7 @@
 import type { AuditLog } from '../audit/index.js';
 import type { AccountHooks } from '../auth/index.js';
 import { confirmAddressEmail, type Mailer, passwordChangedEmail, passwordResetEmail } from '../email/index.js';
-import { sendDeferred } from './deferred.js';
+import { afterAnswer, sendDeferred } from './deferred.js';
 import type { EmailVerification } from './email-verification.js';
 import type { SecurityNotices } from './security-notices.js';
 
@@ -41,10 +41,12 @@ export function createAccountHooks(options: AccountHooksOptions): AccountHooks {
         ttlSeconds: options.resetTtlSeconds,
         appName: options.appName,
       };
-      // An unverified account's reset proves the address and sets the password its owner will use: said so.
+      // An unverified account's reset proves the address and sets the password its owner will use: said so. Called
+      // inside the address's send limit (resetEmails.run), which waits for this send and frees the slot if it fails.
       sendDeferred(mailer, user.emailVerified === false ? confirmAddressEmail(input) : passwordResetEmail(input), log);
-      // Not awaited: a known address must cost what an unknown one costs (audit.record never throws).
-      void audit.record({ event: 'password.reset_requested', userId: user.id, channel: 'rest' });
+      // Not awaited: a known address must cost what an unknown one costs (audit.record never throws). Shutdown waits
+      // for it before the pool closes.
+      void afterAnswer(audit.record({ event: 'password.reset_requested', userId: user.id, channel: 'rest' }));
     },
 
     async passwordReset(user) {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { generateId } from '../auth/index.js';
 import type { Database, Queryable } from '../db/index.js';
+import { afterAnswer, withSends } from './deferred.js';
 
 /**
  * At most one account email of a kind per address per interval (a few, for a kind with a burst), so that requests from
@@ -57,24 +58,25 @@ export async function freeSendSlot(db: Queryable, marker: string): Promise<void>
 export interface SendLimit {
   /**
    * Runs `send` if the address's slot is free, and takes it; does nothing while the slot is taken. Whether `send` ran.
-   * A failure of `send` frees the slot and is thrown.
+   * `send` ends when its email has gone out: what it sends with sendDeferred (Better Auth's reset hook does) is waited
+   * for. A failure of `send` or of that email frees the slot and is thrown: the address may ask again at once. After
+   * the answer only (it takes the SMTP time); shutdown waits for it (afterAnswer).
    */
   run(email: string, send: () => Promise<unknown>): Promise<boolean>;
 }
 
 /** One email of `kind` per address per `intervalSeconds` (`burst` of them), on `db`. */
 export function createSendLimit(db: Database, kind: SendKind, intervalSeconds: number, burst = 1): SendLimit {
-  return {
-    async run(email, send) {
-      const slot = await db.transaction((tx) => claimSendSlot(tx, kind, email, intervalSeconds, burst));
-      if ('wait' in slot) return false;
-      try {
-        await send();
-      } catch (err) {
-        await freeSendSlot(db, slot.marker);
-        throw err;
-      }
-      return true;
-    },
+  const run = async (email: string, send: () => Promise<unknown>) => {
+    const slot = await db.transaction((tx) => claimSendSlot(tx, kind, email, intervalSeconds, burst));
+    if ('wait' in slot) return false;
+    try {
+      await withSends(send);
+    } catch (err) {
+      await freeSendSlot(db, slot.marker);
+      throw err;
+    }
+    return true;
   };
+  return { run: (email, send) => afterAnswer(run(email, send)) };
 }

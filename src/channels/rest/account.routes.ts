@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { afterAnswer } from '../../account/deferred.js';
 import type { AccountStore, EmailVerification, RecentAuth, SendLimit } from '../../account/index.js';
 import type { SecurityNotices } from '../../account/security-notices.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
@@ -50,16 +51,21 @@ const SAME_ANSWER = 'If an account exists for this address, an email is on its w
 /**
  * Answers 202 SAME_ANSWER, then does `work`, the part that depends on whether the address has an account: up to the
  * answer, a known address costs exactly what an unknown one costs. A failure of `work` is logged, never answered.
+ * The whole is after-answer work (afterAnswer), registered before the answer goes out: shutdown waits for it.
  */
-async function answerThen(reply: FastifyReply, failure: string, work: () => Promise<unknown>): Promise<void> {
-  // Fastify's reply is thenable: it resolves once the answer is written.
-  await reply.status(202).send({ success: true, message: SAME_ANSWER });
-  try {
-    await work();
-  } catch (err) {
-    // The message only: the work's values (a link, its token) stay out of the log.
-    reply.log.error({ err: { message: (err as Error).message } }, failure);
-  }
+function answerThen(reply: FastifyReply, failure: string, work: () => Promise<unknown>): Promise<void> {
+  return afterAnswer(
+    (async () => {
+      // Fastify's reply is thenable: it resolves once the answer is written.
+      await reply.status(202).send({ success: true, message: SAME_ANSWER });
+      try {
+        await work();
+      } catch (err) {
+        // The message only: the work's values (a link, its token) stay out of the log.
+        reply.log.error({ err: { message: (err as Error).message } }, failure);
+      }
+    })(),
+  );
 }
 
 /** Email verification, password reset and change, account deletion. */

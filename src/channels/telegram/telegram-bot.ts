@@ -19,6 +19,27 @@ const USERNAME_WAIT_MS = 3000;
  * the update again later, and a connection held for a minute per update helps nobody during a Bot API outage.
  */
 const WEBHOOK_WAIT_MS = 10_000;
+/**
+ * On close, how long the last getUpdates (grammY's confirmation of the offset) may take, then how long the updates in
+ * progress may: together well within server.shutdown_timeout (10 s by default), which the app's other closing work
+ * shares, instead of telegram.api_timeout (60 s) for a silent Bot API.
+ */
+const STOP_CONFIRM_MS = 2000;
+const STOP_UPDATES_MS = 2000;
+
+/** Whether `work` settled within `ms`; rejects if it failed in that time (a later failure is ignored). */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface TelegramDeps {
   token: string;
   apiRoot: string;
@@ -257,13 +278,30 @@ export function createTelegram(deps: TelegramDeps) {
       lifetime.abort();
     },
 
+    /**
+     * Stops polling and waits for the updates in progress, each within a few seconds (the shutdown bound is shared
+     * with the rest of the app), then gives the polling lock up. Never throws: a Bot API that is down or silent is no
+     * reason to leave the rest of the app, the database included, unclosed.
+     */
     async stop(): Promise<void> {
       stopped = true;
       lifetime.abort();
       if (retry) clearTimeout(retry);
-      if (bot.isRunning()) await bot.stop();
-      await polling;
-      await Promise.allSettled([...inflight]);
+      if (bot.isRunning()) {
+        // grammY confirms the offset with one more getUpdates, which waits up to api_timeout and throws when the Bot
+        // API cannot be reached. Unconfirmed, the updates handled last come again to whichever process polls next.
+        try {
+          if (!(await settlesWithin(bot.stop(), STOP_CONFIRM_MS))) {
+            log.warn({ waitedMs: STOP_CONFIRM_MS }, 'telegram: the Bot API did not confirm the last updates in time');
+          }
+        } catch (err) {
+          const { message } = err as Error;
+          log.warn({ err: { message } }, 'telegram: stopping polling could not confirm the last updates');
+        }
+      }
+      if (!(await settlesWithin(Promise.allSettled([polling, ...inflight]), STOP_UPDATES_MS))) {
+        log.warn({ waitedMs: STOP_UPDATES_MS }, 'telegram: stopped without waiting longer for updates in progress');
+      }
       await lock?.release();
       lock = null;
     },

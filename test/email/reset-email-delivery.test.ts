@@ -1,0 +1,96 @@
+import type { AddressInfo } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+
+/** A local mail server recording the recipients of what it accepted; `refuse` and `greetAfterMs` change its mood. */
+async function mailServer(mood: { refuse?: boolean; greetAfterMs?: number }) {
+  const received: string[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onConnect(_session, callback) {
+      if (mood.refuse) return callback(Object.assign(new Error('service not available'), { responseCode: 421 }));
+      setTimeout(() => callback(), mood.greetAfterMs ?? 0);
+    },
+    onData(stream, session, callback) {
+      stream.on('data', () => {});
+      stream.on('end', () => {
+        received.push(session.envelope.rcptTo.map((r) => r.address).join(','));
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.server.address() as AddressInfo;
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    received,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+// Regression (review C): the reset email was sent after the limit's `send` had returned, so a mail server that refused
+// it never freed the address's slot: the user, told 202 and sent nothing, asked again and again got nothing for the
+// whole resend interval, although the mail server was back.
+describe('a reset email the mail server refused', () => {
+  const mood: { refuse?: boolean } = { refuse: true };
+  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    smtp = await mailServer(mood);
+    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await smtp?.close();
+  });
+
+  it('frees the address to ask again: the next request, once the mail server is back, sends it', async () => {
+    const user = await registerUser(t.app);
+    const forgot = () => t.app.inject({ method: 'POST', url: '/auth/password/forgot', payload: { email: user.email } });
+    const first = await forgot();
+    expect(first.statusCode).toBe(202);
+    await expect.poll(() => t.logs.text.includes('sending an account email failed'), { timeout: 5000 }).toBe(true);
+    // The request's work reports the failure once the slot is free again (before the fix it never did: this waits 2 s).
+    for (let i = 0; i < 40 && !t.logs.text.includes('requesting a password reset failed'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    mood.refuse = false;
+    const again = await forgot();
+    // The answer says nothing of the failure: the same status and body as the first.
+    expect([again.statusCode, again.body]).toEqual([202, first.body]);
+    await expect.poll(() => smtp.received.filter((to) => to === user.email).length, { timeout: 5000 }).toBe(1);
+  });
+});
+
+// Regression (review C): shutdown closed the app and the pool without waiting for the emails sent after the answer:
+// a SIGTERM right after a 202 lost the reset email it promised.
+describe('closing the app with a reset email on its way', () => {
+  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    // A slow mail server: it greets a second after the connection.
+    smtp = await mailServer({ greetAfterMs: 1000 });
+    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+  });
+  let closed = false;
+  afterAll(async () => {
+    if (closed) await t?.testDb.drop();
+    else await t?.close();
+    await smtp?.close();
+  });
+
+  it('sends it before close() resolves', async () => {
+    const user = await registerUser(t.app);
+    const res = await t.app.inject({ method: 'POST', url: '/auth/password/forgot', payload: { email: user.email } });
+    expect(res.statusCode).toBe(202);
+    closed = true;
+    await t.app.close();
+    expect(smtp.received.filter((to) => to === user.email)).toHaveLength(1);
+  });
+});
