@@ -225,7 +225,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   });
   const ipPolicy = createIpPolicy(config.ip_restrictions);
   const devices = createDeviceStore(db);
-  const signInGuard = createSignInGuard({ db, ipPolicy, devices, audit, adminEmails: config.admin.emails });
+  const signInGuard = createSignInGuard({ db, ipPolicy, audit, adminEmails: config.admin.emails });
   const engine = createAuthEngine({
     config,
     db,

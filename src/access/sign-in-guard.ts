@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { DeviceStore } from '../accounts/devices.js';
+import { deviceRowOf } from '../accounts/devices.js';
 import type { AuditLog } from '../audit/index.js';
 import type { Queryable } from '../db/index.js';
 import { AppError } from '../errors/index.js';
@@ -21,7 +21,10 @@ export interface SessionStarted {
   userId: string;
   userAgent: string | null;
   deviceKey: string | null;
-  /** Already filed under its device by the statement that created it (the password sign-in). */
+  /**
+   * Created by a statement that filed it under its device and wrote it only while the account was enabled, holding the
+   * user row FOR SHARE (the password sign-in): nothing left to file or check again.
+   */
   deviceFiled?: boolean;
 }
 
@@ -30,11 +33,19 @@ export interface SessionStarted {
  * engine creates a session, so no sign-in route can forget it. Refuses disabled users (ACCOUNT_DISABLED) and addresses
  * outside the IP restrictions (IP_NOT_ALLOWED, audited); then files the new session under its device and grants the
  * admin role to the configured admin emails once verified.
+ *
+ * The check before reads the user; the session is inserted by another statement. A disable (users.disabled_at, then
+ * the user's sessions deleted) or a reclaim by the address's owner (accounts/address-proof.ts) committing between the
+ * two would miss the session about to be inserted, and it would outlive them. So afterSession checks again once the
+ * session exists, holding the user row and the session, and undoes a session whose user is disabled or which
+ * is gone (ACCOUNT_DISABLED). Safe in both orders: a change that commits before that statement, or holds the user row
+ * while it runs (it waits, then reads what the change wrote), is seen by it; one that starts later deletes the session
+ * itself. A reclaim does not disable: what it removes (a passkey, a provider account) is for the method's own check
+ * (passkeys.ts checks its passkey again likewise).
  */
 export function createSignInGuard(deps: {
   db: Queryable;
   ipPolicy: IpPolicy;
-  devices: DeviceStore;
   audit: AuditLog;
   adminEmails: readonly string[];
 }) {
@@ -47,6 +58,15 @@ export function createSignInGuard(deps: {
     const row = rows[0];
     return row && { disabled: row.disabled, ipAllowlist: row.ip_allowlist };
   };
+  // Only a proven address: anyone can register one of these (verification is off by default). A link that verifies
+  // the address and signs in (magic link, OAuth) grants it at once; the emailed verification link makes no session, so
+  // there it is the next sign-in.
+  const grantAdmin = (userId: string) =>
+    deps.db.query(
+      `UPDATE users SET role = 'admin'
+        WHERE id = $1 AND lower(email) = ANY($2::text[]) AND email_verified AND role <> 'admin'`,
+      [userId, adminEmails],
+    );
   return {
     async beforeSession({ userId, ip, userAgent, user: known }: SessionAboutToStart): Promise<void> {
       const user = known ?? (await readUser(userId));
@@ -69,18 +89,42 @@ export function createSignInGuard(deps: {
     },
 
     async afterSession({ sessionId, userId, userAgent, deviceKey, deviceFiled }: SessionStarted): Promise<void> {
-      const key = deviceFiled ? null : (deviceKey ?? signInContext.getStore()?.deviceKey ?? null);
-      if (key) await deps.devices.bindSession({ sessionId, userId, key, userAgent });
-      // Only a proven address: anyone can register one of these (verification is off by default). A link that
-      // verifies the address and signs in (magic link, OAuth) grants it here at once; the emailed verification link
-      // makes no session, so there it is the next sign-in.
-      if (adminEmails.length > 0) {
-        await deps.db.query(
-          `UPDATE users SET role = 'admin'
-            WHERE id = $1 AND lower(email) = ANY($2::text[]) AND email_verified AND role <> 'admin'`,
-          [userId, adminEmails],
-        );
+      if (deviceFiled) {
+        if (adminEmails.length > 0) await grantAdmin(userId);
+        return;
       }
+      const key = deviceKey ?? signInContext.getStore()?.deviceKey ?? null;
+      const device = key ? deviceRowOf(key, userAgent) : null;
+      // One statement (one round trip on every sign-in): the check, then the device (created on first use, as
+      // DeviceStore.bindSession files it) and the admin role, or the session undone. The user row is locked before the
+      // session, as a disable and a reclaim lock it before they delete sessions; FOR NO KEY UPDATE when the statement
+      // may grant the role (two sign-ins sharing the row would each wait for the other to write it: a deadlock). The
+      // session FOR KEY SHARE: a delete in flight is waited for, a refresh of its expiry is not.
+      const userLock = adminEmails.length > 0 ? 'FOR NO KEY UPDATE OF u' : 'FOR SHARE OF u';
+      const { rows } = await deps.db.query<{ enabled: boolean }>(
+        `WITH account AS (
+           SELECT u.id, u.disabled_at IS NULL AS enabled
+             FROM users u JOIN sessions s ON s.user_id = u.id AND s.id = $1
+            WHERE u.id = $2
+              ${userLock} FOR KEY SHARE OF s
+         ), undone AS (
+           DELETE FROM sessions WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM account WHERE enabled)
+         ), device AS (
+           INSERT INTO devices (id, user_id, key_hash, name, user_agent)
+           SELECT $3, id, $4, $5, $6 FROM account WHERE enabled AND $4::text IS NOT NULL
+           ON CONFLICT (user_id, key_hash) DO UPDATE SET last_seen_at = now(), user_agent = EXCLUDED.user_agent
+           RETURNING id
+         ), filed AS (
+           UPDATE sessions SET device_id = device.id FROM device WHERE sessions.id = $1
+         ), admin AS (
+           UPDATE users SET role = 'admin'
+            WHERE id IN (SELECT id FROM account WHERE enabled)
+              AND lower(email) = ANY($7::text[]) AND email_verified AND role <> 'admin'
+         )
+         SELECT enabled FROM account`,
+        [sessionId, userId, device?.id ?? null, device?.keyHash ?? null, device?.name ?? null, userAgent, adminEmails],
+      );
+      if (!rows[0]?.enabled) throw new AppError('ACCOUNT_DISABLED');
     },
   };
 }

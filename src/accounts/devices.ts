@@ -88,26 +88,6 @@ const toDevice = (r: Row): DeviceRow => ({
 
 export function createDeviceStore(db: Queryable) {
   return {
-    /** Files a new session under the device its key names (creating the device on first use). */
-    async bindSession(input: { sessionId: string; userId: string; key: string; userAgent: string | null }) {
-      // One statement (one round trip on every sign-in): file the device, then the session under it. The password
-      // sign-in files its device the same way, inside the statement that creates its session (password-sign-in.ts).
-      const device = deviceRowOf(input.key, input.userAgent);
-      const { rows } = await db.query<{ id: string }>(
-        `WITH device AS (
-           INSERT INTO devices (id, user_id, key_hash, name, user_agent)
-           VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (user_id, key_hash) DO UPDATE SET last_seen_at = now(), user_agent = EXCLUDED.user_agent
-           RETURNING id
-         ), filed AS (
-           UPDATE sessions SET device_id = device.id FROM device WHERE sessions.id = $6 AND sessions.user_id = $2
-         )
-         SELECT id FROM device`,
-        [device.id, input.userId, device.keyHash, device.name, input.userAgent, input.sessionId],
-      );
-      return rows[0]?.id ?? null;
-    },
-
     async list(userId: string): Promise<DeviceRow[]> {
       const { rows } = await db.query<Row>(
         `SELECT id, name, user_agent, trusted_until, created_at, last_seen_at

@@ -1,9 +1,20 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { betterAuth } from 'better-auth';
 import { APIError } from 'better-auth/api';
 import { bearer } from 'better-auth/plugins/bearer';
 import { twoFactor } from 'better-auth/plugins/two-factor';
+import {
+  type CompiledQuery,
+  type ControlledTransaction,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+} from 'kysely';
 import { type Config, usesSecureCookies } from '../config/index.js';
-import type { Database } from '../db/index.js';
+import { type Database, isUnavailableError } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { relyingPartyOf } from '../passkeys/index.js';
 import type { PasswordHasher } from '../passwords/index.js';
@@ -88,6 +99,94 @@ async function asApiError(run: () => Promise<void>): Promise<void> {
   }
 }
 
+/** The first query failure of a call into Better Auth that said the database is unavailable (see surfaceUnavailable). */
+const databaseLoss = new AsyncLocalStorage<{ lost?: unknown }>();
+
+function noteLoss(err: unknown): void {
+  const watch = databaseLoss.getStore();
+  if (watch && watch.lost === undefined && isUnavailableError(err)) watch.lost = err;
+}
+
+/**
+ * Runs `fn` (a call into Better Auth) and, when one of Better Auth's queries found the database unavailable, throws
+ * that query's error in place of a failure, so it is answered as every lost query is (503 DATABASE_UNAVAILABLE with
+ * Retry-After). Better Auth catches some of those errors and answers with a refusal of its own (a sign-up's user
+ * insert becomes 422 FAILED_TO_CREATE_USER, a 2FA challenge it could not read 401), and a client does not retry a
+ * 4xx. `failed` says whether a returned result is a failure (an error Response); a success stands.
+ */
+export async function surfaceUnavailable<T>(
+  fn: () => Promise<T>,
+  failed: (result: T) => boolean = () => false,
+): Promise<T> {
+  const watch: { lost?: unknown } = {};
+  let result: T;
+  try {
+    result = await databaseLoss.run(watch, fn);
+  } catch (err) {
+    throw watch.lost ?? err;
+  }
+  if (watch.lost !== undefined && failed(result)) throw watch.lost;
+  return result;
+}
+
+/** A connection of the watched Kysely: the open transaction, or none (each statement takes one from the pool). */
+interface WatchedConnection extends DatabaseConnection {
+  trx: ControlledTransaction<unknown> | null;
+}
+
+/**
+ * The Kysely Better Auth queries through: each statement, as compiled, runs on the gateway's own (`db.kysely`: its
+ * pool or PGlite, and its handling of connections and transactions), and a failure is noted for surfaceUnavailable
+ * before Better Auth can catch it. Outside surfaceUnavailable the note is not looked at; the cost is a function call
+ * per statement. A transaction runs as one of the gateway's Kysely (a controlled transaction on one connection).
+ */
+function watchedKysely(base: Kysely<unknown>): Kysely<unknown> {
+  const watched = <T>(run: Promise<T>): Promise<T> =>
+    run.catch((err: unknown) => {
+      noteLoss(err);
+      throw err;
+    });
+  const opened = (connection: DatabaseConnection): ControlledTransaction<unknown> => {
+    const { trx } = connection as WatchedConnection;
+    if (!trx) throw new Error('no transaction is open on this connection');
+    (connection as WatchedConnection).trx = null;
+    return trx;
+  };
+  const driver: Driver = {
+    init: async () => {},
+    async acquireConnection() {
+      const connection: WatchedConnection = {
+        trx: null,
+        executeQuery: <R>(query: CompiledQuery) =>
+          watched((connection.trx ?? base).executeQuery(query as CompiledQuery<R>)),
+        streamQuery() {
+          throw new Error('Better Auth streams no queries');
+        },
+      };
+      return connection;
+    },
+    releaseConnection: async () => {},
+    async beginTransaction(connection, { isolationLevel, accessMode }) {
+      let builder = base.startTransaction();
+      if (isolationLevel) builder = builder.setIsolationLevel(isolationLevel);
+      if (accessMode) builder = builder.setAccessMode(accessMode);
+      (connection as WatchedConnection).trx = await watched(builder.execute());
+    },
+    commitTransaction: (connection) => watched(opened(connection).commit().execute()),
+    rollbackTransaction: (connection) => watched(opened(connection).rollback().execute()),
+    // The gateway's database owns the pool (db.close()).
+    destroy: async () => {},
+  };
+  return new Kysely({
+    dialect: {
+      createDriver: () => driver,
+      createAdapter: () => new PostgresAdapter(),
+      createQueryCompiler: () => new PostgresQueryCompiler(),
+      createIntrospector: (db) => new PostgresIntrospector(db),
+    },
+  });
+}
+
 /** Better Auth's log messages about a client's malformed or forged OAuth callback (see the logger below). */
 const CLIENT_CAUSED = new Set([
   'State not found',
@@ -120,7 +219,7 @@ export function createBetterAuth({
     basePath: '/api/auth',
     secret: config.auth.secret,
     trustedOrigins,
-    database: { db: db.kysely, type: 'postgres' },
+    database: { db: watchedKysely(db.kysely), type: 'postgres' },
     telemetry: { enabled: false },
     socialProviders: methods.socialProviders,
     onAPIError: methods.onAPIError,
@@ -255,13 +354,16 @@ export function createBetterAuth({
                 userAgent: session.userAgent || null,
               }),
             ),
+          // It may refuse too: the check again once the session exists (sign-in-guard.ts), which undoes it.
           after: (session, ctx) =>
-            sessionGuard.afterSession({
-              sessionId: session.id,
-              userId: session.userId,
-              userAgent: session.userAgent || null,
-              headers: ctx?.headers ?? ctx?.request?.headers ?? null,
-            }),
+            asApiError(() =>
+              sessionGuard.afterSession({
+                sessionId: session.id,
+                userId: session.userId,
+                userAgent: session.userAgent || null,
+                headers: ctx?.headers ?? ctx?.request?.headers ?? null,
+              }),
+            ),
         },
       },
     },

@@ -6,7 +6,7 @@ import { isUnavailableError, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
 import { bareAddress } from '../ratelimit/client-key.js';
-import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth } from './better-auth.js';
+import { type BetterAuthDeps, type BetterAuthInstance, createBetterAuth, surfaceUnavailable } from './better-auth.js';
 import { generateId } from './ids.js';
 import { createPasswordRace } from './password-race.js';
 import { createPasswordSignIn } from './password-sign-in.js';
@@ -89,7 +89,13 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
   });
   const passwordSignIn = createPasswordSignIn({ ...deps, clientIp: (headers) => getIP(headers, auth.options) });
   const whilePasswordHolds = createPasswordRace(db);
-  const handle = (request: Request) => surfaceBusy(() => auth.handler(request));
+  // Better Auth answers a query it lost to the database with a refusal of its own at times (422 for a sign-up's user
+  // insert): an error answer while the database was away is the 503 every lost query gets (surfaceUnavailable).
+  const handle = (request: Request) =>
+    surfaceUnavailable(
+      () => surfaceBusy(() => auth.handler(request)),
+      (response) => response.status >= 400,
+    );
 
   async function sessionFromHeaders(headers: Headers): Promise<{ sessionId: string; userId: string } | null> {
     const found = await auth.api.getSession({ headers, query: { disableRefresh: true } }).catch((err: unknown) => {
@@ -125,7 +131,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
     async signUpEmail(input, headers) {
       try {
-        const res = await surfaceBusy(() => auth.api.signUpEmail({ body: input, headers }));
+        const res = await surfaceUnavailable(() => surfaceBusy(() => auth.api.signUpEmail({ body: input, headers })));
         if (!res.token) {
           // Verification required: Better Auth made no session (and answers a duplicate email the same way).
           if (!deps.config.auth.require_email_verification) throw new Error('sign-up returned no session');
@@ -152,7 +158,10 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       try {
         const { headers: out, response } = await whilePasswordHolds(
           input.email,
-          () => surfaceBusy(() => auth.api.signInEmail({ body: input, headers, returnHeaders: true })),
+          () =>
+            surfaceUnavailable(() =>
+              surfaceBusy(() => auth.api.signInEmail({ body: input, headers, returnHeaders: true })),
+            ),
           async ({ response }) => ({ sessionToken: 'token' in response ? response.token : null }),
         );
         if ('twoFactorRedirect' in response && response.twoFactorRedirect) {
@@ -201,7 +210,7 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
     async resetPassword(token, newPassword) {
       try {
-        await auth.api.resetPassword({ body: { token, newPassword } });
+        await surfaceUnavailable(() => auth.api.resetPassword({ body: { token, newPassword } }));
       } catch (err) {
         const code = err instanceof APIError ? (err.body as { code?: string } | undefined)?.code : undefined;
         if (code === 'INVALID_TOKEN' || code === 'USER_NOT_FOUND') {

@@ -117,7 +117,7 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
     // One statement, so one round trip and one commit after the password: the session (only while the account is
     // still enabled and the password verified is still its password: it may have been disabled, or its password changed
     // or removed, and its sessions deleted, while the password was being verified, which can take seconds behind a long
-    // hash queue), filed under its device (created on first use, as bindSession does), and its login.success audit row.
+    // hash queue), filed under its device (created on first use, as the sign-in guard files other sign-ins' sessions), and its login.success audit row.
     // They commit together: no session without its audit row. FOR SHARE on the user and the credential: a disable, a
     // password change or reset, or a reclaim by a magic link in flight (an UPDATE or DELETE of those rows, then a DELETE
     // of the sessions) is waited for and then seen, so it cannot miss a session written between the two.

@@ -256,6 +256,10 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
       if (!isSignatureCounter(newCounter)) return refuse('PASSKEY_MALFORMED_CREDENTIAL', meta, context);
       const regressed = (newCounter > 0 || stored.counter > 0) && newCounter <= stored.counter;
       if (regressed || !(await passkeys.advanceCounter(stored.id, newCounter))) {
+        // Not a clone when the passkey is gone: removed since it was read (a reclaim of the account takes them all).
+        if (!regressed && (await passkeys.findByCredentialId(stored.credentialId))?.id !== stored.id) {
+          return refuse('PASSKEY_UNKNOWN_CREDENTIAL', meta, context);
+        }
         // WebAuthn §6.1.1: a counter that does not grow means two copies of the private key may exist.
         log.warn(
           { keyId: stored.id, userId: stored.userId, storedCounter: stored.counter, receivedCounter: newCounter },
@@ -265,13 +269,39 @@ export function createPasskeyService(deps: PasskeyServiceDeps) {
       }
 
       // The sign-in guard's refusals (a disabled account, a refused address) are refusals of this sign-in: audited as
-      // the checks above are, as the password and magic-link sign-ins audit theirs.
-      const session = await deps.createSession(stored.userId, meta).catch((err: unknown) => {
+      // the checks above are, as the password and magic-link sign-ins audit theirs. It also refuses (ACCOUNT_DISABLED) a
+      // session ended as soon as it was inserted; ended by a reclaim, which took this passkey with it, the refusal is
+      // the one for a removed passkey.
+      const session = await deps.createSession(stored.userId, meta).catch(async (err: unknown) => {
         if (err instanceof AppError && (err.code === 'ACCOUNT_DISABLED' || err.code === 'IP_NOT_ALLOWED')) {
-          return refuse(err.code, meta, { userId: stored.userId, ceremony, keyId: stored.id }, err);
+          const removed =
+            err.code === 'ACCOUNT_DISABLED' &&
+            (await passkeys.findByCredentialId(stored.credentialId))?.id !== stored.id;
+          return refuse(removed ? 'PASSKEY_UNKNOWN_CREDENTIAL' : err.code, meta, context, err);
         }
         throw err;
       });
+      // The passkey was read, and the user checked, before the session was inserted: a reclaim by the address's owner
+      // (it removes the passkeys and the sessions) or a disable committing meanwhile missed this session. Checked again
+      // now that it exists, holding the user row FOR SHARE (a disable writes it, a reclaim locks it first) and the passkey
+      // FOR KEY SHARE (a delete, not another sign-in's counter): a change in flight is waited for, then seen; one that
+      // starts later deletes the session itself.
+      const { rows: held } = await db.query<{ disabled: boolean }>(
+        `WITH held AS (
+           SELECT u.disabled_at IS NOT NULL AS disabled
+             FROM users u JOIN passkeys p ON p.user_id = u.id AND p.id = $2
+            WHERE u.id = $1
+              FOR SHARE OF u FOR KEY SHARE OF p
+         ), undone AS (
+           DELETE FROM sessions WHERE id = $3 AND NOT EXISTS (SELECT 1 FROM held WHERE NOT disabled)
+         )
+         SELECT disabled FROM held`,
+        [stored.userId, stored.id, session.sessionId],
+      );
+      if (held[0]?.disabled !== false) {
+        // Removed meanwhile, it is unknown now, as it would have been a moment later.
+        return refuse(held[0] ? 'ACCOUNT_DISABLED' : 'PASSKEY_UNKNOWN_CREDENTIAL', meta, context);
+      }
       const event = { userId: stored.userId, sessionId: session.sessionId, channel: meta.channel, ip: meta.ip };
       await audit.record({
         ...event,

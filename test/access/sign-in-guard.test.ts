@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { whileSignInWaits } from '../helpers/in-flight.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 // The guard sits where Better Auth creates sessions, so sign-in methods built by other modules (passkeys, magic links,
@@ -19,6 +20,68 @@ describe('sign-in guard: every way a session is created', () => {
     });
     const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
     expect(rows).toHaveLength(1); // only the registration's session; disabling through the admin API also ends it
+  });
+
+  // Regression: the guard read the user, then Better Auth inserted the session in another statement; a disable (or
+  // any deletion of the user's sessions) committing between the two missed the new session, which outlived it.
+  it('refuses a session through engine.createSession when a disable commits as it is inserted, and keeps none', async () => {
+    for (const at of ['before the insert', 'after the insert'] as const) {
+      const user = await registerUser(t.app);
+      const signIn = whileSignInWaits(
+        t.db,
+        user.userId,
+        at,
+        () => t.app.engine.createSession(user.userId, { ip: '192.0.2.1', userAgent: null }),
+        async (tx) => {
+          await tx.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+          await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+        },
+      );
+      await expect(signIn, at).rejects.toMatchObject({ code: 'ACCOUNT_DISABLED', status: 403 });
+      const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+      expect(rows, at).toHaveLength(0);
+    }
+  });
+
+  it('refuses a session through engine.createSession that a revocation ended as it was inserted', async () => {
+    const user = await registerUser(t.app);
+    const signIn = whileSignInWaits(
+      t.db,
+      user.userId,
+      'after the insert',
+      () => t.app.engine.createSession(user.userId, { ip: '192.0.2.1', userAgent: null }),
+      async (tx) => {
+        await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+      },
+    );
+    // Not a 200 with a token that no longer works.
+    await expect(signIn).rejects.toMatchObject({ code: 'ACCOUNT_DISABLED', status: 403 });
+  });
+
+  it("refuses Better Auth's /api/auth/sign-in/email when a disable commits as the session is inserted", async () => {
+    for (const at of ['before the insert', 'after the insert'] as const) {
+      const user = await registerUser(t.app);
+      const res = await whileSignInWaits(
+        t.db,
+        user.userId,
+        at,
+        () =>
+          t.app.inject({
+            method: 'POST',
+            url: '/api/auth/sign-in/email',
+            headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+            payload: JSON.stringify({ email: user.email, password: user.password }),
+          }),
+        async (tx) => {
+          await tx.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
+          await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
+        },
+      );
+      expect([res.statusCode, res.json().code ?? res.json().error?.code], at).toEqual([403, 'ACCOUNT_DISABLED']);
+      expect(res.headers['x-auth-token'], at).toBeUndefined();
+      const { rows } = await t.db.query('SELECT 1 FROM sessions WHERE user_id = $1', [user.userId]);
+      expect(rows, at).toHaveLength(0);
+    }
   });
 
   it("refuses a session from outside the user's allow list through engine.createSession, audited", async () => {

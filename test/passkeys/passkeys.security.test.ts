@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { proveAddress } from '../../src/accounts/index.js';
+import { hashSecret, newSecret } from '../../src/accounts/secrets.js';
 import { generateId } from '../../src/auth/index.js';
+import type { Queryable } from '../../src/db/index.js';
 import { createPasskeyService, relyingPartyOf } from '../../src/passkeys/index.js';
 import { statementsWaitingForALock } from '../helpers/db-locks.js';
+import { type InFlight, whileSignInWaits } from '../helpers/in-flight.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 import {
@@ -152,6 +155,88 @@ describe('adding a passkey needs a recent sign-in', () => {
     await t.db.query(`UPDATE sessions SET created_at = now() - interval '3 days' WHERE user_id = $1`, [userId]);
     await addPasskey(t.app, token, createSoftAuthenticator());
     expect(await passkeysOf(userId)).toBe(1);
+  });
+});
+
+// Regression: the sign-in read the passkey and the user, then Better Auth inserted the session in another statement; a
+// reclaim by the address's owner (or a disable) committing between the two deleted the sessions but not this one, and
+// the registrant of a pre-hijacked account, signed in, planted a new passkey in the reclaimed account.
+describe('a sign-in in flight when the account is reclaimed or disabled', () => {
+  const reclaim = (userId: string) => async (tx: Queryable) => {
+    const origin = { channel: 'rest', ip: '127.0.0.1', userAgent: null };
+    const proven = await proveAddress(tx, userId, { method: 'magic_link', origin, audit: t.app.audit });
+    expect(proven?.reclaimed?.passkeys).toBe(1);
+  };
+  // accounts.store.ts setDisabled(userId, true): the same statements.
+  const disable = (userId: string) => async (tx: Queryable) => {
+    await tx.query('UPDATE users SET disabled_at = now(), updated_at = now() WHERE id = $1', [userId]);
+    await tx.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
+  };
+
+  for (const at of ['before the insert', 'after the insert'] satisfies InFlight[]) {
+    it(`a reclaim committing ${at} of the session: 401 PASSKEY_UNKNOWN_CREDENTIAL, no session`, async () => {
+      const registrant = await userWithPasskey();
+      const credential = await assertion(t.app, registrant.authenticator);
+      const res = await whileSignInWaits(
+        t.db,
+        registrant.userId,
+        at,
+        () => postAuthentication(t.app, credential),
+        reclaim(registrant.userId),
+      );
+      expect([res.statusCode, res.json().error?.code]).toEqual([401, 'PASSKEY_UNKNOWN_CREDENTIAL']);
+      expect(await sessionsOf(registrant.userId)).toBe(0);
+      expect(await lastRefusal()).toMatchObject({ user_id: registrant.userId });
+    });
+
+    it(`a disable committing ${at} of the session: 403 ACCOUNT_DISABLED, no session to come back`, async () => {
+      const user = await userWithPasskey();
+      const credential = await assertion(t.app, user.authenticator);
+      const res = await whileSignInWaits(
+        t.db,
+        user.userId,
+        at,
+        () => postAuthentication(t.app, credential),
+        disable(user.userId),
+      );
+      expect([res.statusCode, res.json().error?.code]).toEqual([403, 'ACCOUNT_DISABLED']);
+      expect(await sessionsOf(user.userId)).toBe(0);
+    });
+  }
+
+  it('20 sign-ins racing the owner’s magic link: each answered 200, 401 or 403; none of their sessions survives', async () => {
+    for (let round = 0; round < 6; round++) {
+      const registrant = await userWithPasskey();
+      const credentials = [];
+      // Counter 0 (an authenticator without one): sent at once, later counters could arrive first and be refused.
+      for (let i = 0; i < 20; i++) {
+        credentials.push(await assertion(t.app, registrant.authenticator, { signCount: 0 }));
+      }
+      // The link the owner got (magic-links.ts stores its SHA-256).
+      const link = newSecret();
+      await t.db.query(
+        `INSERT INTO magic_link_tokens (token_hash, email, expires_at) VALUES ($1, $2, now() + interval '10 minutes')`,
+        [hashSecret(link), registrant.email],
+      );
+      const signIns = credentials.map((c) => postAuthentication(t.app, c));
+      await new Promise((resolve) => setTimeout(resolve, round * 4));
+      const opened = await t.app.inject({ method: 'POST', url: '/auth/magic-link/verify', payload: { token: link } });
+      expect(opened.statusCode).toBe(200);
+      const answers = await Promise.all(signIns);
+      expect(answers.filter((r) => ![200, 401, 403].includes(r.statusCode)).map((r) => r.body)).toEqual([]);
+      // A passkey removed mid-sign-in is unknown, not a clone (a warning meant for alerts).
+      const refusals = new Set(answers.filter((r) => r.statusCode !== 200).map((r) => r.json().error.code));
+      expect([...refusals].filter((code) => code !== 'PASSKEY_UNKNOWN_CREDENTIAL')).toEqual([]);
+      expect(t.logs.lines.filter((l) => l.includes(registrant.passkey.id))).toEqual([]);
+      // The one session left is the owner's: the one the link made.
+      const left = await t.db.query<{ method: string | null }>(
+        `SELECT (SELECT a.details->>'method' FROM auth_audit_log a WHERE a.session_id = s.id AND a.event = 'login.success')
+                AS method
+           FROM sessions s WHERE s.user_id = $1`,
+        [registrant.userId],
+      );
+      expect(left.rows).toEqual([{ method: 'magic_link' }]);
+    }
   });
 });
 
