@@ -32,7 +32,7 @@ export interface Database extends Queryable {
   /** Query builder handed to Better Auth (same connections). */
   // biome-ignore lint/suspicious/noExplicitAny: Better Auth brings its own table types.
   readonly kysely: Kysely<any>;
-  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Runs a multi-statement SQL script (migrations). */
   exec(sql: string): Promise<void>;
   /**
@@ -48,7 +48,9 @@ export interface Database extends Queryable {
   notify(channel: string, payload: string): Promise<void>;
   /**
    * Takes a session-level advisory lock on a connection of its own, without waiting: null when another process holds
-   * it. `onLost` runs if that connection dies (the lock is gone with it). PGlite is one process: always granted.
+   * it. `onLost` runs if that connection dies (the lock is gone with it). If this process's machine dies instead, the
+   * server ends the session, freeing the lock, after about three heartbeats of silence (see listenerHeartbeatMs).
+   * PGlite is one process: always granted.
    */
   tryAdvisoryLock(key: number, onLost?: () => void): Promise<AdvisoryLock | null>;
   close(): Promise<void>;
@@ -56,6 +58,15 @@ export interface Database extends Queryable {
 
 export interface AdvisoryLock {
   release(): Promise<void>;
+}
+
+export interface TransactionOptions {
+  /**
+   * Run on a connection of its own without the client-side query timeout (statement_timeout plus a margin), for a
+   * transaction that may rightly outlast statement_timeout: a migration. The server's statement_timeout still applies
+   * until the transaction lifts it (SET LOCAL statement_timeout). No effect on PGlite, which has no such timeout.
+   */
+  unbounded?: boolean;
 }
 
 export interface DatabaseOptions {
@@ -78,7 +89,9 @@ export interface DatabaseOptions {
   /**
    * How often the LISTEN connection is asked for a round trip, and how long it has to answer, in ms (default 5000). A
    * connection cut without a close (a dead network path, a failover behind a virtual IP) answers nothing but looks
-   * alive until TCP keepalive gives up, hours later; meanwhile notifications would be lost unnoticed.
+   * alive until TCP keepalive gives up, hours later; meanwhile notifications would be lost unnoticed. The advisory lock
+   * connections have the same heartbeat. On both, the server is told to end the session after three heartbeats of
+   * silence (see boundOrphanedSession): a process whose machine died does not keep a lock or a LISTEN slot for hours.
    */
   listenerHeartbeatMs?: number;
 }
@@ -163,6 +176,23 @@ function openPostgres(options: DatabaseOptions): Database {
   const statements = preparedStatements(options.preparedStatements ?? true, (message) => options.onWarning?.(message));
   const handlers = new Map<string, Set<(payload: string) => void>>();
   const listener = createListener(options, handlers);
+  const heartbeatMs = options.listenerHeartbeatMs ?? 5000;
+
+  /** A connection for an unbounded transaction: the pool's settings but for query_timeout (see TransactionOptions). */
+  const connectUnbounded = async (): Promise<pg.Client> => {
+    const client = new pg.Client({
+      connectionString: options.url,
+      connectionTimeoutMillis: options.connectTimeoutSeconds * 1000,
+      statement_timeout: options.statementTimeoutSeconds * 1000,
+      // Without query_timeout, a connection cut silently while it waits (for a lock, say) is noticed by TCP keepalive
+      // alone: probes start after 10 s of silence instead of the system's default two hours.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
+    client.on('error', (err) => options.onBackgroundError?.(err));
+    await client.connect();
+    return client;
+  };
 
   return {
     kind: 'postgres',
@@ -176,8 +206,9 @@ function openPostgres(options: DatabaseOptions): Database {
       });
       return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 };
     },
-    async transaction(fn) {
-      const client = await pool.connect();
+    async transaction(fn, txOptions) {
+      const own = txOptions?.unbounded ? await connectUnbounded() : undefined;
+      const client = own ?? (await pool.connect());
       let broken: Error | undefined;
       try {
         await client.query('BEGIN');
@@ -204,7 +235,8 @@ function openPostgres(options: DatabaseOptions): Database {
         );
         throw err;
       } finally {
-        client.release(broken);
+        if (own) await own.end().catch(() => {});
+        else (client as pg.PoolClient).release(broken);
       }
     },
     async exec(sql) {
@@ -254,6 +286,8 @@ function openPostgres(options: DatabaseOptions): Database {
       client.on('error', lose);
       await client.connect();
       try {
+        // Before the lock is taken: no moment where this session holds it without the server-side bound.
+        await boundOrphanedSession(client, heartbeatMs);
         const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]);
         if (!rows[0]?.locked) {
           released = true;
@@ -266,9 +300,10 @@ function openPostgres(options: DatabaseOptions): Database {
         throw err;
       }
       client.once('end', () => lose());
-      // A connection cut without a FIN or RST never errors: the server ends the session (and frees the lock for another
-      // process) while this one would go on believing it holds it. The heartbeat notices, as the listener's does.
-      const heartbeatMs = options.listenerHeartbeatMs ?? 5000;
+      // A connection cut without a FIN or RST errors on neither side. Here the heartbeat notices, as the listener's does,
+      // and the process stops believing it holds the lock. The server would keep the session, and the lock, until its
+      // TCP keepalive gives up (two hours by default) but for boundOrphanedSession: about three heartbeats of silence.
+      // The heartbeat also keeps a live holder from ever being idle that long.
       heartbeat = setInterval(() => {
         answersWithin(client, heartbeatMs).catch((err: Error) => lose(err));
       }, heartbeatMs);
@@ -290,6 +325,31 @@ function openPostgres(options: DatabaseOptions): Database {
       if (!pool.ended) await pool.end();
     },
   };
+}
+
+/**
+ * Tells the server to end this session once its client has gone silent, as when the client's machine dies or its
+ * network path goes away for good: no FIN or RST reaches the server, which would otherwise keep the session (and any
+ * advisory lock or LISTEN it holds) until its TCP keepalive gives up, two hours by default. For connections that run a
+ * heartbeat every `heartbeatMs`, which keeps a live one from ever being idle that long:
+ * - idle_session_timeout (PostgreSQL 14+; older servers do not know it, and are left to the next layer) ends a session
+ *   idle for three heartbeats;
+ * - the server's TCP keepalives probe a socket silent for three heartbeats, and drop it after three unanswered probes
+ *   one heartbeat apart (a dead machine answers none; this works on every version).
+ * SET rather than startup options: a session-mode pooler on the LISTEN URL refuses those. Never on PGlite, which
+ * stops answering altogether once idle_session_timeout expires.
+ */
+async function boundOrphanedSession(client: pg.Client, heartbeatMs: number): Promise<void> {
+  const intervalSeconds = Math.max(1, Math.ceil(heartbeatMs / 1000));
+  const keepalives =
+    `SET tcp_keepalives_idle = ${3 * intervalSeconds}; SET tcp_keepalives_interval = ${intervalSeconds}; ` +
+    'SET tcp_keepalives_count = 3';
+  try {
+    await client.query(`SET idle_session_timeout = ${Math.ceil(3 * heartbeatMs)}; ${keepalives}`);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== '42704') throw err; // undefined_object: before PostgreSQL 14
+    await client.query(keepalives);
+  }
 }
 
 /** A heartbeat: one round trip on a connection of our own, rejected when no answer comes within `ms`. */
@@ -367,6 +427,7 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
     });
     try {
       await next.connect();
+      await boundOrphanedSession(next, heartbeatMs); // the heartbeat below keeps this connection from idling that long
       for (const channel of handlers.keys()) await next.query(`LISTEN ${quoteIdent(channel)}`);
     } catch (err) {
       lost = true;

@@ -25,28 +25,36 @@ const RETRY_DELAYS_MS = [500, 1000, 2000, 4000];
  * processes starting at once, the first applies it under the advisory lock and the others then find it current.
  */
 export async function migrate(db: Database): Promise<void> {
-  const schema = readFileSync(SCHEMA_FILE, 'utf8');
+  // LF whatever the checkout wrote (a Windows one may have CRLF): the BEGIN/COMMIT match and the recorded hash alike.
+  const schema = readFileSync(SCHEMA_FILE, 'utf8').replace(/\r\n/g, '\n');
   const version = createHash('sha256').update(schema).digest('hex');
   const body = transactionBody(schema);
   for (let attempt = 0; ; attempt++) {
     try {
-      await db.transaction(async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK_KEY]);
-        if ((await appliedVersion(tx)) === version) return;
-        // After the advisory lock: waiting for another process's migration blocks no one.
-        await tx.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
-        await tx.exec(body);
-        await tx.exec(`CREATE TABLE IF NOT EXISTS gateway_schema_version (
-          singleton  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
-          sha256     TEXT NOT NULL,
-          applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )`);
-        await tx.query(
-          `INSERT INTO gateway_schema_version (sha256) VALUES ($1)
-           ON CONFLICT (singleton) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
-          [version],
-        );
-      });
+      // Unbounded: waiting for another process's migration (or an operator's psql -f schema.sql), and applying a schema
+      // change (an index on a large table, a backfill), may rightly take longer than the serving statement_timeout.
+      // Neither blocks the serving gateways; what could, the DDL's table locks, is bounded by lock_timeout.
+      await db.transaction(
+        async (tx) => {
+          await tx.query('SET LOCAL statement_timeout = 0');
+          await tx.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK_KEY]);
+          if ((await appliedVersion(tx)) === version) return;
+          // After the advisory lock: waiting for another process's migration blocks no one.
+          await tx.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
+          await tx.exec(body);
+          await tx.exec(`CREATE TABLE IF NOT EXISTS gateway_schema_version (
+            singleton  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+            sha256     TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+          )`);
+          await tx.query(
+            `INSERT INTO gateway_schema_version (sha256) VALUES ($1)
+             ON CONFLICT (singleton) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
+            [version],
+          );
+        },
+        { unbounded: true },
+      );
       return;
     } catch (err) {
       const code = (err as { code?: unknown }).code;

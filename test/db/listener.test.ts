@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/index.js';
+import { startDeadHostRelay } from '../helpers/dead-host-relay.js';
 import { startTcpRelay } from '../helpers/tcp-relay.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
 
@@ -40,6 +41,31 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
     });
     return { relay, relayed };
   };
+
+  /** This database with its LISTEN and lock connections from a machine that can die (heartbeat 200 ms). */
+  const fromDyingHost = async (applicationName: string) => {
+    const relay = await startDeadHostRelay(t.url as string);
+    const listenUrl = new URL(relay.via(t.url as string));
+    listenUrl.searchParams.set('application_name', applicationName);
+    const dying = await openDatabase({
+      url: t.url as string,
+      listenUrl: listenUrl.toString(),
+      dataDir: t.dataDir,
+      poolMax: 2,
+      connectTimeoutSeconds: 1,
+      statementTimeoutSeconds: 30,
+      listenerHeartbeatMs: 200,
+    });
+    return { relay, dying };
+  };
+
+  /** Sessions of this database named `applicationName`, as the server sees them. */
+  const sessionsNamed = async (applicationName: string) =>
+    (
+      await db.query('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1', [
+        applicationName,
+      ])
+    ).rows.length;
 
   const next = (channel: string) =>
     new Promise<string>((resolve) => {
@@ -130,6 +156,66 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
       expect(lost).toBe(1);
     } finally {
       await relayed.close();
+      await relay.close();
+    }
+  });
+
+  // Regression: a Telegram poller whose machine died (no FIN, no RST) kept its lock for two hours, the server's TCP
+  // keepalive time, and no standby took over. The server now ends such a session after three heartbeats of silence.
+  it('an advisory lock whose holder’s machine dies is freed by the server within seconds', async () => {
+    const { relay, dying } = await fromDyingHost('gw_dying_lock_holder');
+    const KEY = 727219998;
+    let lost = 0;
+    const taken: { lock: Awaited<ReturnType<Database['tryAdvisoryLock']>> } = { lock: null };
+    try {
+      expect(await dying.tryAdvisoryLock(KEY, () => lost++)).not.toBeNull();
+      expect(await db.tryAdvisoryLock(KEY)).toBeNull();
+
+      relay.dead = true; // nothing more reaches the server: not the heartbeat, not the close that follows it
+      await expect.poll(() => lost, { timeout: 5000 }).toBe(1);
+      const takeLock = async () => {
+        taken.lock ??= await db.tryAdvisoryLock(KEY);
+        return taken.lock !== null;
+      };
+      await expect.poll(takeLock, { timeout: 5000, interval: 200 }).toBe(true);
+    } finally {
+      await taken.lock?.release();
+      await dying.close();
+      await relay.close();
+    }
+  });
+
+  it('the LISTEN session of a process whose machine dies is ended by the server within seconds', async () => {
+    const { relay, dying } = await fromDyingHost('gw_dying_listener');
+    try {
+      await dying.listen('gw_test_dying', () => {});
+      expect(await sessionsNamed('gw_dying_listener')).toBe(1);
+      relay.dead = true;
+      await expect.poll(() => sessionsNamed('gw_dying_listener'), { timeout: 5000, interval: 200 }).toBe(0);
+    } finally {
+      await dying.close();
+      await relay.close();
+    }
+  });
+
+  it('a live lock holder and listener outlast that bound: their heartbeat keeps them busy', async () => {
+    const { relay, dying: live } = await fromDyingHost('gw_live_heartbeat');
+    const KEY = 727219997;
+    let lost = 0;
+    const states: boolean[] = [];
+    try {
+      await live.listen('gw_test_live', () => {});
+      live.onListenerChange((up) => states.push(up));
+      const held = await live.tryAdvisoryLock(KEY, () => lost++);
+      expect(held).not.toBeNull();
+      await new Promise((r) => setTimeout(r, 2000)); // ten heartbeats; idle_session_timeout is three
+      expect(lost).toBe(0);
+      expect(states).toEqual([]);
+      expect(await db.tryAdvisoryLock(KEY)).toBeNull();
+      expect(await sessionsNamed('gw_live_heartbeat')).toBe(2);
+      await held?.release();
+    } finally {
+      await live.close();
       await relay.close();
     }
   });

@@ -91,4 +91,22 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('a PostgreSQL connection that st
     expect((err as { code?: string }).code).toBe('57014');
     expect(isUnavailableError(err)).toBe(true);
   });
+
+  // Regression: the migration ran in a pool transaction, whose every query the client abandoned at statement_timeout
+  // plus QUERY_TIMEOUT_MARGIN_MS: a schema change (or the wait for another process's) that took longer never applied.
+  it('an unbounded transaction (a migration) may outlast statement_timeout and the client-side timeout', async () => {
+    const started = Date.now();
+    const slept = await db.transaction(
+      async (tx) => {
+        await tx.query('SET LOCAL statement_timeout = 0');
+        return (await tx.query<{ slept: boolean }>('SELECT true AS slept FROM pg_sleep(3.5)')).rows[0]?.slept;
+      },
+      { unbounded: true },
+    );
+    expect(slept).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000 + QUERY_TIMEOUT_MARGIN_MS);
+    // Unless it lifts it, the server's statement_timeout still holds there.
+    const err = await db.transaction((tx) => tx.query('SELECT pg_sleep(3)'), { unbounded: true }).catch((e) => e);
+    expect((err as { code?: string }).code).toBe('57014');
+  });
 });

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, SCHEMA_FILE } from '../../src/db/index.js';
+import { migrate, openDatabase, SCHEMA_FILE } from '../../src/db/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
 
 // Storage tests: CI runs this folder on PostgreSQL and again on PGlite (npm run test:storage).
@@ -78,6 +78,46 @@ describe(`schema.sql (${process.env.TEST_DATABASE_URL ? 'PostgreSQL' : 'PGlite'}
     const { rows } = await t.db.query<{ sha256: string }>('SELECT sha256 FROM gateway_schema_version');
     expect(rows).toEqual([{ sha256: createHash('sha256').update(readFileSync(SCHEMA_FILE, 'utf8')).digest('hex') }]);
   });
+
+  // Regression: a process starting while another migrated waited for the schema lock on a serving connection, under
+  // statement_timeout (10 s) and the client's query timeout: a migration longer than that failed every such start.
+  it.runIf(process.env.TEST_DATABASE_URL)(
+    'a start waits for another process’s migration longer than statement_timeout, then applies its own',
+    async () => {
+      const current = async () => (await t.db.query('SELECT sha256 FROM gateway_schema_version')).rows;
+      const expected = await current();
+      // The other process: holds the schema lock for longer than the starting one's statement_timeout plus its
+      // client-side margin (1 s + 2 s), and leaves an older schema version recorded.
+      let peerLocked: () => void = () => {};
+      const locked = new Promise<void>((resolve) => {
+        peerLocked = resolve;
+      });
+      const peer = t.db.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock(727210001)');
+        await tx.query("UPDATE gateway_schema_version SET sha256 = 'an older schema.sql'");
+        peerLocked();
+        await sleep(4500);
+      });
+      await locked;
+      const starting = await openDatabase({
+        url: t.url as string,
+        dataDir: t.dataDir,
+        poolMax: 2,
+        connectTimeoutSeconds: 5,
+        statementTimeoutSeconds: 1,
+      });
+      try {
+        const started = Date.now();
+        await migrate(starting);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(3500);
+        expect(await current()).toEqual(expected);
+      } finally {
+        await peer;
+        await starting.close();
+      }
+    },
+    20_000,
+  );
 
   it('psql -f schema.sql runs on a prepared database, twice, without errors', () => {
     if (!t.url) return; // psql needs a server
