@@ -1,5 +1,8 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createAuthenticator } from '../src/authenticator/authenticator.js';
+import { createAuthenticator, createLastSeen } from '../src/authenticator/authenticator.js';
 import type { ActiveSession } from '../src/authenticator/session.store.js';
 import { createSessionCache } from '../src/authenticator/session-cache.js';
 import {
@@ -8,6 +11,7 @@ import {
   registerUser,
   type TestApp,
   type TestDatabase,
+  testConfig,
 } from './helpers/test-app.js';
 
 // One database for the file (each app below gets its own config on it): fewer embedded databases to start.
@@ -27,6 +31,7 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
     });
   });
   afterAll(() => t?.close());
+  afterEach(() => vi.useRealTimers());
 
   const session = (token: string) =>
     t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } });
@@ -34,6 +39,14 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
   const setLastUsed = async (id: string, ago: string) => {
     await t.app.sessions.flushUses(); // uses already made are written (behind) first; then the clock moves back
     await t.db.query(`UPDATE sessions SET last_used_at = now() - $2::interval WHERE id = $1`, [id, ago]);
+  };
+  /**
+   * Two hours pass: for the row (last_used_at, which other processes read) and for this process, which remembers the
+   * uses it saw (its clock moves on: only Date is faked).
+   */
+  const idleTwoHours = async (id: string) => {
+    await setLastUsed(id, '2 hours');
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 2 * 3600_000 });
   };
   const secondsSinceUse = async (id: string) =>
     Number(
@@ -65,7 +78,7 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
       expect((await getSession(headers)).json()).toMatchObject({ user: { id: user.userId } });
     }
     const { rows } = await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE token = $1', [raw]);
-    await setLastUsed(rows[0]?.id as string, '2 hours');
+    await idleTwoHours(rows[0]?.id as string);
     for (const headers of credentials) {
       const res = await getSession(headers);
       expect(res.statusCode).toBe(200);
@@ -76,7 +89,7 @@ describe('session idle timeout (auth.session.idle_timeout)', () => {
   it('refuses a session unused for longer than the idle timeout, on /auth/* and /api/auth/*', async () => {
     const user = await registerUser(t.app);
     const id = await sessionIdOf(user.token);
-    await setLastUsed(id, '2 hours');
+    await idleTwoHours(id);
     const res = await session(user.token);
     expect(res.statusCode).toBe(401);
     expect(res.json().error.code).toBe('INVALID_TOKEN');
@@ -258,5 +271,96 @@ describe('idle timeout on a cached session used through other processes', () => 
     expect(reads()).toBe(2);
     advance(1);
     expect(await accepted()).toBe(false); // the refused use was not recorded
+  });
+});
+
+// Regression: this process's last use lived only on the cached session object, which lives at most
+// session_cache.ttl (30 s shipped; one request with the cache off); a read from the database brings back only the
+// throttled last_used_at, so a session was refused up to a write interval early by the very process that saw the use
+// (shipped cache, idle_timeout 40: used at 0 s and 9 s, refused at 44 s).
+describe('idle timeout counts from the last use this process saw, across reads of the session', () => {
+  afterEach(() => vi.useRealTimers());
+  /** The shipped config.yaml's session cache. */
+  const shipped = testConfig(mkdtempSync(join(tmpdir(), 'idle-last-use-'))).auth.session_cache;
+
+  /** An Authenticator (the only process) on one session row, which its touches write; counts the row's reads. */
+  const build = (idleTimeout: number, cacheTtlSeconds: number) => {
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-26T12:00:00Z') });
+    const row: ActiveSession = {
+      id: 'sess_1',
+      userId: 'u1',
+      expiresAt: new Date(Date.now() + 7 * 86400_000),
+      email: 'a@example.com',
+      name: 'A',
+      license: null,
+      lastUsedAt: new Date(),
+      ipAllowlist: null,
+      lastChannel: 'rest',
+    };
+    let reads = 0;
+    const auth = createAuthenticator({
+      tokens: { sign: () => 't', verify: () => ({ sub: 'u1', sid: 'sess_1', iat: 0, exp: 4e9 }) },
+      sessions: {
+        findActive: async () => {
+          reads++;
+          return { ...row };
+        },
+        touch: () => {
+          row.lastUsedAt = new Date();
+        },
+      } as never,
+      licenses: (() => ({ type: 'free', features: {}, resourceLimits: {} })) as never,
+      cookieSession: async () => null,
+      session: { expiresIn: 7 * 86400, updateAge: 86400, idleTimeout },
+      cache: createSessionCache({ maxEntries: shipped.max_entries, ttlMs: cacheTtlSeconds * 1000, enabled: true }),
+    });
+    const start = Date.now();
+    /** Uses the session at `seconds` after the first use; whether it was accepted. */
+    const useAt = async (seconds: number) => {
+      vi.setSystemTime(start + seconds * 1000);
+      return (await auth.authenticateToken('x')) !== null;
+    };
+    return { useAt, reads: () => reads, writtenAt: () => (row.lastUsedAt.getTime() - start) / 1000 };
+  };
+
+  it(`shipped cache (ttl ${shipped.ttl} s), idle_timeout ttl + 10: a reload keeps the use not written`, async () => {
+    expect(shipped.ttl).toBeGreaterThan(0);
+    const idleTimeout = shipped.ttl + 10; // 40 s: a use is written at most every 10 s
+    const unwritten = Math.floor(idleTimeout / 4) - 1; // 9 s: within the write interval of the first use
+    const { useAt, reads, writtenAt } = build(idleTimeout, shipped.ttl);
+    expect(await useAt(0)).toBe(true);
+    expect(await useAt(unwritten)).toBe(true);
+    expect(writtenAt()).toBe(0); // the row knows only the first use
+    const later = unwritten + idleTimeout - 5; // 44 s: 35 s after the last use, past the cache ttl
+    expect(later).toBeGreaterThan(shipped.ttl);
+    expect(await useAt(later)).toBe(true); // was false: read again, the session counted from 0 s
+    expect(reads()).toBe(2);
+    expect(await useAt(later + idleTimeout + 1)).toBe(false); // idle by every count: refused
+  });
+
+  it('cache off (ttl 0), idle_timeout 20: used at 0 s and 4 s, accepted at 21 s, refused at 42 s', async () => {
+    const { useAt, reads } = build(20, 0);
+    expect(await useAt(0)).toBe(true);
+    expect(await useAt(4)).toBe(true); // not written (every 5 s)
+    expect(await useAt(21)).toBe(true); // was false: 21 s after the use written
+    expect(reads()).toBe(3); // every check reads the row
+    expect(await useAt(42)).toBe(false);
+    expect(await useAt(43)).toBe(false); // the refused use was not recorded
+  });
+
+  it('remembers a bounded number of sessions: older than the idle timeout first, then the read longest ago', () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-26T12:00:00Z') });
+    const lastSeen = createLastSeen(60_000, 2000);
+    const read = (id: string) =>
+      lastSeen.attach({ id, lastUsedAt: new Date() } as ActiveSession, Date.now()).lastSeen as { ms: number };
+    for (let i = 0; i < 1000; i++) read(`old_${i}`);
+    vi.setSystemTime(Date.now() + 61_000);
+    let most = 0;
+    for (let i = 0; i < 10_000; i++) {
+      read(`new_${i}`).ms = Date.now(); // a use through the cache: the shared record
+      most = Math.max(most, lastSeen.size);
+    }
+    expect(most).toBeLessThanOrEqual(2000);
+    expect(read('new_9999').ms).toBe(Date.now()); // a recent session keeps its record across reads
   });
 });

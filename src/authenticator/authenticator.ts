@@ -1,13 +1,19 @@
 import type { IpPolicy, IpRefusal } from '../access/ip-policy.js';
 import { AppError } from '../errors/index.js';
 import type { LicenseResolver } from '../licenses/index.js';
-import type { ActiveSession, SessionStore } from './session.store.js';
+import type { ActiveSession, LastSeen, SessionStore } from './session.store.js';
 import type { SessionCache } from './session-cache.js';
 import type { TokenCodec } from './tokens.js';
 import type { AuthContext, Channel } from './types.js';
 
 /** A session's last use is written at most once a minute: the sessions list that shows it needs no finer grain. */
 const TOUCH_INTERVAL_SECONDS = 60;
+
+/**
+ * Most sessions whose last use a process remembers (see createLastSeen): about 100 bytes each, so 10 MB at most. Only
+ * sessions used through this process within the idle timeout need one.
+ */
+const MAX_LAST_SEEN = 100_000;
 
 /**
  * A value now, or later. The bearer check on a cached session is synchronous all the way (no promise per layer: with
@@ -102,34 +108,96 @@ export function bearerToken(header: string | string[] | undefined): string | nul
 }
 
 /**
+ * This process's last use of each session, kept apart from the session objects. A cached entry lives at most
+ * session_cache.ttl (with the cache off, one request), and a session read again from the database brings back only
+ * the throttled last_used_at: without this, the uses not yet written were lost at each read, and a session in use was
+ * refused up to a write interval early by the very process that saw the use.
+ *
+ * Every copy of a session read here shares one record (`ActiveSession.lastSeen`), so a use still costs one field write
+ * and a cache hit no map operation; the map is read only when a session is read from the database. Bounded: a record
+ * older than the idle timeout says nothing the row does not and is dropped when the map grows; past `max`, the records
+ * read longest ago go (their sessions then count from the row's last use, at most a write interval early).
+ */
+export function createLastSeen(idleMs: number, max = MAX_LAST_SEEN) {
+  const bySession = new Map<string, LastSeen>();
+  const minSweep = Math.min(max, 1024);
+  /** Size at which the next new record first sweeps: twice what the last sweep kept, so sweeps cost O(1) a record. */
+  let sweepAt = minSweep;
+
+  function sweep(now: number) {
+    for (const [id, seen] of bySession) if (now - seen.ms > idleMs) bySession.delete(id);
+    const keep = Math.floor(max * 0.75);
+    for (const id of bySession.keys()) {
+      if (bySession.size <= keep) break;
+      bySession.delete(id);
+    }
+    sweepAt = Math.max(minSweep, Math.min(max, bySession.size * 2));
+  }
+
+  return {
+    /** Gives a session just read from the database its record, counting from the row's last use when that is later. */
+    attach(session: ActiveSession, now: number): ActiveSession {
+      let seen = bySession.get(session.id);
+      if (seen) {
+        bySession.delete(session.id); // set again below: the map's order is the order of the last reads
+      } else {
+        if (bySession.size >= sweepAt) sweep(now);
+        seen = { ms: 0 };
+      }
+      bySession.set(session.id, seen);
+      seen.ms = Math.max(seen.ms, session.lastUsedAt.getTime());
+      session.lastSeen = seen;
+      return session;
+    },
+    /** The session is gone (revoked, expired, its user disabled). */
+    forget(sessionId: string): void {
+      bySession.delete(sessionId);
+    },
+    get size() {
+      return bySession.size;
+    },
+  };
+}
+
+/**
  * The one place that turns a credential into an AuthContext. Every channel (REST, WebSocket, Telegram) calls this,
  * so revocation, expiry and licenses mean the same everywhere.
  */
 export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   const { tokens, sessions, licenses, cache } = deps;
-  const findActive = (sessionId: string) => sessions.findActive(sessionId);
+  const idleTimeout = deps.session.idleTimeout ?? 0;
+  const idleMs = idleTimeout * 1000;
+  /** This process's last uses, for the idle timeout (none without one). */
+  const lastSeen = idleMs > 0 ? createLastSeen(idleMs) : null;
+  const findActive = lastSeen
+    ? (sessionId: string) =>
+        sessions.findActive(sessionId).then((session) => {
+          if (session) return lastSeen.attach(session, Date.now());
+          lastSeen.forget(sessionId);
+          return null;
+        })
+    : (sessionId: string) => sessions.findActive(sessionId);
   const activeSession = cache
     ? (sessionId: string) => cache.lookup(sessionId, findActive)
     : (sessionId: string) => findActive(sessionId);
-  const idleTimeout = deps.session.idleTimeout ?? 0;
-  const idleMs = idleTimeout * 1000;
   /**
    * A use is written at most once per interval per session: a minute, or a quarter of the idle timeout when shorter,
-   * so a process that reads the session from the database sees a last use at most that much (plus the store's
-   * write-behind delay, about a second) too old. A session is refused as idle only on such a read (a cached one that
-   * looks idle is read again first: see withSession), so at most that much early. Whole seconds: the store's UPDATE
-   * takes an int.
+   * so a process that reads the session from the database sees another process's last use at most that much (plus
+   * the store's write-behind delay, about a second) too old; its own uses it remembers (createLastSeen). A session is
+   * refused as idle only on such a read (a cached one that looks idle is read again first: see withSession), so at
+   * most that much early, and only for uses through other processes. Whole seconds: the store's UPDATE takes an int.
    */
   const touchInterval =
     idleTimeout > 0 ? Math.min(TOUCH_INTERVAL_SECONDS, Math.floor(idleTimeout / 4)) : TOUCH_INTERVAL_SECONDS;
-  /** A session unused for longer than the idle timeout (as far as `s` knows) is refused, as an expired one is. */
-  const idle = (s: ActiveSession, now: number) => idleMs > 0 && now - (s.lastSeenMs ?? s.lastUsedAt.getTime()) > idleMs;
+  /** A session unused for longer than the idle timeout (as this process knows) is refused, as an expired one is. */
+  const idle = (s: ActiveSession, now: number) =>
+    idleMs > 0 && now - (s.lastSeen?.ms ?? s.lastUsedAt.getTime()) > idleMs;
   /**
-   * Every use counts for the idle timeout here (lastSeenMs); the database write is throttled separately (lastUsedAt).
-   * The (possibly cached) session object carries both, so a cached session does not trigger a write on every request.
+   * Every use counts for the idle timeout here (lastSeen, shared with later reads of the session); the database write
+   * is throttled separately (lastUsedAt), so a cached session does not trigger a write on every request.
    */
   const touch = (s: ActiveSession, channel: Channel, now: number): void => {
-    s.lastSeenMs = now;
+    if (s.lastSeen) s.lastSeen.ms = now;
     // The first use after sign-in records its channel; after that, one write per interval (written behind).
     if (s.lastChannel !== null && now - s.lastUsedAt.getTime() < touchInterval * 1000) return;
     s.lastUsedAt = new Date(now);

@@ -12,15 +12,21 @@ export interface ActiveSession {
   /** Last use as written to the database (throttled: see touch in authenticator.ts). */
   lastUsedAt: Date;
   /**
-   * Last use this process saw (Date.now() ms), where the idle timeout counts from; absent: none since the session was
-   * read, so lastUsedAt is the last. Other processes' uses are not in it: a cached session idle by it is read again
-   * before it is refused (see withSession in authenticator.ts).
+   * Where the idle timeout counts from: the last use this process saw, or lastUsedAt when later. One record per
+   * session, shared by every copy of it this process reads, so it outlives a cached entry (see createLastSeen in
+   * authenticator.ts); absent with no idle timeout. Other processes' uses are not in it: a cached session idle by it
+   * is read again before it is refused (see withSession in authenticator.ts).
    */
-  lastSeenMs?: number;
+  lastSeen?: LastSeen;
   /** The user's own IP allow list (null: none). */
   ipAllowlist: string[] | null;
   /** The channel of the last recorded use (null: none recorded since sign-in). */
   lastChannel: string | null;
+}
+
+/** A session's last use in this process (Date.now() ms); written in place on every use. */
+export interface LastSeen {
+  ms: number;
 }
 
 export interface IdentityRow {
