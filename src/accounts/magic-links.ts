@@ -4,6 +4,7 @@ import { gatewayLink, type Mailer } from '../email/index.js';
 import { escapeHtml } from '../email/templates.js';
 import { AppError } from '../errors/index.js';
 import { proveAddress } from './address-proof.js';
+import { isNewEmailAddress } from './email-address.js';
 import { hashSecret, newSecret } from './secrets.js';
 
 export interface MagicLinkSettings {
@@ -55,10 +56,15 @@ export const MAGIC_LINK_VERIFY_PATH = '/auth/magic-link/verify';
 
 export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDeps): MagicLinks {
   const { db, mailer } = deps;
+  /**
+   * Whether a link may create an account for `email`: with create_accounts, and only for an address registration
+   * takes (the request's rule is the wider one for looking addresses up, so that older accounts still sign in).
+   */
+  const mayCreate = (email: string) => settings.createAccounts && isNewEmailAddress(email);
 
   /** After the answer: the email, if the address can sign in (has an account, or accounts may be created). */
   async function sendLink(email: string, token: string): Promise<void> {
-    if (!settings.createAccounts) {
+    if (!mayCreate(email)) {
       const user = await db.query('SELECT 1 FROM users WHERE lower(email) = $1 AND NOT is_anonymous', [email]);
       if (user.rows.length === 0) return;
     }
@@ -134,7 +140,7 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
       if (!found) return null;
       const { email, codeChallenge } = found;
       if (found.user) return { ...found.user, codeChallenge };
-      if (!settings.createAccounts) return null;
+      if (!mayCreate(email)) return null;
       try {
         return { userId: await deps.createUser(email), created: true, twoFactor: false, codeChallenge };
       } catch (err) {

@@ -6,6 +6,7 @@ import { Value } from '@sinclair/typebox/value';
 import ipaddr from 'ipaddr.js';
 import { type Document, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import { invalidCidr } from '../access/ip-policy.js';
+import { EMAIL_MAX_LENGTH, isNewEmailAddress } from '../accounts/email-address.js';
 import { createIpMatcher } from '../ratelimit/client-key.js';
 import { type Config, ConfigSchema, type RawConfig } from './schema.js';
 
@@ -307,6 +308,15 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
   if (resetScheme !== 'http:' && resetScheme !== 'https:') {
     throw new ConfigError(
       `auth.password_reset_page: must be a path or an http:// or https:// URL (${where('auth.password_reset_page')})`,
+    );
+  }
+  // The dev user is stored as written (lowercased): an address the sign-up routes refuse would be an account they could
+  // never have made, and one with surrounding spaces could never sign in (the routes trim what they look up).
+  if (!isNewEmailAddress(config.dev_user.email)) {
+    throw new ConfigError(
+      `dev_user.email: must be a bare address of at most ${EMAIL_MAX_LENGTH} characters that registration takes ` +
+        `(letters, digits and _ ' + - in dot-separated parts, @, a domain whose last part has two or more letters; ` +
+        `no surrounding spaces) (${where('dev_user.email')})`,
     );
   }
   for (const list of ['allow', 'deny'] as const) {

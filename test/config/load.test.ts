@@ -239,6 +239,22 @@ describe('loadConfig', () => {
     expect(passwords(64, 64)().auth.password).toMatchObject({ min_length: 64, max_length: 64 });
   });
 
+  // Regression: dev_user.email was not checked, so the dev user could be stored under an address registration refuses
+  // (or with surrounding spaces, which sign-in trims away: it could never sign in).
+  it('refuses a dev_user.email that registration would refuse, naming the key and the file', () => {
+    const devUser = (email: string) => load({ config: `dev_user:\n  email: ${JSON.stringify(email)}\n` });
+    for (const email of ['ops@localhost', 'Dev <dev@example.com>', ' dev@example.com', 'a!b@example.com']) {
+      const t = devUser(email);
+      const err = errorOf(t.load);
+      expect(err.message, email).toMatch(/^dev_user\.email: must be a bare address .*registration takes/);
+      expect(err.message, email).toContain(t.configFile);
+      expect(err.message.split('\n'), email).toHaveLength(1);
+    }
+    expect(devUser('Ops.Team+dev@example.co.uk').load().dev_user.email).toBe('Ops.Team+dev@example.co.uk');
+    // The shipped default (config.yaml's, and the schema's when the key is absent) stays valid.
+    expect(load({ config: '' }).load().dev_user.email).toBe('dev@example.com');
+  });
+
   it('refuses rate-limit rules that share a bucket with different limits, naming the rule', () => {
     const rules = (window: number) =>
       load({

@@ -10,6 +10,7 @@ const Code = T.String({ minLength: 6, maxLength: 32, pattern: '^[A-Za-z0-9-]+$',
 
 export const SuccessResponse = T.Object({ success: T.Literal(true), message: T.Optional(T.String()) });
 
+// Password reset and verification resend only look the address up: the lookup rule (an address stored earlier).
 export const EmailBody = T.Object({ email: Email });
 export type EmailBody = Static<typeof EmailBody>;
 

@@ -1,14 +1,30 @@
 import { type Static, Type as T } from '@sinclair/typebox';
-import { EMAIL_MAX_LENGTH, EMAIL_PATTERN } from '../../accounts/email-address.js';
+import { EMAIL_MAX_LENGTH, EMAIL_PATTERN, LOOKUP_EMAIL_PATTERN } from '../../accounts/email-address.js';
 
 /** Schemas of the /auth/* routes: validation and the OpenAPI document come from these. */
 
-// The rule the operator CLI shares (src/accounts/email-address.ts); the handler trims surrounding spaces.
+// The rules the operator CLI and the config share (src/accounts/email-address.ts); handlers trim surrounding spaces.
+
+/**
+ * An address a route only looks up (sign-in, password reset, magic link, verification resend, passkey options): any
+ * bare address, so that one stored under an earlier rule (`ops@localhost`) still signs in. Never for a route that
+ * stores an address: that is NewEmail.
+ */
 export const Email = T.String({
   minLength: 3,
   maxLength: EMAIL_MAX_LENGTH,
-  pattern: EMAIL_PATTERN,
+  pattern: LOOKUP_EMAIL_PATTERN,
   description: 'Email address; case and surrounding spaces are ignored',
+  examples: ['user@example.com'],
+});
+
+/** An address a route stores (registration, an address change): one Better Auth's sign-up takes. */
+export const NewEmail = T.String({
+  minLength: 3,
+  maxLength: EMAIL_MAX_LENGTH,
+  pattern: EMAIL_PATTERN,
+  description:
+    "Email address: letters, digits and _ ' + - in dot-separated parts, @, a domain whose last part has two or more letters; case and surrounding spaces are ignored",
   examples: ['user@example.com'],
 });
 
@@ -49,7 +65,7 @@ export const TwoFactorRequiredResponse = T.Object({
 
 export const makeRegisterBody = (password: { min: number; max: number }) =>
   T.Object({
-    email: Email,
+    email: NewEmail,
     password: T.String({ minLength: password.min, maxLength: password.max, examples: ['SecurePassword123!'] }),
     name: T.Optional(T.String({ maxLength: 100, default: '', examples: ['John Doe'] })),
   });

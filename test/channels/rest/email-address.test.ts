@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EMAIL_PATTERN } from '../../../src/accounts/email-address.js';
-import { createTestApp, type TestApp } from '../../helpers/test-app.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { EMAIL_PATTERN, LOOKUP_EMAIL_PATTERN } from '../../../src/accounts/email-address.js';
+import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
 
 // Regression: the email fields took any text around an @ (`Someone <victim@example.com>`, `a@x.com,b@y.com`). A mail
 // library reads that as a display name or a list: the mail reached victim@example.com while the send limits counted
@@ -12,7 +12,13 @@ describe('email fields take a bare address only', () => {
   });
   afterAll(() => t?.close());
 
-  const ROUTES = ['/auth/register', '/auth/password/forgot', '/auth/email/verify/resend', '/auth/magic-link'];
+  const ROUTES = [
+    '/auth/register',
+    '/auth/login',
+    '/auth/password/forgot',
+    '/auth/email/verify/resend',
+    '/auth/magic-link',
+  ];
   const post = (url: string, email: string) =>
     t.app.inject({ method: 'POST', url, payload: { email, password: 'SecurePassword123!', name: 'N' } });
 
@@ -27,6 +33,8 @@ describe('email fields take a bare address only', () => {
     '"quoted"@example.com',
     'a\\b@example.com',
     'victim@[127.0.0.1]',
+    'a b@example.com',
+    `${'a'.repeat(250)}@example.com`,
   ];
   it.each(ROUTES)('%s refuses display names, lists, comments and quotes with VALIDATION_FAILED', async (url) => {
     for (const email of HOSTILE) {
@@ -60,6 +68,66 @@ describe('email fields take a bare address only', () => {
       expect(res.statusCode, email).toBe(400);
       expect(res.json().error, email).toMatchObject({ code: 'VALIDATION_FAILED', field: 'email' });
     }
+  });
+});
+
+// Regression: 5b46d7e narrowed the one Email schema to what Better Auth's sign-up takes, and /auth/login and
+// /auth/password/forgot used it too: an account stored under the earlier rule (`create-user --email ops@localhost`)
+// could neither sign in nor reset its password (400 VALIDATION_FAILED). Lookups take any bare address again.
+describe('an address stored under the earlier, wider rule', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ config: { magic_link: { enabled: true } } });
+  });
+  afterAll(() => t?.close());
+
+  const LOOKUPS = ['/auth/password/forgot', '/auth/email/verify/resend', '/auth/magic-link'];
+  const post = (url: string, payload: object) => t.app.inject({ method: 'POST', url, payload });
+
+  it('signs in with its password, and every lookup route takes it', async () => {
+    const user = await registerUser(t.app);
+    await t.db.query(`UPDATE users SET email = 'ops@localhost' WHERE id = $1`, [user.userId]);
+    const login = await post('/auth/login', { email: ' OPS@localhost ', password: user.password });
+    expect(login.statusCode, login.body).toBe(200);
+    expect(login.json().userId).toBe(user.userId);
+    for (const url of LOOKUPS) {
+      const res = await post(url, { email: 'ops@localhost' });
+      expect(res.statusCode, `${url}: ${res.body}`).toBeLessThan(300);
+    }
+    const options = await t.app.inject({ url: '/auth/passkey/authenticate/options?email=ops%40localhost' });
+    expect(options.statusCode, options.body).toBe(200);
+    // Registration still refuses it: no new account gets an address Better Auth's sign-up would refuse.
+    const register = await post('/auth/register', { email: 'new@localhost', password: 'SecurePassword123!' });
+    expect(register.json().error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'email' });
+  });
+
+  it('answers an address no account can have as it answers an unknown one, with the same argon2 work', async () => {
+    const hash = vi.spyOn(t.app.hasher, 'hash');
+    const verify = vi.spyOn(t.app.hasher, 'verify');
+    const answers = async (email: string) => {
+      hash.mockClear();
+      verify.mockClear();
+      const login = await post('/auth/login', { email, password: 'WrongPassword123!' });
+      const work = { hash: hash.mock.calls.length, verify: verify.mock.calls.length };
+      const lookups = [];
+      for (const url of LOOKUPS) {
+        const res = await post(url, { email });
+        lookups.push([url, res.statusCode, res.json()]);
+      }
+      return { login: [login.statusCode, login.json()], work, lookups };
+    };
+    const tag = Date.now();
+    const strict = await answers(`nobody-${tag}@example.com`);
+    expect(strict.login).toEqual([
+      401,
+      expect.objectContaining({ error: expect.objectContaining({ code: 'INVALID_CREDENTIALS' }) }),
+    ]);
+    expect(strict.work).toEqual({ hash: 1, verify: 0 });
+    for (const email of [`nobody-${tag}@localhost`, `a!b-${tag}@example.com`, `first..last-${tag}@example.com`]) {
+      expect(await answers(email), email).toEqual(strict);
+    }
+    hash.mockRestore();
+    verify.mockRestore();
   });
 });
 
@@ -104,5 +172,11 @@ describe("EMAIL_PATTERN agrees with Better Auth's z.email()", () => {
       expect(pattern.test(email), email).toBe(valid);
       expect(pattern.test(`  ${email} `), email).toBe(valid);
     }
+  });
+
+  // Every account made now can be looked up: sign-in and reset take each address registration takes.
+  it('LOOKUP_EMAIL_PATTERN takes every address EMAIL_PATTERN does', () => {
+    const lookup = new RegExp(LOOKUP_EMAIL_PATTERN, 'u');
+    for (const [email, valid] of VERDICTS) if (valid) expect(lookup.test(email), email).toBe(true);
   });
 });

@@ -277,6 +277,18 @@ describe('magic link sign-in (SMTP, redirect with a one-time code)', () => {
     expect(await links.verify(token, origin)).toBeNull();
   });
 
+  // Regression: sign-in routes take any bare address (so that accounts stored under an earlier, wider rule still sign
+  // in); a link must not create an account under an address registration refuses.
+  it('with create_accounts, an address registration refuses gets no link and no account (factory)', async () => {
+    const { links, sent } = factory({ createAccounts: true });
+    await links.request('ops@localhost');
+    await links.request('listed@example.com'); // sent after the first: when it is out, the first was decided
+    await expect.poll(() => sent.length).toBe(1);
+    expect(sent[0]?.to).toBe('listed@example.com');
+    const { rows } = await t.db.query("SELECT 1 FROM users WHERE email = 'ops@localhost'");
+    expect(rows).toHaveLength(0);
+  });
+
   // Regression: a unique violation from createUser answered 500. The address registered between the link's lookup and
   // its account creation is signed in to like any account the link finds: its address proven (here: reclaimed).
   it('with create_accounts, an address registered while the link is opened: that account, reclaimed (factory)', async () => {
