@@ -118,6 +118,10 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     // Fastify accepts a hop count too; its typings lag behind.
     trustProxy: config.server.trust_proxy as boolean | string,
     return503OnClosing: true,
+    // A body must arrive within 5 minutes (then 408 REQUEST_TIMEOUT and the connection closes), or a client trickling
+    // one byte at a time would hold its socket forever: Fastify sets Node's requestTimeout itself, to 0 (off) unless
+    // told. Headers have Node's headersTimeout (60 s).
+    requestTimeout: 300_000,
     // Errors the router raises before any route (a path parameter over maxParamLength, a malformed URL) use the
     // same JSON envelope as everything else instead of Fastify's default body, which echoes the path.
     frameworkErrors: (err, request, reply) => {
