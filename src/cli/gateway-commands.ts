@@ -7,6 +7,7 @@ import { generateId } from '../auth/ids.js';
 import { type Config, ConfigError, loadConfig } from '../config/index.js';
 import { type Database, DataDirLockedError, isUniqueViolation, migrate, openDatabase } from '../db/index.js';
 import { refusedText } from '../http/nul-guard.plugin.js';
+import { licenseOverridesRefusal } from '../licenses/index.js';
 import { createPasswordHasher } from '../passwords/index.js';
 
 /**
@@ -69,6 +70,8 @@ function jsonObject(text: string | boolean | undefined, name: string): Record<st
   }
   const refused = refusedText(parsed, '');
   if (refused) throw new UsageError(`--${name} ${JSON.stringify(refused.details.field)}: ${refused.message}`);
+  const overrides = licenseOverridesRefusal(parsed as Record<string, unknown>);
+  if (overrides) throw new UsageError(`--${name} ${overrides}`);
   return parsed as Record<string, unknown>;
 }
 

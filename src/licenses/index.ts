@@ -5,3 +5,4 @@ export {
   type LicenseEvents,
 } from './license-events.js';
 export { createLicenseResolver, type License, type LicenseResolver, type LicenseRow } from './licenses.js';
+export { LicenseOverrides, licenseOverridesRefusal } from './overrides.js';

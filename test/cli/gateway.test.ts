@@ -212,6 +212,9 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
       ['--limits', '{"max_ws_connections":1e999}'],
       ['--limits', '{"a":{"b":-1e999}}'],
       ['--limits', deep],
+      // The admin API's limits on overrides (review F: the CLI stored these, exit 0).
+      ['--features', JSON.stringify(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, true])))],
+      ['--limits', JSON.stringify({ ['k'.repeat(65)]: 1 })],
     ] as const) {
       const res = await gateway(['set-license', user.userId, '--type', 'pro', flag, json]);
       expect([json, res.code]).toEqual([json, 2]);

@@ -1,4 +1,5 @@
 import { type Static, Type as T } from '@sinclair/typebox';
+import { LicenseOverrides } from '../../licenses/index.js';
 import { License } from './auth.schemas.js';
 import { Cidrs } from './sessions.schemas.js';
 
@@ -60,13 +61,11 @@ export const UserDetailResponse = T.Object({
   channelLinks: T.Array(T.Object({ channel: T.String(), channelUserId: T.String(), createdAt: DateTime })),
 });
 
-const JsonObject = T.Record(T.String({ maxLength: 64 }), T.Unknown(), { maxProperties: 64 });
-
 export const LicenseBody = T.Object(
   {
     type: T.String({ minLength: 1, maxLength: 64, description: 'A key of licenses.types in config' }),
-    features: T.Optional(JsonObject),
-    resourceLimits: T.Optional(JsonObject),
+    features: T.Optional(LicenseOverrides),
+    resourceLimits: T.Optional(LicenseOverrides),
   },
   { additionalProperties: false },
 );

@@ -220,11 +220,14 @@ describe('admin API (/admin/*)', () => {
 
   // Regression (left alone by the session that fixed the CLI twin): JSON.parse reads 1e999 as Infinity, which
   // passed the schema and was stored as null, so the limit silently became the license type's default.
-  it('refuses license features or limits with a number too large to store, and the license stays', async () => {
+  it('refuses license features or limits with a number too large to store, or too many or too long keys; the license stays', async () => {
     const user = await registerUser(t.app);
     for (const body of [
       '{"type":"pro","resourceLimits":{"max_ws_connections":1e999}}',
       '{"type":"pro","features":{"a":[{"b":-1e999}]}}',
+      // Keys over 64 characters (review F: the key schema of a T.Record limits nothing; propertyNames does).
+      JSON.stringify({ type: 'pro', resourceLimits: { ['k'.repeat(65)]: 1 } }),
+      JSON.stringify({ type: 'pro', features: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`f${i}`, 1])) }),
     ]) {
       const res = await t.app.inject({
         method: 'PUT',
