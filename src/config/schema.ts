@@ -370,7 +370,8 @@ export const ConfigSchema = T.Object(
     ),
     admin: T.Object(
       {
-        // Users with these emails get role 'admin' at start (when they exist) and when they register.
+        // Users with these emails get role 'admin' once their address is verified: at start (when they exist) and at
+        // each sign-in.
         emails: T.Array(T.String({ minLength: 3 }), { default: [] }),
       },
       { ...Strict, default: {} },
