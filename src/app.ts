@@ -56,6 +56,7 @@ import { consolePlugin } from './console/console.plugin.js';
 import { type Database, isUnavailableError } from './db/index.js';
 import { docsPlugin } from './docs/docs.plugin.js';
 import { createMailer, type Mailer } from './email/index.js';
+import { AppError } from './errors/index.js';
 import { housekeepingPlugin } from './housekeeping/housekeeping.plugin.js';
 import { createClientErrorHandler, createExpectationHandler } from './http/client-errors.js';
 import { errorsPlugin, render as renderError } from './http/errors.plugin.js';
@@ -117,7 +118,9 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     bodyLimit: config.server.body_limit,
     // Fastify accepts a hop count too; its typings lag behind.
     trustProxy: config.server.trust_proxy as boolean | string,
-    return503OnClosing: true,
+    // While closing, the hook below answers in the gateway's envelope (Fastify's own 503 has neither a code nor the
+    // request id, Retry-After or security headers).
+    return503OnClosing: false,
     // A body must arrive within 5 minutes (then 408 REQUEST_TIMEOUT and the connection closes), or a client trickling
     // one byte at a time would hold its socket forever: Fastify sets Node's requestTimeout itself, to 0 (off) unless
     // told. Headers have Node's headersTimeout (60 s).
@@ -144,9 +147,22 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   app.removeContentTypeParser('text/plain');
   // Hooks on every request are callback-style, not async: on the hot path (a cached session check costs tens of
   // microseconds) each promise an async hook creates is a measurable share.
+  // Set when the close begins (SIGTERM): a request arriving after it, on a kept-alive connection, is answered 503
+  // SERVER_BUSY with Retry-After and Connection: close, so the client retries on another instance.
+  let closingSince = 0;
+  app.addHook('preClose', (done) => {
+    closingSince = Date.now();
+    done();
+  });
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     closeDetachedAfter(reply);
+    if (closingSince !== 0) {
+      // Before the security plugin's hook, which an error here skips: its headers too.
+      reply.headers(baseHeaders).header('connection', 'close');
+      done(new AppError('SERVER_BUSY', 'The server is shutting down; try again.', { retryAfter: 1 }));
+      return;
+    }
     done();
   });
 
@@ -477,10 +493,6 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   // has finished its requests: what they do after their answer (an email a 202 promised) ends before the mailer and
   // the pool close. Within half of server.shutdown_timeout, counted from the start of the close: the other half is for
   // the rest of it (the bot, the pool) before the process gives up.
-  let closingSince = 0;
-  app.addHook('preClose', async () => {
-    closingSince = Date.now();
-  });
   app.addHook('onClose', async () => {
     const deadline = (closingSince || Date.now()) + (config.server.shutdown_timeout * 1000) / 2;
     if (!(await settleAfterAnswer(deadline))) {

@@ -245,7 +245,8 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
       schema: {
         summary: 'Health: database reachable, version, uptime (503 when the database is not)',
         tags: ['auth'],
-        response: { 200: HealthResponse, 503: HealthResponse },
+        // 503 is also the gateway's error envelope: a probe that arrives once the process is shutting down.
+        response: { 200: HealthResponse, 503: T.Union([HealthResponse, ErrorResponse]) },
       },
     },
     async (_request, reply) => {
