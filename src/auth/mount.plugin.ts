@@ -6,6 +6,7 @@ import { AppError, type ErrorCode } from '../errors/index.js';
 import { betterAuthBodyField } from '../http/better-auth-body.js';
 import { CLIENT_IP_HEADER, clientIpOf } from './better-auth.js';
 import type { AuthEngine } from './engine.js';
+import { ChallengeExhausted } from './two-factor.js';
 
 /** A session a request to the mount carries, as the gateway admitted it. */
 export interface MountedSession {
@@ -335,8 +336,9 @@ export function checkedUpdateUserBody(contentType: string | undefined, body: unk
 
 /**
  * The gateway's verdict on a 2FA sign-in code before Better Auth's verify route sees it (two-factor.ts,
- * claimSignInCode), as that route answers its own refusals: Better Auth's body and code (INVALID_CODE,
- * INVALID_BACKUP_CODE, ACCOUNT_TEMPORARILY_LOCKED), which clients of Better Auth's library read. Null: let it through.
+ * claimSignInCode), as that route answers its own refusals: Better Auth's status, body and code (INVALID_CODE,
+ * INVALID_BACKUP_CODE, TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE, ACCOUNT_TEMPORARILY_LOCKED with Retry-After), which clients
+ * of Better Auth's library read. Null: let it through.
  */
 async function codeRefusal(
   options: MountOptions,
@@ -349,11 +351,14 @@ async function codeRefusal(
     return null;
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
-    const { INVALID_CODE, INVALID_BACKUP_CODE, ACCOUNT_TEMPORARILY_LOCKED } = TWO_FACTOR_ERROR_CODES;
+    const { INVALID_CODE, INVALID_BACKUP_CODE, TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE, ACCOUNT_TEMPORARILY_LOCKED } =
+      TWO_FACTOR_ERROR_CODES;
     const answer = ({ code, message }: { code: string; message: string }) => ({ code, message });
     if (err.code === 'TWO_FACTOR_INVALID_CODE') {
       return { status: 401, body: answer(method === 'totp' ? INVALID_CODE : INVALID_BACKUP_CODE) };
     }
+    // The challenge's attempts are spent, the account is not locked: nothing to wait for, the client signs in again.
+    if (err instanceof ChallengeExhausted) return { status: 400, body: answer(TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE) };
     if (err.code === 'TWO_FACTOR_LOCKED') {
       return { status: 429, body: answer(ACCOUNT_TEMPORARILY_LOCKED), retryAfter: err.details.retryAfter };
     }

@@ -25,6 +25,20 @@ const SKEW_STEPS = 1;
 
 export type CodeCheck = 'ok' | 'invalid' | 'locked' | 'not_enabled';
 
+/** An attempt counted toward the lockout (`locking`: it set the lock), or refused: locked for `retryAfter` seconds. */
+type Attempt = { locked: false; locking: boolean } | { locked: true; retryAfter: number };
+
+/**
+ * TWO_FACTOR_LOCKED for a challenge whose 5 attempts are spent (the plugin's TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE), the
+ * account not locked: a new sign-in works at once. /auth/2fa/verify answers it as TWO_FACTOR_LOCKED (README); Better
+ * Auth's own routes, served at /api/auth, answer it as Better Auth does (mount.plugin.ts, codeRefusal).
+ */
+export class ChallengeExhausted extends AppError {
+  constructor(options?: { cause?: unknown }) {
+    super('TWO_FACTOR_LOCKED', undefined, {}, options);
+  }
+}
+
 export interface TwoFactorEngine {
   /**
    * Starts enrolment (not active until confirm()), replacing a pending one; requires the password. Answers the
@@ -60,7 +74,8 @@ export interface TwoFactorEngine {
   /**
    * Checks a sign-in code before Better Auth's own verify-totp or verify-backup-code route does (served at /api/auth),
    * as verifyChallenge does: returns when the route may complete the sign-in (a right code, a TOTP code's time step
-   * used up); throws TWO_FACTOR_INVALID_CODE or _LOCKED for a wrong or used code.
+   * used up); throws TWO_FACTOR_INVALID_CODE for a wrong or used code, TWO_FACTOR_LOCKED with retryAfter (seconds) for
+   * a locked account, and ChallengeExhausted for a wrong code on a challenge whose attempts are spent.
    */
   claimSignInCode(challenge: string, code: string, method: 'totp' | 'backup_code'): Promise<void>;
 }
@@ -172,12 +187,13 @@ export function createTwoFactorEngine(
   }
 
   /**
-   * Counts an attempt as a wrong code before its code is compared; null when the account is locked, else whether this
-   * attempt locked it (it was the lockout_threshold-th). One atomic statement: of guesses sent at once, only as many as
-   * the threshold leaves are compared, the rest are refused unseen. A right code takes its count back. A lock that has
-   * run out starts a fresh count (as the plugin does on its sign-in path).
+   * Counts an attempt as a wrong code before its code is compared: whether this attempt locked the account (it was the
+   * lockout_threshold-th), or, when the account is locked, the seconds left on the lock (for Retry-After). One atomic
+   * statement counts: of guesses sent at once, only as many as the threshold leaves are compared, the rest are refused
+   * unseen. A right code takes its count back. A lock that has run out starts a fresh count (as the plugin does on its
+   * sign-in path).
    */
-  async function reserveAttempt(id: string): Promise<{ locking: boolean } | null> {
+  async function reserveAttempt(id: string): Promise<Attempt> {
     const { rows } = await db.query<{ locking: boolean }>(
       `WITH current AS (
          SELECT id, CASE WHEN locked_until IS NULL THEN failed_verification_count ELSE 0 END + 1 AS failures
@@ -190,7 +206,14 @@ export function createTwoFactorEngine(
         RETURNING c.failures >= $2 AS locking`,
       [id, options.lockoutThreshold, options.lockoutDuration],
     );
-    return rows[0] ?? null;
+    if (rows[0]) return { locked: false, locking: rows[0].locking };
+    // Locked: read after the count, so a lock set by a concurrent attempt is seen. One that ran out in between (or a
+    // row deleted by a disable) leaves nothing to wait for but this second.
+    const { rows: lock } = await db.query<{ seconds: number | null }>(
+      'SELECT ceil(extract(epoch FROM locked_until - now()))::int AS seconds FROM two_factor WHERE id = $1',
+      [id],
+    );
+    return { locked: true, retryAfter: Math.max(1, lock[0]?.seconds ?? 1) };
   }
 
   /**
@@ -212,7 +235,7 @@ export function createTwoFactorEngine(
     const found = await totpOf(userId, verified);
     if (!found) return 'not_enabled';
     const attempt = await reserveAttempt(found.id);
-    if (!attempt) return 'locked';
+    if (attempt.locked) return 'locked';
     const step = stepOf(found.totp, code);
     // A right code clears the count, this attempt's with it; a replay counts as a wrong code.
     if (step !== null && (await claimStep(found.id, step, true))) return 'ok';
@@ -286,7 +309,7 @@ export function createTwoFactorEngine(
     const found = userId ? await totpOf(userId, true) : null;
     if (!found) return;
     const attempt = await reserveAttempt(found.id);
-    if (!attempt) throw new AppError('TWO_FACTOR_LOCKED');
+    if (attempt.locked) throw new AppError('TWO_FACTOR_LOCKED', undefined, { retryAfter: attempt.retryAfter });
     if (method === 'totp') {
       const step = stepOf(found.totp, code);
       if (step !== null && (await claimStep(found.id, step, false))) return releaseAttempt(found.id);
@@ -399,6 +422,7 @@ export function translateTwoFactor(err: unknown): unknown {
     case 'INVALID_BACKUP_CODE':
       return new AppError('TWO_FACTOR_INVALID_CODE', undefined, {}, { cause: err });
     case 'TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE':
+      return new ChallengeExhausted({ cause: err });
     case 'ACCOUNT_TEMPORARILY_LOCKED':
       return new AppError('TWO_FACTOR_LOCKED', undefined, {}, { cause: err });
     case 'INVALID_TWO_FACTOR_COOKIE':

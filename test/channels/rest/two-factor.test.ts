@@ -359,6 +359,7 @@ describe('TOTP two-factor', () => {
     const sixth = await verify(c, nextCode(totp));
     expect(sixth.statusCode).toBe(429);
     expect(sixth.json().error.code).toBe('TWO_FACTOR_LOCKED');
+    expect(sixth.headers['retry-after']).toBeUndefined(); // the account is not locked: nothing to wait for
     const after = await verify(c, totp.generate());
     expect(after.statusCode).toBe(401);
     expect(after.json().error.code).toBe('TWO_FACTOR_CHALLENGE_INVALID');
@@ -384,6 +385,55 @@ describe('TOTP two-factor', () => {
     );
     expect(rows.filter((r) => r.event === 'twofactor.failed').length).toBeGreaterThanOrEqual(10);
     expect(rows.some((r) => r.event === 'lockout')).toBe(true);
+  });
+
+  // Regression: a wrong code on a spent challenge at Better Auth's verify routes answered 429 ACCOUNT_TEMPORARILY_LOCKED
+  // (an account lock, wait) where Better Auth answers 400 TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE (sign in again).
+  it("Better Auth's verify routes: the 6th wrong code on one challenge is Better Auth's TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE", async () => {
+    for (const [route, wrong] of [
+      ['verify-totp', wrongCode],
+      ['verify-backup-code', () => 'wrong-00000'],
+    ] as const) {
+      const { user, totp } = await enrolled();
+      const cookie = await challengeCookie(user);
+      for (let i = 0; i < 5; i++) expect((await verifyThere(cookie, wrong(totp), route)).statusCode, route).toBe(401);
+      const sixth = await verifyThere(cookie, wrong(totp), route);
+      const { rows } = await t.db.query<{ locked: boolean }>(
+        'SELECT coalesce(locked_until > now(), false) AS locked FROM two_factor WHERE user_id = $1',
+        [user.userId],
+      );
+      expect(rows[0]?.locked, route).toBe(false); // 6 wrong codes of lockout_threshold (10)
+      expect([sixth.statusCode, sixth.json().code], route).toEqual([400, 'TOO_MANY_ATTEMPTS_REQUEST_NEW_CODE']);
+      expect(sixth.headers['retry-after'], route).toBeUndefined();
+      // The challenge is spent; a new sign-in works at once.
+      expect((await verifyThere(cookie, wrong(totp), route)).statusCode, route).toBe(401);
+      expect((await verifyThere(await challengeCookie(user), nextCode(totp))).statusCode, route).toBe(200);
+    }
+  });
+
+  // Regression: a locked account's 2FA was refused with 429 and no Retry-After on every sign-in verify route.
+  it('a locked account: 429 with Retry-After (the seconds left on the lock) on every sign-in verify route', async () => {
+    const { user, totp } = await enrolled();
+    // Locked as lockout_threshold wrong codes leave it, 600 of lockout_duration's seconds left.
+    await t.db.query(
+      `UPDATE two_factor SET failed_verification_count = 10, locked_until = now() + interval '600 seconds'
+        WHERE user_id = $1`,
+      [user.userId],
+    );
+    const answers = [
+      await verify(await challenge(user), nextCode(totp)),
+      await verifyThere(await challengeCookie(user), nextCode(totp)),
+      await verifyThere(await challengeCookie(user), 'AAAAA-BBBBB', 'verify-backup-code'),
+    ];
+    for (const res of answers) {
+      expect([res.statusCode, res.json().error?.code ?? res.json().code], res.body).toEqual([
+        429,
+        res.json().error ? 'TWO_FACTOR_LOCKED' : 'ACCOUNT_TEMPORARILY_LOCKED',
+      ]);
+      const retryAfter = Number(res.headers['retry-after']);
+      expect(retryAfter, res.body).toBeGreaterThan(590);
+      expect(retryAfter, res.body).toBeLessThanOrEqual(600);
+    }
   });
 
   // Regression: the lock was read before a code was compared and the failure written after, so every guess already in
