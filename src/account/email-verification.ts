@@ -5,7 +5,7 @@ import type { Database, Queryable } from '../db/index.js';
 import { type EmailMessage, gatewayLink, type Mailer, verificationEmail } from '../email/index.js';
 import { signUpAttemptEmail } from '../email/templates.js';
 import { AppError } from '../errors/index.js';
-import { sendDeferred } from './deferred.js';
+import { sendDeferred, withSends } from './deferred.js';
 import { claimSendSlot, freeSendSlot } from './send-slots.js';
 
 /**
@@ -54,9 +54,11 @@ export interface EmailVerification {
    * they hold the account's password or session, so it is theirs. Anyone else, who may be the address's owner facing
    * an account someone else registered with it, gets a link to confirm the address by choosing a password
    * (`sendPasswordChoice`), which reclaims the account for them; a plain link would verify the registrant's account,
-   * password and all. A failure there frees the slot again and throws.
+   * password and all. The second step ends once the email has gone out; a failure there, to prepare the email or to
+   * send it, frees the slot again and throws. It resolves with the account a verification link went to (`linkSentTo`:
+   * the caller's own), else null: the password choice is a reset, which the reset's own hook records.
    */
-  resend(email: string, signedInAs?: string | null): Promise<() => Promise<{ userId: string | null }>>;
+  resend(email: string, signedInAs?: string | null): Promise<() => Promise<{ linkSentTo: string | null }>>;
   /**
    * Consumes a link: marks the user's email verified, or completes the anonymous user's upgrade to the address.
    * INVALID_VERIFICATION_TOKEN when unknown, used or expired; EMAIL_TAKEN when an upgrade's address got an account
@@ -129,20 +131,26 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
 
       return async () => {
         try {
-          const found = await db.transaction(async (tx) => {
-            const { rows } = await tx.query<{ id: string; email_verified: boolean }>(
-              'SELECT id, email_verified FROM users WHERE lower(email) = $1',
-              [address],
-            );
-            const user = rows[0];
-            if (!user || user.email_verified) return null;
-            if (user.id !== signedInAs) return { userId: user.id, message: null };
-            return { userId: user.id, message: await issue(tx, { id: user.id, email: address }) };
+          // withSends: the link's email is waited for, so that one the mail server refused frees the slot too.
+          return await withSends(async () => {
+            const found = await db.transaction(async (tx) => {
+              const { rows } = await tx.query<{ id: string; email_verified: boolean }>(
+                'SELECT id, email_verified FROM users WHERE lower(email) = $1',
+                [address],
+              );
+              const user = rows[0];
+              if (!user || user.email_verified) return null;
+              if (user.id !== signedInAs) return { userId: user.id, message: null };
+              return { userId: user.id, message: await issue(tx, { id: user.id, email: address }) };
+            });
+            if (!found) return { linkSentTo: null };
+            if (!found.message) {
+              await options.sendPasswordChoice(address);
+              return { linkSentTo: null };
+            }
+            sendDeferred(options.mailer, found.message, log);
+            return { linkSentTo: found.userId };
           });
-          if (!found) return { userId: null };
-          if (found.message) sendDeferred(options.mailer, found.message, log);
-          else await options.sendPasswordChoice(address);
-          return { userId: found.userId };
         } catch (err) {
           // As after a sign-up whose email could not be prepared, the slot is free again: the user may ask at once.
           await freeSendSlot(db, slot.marker);

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settleAfterAnswer } from '../../src/account/deferred.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
 
 /** A local mail server recording the recipients of what it accepted; `refuse` and `greetAfterMs` change its mood. */
@@ -92,5 +93,48 @@ describe('closing the app with a reset email on its way', () => {
     closed = true;
     await t.app.close();
     expect(smtp.received.filter((to) => to === user.email)).toHaveLength(1);
+  });
+});
+
+// Regression (review E): a verification link resent to a caller signed in to the account was sent after the resend's
+// work had returned, so a mail server that refused it never freed the address's slot: 429 for the whole interval.
+describe('a resent verification link the mail server refused', () => {
+  const mood: { refuse?: boolean } = {};
+  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    smtp = await mailServer(mood);
+    t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await smtp?.close();
+  });
+
+  it('frees the address to ask again: the next resend, once the mail server is back, sends it', async () => {
+    // Verification off (the default): the registrant is signed in to its unverified account.
+    const user = await registerUser(t.app);
+    // As if resend_interval had passed since the sign-up's email.
+    await t.db.query(
+      `UPDATE verification_tokens SET expires_at = now() - interval '1 second' WHERE identifier LIKE 'email-verification-sent:%'`,
+    );
+    const resend = () =>
+      t.app.inject({
+        method: 'POST',
+        url: '/auth/email/verify/resend',
+        headers: { authorization: `Bearer ${user.token}` },
+        payload: { email: user.email },
+      });
+    const before = smtp.received.length;
+    mood.refuse = true;
+    expect((await resend()).statusCode).toBe(202);
+    await expect.poll(() => t.logs.text.includes('sending an account email failed'), { timeout: 5000 }).toBe(true);
+    expect(await settleAfterAnswer(Date.now() + 5000)).toBe(true);
+
+    mood.refuse = false;
+    expect((await resend()).statusCode).toBe(202);
+    expect(t.logs.text).toContain('resending a verification email failed');
+    await expect.poll(() => smtp.received.slice(before).filter((to) => to === user.email).length).toBe(1);
   });
 });

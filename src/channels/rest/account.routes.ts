@@ -148,8 +148,13 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
       // The address's send slot is taken before the answer (429 RATE_LIMITED when it is not free), the email after it.
       const sendLink = await verification.resend(normalizeEmail(request.body.email), signedInAs);
       await answerThen(reply, 'resending a verification email failed', async () => {
-        const { userId } = await sendLink();
-        if (userId) await audit.record({ event: 'email.verification_sent', userId, ...restOrigin(request) });
+        // Only a link to the caller's own account is recorded here, with where the caller is. Anyone else's resend is a
+        // reset, recorded by the reset hook when its email goes out (password.reset_requested) without an IP or user
+        // agent: the account's registrant, who reads its audit log, may be a squatter and the caller the address's owner.
+        const { linkSentTo } = await sendLink();
+        if (linkSentTo) {
+          await audit.record({ event: 'email.verification_sent', userId: linkSentTo, ...restOrigin(request) });
+        }
       });
     },
   );

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settleAfterAnswer } from '../../../src/account/deferred.js';
 import { statementsWaitingForALock } from '../../helpers/db-locks.js';
 import { startMailingApp } from '../../helpers/mailing-app.js';
 import { createSiblingApp } from '../../helpers/sibling-app.js';
@@ -64,6 +65,14 @@ describe('email verification (auth.require_email_verification: true)', () => {
       await sibling.close();
     }
   };
+  /** The user's audit rows of these events, oldest first. */
+  const eventsOf = async (userId: string, ...events: string[]) =>
+    (
+      await t.db.query<{ event: string; ip: string | null; user_agent: string | null }>(
+        `SELECT event, ip_address AS ip, user_agent FROM auth_audit_log WHERE user_id = $1 AND event = ANY($2) ORDER BY id`,
+        [userId, events],
+      )
+    ).rows;
   /** Live reset links of a user (a reset link's row holds the user id alone). */
   const resetLinks = async (userId: string) =>
     (await t.db.query('SELECT 1 FROM verification_tokens WHERE token = $1 AND expires_at > now()', [userId])).rows
@@ -221,19 +230,14 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(await resetLinks(userId)).toBe(2);
 
     // The reset email's own limit per address holds too: with only the resend's slot free, the resend answers as
-    // always (its audit row is written) and no reset link is issued.
+    // always, and no reset link is issued nor recorded (a reset email went out twice, so two rows).
     await expireSlots('verification');
     expect((await resend(user.email)).statusCode).toBe(202);
-    await expect
-      .poll(
-        async () =>
-          (
-            await t.db.query(`SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'email.verification_sent'`, [
-              userId,
-            ])
-          ).rows.length,
-      )
-      .toBe(3);
+    expect(await settleAfterAnswer(Date.now() + 5000)).toBe(true);
+    expect(await eventsOf(userId, 'password.reset_requested', 'email.verification_sent')).toEqual([
+      { event: 'password.reset_requested', ip: null, user_agent: null },
+      { event: 'password.reset_requested', ip: null, user_agent: null },
+    ]);
     expect(await resetLinks(userId)).toBe(2);
     expect(mailsTo(user.email).filter((m) => CONFIRM.test(m.subject ?? ''))).toHaveLength(2);
     expect(mailsTo('nobody-at-all@example.com')).toHaveLength(0);
@@ -259,6 +263,51 @@ describe('email verification (auth.require_email_verification: true)', () => {
     expect(old.statusCode).toBe(400);
     expect((await openEmailedLink(t.app, second)).statusCode).toBe(200);
     expect((await login(user)).statusCode).toBe(200);
+  });
+
+  // Regression (review E): a resend not signed in to the account was recorded on it as email.verification_sent with
+  // the caller's IP and user agent, so a registrant squatting an address read in its audit log where its owner was.
+  it("a resend not signed in to the account is recorded as the reset it is, without the caller's IP or user agent", async () => {
+    const user = fresh();
+    const userId = (await register(user)).json().userId as string;
+    await smtp.waitFor((m) => addressOf(m) === user.email);
+    await expireSlots();
+    const owner = { remoteAddress: '198.51.100.77', headers: { 'user-agent': 'OwnersPhone/1.0 (victim)' } };
+    const before = smtp.messages.length;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/email/verify/resend',
+      ...owner,
+      payload: { email: user.email },
+    });
+    expect(res.statusCode).toBe(202);
+    await smtp.waitFor((m) => smtp.messages.indexOf(m) >= before && CONFIRM.test(m.subject ?? ''));
+    expect(await settleAfterAnswer(Date.now() + 5000)).toBe(true);
+    // What the registrant reads in GET /auth/audit (signed in elsewhere: this app does not sign an unverified user in).
+    const audit = await t.app.inject({
+      url: '/auth/audit?limit=100',
+      headers: { authorization: `Bearer ${await sessionOf(user)}` },
+    });
+    const events = audit.json().events as Array<{ event: string; ip: string | null; userAgent: string | null }>;
+    expect(events.filter((e) => e.ip === owner.remoteAddress || e.userAgent?.includes('victim'))).toEqual([]);
+    expect(await eventsOf(userId, 'password.reset_requested', 'email.verification_sent')).toEqual([
+      { event: 'password.reset_requested', ip: null, user_agent: null },
+    ]);
+
+    // Signed in to the account, the caller gets a verification link to it, recorded with where the caller is.
+    await expireSlots();
+    const signedIn = await t.app.inject({
+      method: 'POST',
+      url: '/auth/email/verify/resend',
+      remoteAddress: '192.0.2.5',
+      headers: { authorization: `Bearer ${await sessionOf(user)}`, 'user-agent': 'RegistrantsLaptop/2.0' },
+      payload: { email: user.email },
+    });
+    expect(signedIn.statusCode).toBe(202);
+    expect(await settleAfterAnswer(Date.now() + 5000)).toBe(true);
+    expect(await eventsOf(userId, 'email.verification_sent')).toEqual([
+      { event: 'email.verification_sent', ip: '192.0.2.5', user_agent: 'RegistrantsLaptop/2.0' },
+    ]);
   });
 
   it('a duplicate registration answers like a new one (no enumeration) and creates nothing', async () => {
@@ -577,11 +626,9 @@ describe('email verification (auth.require_email_verification: true)', () => {
     const mail = mailsTo(user.email)[1] as NonNullable<ReturnType<typeof mailsTo>[number]>;
     expect((await resetPassword(confirmToken(mail), user.password)).statusCode).toBe(200);
     expect((await login(user)).statusCode).toBe(200);
-    const { rows } = await t.db.query(
-      `SELECT 1 FROM auth_audit_log WHERE user_id = $1 AND event = 'email.verification_sent'`,
-      [userId],
-    );
-    expect(rows).toHaveLength(1);
+    expect(await eventsOf(userId, 'password.reset_requested', 'email.verification_sent')).toEqual([
+      { event: 'password.reset_requested', ip: null, user_agent: null },
+    ]);
     expect(mailsTo('nobody-resent@example.com')).toHaveLength(0);
   });
 
