@@ -5,7 +5,7 @@ import type { Database, Queryable } from '../db/index.js';
 import { type EmailMessage, gatewayLink, type Mailer, verificationEmail } from '../email/index.js';
 import { signUpAttemptEmail } from '../email/templates.js';
 import { AppError } from '../errors/index.js';
-import { sendDeferred, withSends } from './deferred.js';
+import { afterAnswer, sendDeferred, withSends } from './deferred.js';
 import { claimSendSlot, freeSendSlot } from './send-slots.js';
 
 /**
@@ -97,30 +97,42 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
   const claimSlot = (tx: Queryable, email: string) =>
     claimSendSlot(tx, 'email-verification', email, options.resendIntervalSeconds);
 
-  /** issueLimited's work; the slot, the link and the decision commit together, so a failure leaves the slot free. */
+  /**
+   * issueLimited's work; the slot, the link and the decision commit together, so a failure leaves the slot free, and
+   * an email the mail server refuses frees it again (withSends waits for it), so that the user may ask at once.
+   */
   async function sendFor(user: { id: string; email: string }, existingAccount: boolean): Promise<void> {
     const email = normalize(user.email);
-    const message = await db.transaction(async (tx) => {
-      if ('wait' in (await claimSlot(tx, email))) return null;
+    const prepared = await db.transaction(async (tx) => {
+      const slot = await claimSlot(tx, email);
+      if ('wait' in slot) return null;
       const { rows } = await tx.query<{ id: string; email_verified: boolean }>(
         'SELECT id, email_verified FROM users WHERE lower(email) = $1',
         [email],
       );
       const owner = rows[0];
-      if (owner && (existingAccount || owner.id !== user.id || owner.email_verified)) {
-        return signUpAttemptEmail({ to: email, appName: options.appName });
-      }
-      return issue(tx, { ...user, email });
+      const message =
+        owner && (existingAccount || owner.id !== user.id || owner.email_verified)
+          ? signUpAttemptEmail({ to: email, appName: options.appName })
+          : await issue(tx, { ...user, email });
+      return { marker: slot.marker, message };
     });
-    if (message) sendDeferred(options.mailer, message, log);
+    if (!prepared) return;
+    try {
+      await withSends(async () => sendDeferred(options.mailer, prepared.message, log));
+    } catch (err) {
+      await freeSendSlot(db, prepared.marker);
+      throw err;
+    }
   }
 
   return {
     async issueLimited(user, { existingAccount = false } = {}) {
-      setImmediate(() => {
-        sendFor(user, existingAccount).catch((err: Error) => {
-          log.error({ err: { message: err.message } }, 'preparing a verification email failed');
-        });
+      // After the answer (shutdown waits for it: afterAnswer).
+      afterAnswer(
+        new Promise<void>((resolve) => setImmediate(resolve)).then(() => sendFor(user, existingAccount)),
+      ).catch((err: Error) => {
+        log.error({ err: { message: err.message } }, 'preparing a verification email failed');
       });
     },
 

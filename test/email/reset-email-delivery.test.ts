@@ -138,3 +138,42 @@ describe('a resent verification link the mail server refused', () => {
     await expect.poll(() => smtp.received.slice(before).filter((to) => to === user.email).length).toBe(1);
   });
 });
+
+// The same for the sign-up's own email (sent with verification required): a refused one held the address's slot for
+// the whole resend interval, and a resend was refused (429).
+describe('a sign-up whose verification email the mail server refused', () => {
+  const mood: { refuse?: boolean } = {};
+  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    smtp = await mailServer(mood);
+    t = await createTestApp({
+      config: { email: { smtp_url: smtp.url }, auth: { require_email_verification: true } },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await smtp?.close();
+  });
+
+  it('frees the address: the first resend, once the mail server is back, sends an email', async () => {
+    const before = smtp.received.length;
+    mood.refuse = true;
+    const email = `refused-${Date.now()}@example.com`;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/auth/register',
+      payload: { email, password: 'SecurePassword123!', name: 'R' },
+    });
+    expect(res.statusCode).toBe(201);
+    await expect
+      .poll(() => t.logs.text.includes('sending an account email failed'), { timeout: 5000 })
+      .toBe(true);
+    expect(await settleAfterAnswer(Date.now() + 5000)).toBe(true);
+    mood.refuse = false;
+    const resend = await t.app.inject({ method: 'POST', url: '/auth/email/verify/resend', payload: { email } });
+    expect(resend.statusCode).toBe(202);
+    await expect.poll(() => smtp.received.slice(before).filter((to) => to === email).length).toBe(1);
+  });
+});
