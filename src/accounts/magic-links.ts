@@ -1,3 +1,4 @@
+import { afterAnswer } from '../account/deferred.js';
 import type { AuditLog, AuditOrigin } from '../audit/index.js';
 import { type Database, isUniqueViolation, type Queryable } from '../db/index.js';
 import { gatewayLink, type Mailer } from '../email/index.js';
@@ -117,11 +118,12 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
       // Whether the address has an account, and the email, wait for a later turn of the event loop: the route has
       // answered by then, or waits only for what every address waits for (its onSend hooks). Until then, a known
       // address costs exactly what an unknown one costs: the same statements, no SMTP work.
-      setImmediate(() => {
-        sendLink(email, token).catch((err: Error) => {
+      // After-answer work: shutdown waits for it.
+      afterAnswer(new Promise<void>((resolve) => setImmediate(resolve)).then(() => sendLink(email, token))).catch(
+        (err: Error) => {
           deps.log.error({ err: { message: err.message } }, 'magic link email failed');
-        });
-      });
+        },
+      );
     },
 
     async verify(token, origin) {
