@@ -2,7 +2,7 @@ import { APIError, getIP } from 'better-auth/api';
 import type { AuditOrigin } from '../audit/index.js';
 import { usesSecureCookies } from '../config/index.js';
 import type { Database } from '../db/index.js';
-import { isUnavailableError, isUniqueViolation } from '../db/index.js';
+import { isForeignKeyViolation, isUnavailableError, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { surfaceBusy } from '../passwords/index.js';
 import { bareAddress } from '../ratelimit/client-key.js';
@@ -45,6 +45,11 @@ export interface AuthEngine {
    * account's password changed is undone, and the answer is Better Auth's to a wrong password (password-race.ts).
    */
   handleSignIn(request: Request, email: string): Promise<Response>;
+  /**
+   * handle() for Better Auth's POST /sign-up/email naming `email`: a sign-up that lost the unique index to another of
+   * the same address gets Better Auth's answer to a taken address, as signUpEmail's does (collidedWith).
+   */
+  handleSignUp(request: Request, email: string): Promise<Response>;
   signUpEmail(
     input: { email: string; password: string; name: string },
     headers: Headers,
@@ -129,6 +134,21 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
       }
     },
 
+    async handleSignUp(request, email) {
+      const again = request.clone();
+      const response = await handle(request);
+      if (response.status !== 422) return response;
+      // Better Auth's refusal, as the APIError it answered with (FAILED_TO_CREATE_USER for a lost insert).
+      const body = (await response
+        .clone()
+        .json()
+        .catch(() => ({}))) as { code?: string; message?: string };
+      if (!(await collidedWith(db, new APIError('UNPROCESSABLE_ENTITY', body), email))) return response;
+      // Asked again, Better Auth finds the account and answers as for any taken address: with verification required,
+      // as for a new one (a made-up user, no session), and its owner is told (existingUserSignUp); without, 422.
+      return handle(again);
+    },
+
     async signUpEmail(input, headers) {
       try {
         const res = await surfaceUnavailable(() => surfaceBusy(() => auth.api.signUpEmail({ body: input, headers })));
@@ -172,6 +192,8 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
         if (!('token' in response) || !response.token) throw new Error('sign-in returned no session');
         return { ...(await sessionOf(db, response.token)), audited: false };
       } catch (err) {
+        // The account deleted as its session was inserted: answered as an unknown address is.
+        if (isForeignKeyViolation(err)) throw new AppError('INVALID_CREDENTIALS', undefined, {}, { cause: err });
         throw translate(err);
       }
     },
@@ -186,10 +208,13 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
 
     async createSession(userId, meta) {
       const context = await auth.$context;
-      // The sign-in guard runs inside (disabled user, IP restrictions): its refusal becomes our AppError.
+      // The sign-in guard runs inside (disabled user, IP restrictions): its refusal becomes our AppError. The user
+      // deleted after the guard read it (the insert breaks the foreign key) is refused as the guard refuses a session
+      // whose user went just after its insert; a passkey gone with its account answers PASSKEY_UNKNOWN_CREDENTIAL then.
       const session = await context.internalAdapter
         .createSession(userId, false, { ipAddress: bareAddress(meta.ip), userAgent: meta.userAgent ?? '' })
         .catch((err: unknown) => {
+          if (isForeignKeyViolation(err)) throw new AppError('ACCOUNT_DISABLED', undefined, {}, { cause: err });
           throw translate(err);
         });
       if (!session) throw new Error('Better Auth created no session');

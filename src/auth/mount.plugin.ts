@@ -162,8 +162,11 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
       ? Buffer.from(checkedUpdateUserBody(request.headers['content-type'], request.body))
       : request.body;
   // Sign-up writes name and image into the new user row as they come: the same rules, on the body Better Auth reads.
+  // Its email: a sign-up that lost the unique index to another of that address is answered as for a taken address.
+  let signUpEmail: string | null = null;
   if (route === '/sign-up/email' && request.method === 'POST' && Buffer.isBuffer(request.body)) {
     await checkSignUpBody(request.headers['content-type'], request.body);
+    signUpEmail = await betterAuthBodyField(request.headers['content-type'], request.body, 'email');
   }
 
   const headers = new Headers();
@@ -241,7 +244,9 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
       : null;
   const response = signInEmail
     ? await options.engine.handleSignIn(forwarded, signInEmail)
-    : await options.engine.handle(forwarded);
+    : signUpEmail
+      ? await options.engine.handleSignUp(forwarded, signUpEmail)
+      : await options.engine.handle(forwarded);
 
   const body = Buffer.from(await response.arrayBuffer());
   if (response.status >= 400 && response.status < 500 && body.length === 0) {

@@ -51,8 +51,9 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
   const expiresInMs = config.auth.session.expires_in * 1000;
 
   /**
-   * Why no session was written after a right password: the account was disabled, or its password changed, meanwhile;
-   * null when neither, so 2FA was turned on or off, or the device's trust withdrawn: Better Auth's path decides then.
+   * Why no session was written after a right password: the account was deleted (answered as an unknown address is),
+   * disabled, or its password changed, meanwhile; null when none, so 2FA was turned on or off, or the device's trust
+   * withdrawn: Better Auth's path decides then.
    */
   async function refusalAfterVerify(userId: string, passwordHash: string): Promise<AppError | null> {
     const { rows } = await db.query<{ disabled: boolean; same_password: boolean }>(
@@ -63,7 +64,8 @@ export function createPasswordSignIn({ config, db, hasher, sessionGuard, clientI
       [userId, passwordHash],
     );
     const account = rows[0];
-    if (account?.disabled !== false) return new AppError('ACCOUNT_DISABLED');
+    if (!account) return new AppError('INVALID_CREDENTIALS');
+    if (account.disabled) return new AppError('ACCOUNT_DISABLED');
     return account.same_password ? null : new AppError('INVALID_CREDENTIALS');
   }
 

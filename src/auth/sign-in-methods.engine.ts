@@ -1,6 +1,6 @@
 import { APIError } from 'better-auth/api';
 import type { Config } from '../config/index.js';
-import type { Database } from '../db/index.js';
+import { type Database, isForeignKeyViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import { type BetterAuthInstance, CLIENT_IP_HEADER } from './better-auth.js';
 import type { NewSession } from './engine.js';
@@ -33,7 +33,10 @@ export interface SignInMethods {
   listAccounts(userId: string): Promise<LinkedAccount[]>;
   /** A fresh anonymous user (users.is_anonymous) and their session. */
   signInAnonymous(headers: Headers): Promise<NewSession>;
-  /** A session for an existing user (magic link): the same rows Better Auth creates on sign-in. */
+  /**
+   * A session for an existing user (magic link): the same rows Better Auth creates on sign-in. A user deleted since the
+   * link was read is refused as a link whose account is gone is (MAGIC_LINK_INVALID).
+   */
   createSession(userId: string, headers: Headers): Promise<NewSession>;
   /** A user without a password (magic link sign-up); the address counts as verified. */
   createUser(email: string): Promise<string>;
@@ -163,6 +166,8 @@ export function createSignInMethods(auth: BetterAuthInstance, db: Database, conf
           userAgent: headers.get('user-agent') ?? '',
         })
         .catch((err: unknown) => {
+          // The insert broke the sessions -> users foreign key: the user was deleted after the sign-in guard read it.
+          if (isForeignKeyViolation(err)) throw new AppError('MAGIC_LINK_INVALID', undefined, {}, { cause: err });
           throw translate(err);
         });
       if (!session) throw new Error('session not created');

@@ -592,6 +592,11 @@ export function isUniqueViolation(err: unknown): boolean {
   return hasCode(err, '23505');
 }
 
+/** PostgreSQL SQLSTATE 23503 (foreign_key_violation): a row inserted for a user or session deleted meanwhile. */
+export function isForeignKeyViolation(err: unknown): boolean {
+  return hasCode(err, '23503');
+}
+
 /** The database cannot answer right now (refused, reset, shutting down, timed out, statement cancelled). */
 export function isUnavailableError(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {

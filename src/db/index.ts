@@ -3,6 +3,7 @@ export {
   type AdvisoryLock,
   type Database,
   type DatabaseOptions,
+  isForeignKeyViolation,
   isUnavailableError,
   isUniqueViolation,
   openDatabase,

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Queryable } from '../../src/db/index.js';
 import { whileSignInWaits } from '../helpers/in-flight.js';
+import { createSoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
+import { addPasskey, assertion, postAuthentication } from '../passkeys/helpers.js';
 
 // The guard sits where Better Auth creates sessions, so sign-in methods built by other modules (passkeys, magic links,
 // OAuth, anonymous trials, the 2FA step) cannot skip it.
@@ -56,6 +59,47 @@ describe('sign-in guard: every way a session is created', () => {
     );
     // Not a 200 with a token that no longer works.
     await expect(signIn).rejects.toMatchObject({ code: 'ACCOUNT_DISABLED', status: 403 });
+  });
+
+  // Regression: an account deleted between the guard's read and the session insert broke the sessions -> users
+  // foreign key (23503), which nothing translated: 500 INTERNAL_ERROR where a refusal is the answer.
+  it('refuses a session whose account is deleted as it is inserted: each path as for an unknown account', async () => {
+    const deleteUser = (userId: string) => async (tx: Queryable) => {
+      await tx.query('DELETE FROM users WHERE id = $1', [userId]);
+    };
+    // engine.createSession (passkey, Telegram widget): as the guard refuses a session whose user went after the insert.
+    const a = await registerUser(t.app);
+    const viaEngine = whileSignInWaits(
+      t.db,
+      a.userId,
+      'before the insert',
+      () => t.app.engine.createSession(a.userId, { ip: '192.0.2.1', userAgent: null }),
+      deleteUser(a.userId),
+    );
+    await expect(viaEngine).rejects.toMatchObject({ code: 'ACCOUNT_DISABLED', status: 403 });
+    // The magic link's session: as a link whose account is gone.
+    const b = await registerUser(t.app);
+    const viaMagicLink = whileSignInWaits(
+      t.db,
+      b.userId,
+      'before the insert',
+      () => t.app.engine.methods.createSession(b.userId, new Headers()),
+      deleteUser(b.userId),
+    );
+    await expect(viaMagicLink).rejects.toMatchObject({ code: 'MAGIC_LINK_INVALID' });
+    // A passkey sign-in: its passkey went with the account, so it is an unknown passkey.
+    const c = await registerUser(t.app);
+    const authenticator = createSoftAuthenticator();
+    await addPasskey(t.app, c.token, authenticator);
+    const credential = await assertion(t.app, authenticator);
+    const res = await whileSignInWaits(
+      t.db,
+      c.userId,
+      'before the insert',
+      () => postAuthentication(t.app, credential),
+      deleteUser(c.userId),
+    );
+    expect([res.statusCode, res.json().error?.code]).toEqual([401, 'PASSKEY_UNKNOWN_CREDENTIAL']);
   });
 
   it("refuses Better Auth's /api/auth/sign-in/email when a disable commits as the session is inserted", async () => {

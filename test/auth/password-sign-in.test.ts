@@ -258,6 +258,19 @@ describe('password sign-in (POST /auth/login)', () => {
     expect(audit).toEqual([]);
   });
 
+  // Regression: an account deleted while its password was being verified was answered 403 ACCOUNT_DISABLED (no row
+  // was taken for a disabled one): it no longer exists, and is answered as an unknown address is.
+  for (const inFlight of [false, true]) {
+    it(`an account deleted while its password is being verified is answered as an unknown one (${inFlight ? 'in flight' : 'committed'})`, async () => {
+      const user = await registerUser(t.app);
+      const remove = async (q: Queryable) => {
+        await q.query('DELETE FROM users WHERE id = $1', [user.userId]);
+      };
+      const res = await loginWhile(user, remove, { inFlight });
+      expect([res.statusCode, res.json().error.code]).toEqual([401, 'INVALID_CREDENTIALS']);
+    });
+  }
+
   // Regression: the session was written if the account was still enabled, whatever had happened to the password
   // meanwhile: a sign-in with the old password, started before a password change (or a magic link's reclaim), could
   // still get a session after the change had ended every other one.

@@ -14,24 +14,27 @@ export function createBrowserFinish(redirectUrl: string, codes: ExchangeCodes) {
   };
   const noStore = (reply: FastifyReply) =>
     reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
+  const failure = (reply: FastifyReply, code: ErrorCode) => {
+    noStore(reply);
+    if (!redirectUrl) {
+      return reply
+        .status(ERROR_CATALOGUE[code].status)
+        .send({ success: false, error: { code, message: ERROR_CATALOGUE[code].message } });
+    }
+    return reply.redirect(target({ error: code }), 302);
+  };
 
   return {
     /** `challenge`: the flow's code challenge, which the code is bound to (see accounts/code-challenge.ts). */
     async success(reply: FastifyReply, session: { sessionId: string; userId: string }, challenge: string | null) {
       const code = await codes.mint(session.sessionId, session.userId, challenge);
+      // The session ended (revoked, its account deleted) since the sign-in made it: no code for it.
+      if (!code) return failure(reply, 'INVALID_TOKEN');
       noStore(reply);
       if (!redirectUrl) return reply.status(200).send({ success: true, code });
       return reply.redirect(target({ code }), 302);
     },
-    failure(reply: FastifyReply, code: ErrorCode) {
-      noStore(reply);
-      if (!redirectUrl) {
-        return reply
-          .status(ERROR_CATALOGUE[code].status)
-          .send({ success: false, error: { code, message: ERROR_CATALOGUE[code].message } });
-      }
-      return reply.redirect(target({ error: code }), 302);
-    },
+    failure,
     linked(reply: FastifyReply, provider: string) {
       noStore(reply);
       if (!redirectUrl) return reply.status(200).send({ success: true, linked: provider });

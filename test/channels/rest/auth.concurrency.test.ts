@@ -62,4 +62,35 @@ describe('concurrent registrations of one email with auth.require_email_verifica
     const ids = responses.map((r) => r.json().userId);
     expect(ids.filter((id) => id === rows[0]?.id)).toHaveLength(1);
   });
+
+  // Regression: Better Auth's own sign-up route, which the mount serves, answered the losers of the unique index
+  // 422 FAILED_TO_CREATE_USER, where every sign-up of a taken address gets 200: two requests at once told them apart.
+  it("Better Auth's /sign-up/email, 6 at once: every answer is the 200 a taken address gets, one users row", async () => {
+    const signUpAtOnce = (email: string, n: number) =>
+      Promise.all(
+        Array.from({ length: n }, () =>
+          t.app.inject({
+            method: 'POST',
+            url: '/api/auth/sign-up/email',
+            headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+            payload: JSON.stringify({ email, password: 'SecurePassword123!', name: 'Someone' }),
+          }),
+        ),
+      );
+    await signUpAtOnce('mount-taken@example.com', 1);
+    const taken = await signUpAtOnce('mount-taken@example.com', 1);
+    const fresh = await signUpAtOnce('mount-race@example.com', 6);
+    const shape = (r: (typeof fresh)[number]) => [
+      r.statusCode,
+      r.json().token,
+      Object.keys(r.json().user ?? {}).sort(),
+    ];
+    for (const r of fresh) expect(shape(r), r.body).toEqual(shape(taken[0] as (typeof fresh)[number]));
+    const { rows } = await t.db.query<{ id: string }>(
+      "SELECT id FROM users WHERE lower(email) = 'mount-race@example.com'",
+    );
+    expect(rows).toHaveLength(1);
+    // The losers' ids are made up, as for a taken address.
+    expect(fresh.filter((r) => r.json().user.id === rows[0]?.id)).toHaveLength(1);
+  });
 });

@@ -491,12 +491,14 @@ describe('OAuth / OIDC sign-in against a real provider', () => {
     const user = await registerUser(t.app);
     const sid = (await t.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [user.userId])).rows[0]
       ?.id as string;
-    const late = await t.app.exchangeCodes.mint(sid, user.userId);
+    const late = (await t.app.exchangeCodes.mint(sid, user.userId)) as string;
     await t.db.query(`UPDATE auth_exchange_codes SET expires_at = now() - interval '1 second'`);
     expect((await exchange(late)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
-    const orphan = await t.app.exchangeCodes.mint(sid, user.userId);
+    const orphan = (await t.app.exchangeCodes.mint(sid, user.userId)) as string;
     await t.db.query('DELETE FROM sessions WHERE id = $1', [sid]);
     expect((await exchange(orphan)).json().error.code).toBe('EXCHANGE_CODE_INVALID');
+    // Regression: a code for a session already gone broke the foreign key (23503, a 500): now there is none.
+    expect(await t.app.exchangeCodes.mint(sid, user.userId)).toBeNull();
   });
 
   it('concurrent exchanges of one code: exactly one succeeds', async () => {
