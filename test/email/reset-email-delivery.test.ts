@@ -1,47 +1,18 @@
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settleAfterAnswer } from '../../src/account/deferred.js';
+import { startMoodySmtp } from '../helpers/smtp-sink.js';
 import { createTestApp, registerUser, type TestApp } from '../helpers/test-app.js';
-
-/** A local mail server recording the recipients of what it accepted; `refuse` and `greetAfterMs` change its mood. */
-async function mailServer(mood: { refuse?: boolean; greetAfterMs?: number }) {
-  const received: string[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onConnect(_session, callback) {
-      if (mood.refuse) return callback(Object.assign(new Error('service not available'), { responseCode: 421 }));
-      setTimeout(() => callback(), mood.greetAfterMs ?? 0);
-    },
-    onData(stream, session, callback) {
-      stream.on('data', () => {});
-      stream.on('end', () => {
-        received.push(session.envelope.rcptTo.map((r) => r.address).join(','));
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.server.address() as AddressInfo;
-  return {
-    url: `smtp://127.0.0.1:${port}`,
-    received,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 // Regression (review C): the reset email was sent after the limit's `send` had returned, so a mail server that refused
 // it never freed the address's slot: the user, told 202 and sent nothing, asked again and again got nothing for the
 // whole resend interval, although the mail server was back.
 describe('a reset email the mail server refused', () => {
   const mood: { refuse?: boolean } = { refuse: true };
-  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let smtp: Awaited<ReturnType<typeof startMoodySmtp>>;
   let t: TestApp;
 
   beforeAll(async () => {
-    smtp = await mailServer(mood);
+    smtp = await startMoodySmtp(mood);
     t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
   });
   afterAll(async () => {
@@ -71,12 +42,12 @@ describe('a reset email the mail server refused', () => {
 // Regression (review C): shutdown closed the app and the pool without waiting for the emails sent after the answer:
 // a SIGTERM right after a 202 lost the reset email it promised.
 describe('closing the app with a reset email on its way', () => {
-  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let smtp: Awaited<ReturnType<typeof startMoodySmtp>>;
   let t: TestApp;
 
   beforeAll(async () => {
     // A slow mail server: it greets a second after the connection.
-    smtp = await mailServer({ greetAfterMs: 1000 });
+    smtp = await startMoodySmtp({ greetAfterMs: 1000 });
     t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
   });
   let closed = false;
@@ -100,11 +71,11 @@ describe('closing the app with a reset email on its way', () => {
 // work had returned, so a mail server that refused it never freed the address's slot: 429 for the whole interval.
 describe('a resent verification link the mail server refused', () => {
   const mood: { refuse?: boolean } = {};
-  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let smtp: Awaited<ReturnType<typeof startMoodySmtp>>;
   let t: TestApp;
 
   beforeAll(async () => {
-    smtp = await mailServer(mood);
+    smtp = await startMoodySmtp(mood);
     t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
   });
   afterAll(async () => {
@@ -143,11 +114,11 @@ describe('a resent verification link the mail server refused', () => {
 // the whole resend interval, and a resend was refused (429).
 describe('a sign-up whose verification email the mail server refused', () => {
   const mood: { refuse?: boolean } = {};
-  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let smtp: Awaited<ReturnType<typeof startMoodySmtp>>;
   let t: TestApp;
 
   beforeAll(async () => {
-    smtp = await mailServer(mood);
+    smtp = await startMoodySmtp(mood);
     t = await createTestApp({
       config: { email: { smtp_url: smtp.url }, auth: { require_email_verification: true } },
     });
@@ -178,10 +149,10 @@ describe('a sign-up whose verification email the mail server refused', () => {
 
 // The same for a magic link: its email was an untracked setImmediate, lost when the process stopped right after.
 describe('closing the app with a magic link email on its way', () => {
-  let smtp: Awaited<ReturnType<typeof mailServer>>;
+  let smtp: Awaited<ReturnType<typeof startMoodySmtp>>;
   let t: TestApp;
   beforeAll(async () => {
-    smtp = await mailServer({ greetAfterMs: 1000 });
+    smtp = await startMoodySmtp({ greetAfterMs: 1000 });
     t = await createTestApp({ config: { email: { smtp_url: smtp.url } } });
   });
   let closed = false;

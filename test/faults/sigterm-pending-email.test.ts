@@ -1,47 +1,27 @@
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, emptyDatabase, type GatewayCluster, startGateways } from '../helpers/gateway-process.js';
+import { startMoodySmtp } from '../helpers/smtp-sink.js';
 
 // Regression (review C): SIGTERM right after POST /auth/password/forgot answered 202 lost the reset email. It is sent
 // after the answer, and shutdown closed the app and the pool and exited without waiting for it.
 describe.runIf(process.env.TEST_DATABASE_URL)('SIGTERM with a reset email on its way', () => {
   let cluster: GatewayCluster;
   let database: Awaited<ReturnType<typeof emptyDatabase>>;
-  const received: string[] = [];
-  let connections = 0;
-  let server: SMTPServer;
+  let smtp: Awaited<ReturnType<typeof startMoodySmtp>>;
 
   beforeAll(async () => {
     // A slow mail server: it greets 1.5 s after a connection (a loaded or distant relay).
-    server = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['STARTTLS'],
-      logger: false,
-      onConnect(_session, callback) {
-        connections++;
-        setTimeout(() => callback(), 1500);
-      },
-      onData(stream, session, callback) {
-        stream.on('data', () => {});
-        stream.on('end', () => {
-          received.push(session.envelope.rcptTo.map((r) => r.address).join(','));
-          callback();
-        });
-      },
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.server.address() as AddressInfo;
+    smtp = await startMoodySmtp({ greetAfterMs: 1500 });
     database = await emptyDatabase(process.env.TEST_DATABASE_URL as string);
     cluster = await startGateways(1, database.url, (tree) => {
-      tree.email = { ...tree.email, smtp_url: `smtp://127.0.0.1:${port}` };
+      tree.email = { ...tree.email, smtp_url: smtp.url };
     });
   }, 120_000);
   afterAll(async () => {
     await cluster?.stop();
     await database?.drop();
-    await new Promise<void>((resolve) => server?.close(() => resolve()));
+    await smtp?.close();
   });
 
   it('sends the email the 202 promised, then exits 0', async () => {
@@ -54,8 +34,8 @@ describe.runIf(process.env.TEST_DATABASE_URL)('SIGTERM with a reset email on its
 
     expect((await api(gateway.url, 'POST', '/auth/password/forgot', { body: { email } })).status).toBe(202);
     // The send has started: the gateway is connected to the mail server, waiting for its greeting.
-    for (let i = 0; i < 100 && connections === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(connections).toBeGreaterThan(0);
+    for (let i = 0; i < 100 && smtp.connections === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(smtp.connections).toBeGreaterThan(0);
 
     const exited = new Promise<number | null>((resolve) => gateway.child.once('exit', (code) => resolve(code)));
     process.kill(-(gateway.child.pid as number), 'SIGTERM');
@@ -63,7 +43,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('SIGTERM with a reset email on its
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 15_000))]);
     expect(code, gateway.output()).toBe(0);
     expect(
-      received.filter((to) => to === email),
+      smtp.received.filter((to) => to === email),
       gateway.output(),
     ).toHaveLength(1);
   }, 60_000);

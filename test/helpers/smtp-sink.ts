@@ -101,3 +101,39 @@ const decodeHtml = (value: string) =>
     /&(amp|lt|gt|quot|#39);/g,
     (_, e: string) => ({ amp: '&', lt: '<', gt: '>', quot: '"', '#39': "'" })[e] ?? _,
   );
+
+/**
+ * A real SMTP server recording the recipients of what it accepted, in a mood the test sets at any time: `refuse`
+ * (421 at connection: the mail server is down) or `greetAfterMs` (a slow relay). `connections` counts attempts.
+ */
+export async function startMoodySmtp(mood: { refuse?: boolean; greetAfterMs?: number }) {
+  const received: string[] = [];
+  const state = { connections: 0 };
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onConnect(_session, callback) {
+      state.connections++;
+      if (mood.refuse) return callback(Object.assign(new Error('service not available'), { responseCode: 421 }));
+      setTimeout(() => callback(), mood.greetAfterMs ?? 0);
+    },
+    onData(stream, session, callback) {
+      stream.on('data', () => {});
+      stream.on('end', () => {
+        received.push(session.envelope.rcptTo.map((r) => r.address).join(','));
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.server.address() as AddressInfo;
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    received,
+    get connections() {
+      return state.connections;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
