@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/index.js';
-import { startDeadHostRelay } from '../helpers/dead-host-relay.js';
 import { startTcpRelay } from '../helpers/tcp-relay.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
 
@@ -44,7 +43,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('database LISTEN connection', () =
 
   /** This database with its LISTEN and lock connections from a machine that can die (heartbeat 200 ms). */
   const fromDyingHost = async (applicationName: string) => {
-    const relay = await startDeadHostRelay(t.url as string);
+    const relay = await startTcpRelay(t.url as string);
     const listenUrl = new URL(relay.via(t.url as string));
     listenUrl.searchParams.set('application_name', applicationName);
     const dying = await openDatabase({

@@ -3,7 +3,7 @@ import { EchoChatService } from '../../src/channels/chat/chat-service.js';
 import { createUsageLimits } from '../../src/channels/chat/usage-limits.js';
 import { createTelegram } from '../../src/channels/telegram/telegram-bot.js';
 import { openDatabase } from '../../src/db/index.js';
-import { startDeadHostRelay } from '../helpers/dead-host-relay.js';
+import { startTcpRelay } from '../helpers/tcp-relay.js';
 import { createTelegramBotApi } from '../helpers/telegram-bot-api.js';
 import { createTestDatabase } from '../helpers/test-app.js';
 
@@ -16,7 +16,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('Telegram polling: the poller’s 
     const api = await createTelegramBotApi({ token: TOKEN, maxLongPollMs: 300 });
     const testDb = await createTestDatabase();
     const url = testDb.url as string;
-    const relay = await startDeadHostRelay(url);
+    const relay = await startTcpRelay(url);
     const opts = { url, dataDir: testDb.dataDir, poolMax: 2, connectTimeoutSeconds: 1, statementTimeoutSeconds: 10 };
     // The leader's lock connection goes through the relay (the lock connection uses database.listen_url).
     const leaderDb = await openDatabase({ ...opts, listenUrl: relay.via(url), listenerHeartbeatMs: 300 });
