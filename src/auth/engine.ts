@@ -1,3 +1,4 @@
+import { BASE_ERROR_CODES } from 'better-auth';
 import { APIError, getIP } from 'better-auth/api';
 import type { AuditOrigin } from '../audit/index.js';
 import { usesSecureCookies } from '../config/index.js';
@@ -129,8 +130,16 @@ export function createAuthEngine(deps: BetterAuthDeps): AuthEngine & { readonly 
         );
       } catch (err) {
         // auth.handler answers its own errors: an APIError here is the refusal of a sign-in that outlived its password.
-        if (!(err instanceof APIError)) throw err;
-        return Response.json(err.body, { status: err.statusCode });
+        // Better Auth reads the user, then inserts the session: an account deleted in between breaks the foreign key,
+        // which it throws. Gone, the account is answered as an unknown address is (as signInEmail answers it).
+        const refusal =
+          err instanceof APIError
+            ? err
+            : isForeignKeyViolation(err) && !(await accountExists(db, email))
+              ? APIError.from('UNAUTHORIZED', BASE_ERROR_CODES.INVALID_EMAIL_OR_PASSWORD)
+              : null;
+        if (!refusal) throw err;
+        return Response.json(refusal.body, { status: refusal.statusCode });
       }
     },
 
@@ -271,6 +280,12 @@ async function collidedWith(
     [email],
   );
   return rows[0] ?? null;
+}
+
+/** Whether an account has this address (case aside). */
+async function accountExists(db: Database, email: string): Promise<boolean> {
+  const { rows } = await db.query('SELECT 1 FROM users WHERE lower(email) = lower($1)', [email]);
+  return rows.length > 0;
 }
 
 /** Better Auth's error codes mapped onto our catalogue; anything else is rethrown as is (500 / 503 upstream). */

@@ -102,6 +102,28 @@ describe('sign-in guard: every way a session is created', () => {
     expect([res.statusCode, res.json().error?.code]).toEqual([401, 'PASSKEY_UNKNOWN_CREDENTIAL']);
   });
 
+  // Regression (review H): Better Auth's own password sign-in reads the user, then inserts the session; an account
+  // deleted in between broke the foreign key, and its handler answered 500.
+  it("answers Better Auth's /api/auth/sign-in/email whose account is deleted as the session is inserted as a wrong password", async () => {
+    const user = await registerUser(t.app);
+    const res = await whileSignInWaits(
+      t.db,
+      user.userId,
+      'before the insert',
+      () =>
+        t.app.inject({
+          method: 'POST',
+          url: '/api/auth/sign-in/email',
+          headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+          payload: JSON.stringify({ email: user.email, password: user.password }),
+        }),
+      async (tx) => {
+        await tx.query('DELETE FROM users WHERE id = $1', [user.userId]);
+      },
+    );
+    expect([res.statusCode, res.json().code]).toEqual([401, 'INVALID_EMAIL_OR_PASSWORD']);
+  });
+
   it("refuses Better Auth's /api/auth/sign-in/email when a disable commits as the session is inserted", async () => {
     for (const at of ['before the insert', 'after the insert'] as const) {
       const user = await registerUser(t.app);
