@@ -18,7 +18,8 @@ export const LicenseOverrides = T.Record(T.String(), T.Unknown(), {
 export function licenseOverridesRefusal(value: Record<string, unknown>): string | null {
   const keys = Object.keys(value);
   if (keys.length > LICENSE_OVERRIDE_MAX_KEYS) return `has more than ${LICENSE_OVERRIDE_MAX_KEYS} keys`;
-  const long = keys.find((k) => k.length > LICENSE_OVERRIDE_MAX_KEY_LENGTH);
+  // Characters as the request validator counts them (code points: an emoji is one), not UTF-16 units.
+  const long = keys.find((k) => [...k].length > LICENSE_OVERRIDE_MAX_KEY_LENGTH);
   return long === undefined
     ? null
     : `key ${JSON.stringify(long)} is over ${LICENSE_OVERRIDE_MAX_KEY_LENGTH} characters`;

@@ -221,6 +221,19 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('gateway CLI (npm run gateway --
       expect(res.stderr, json).toContain(`${flag} `);
     }
     expect((await t.app.authenticator.authenticateToken(user.token))?.license.type).toBe('free');
+    // 40 emoji make a key of 40 characters (80 UTF-16 units), as the admin API counts them (review H).
+    expect(
+      (
+        await gateway([
+          'set-license',
+          user.userId,
+          '--type',
+          'pro',
+          '--limits',
+          JSON.stringify({ ['\u{1F600}'.repeat(40)]: 1 }),
+        ])
+      ).code,
+    ).toBe(0);
     // A surrogate pair (an emoji) is text like any other.
     const emoji = await gateway([
       'set-license',
