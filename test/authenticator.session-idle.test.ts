@@ -203,50 +203,59 @@ describe('idle timeout counts every use, not only the uses written', () => {
   });
 });
 
+/**
+ * An Authenticator on one session row (fake clock from 2026-11-26T12:00:00Z), with its cache; `touch` writes the row
+ * as the store does. Counts the row's reads.
+ */
+function oneSessionAuthenticator(idleTimeout: number, cache: { maxEntries: number; ttlMs: number }) {
+  vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-26T12:00:00Z') });
+  const row: ActiveSession = {
+    id: 'sess_1',
+    userId: 'u1',
+    expiresAt: new Date(Date.now() + 7 * 86400_000),
+    email: 'a@example.com',
+    name: 'A',
+    license: null,
+    lastUsedAt: new Date(),
+    ipAllowlist: null,
+    lastChannel: 'rest',
+  };
+  let reads = 0;
+  const auth = createAuthenticator({
+    tokens: { sign: () => 't', verify: () => ({ sub: 'u1', sid: 'sess_1', iat: 0, exp: 4e9 }) },
+    sessions: {
+      findActive: async () => {
+        reads++;
+        return { ...row };
+      },
+      touch: () => {
+        row.lastUsedAt = new Date();
+      },
+    } as never,
+    licenses: (() => ({ type: 'free', features: {}, resourceLimits: {} })) as never,
+    cookieSession: async () => null,
+    session: { expiresIn: 7 * 86400, updateAge: 86400, idleTimeout },
+    cache: createSessionCache({ ...cache, enabled: true }),
+  });
+  return { auth, row, reads: () => reads };
+}
+
 // Regression: a cached session was refused as idle by this process's own last use, although other processes used it
 // meanwhile (their uses reach only the database): with session_cache.ttl above idle_timeout, a session in constant
 // use through gateway A was refused (401) by gateway B.
 describe('idle timeout on a cached session used through other processes', () => {
   afterEach(() => vi.useRealTimers());
 
-  /** An Authenticator (this process) on one session row that other processes' uses move; counts the row's reads. */
+  /** This process's Authenticator on a session row that other processes' uses move. */
   const build = (idleTimeout: number) => {
-    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-26T12:00:00Z') });
-    const row: ActiveSession = {
-      id: 'sess_1',
-      userId: 'u1',
-      expiresAt: new Date(Date.now() + 7 * 86400_000),
-      email: 'a@example.com',
-      name: 'A',
-      license: null,
-      lastUsedAt: new Date(),
-      ipAllowlist: null,
-      lastChannel: 'rest',
-    };
-    let reads = 0;
-    const auth = createAuthenticator({
-      tokens: { sign: () => 't', verify: () => ({ sub: 'u1', sid: 'sess_1', iat: 0, exp: 4e9 }) },
-      sessions: {
-        findActive: async () => {
-          reads++;
-          return { ...row };
-        },
-        touch: () => {
-          row.lastUsedAt = new Date();
-        },
-      } as never,
-      licenses: (() => ({ type: 'free', features: {}, resourceLimits: {} })) as never,
-      cookieSession: async () => null,
-      session: { expiresIn: 7 * 86400, updateAge: 86400, idleTimeout },
-      cache: createSessionCache({ maxEntries: 100, ttlMs: 3600_000, enabled: true }),
-    });
+    const { auth, row, reads } = oneSessionAuthenticator(idleTimeout, { maxEntries: 100, ttlMs: 3600_000 });
     const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
     /** Another process's use, as its touch writes it. */
     const usedElsewhere = () => {
       row.lastUsedAt = new Date();
     };
     const accepted = async () => (await auth.authenticateToken('x')) !== null;
-    return { advance, usedElsewhere, accepted, reads: () => reads };
+    return { advance, usedElsewhere, accepted, reads };
   };
 
   it('idle_timeout 1800, cache ttl 3600: used elsewhere every 60 s, it is accepted here after 2,000 s', async () => {
@@ -283,36 +292,11 @@ describe('idle timeout counts from the last use this process saw, across reads o
   /** The shipped config.yaml's session cache. */
   const shipped = testConfig(mkdtempSync(join(tmpdir(), 'idle-last-use-'))).auth.session_cache;
 
-  /** An Authenticator (the only process) on one session row, which its touches write; counts the row's reads. */
+  /** The only process's Authenticator on its session row. */
   const build = (idleTimeout: number, cacheTtlSeconds: number) => {
-    vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-26T12:00:00Z') });
-    const row: ActiveSession = {
-      id: 'sess_1',
-      userId: 'u1',
-      expiresAt: new Date(Date.now() + 7 * 86400_000),
-      email: 'a@example.com',
-      name: 'A',
-      license: null,
-      lastUsedAt: new Date(),
-      ipAllowlist: null,
-      lastChannel: 'rest',
-    };
-    let reads = 0;
-    const auth = createAuthenticator({
-      tokens: { sign: () => 't', verify: () => ({ sub: 'u1', sid: 'sess_1', iat: 0, exp: 4e9 }) },
-      sessions: {
-        findActive: async () => {
-          reads++;
-          return { ...row };
-        },
-        touch: () => {
-          row.lastUsedAt = new Date();
-        },
-      } as never,
-      licenses: (() => ({ type: 'free', features: {}, resourceLimits: {} })) as never,
-      cookieSession: async () => null,
-      session: { expiresIn: 7 * 86400, updateAge: 86400, idleTimeout },
-      cache: createSessionCache({ maxEntries: shipped.max_entries, ttlMs: cacheTtlSeconds * 1000, enabled: true }),
+    const { auth, row, reads } = oneSessionAuthenticator(idleTimeout, {
+      maxEntries: shipped.max_entries,
+      ttlMs: cacheTtlSeconds * 1000,
     });
     const start = Date.now();
     /** Uses the session at `seconds` after the first use; whether it was accepted. */
@@ -320,7 +304,7 @@ describe('idle timeout counts from the last use this process saw, across reads o
       vi.setSystemTime(start + seconds * 1000);
       return (await auth.authenticateToken('x')) !== null;
     };
-    return { useAt, reads: () => reads, writtenAt: () => (row.lastUsedAt.getTime() - start) / 1000 };
+    return { useAt, reads, writtenAt: () => (row.lastUsedAt.getTime() - start) / 1000 };
   };
 
   it(`shipped cache (ttl ${shipped.ttl} s), idle_timeout ttl + 10: a reload keeps the use not written`, async () => {

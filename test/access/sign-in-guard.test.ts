@@ -9,6 +9,14 @@ import { addPasskey, assertion, postAuthentication } from '../passkeys/helpers.j
 // OAuth, anonymous trials, the 2FA step) cannot skip it.
 describe('sign-in guard: every way a session is created', () => {
   let t: TestApp;
+  /** Better Auth's own password sign-in, as a browser on the gateway's origin sends it. */
+  const betterAuthSignIn = (user: { email: string; password: string }) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+      payload: JSON.stringify({ email: user.email, password: user.password }),
+    });
   beforeAll(async () => {
     t = await createTestApp({ config: { ip_restrictions: { allow: [], deny: ['203.0.113.0/24'] } } });
   });
@@ -110,13 +118,7 @@ describe('sign-in guard: every way a session is created', () => {
       t.db,
       user.userId,
       'before the insert',
-      () =>
-        t.app.inject({
-          method: 'POST',
-          url: '/api/auth/sign-in/email',
-          headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
-          payload: JSON.stringify({ email: user.email, password: user.password }),
-        }),
+      () => betterAuthSignIn(user),
       async (tx) => {
         await tx.query('DELETE FROM users WHERE id = $1', [user.userId]);
       },
@@ -131,13 +133,7 @@ describe('sign-in guard: every way a session is created', () => {
         t.db,
         user.userId,
         at,
-        () =>
-          t.app.inject({
-            method: 'POST',
-            url: '/api/auth/sign-in/email',
-            headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
-            payload: JSON.stringify({ email: user.email, password: user.password }),
-          }),
+        () => betterAuthSignIn(user),
         async (tx) => {
           await tx.query('UPDATE users SET disabled_at = now() WHERE id = $1', [user.userId]);
           await tx.query('DELETE FROM sessions WHERE user_id = $1', [user.userId]);
