@@ -70,6 +70,8 @@ import { createMetrics } from './metrics/metrics.js';
 import { metricsPlugin } from './metrics/metrics.plugin.js';
 import { createPasskeyService, type PasskeyService, relyingPartyOf } from './passkeys/index.js';
 import { createHashProcess, createPasswordHasher, type PasswordHasher } from './passwords/index.js';
+import { clientKey } from './ratelimit/client-key.js';
+import { createOncePerWindow } from './ratelimit/once-per-window.js';
 import { throttlePlugin } from './ratelimit/throttle.plugin.js';
 import { VERSION } from './version.js';
 
@@ -265,6 +267,7 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     maxEntries: config.auth.session_cache.max_entries,
     ttlMs: config.auth.session_cache.ttl * 1000,
   });
+  const ipRefusedOnce = createOncePerWindow();
   const authenticator = createAuthenticator({
     tokens: createTokenCodec(app.jwt, { cacheSize: config.auth.session_cache.max_entries }),
     sessions,
@@ -278,7 +281,12 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
     },
     cache: sessionCache,
     ipPolicy,
-    onIpRefused: ({ reason, ...event }) => audit.record({ event: 'ip.refused', ...event, details: { reason } }),
+    // Every refusal is a 403, but a row only once per user, client and reason a minute: GET /auth/session is exempt
+    // from the rate limits, so a token used from a refused address would otherwise write a row per request.
+    async onIpRefused({ reason, ...event }) {
+      if (!ipRefusedOnce.first(`${event.userId ?? event.sessionId}|${clientKey(event.ip)}|${reason}`)) return;
+      await audit.record({ event: 'ip.refused', ...event, details: { reason } });
+    },
   });
 
   app.decorate('config', config);

@@ -9,6 +9,8 @@ import {
 } from '../accounts/devices.js';
 import type { AuditLog } from '../audit/index.js';
 import { AppError } from '../errors/index.js';
+import { clientKey } from '../ratelimit/client-key.js';
+import { createOncePerWindow } from '../ratelimit/once-per-window.js';
 import { requestPath } from '../ratelimit/rate-limiter.js';
 import type { IpPolicy } from './ip-policy.js';
 import { signInContext } from './sign-in-guard.js';
@@ -64,6 +66,7 @@ export const accessPlugin = fp<AccessOptions>(
   async (app: FastifyInstance, { ipPolicy, audit, secureCookies }) => {
     app.decorateRequest('deviceKey', null);
     const deviceCookie = deviceCookieName(secureCookies);
+    const refusedOnce = createOncePerWindow();
 
     // Callback-style hooks: every request passes through them, and most (not a sign-in) with no work but a path check.
     app.addHook('onRequest', (request: FastifyRequest, _reply, done) => {
@@ -71,6 +74,10 @@ export const accessPlugin = fp<AccessOptions>(
       if (path === null) return done();
       const refusal = ipPolicy.refuseGlobally(request.ip);
       if (refusal) {
+        // A row once per client and reason a minute, not per request: the rate limits cap each sign-in route, but
+        // together (and with rate_limit.enabled false, unlimited) they would still let one address write a row per
+        // request. Not keyed by path: any path under /api/auth/ is a sign-in path.
+        if (!refusedOnce.first(`${clientKey(request.ip)}|${refusal}`)) return done(new AppError('IP_NOT_ALLOWED'));
         const ua = request.headers['user-agent'];
         return void audit
           .record({
