@@ -86,6 +86,18 @@ export interface Authenticator {
   authenticateTelegram(telegramUserId: string | number): Promise<AuthContext | null>;
   /** A session named by a credential checked elsewhere (Better Auth's cookie on its own routes), by id. */
   authenticateSession(sessionId: string, channel: Channel, ip?: string): Promise<AuthContext | null>;
+  /**
+   * Records a use of a session authenticated earlier by a channel that holds it open without presenting the credential
+   * again (a chat message on a socket): it counts for auth.session.idle_timeout as a request does, and is written as
+   * one (throttled the same way). Does nothing without an idle timeout.
+   */
+  sessionUsed(sessionId: string, channel: Channel): void;
+  /**
+   * When a session held open goes idle unless used again (Date.now() ms); null without an idle timeout. Counted from
+   * this process's last use of it; once that is past, from its row read again (uses through other processes reach only
+   * the row), so a promise then, of null if the session is gone.
+   */
+  idleAt(sessionId: string): Maybe<number | null>;
   /** A fresh token for an existing session (after sign-in). */
   issueToken(userId: string, sessionId: string, expiresAt: Date): string;
 }
@@ -108,6 +120,14 @@ export function bearerToken(header: string | string[] | undefined): string | nul
 }
 
 /**
+ * A session's last use in this process, and the latest use of it known written (read from its row, or written by
+ * sessionUsed): a socket's uses are recorded by session id, with no session object to carry lastUsedAt.
+ */
+interface Seen extends LastSeen {
+  written: number;
+}
+
+/**
  * This process's last use of each session, kept apart from the session objects. A cached entry lives at most
  * session_cache.ttl (with the cache off, one request), and a session read again from the database brings back only
  * the throttled last_used_at: without this, the uses not yet written were lost at each read, and a session in use was
@@ -119,7 +139,7 @@ export function bearerToken(header: string | string[] | undefined): string | nul
  * read longest ago go (their sessions then count from the row's last use, at most a write interval early).
  */
 export function createLastSeen(idleMs: number, max = MAX_LAST_SEEN) {
-  const bySession = new Map<string, LastSeen>();
+  const bySession = new Map<string, Seen>();
   const minSweep = Math.min(max, 1024);
   /** Size at which the next new record first sweeps: twice what the last sweep kept, so sweeps cost O(1) a record. */
   let sweepAt = minSweep;
@@ -142,12 +162,28 @@ export function createLastSeen(idleMs: number, max = MAX_LAST_SEEN) {
         bySession.delete(session.id); // set again below: the map's order is the order of the last reads
       } else {
         if (bySession.size >= sweepAt) sweep(now);
-        seen = { ms: 0 };
+        seen = { ms: 0, written: 0 };
       }
       bySession.set(session.id, seen);
       seen.ms = Math.max(seen.ms, session.lastUsedAt.getTime());
+      seen.written = Math.max(seen.written, session.lastUsedAt.getTime());
       session.lastSeen = seen;
       return session;
+    },
+    /** The record of a session, if this process still keeps one. */
+    get(sessionId: string): Seen | undefined {
+      return bySession.get(sessionId);
+    },
+    /** Records a use of a session held open (see sessionUsed): its record, made anew if it was dropped meanwhile. */
+    use(sessionId: string, now: number): Seen {
+      let seen = bySession.get(sessionId);
+      if (!seen) {
+        if (bySession.size >= sweepAt) sweep(now);
+        seen = { ms: 0, written: 0 };
+        bySession.set(sessionId, seen);
+      }
+      seen.ms = now;
+      return seen;
     },
     /** The session is gone (revoked, expired, its user disabled). */
     forget(sessionId: string): void {
@@ -204,6 +240,28 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     s.lastChannel = channel;
     sessions.touch(s.id, touchInterval, channel);
   };
+
+  /**
+   * A use on an open socket, by session id: no session object carries its last written use, so the record does (a use
+   * also written by a request in the same interval is one more entry in a batch the store's UPDATE skips).
+   */
+  const sessionUsed = (sessionId: string, channel: Channel): void => {
+    if (!lastSeen) return;
+    const now = Date.now();
+    const seen = lastSeen.use(sessionId, now);
+    if (now - seen.written < touchInterval * 1000) return;
+    seen.written = now;
+    sessions.touch(sessionId, touchInterval, channel);
+  };
+
+  function idleAt(sessionId: string): Maybe<number | null> {
+    if (!lastSeen) return null;
+    const seen = lastSeen.get(sessionId);
+    if (seen && Date.now() - seen.ms <= idleMs) return seen.ms + idleMs;
+    // Idle as this process knows it: read the row, as withSession does before refusing a cached session.
+    cache?.forget(sessionId);
+    return Promise.resolve(activeSession(sessionId)).then((s) => (s?.lastSeen ? s.lastSeen.ms + idleMs : null));
+  }
 
   async function refuseIp(event: IpRefusedEvent): Promise<never> {
     await deps.onIpRefused?.(event);
@@ -341,6 +399,9 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
 
     // Better Auth's own routes (the mount) refresh their cookie themselves, as they answer.
     authenticateSession: async (sessionId, channel, ip) => fromSession(sessionId, null, channel, ip, noRenewal),
+
+    sessionUsed,
+    idleAt,
 
     issueToken: (userId, sessionId, expiresAt) => tokens.sign(userId, sessionId, expiresAt),
   };

@@ -15,7 +15,8 @@ import {
 } from './protocol.js';
 
 export interface ChatSocketsDeps {
-  authenticator: Pick<Authenticator, 'authenticateToken'>;
+  /** Checks the auth frame; after that, the uses of a socket's session and whether it went idle. */
+  authenticator: Pick<Authenticator, 'authenticateToken' | 'sessionUsed' | 'idleAt'>;
   /** Session ends from every process, and whether they are being received (lost while the listener is down). */
   sessionEvents: Pick<SessionEvents, 'onSessionEnded' | 'onListening' | 'listening' | 'onUserChanged'>;
   /** License changes from any process: open sockets take the new license (and close if it drops chat). */
@@ -60,7 +61,10 @@ interface Conn {
    */
   waiting: string | null;
   alive: boolean;
-  /** The auth timeout before authentication, the expiry check after, the close deadline once we closed it. */
+  /**
+   * The auth timeout before authentication; after it, the check at the session's expiry or at the moment it would go
+   * idle (auth.session.idle_timeout), whichever comes first; the close deadline once we closed it.
+   */
   timer: NodeJS.Timeout | null;
   release: (() => void) | null;
   inflight: Set<AbortController> | null;
@@ -112,6 +116,14 @@ const CLOSE_GRACE_MS = 2_000;
  * this it is refused with 1013 as at the global cap, and retries.
  */
 const MAX_WAITING_PER_CLIENT = 10;
+
+/**
+ * A check after a change to a user's row that could not read the row (statement timeout, failover) is retried, or the
+ * change would never reach the user's sockets: first after 5 s, as the other checks here, then twice as long each time
+ * up to a minute, so a database that stays away is not asked once per user every few seconds.
+ */
+const USER_RETRY_MS = 5_000;
+const USER_RETRY_MAX_MS = 60_000;
 
 /** The chat endpoint's state machine, independent of Fastify: hand it each upgraded socket. */
 export function createChatSockets(deps: ChatSocketsDeps) {
@@ -221,13 +233,53 @@ export function createChatSockets(deps: ChatSocketsDeps) {
     }
   });
 
-  const scheduleExpiry = (conn: Conn, expiresAt: Date | null) => {
+  /** Arms the socket's timer for its session's expiry, or for the moment it goes idle (`idleAt`) when that is sooner. */
+  const schedule = (conn: Conn, idleAt: number | null) => {
     if (conn.timer) clearTimeout(conn.timer);
     conn.timer = null;
+    const expiresAt = conn.auth?.expiresAt;
     if (!expiresAt) return;
-    const delay = Math.max(0, Math.min(expiresAt.getTime() - Date.now(), MAX_DELAY_MS));
-    conn.timer = setTimeout(() => void checkExpiry(conn), delay);
+    // Idle only once past idleAt (a use at that very ms still counts): look 1 ms later.
+    const at = idleAt === null ? expiresAt.getTime() : Math.min(expiresAt.getTime(), idleAt + 1);
+    const delay = Math.max(0, Math.min(at - Date.now(), MAX_DELAY_MS));
+    conn.timer = setTimeout(() => onTimer(conn), delay);
   };
+
+  function onTimer(conn: Conn) {
+    conn.timer = null;
+    const auth = conn.auth;
+    if (!auth?.sessionId || !auth.expiresAt || conn.socket.readyState !== conn.socket.OPEN) return;
+    if (auth.expiresAt.getTime() <= Date.now()) void checkExpiry(conn);
+    else checkIdle(conn, auth.sessionId);
+  }
+
+  /**
+   * A session unused for longer than auth.session.idle_timeout is refused everywhere else: its socket ends with 4409
+   * SESSION_EXPIRED, as at expiry. Its chat messages are uses (sessionUsed); the Authenticator answers from this
+   * process's last use at once, and reads the row (uses through other processes) only before calling it idle.
+   */
+  function checkIdle(conn: Conn, sessionId: string) {
+    const settle = (idleAt: number | null) => {
+      if (idleAt !== null && idleAt < Date.now()) end(conn, 'SESSION_EXPIRED', CloseCode.SESSION_ENDED);
+      else schedule(conn, idleAt);
+    };
+    const idleAt = authenticator.idleAt(sessionId);
+    if (!(idleAt instanceof Promise)) {
+      settle(idleAt);
+      return;
+    }
+    idleAt.then(
+      (at) => {
+        // Ended meanwhile: its timer is now the close deadline, not to be replaced.
+        if (conn.socket.readyState === conn.socket.OPEN) settle(at);
+      },
+      (err: Error) => {
+        if (conn.socket.readyState !== conn.socket.OPEN) return;
+        log.warn({ err: { message: err.message } }, 'session idle check failed; retrying');
+        conn.timer = setTimeout(() => onTimer(conn), 5_000);
+      },
+    );
+  }
 
   // The session may have been extended by use on another channel since this socket authenticated: look before closing.
   async function checkExpiry(conn: Conn) {
@@ -244,9 +296,13 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       conn.timer = setTimeout(() => void checkExpiry(conn), 5_000);
       return;
     }
-    if (conn.socket.readyState !== conn.socket.OPEN) return;
-    if (!state || state.expiresAt.getTime() <= Date.now()) end(conn, 'SESSION_EXPIRED', CloseCode.SESSION_ENDED);
-    else scheduleExpiry(conn, state.expiresAt);
+    if (conn.socket.readyState !== conn.socket.OPEN || !conn.auth) return;
+    if (!state || state.expiresAt.getTime() <= Date.now()) {
+      end(conn, 'SESSION_EXPIRED', CloseCode.SESSION_ENDED);
+      return;
+    }
+    conn.auth = { ...conn.auth, expiresAt: state.expiresAt };
+    checkIdle(conn, sessionId);
   }
 
   /**
@@ -298,7 +354,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
    * ended): the sockets end with 4409 SESSION_REVOKED, since a disabled user's session rows remain and no end event
    * would close them.
    */
-  function checkUser(userId: string, conns: Conn[]) {
+  function checkUser(userId: string, conns: Conn[], attempt = 0) {
     const sessionIds = new Set<string>();
     for (const conn of conns) if (conn.auth?.sessionId) sessionIds.add(conn.auth.sessionId);
     if (sessionIds.size === 0 || !deps.addressRefusal) return;
@@ -310,8 +366,32 @@ export function createChatSockets(deps: ChatSocketsDeps) {
           else if (refused(conn.ip)) end(conn, 'IP_NOT_ALLOWED', CloseCode.FORBIDDEN);
         }
       },
-      (err: Error) => log.warn({ err: { message: err.message }, userId }, 'websocket check after a user change failed'),
+      (err: Error) => {
+        log.warn({ err: { message: err.message }, userId }, 'websocket check after a user change failed; retrying');
+        retryUser(userId, attempt);
+      },
     );
+  }
+
+  const socketsOf = (userId: string) =>
+    [...all].filter((conn) => conn.auth?.userId === userId && conn.socket.readyState === conn.socket.OPEN);
+
+  /**
+   * Users whose check failed, each with the timer of its retry: one read for all of the user's sockets then open, until
+   * a read succeeds or none is left. Holds only users with sockets (or whose last one closed within the delay).
+   */
+  const userRetries = new Map<string, NodeJS.Timeout>();
+  function retryUser(userId: string, attempt: number) {
+    // A retry already pending checks every socket of the user, this one's too.
+    if (closing || userRetries.has(userId)) return;
+    const delay = Math.min(USER_RETRY_MS * 2 ** attempt, USER_RETRY_MAX_MS);
+    const timer = setTimeout(() => {
+      userRetries.delete(userId);
+      const conns = socketsOf(userId);
+      if (conns.length > 0) checkUser(userId, conns, attempt + 1);
+    }, delay);
+    timer.unref();
+    userRetries.set(userId, timer);
   }
 
   // A change to a user's row (their IP allow list, their disabled flag among what may change) applies to their open
@@ -321,7 +401,7 @@ export function createChatSockets(deps: ChatSocketsDeps) {
   const recentUserChanges = new Map<string, number>();
   const unsubscribeUsers = deps.sessionEvents.onUserChanged((userId) => {
     remember(recentUserChanges, userId);
-    const conns = [...all].filter((conn) => conn.auth?.userId === userId);
+    const conns = socketsOf(userId);
     if (conns.length > 0) checkUser(userId, conns);
   });
 
@@ -354,7 +434,8 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       }
       set.add(conn);
     }
-    scheduleExpiry(conn, context.expiresAt);
+    if (context.sessionId) checkIdle(conn, context.sessionId);
+    else schedule(conn, null);
     send(conn, {
       type: 'auth_ok',
       userId: context.userId,
@@ -471,6 +552,8 @@ export function createChatSockets(deps: ChatSocketsDeps) {
           send(conn, { type: 'error', code: 'INVALID_MESSAGE', id });
           return;
         }
+        // A chat message is a use of the session, as a request is (auth.session.idle_timeout); a ping is not.
+        if (auth.sessionId) authenticator.sessionUsed(auth.sessionId, 'websocket');
         void converse(conn, auth, id, text);
         return;
       }
@@ -585,6 +668,8 @@ export function createChatSockets(deps: ChatSocketsDeps) {
       unsubscribeListening();
       unsubscribeLicenses?.();
       unsubscribeUsers();
+      for (const timer of userRetries.values()) clearTimeout(timer);
+      userRetries.clear();
       for (const conn of all) closeSocket(conn.socket, CloseCode.GOING_AWAY, 'SERVER_SHUTDOWN', conn);
     },
   };
