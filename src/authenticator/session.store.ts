@@ -50,6 +50,11 @@ interface Row {
   last_channel?: string | null;
 }
 
+interface SessionRow extends Row {
+  /** Not expired and its user not disabled (a session refused for a reason that can change back). */
+  active: boolean;
+}
+
 const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>): LicenseRow | null =>
   r.license_type === null
     ? null
@@ -65,6 +70,56 @@ const licenseOf = (r: Pick<Row, 'license_type' | 'features' | 'resource_limits'>
  */
 const DEFAULT_LOOKUPS: LookupBatcherOptions = { maxInFlight: 1, maxBatch: 100, stallMs: 250 };
 
+/**
+ * Session ids known to have no row: about 100 bytes each, so 1 MB at most. An hour: the fact never changes, the limit
+ * only lets a process forget ids nobody presents any more (one still presented then costs one more read an hour).
+ */
+export const DEFAULT_GONE_SESSIONS: GoneSessionsOptions = { max: 10_000, ttlMs: 3_600_000 };
+
+export interface GoneSessionsOptions {
+  /** Most ids remembered; the oldest go first. */
+  max: number;
+  /** How long an id is remembered, in ms. */
+  ttlMs: number;
+}
+
+/** A lookup of a gone session: one settled promise shared by all of them (no allocation per refused check). */
+const NO_SESSION: Promise<null> = Promise.resolve(null);
+
+/**
+ * Session ids whose row does not exist, so a signed token of an ended session (logout, revocation, deletion) costs an
+ * HMAC and a map read, not a database read per request (GET /auth/session is exempt from the rate limits). Safe to
+ * keep whatever happens meanwhile, so it needs no session events: a missing row never comes back. Ids are random
+ * (ids.ts) and never reused, and an id reaches a client only after its row committed (a token is minted once the
+ * statement or transaction that created the session has returned; a cookie names a row Better Auth read), so no lookup
+ * runs before its row exists. Only a missing row: an expired session or a disabled user can come back, and is read.
+ */
+function createGoneSessions(options: GoneSessionsOptions) {
+  /** Id -> Date.now() when forgotten; in insertion order, which is expiry order (one TTL). */
+  const gone = new Map<string, number>();
+  return {
+    has(sessionId: string): boolean {
+      const until = gone.get(sessionId);
+      if (until === undefined) return false;
+      if (Date.now() < until) return true;
+      gone.delete(sessionId);
+      return false;
+    },
+    add(sessionId: string): void {
+      const now = Date.now();
+      gone.delete(sessionId);
+      gone.set(sessionId, now + options.ttlMs);
+      for (const [id, until] of gone) {
+        if (until > now && gone.size <= options.max) break;
+        gone.delete(id);
+      }
+    },
+    get size() {
+      return gone.size;
+    },
+  };
+}
+
 /** The session and identity queries of the Authenticator: one indexed round trip per lookup (or per batch of them). */
 export function createSessionStore(
   db: Queryable,
@@ -73,8 +128,11 @@ export function createSessionStore(
     log?: { warn(obj: object, msg: string): void };
     /** How session lookups are batched (see lookup-batcher.ts). */
     lookups?: LookupBatcherOptions;
+    /** How many ids of sessions without a row are remembered, and how long (see createGoneSessions). */
+    goneSessions?: GoneSessionsOptions;
   } = {},
 ) {
+  const gone = createGoneSessions(options.goneSessions ?? DEFAULT_GONE_SESSIONS);
   const flushMs = options.flushMs ?? 1000;
   let uses = new Map<string, { minIntervalSeconds: number; channel: string }>();
   let timer: NodeJS.Timeout | null = null;
@@ -128,37 +186,51 @@ export function createSessionStore(
   }
 
   async function findActiveMany(ids: readonly string[]): Promise<ActiveSession[]> {
-    const { rows } = await db.query<Row>(
+    // Inactive rows come back too (flagged), so an id without any row is told apart from an expired or disabled one.
+    const { rows } = await db.query<SessionRow>(
       `SELECT s.id, s.user_id, s.expires_at, u.email, u.name, l.license_type, l.features, l.resource_limits,
-              s.last_used_at, s.last_channel, u.ip_allowlist
+              s.last_used_at, s.last_channel, u.ip_allowlist, s.expires_at > now() AND u.disabled_at IS NULL AS active
          FROM sessions s
          JOIN users u ON u.id = s.user_id
          LEFT JOIN user_licenses l ON l.user_id = s.user_id
-        WHERE s.id = ANY($1::text[]) AND s.expires_at > now() AND u.disabled_at IS NULL`,
+        WHERE s.id = ANY($1::text[])`,
       [ids],
     );
-    return rows.map(
-      (r): ActiveSession => ({
-        id: r.id,
-        userId: r.user_id,
-        expiresAt: new Date(r.expires_at),
-        email: r.email,
-        name: r.name,
-        license: licenseOf(r),
-        lastUsedAt: new Date(r.last_used_at ?? Date.now()),
-        ipAllowlist: r.ip_allowlist ?? null,
-        lastChannel: r.last_channel ?? null,
-      }),
-    );
+    if (rows.length < ids.length) {
+      const present = new Set(rows.map((r) => r.id));
+      for (const id of ids) if (!present.has(id)) gone.add(id);
+    }
+    return rows
+      .filter((r) => r.active)
+      .map(
+        (r): ActiveSession => ({
+          id: r.id,
+          userId: r.user_id,
+          expiresAt: new Date(r.expires_at),
+          email: r.email,
+          name: r.name,
+          license: licenseOf(r),
+          lastUsedAt: new Date(r.last_used_at ?? Date.now()),
+          ipAllowlist: r.ip_allowlist ?? null,
+          lastChannel: r.last_channel ?? null,
+        }),
+      );
   }
-  const findActive = createLookupBatcher(findActiveMany, (s) => s.id, options.lookups ?? DEFAULT_LOOKUPS);
+  const lookUp = createLookupBatcher(findActiveMany, (s) => s.id, options.lookups ?? DEFAULT_LOOKUPS);
+  const findActive = (sessionId: string): Promise<ActiveSession | null> =>
+    gone.has(sessionId) ? NO_SESSION : lookUp(sessionId);
 
   return {
     /**
      * The active session with this id, its user and license; null when it is gone, expired or its user disabled.
-     * Concurrent lookups share queries (see lookup-batcher.ts).
+     * Concurrent lookups share queries (see lookup-batcher.ts); a session known to be gone costs none.
      */
     findActive,
+
+    /** How many ids of sessions without a row are remembered (for tests). */
+    get goneSessions(): number {
+      return gone.size;
+    },
 
     /**
      * Records a use, written behind: uses are gathered and written together every `flushMs` (one UPDATE for all of
