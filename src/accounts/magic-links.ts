@@ -30,7 +30,8 @@ export interface MagicLinks {
   /**
    * Emails a sign-in link to `email` if it has an account (or accounts may be created). The caller learns nothing
    * about the address: the same answer, and both the account lookup and the email start on a later turn of the event
-   * loop, once the caller has returned its answer. Throws RATE_LIMITED past the limit.
+   * loop, once the caller has returned its answer. Throws RATE_LIMITED past the limit, its retryAfter the seconds until
+   * the address may ask again.
    * `codeChallenge` binds the sign-in the link ends in to the requester's front end.
    */
   request(email: string, codeChallenge?: string): Promise<void>;
@@ -44,6 +45,8 @@ export interface MagicLinks {
   verify(token: string, origin: AuditOrigin): Promise<MagicLinkUse | null>;
   /** Deletes rows past both their expiry and the rate-limit window. */
   purgeExpired(): Promise<number>;
+  /** The per-address limit's window, in seconds (a refusal is audited once per client, address and window). */
+  readonly window: number;
 }
 
 export interface MagicLinkUse {
@@ -95,26 +98,35 @@ export function createMagicLinks(settings: MagicLinkSettings, deps: MagicLinkDep
   }
 
   return {
+    window: settings.window,
+
     async request(email, codeChallenge) {
       const token = newSecret();
-      const allowed = await db.transaction(async (tx) => {
+      /** 0: sent; else the seconds until the address may ask again. */
+      const retryAfter = await db.transaction(async (tx): Promise<number> => {
         // Serialises requests for one address, so a burst cannot slip past the count.
         await tx.query('SELECT pg_advisory_xact_lock(727210002, hashtext($1))', [email]);
-        const { rows } = await tx.query<{ n: string | number }>(
-          `SELECT count(*) AS n FROM magic_link_tokens
+        // wait: seconds until the count is below the limit again, when the request that takes it there leaves the
+        // window (the oldest one, or a later one if the limit was lowered); null while under the limit.
+        const { rows } = await tx.query<{ n: string | number; wait: string | number | null }>(
+          `SELECT count(*) AS n,
+                  greatest(1, ceil(extract(epoch FROM
+                    (array_agg(created_at ORDER BY created_at))[count(*) - $3 + 1]
+                    + make_interval(secs => $2) - now()))) AS wait
+             FROM magic_link_tokens
             WHERE email = $1 AND created_at > now() - make_interval(secs => $2)`,
-          [email, settings.window],
+          [email, settings.window, settings.maxPerWindow],
         );
-        if (Number(rows[0]?.n ?? 0) >= settings.maxPerWindow) return false;
+        if (Number(rows[0]?.n ?? 0) >= settings.maxPerWindow) return Number(rows[0]?.wait ?? settings.window);
         // A row is written for unknown addresses too (its token is never sent): the limit counts every request alike.
         await tx.query(
           `INSERT INTO magic_link_tokens (token_hash, email, expires_at, code_challenge)
            VALUES ($1, $2, now() + make_interval(secs => $3), $4)`,
           [hashSecret(token), email, settings.expiresIn, codeChallenge ?? null],
         );
-        return true;
+        return 0;
       });
-      if (!allowed) throw new AppError('RATE_LIMITED', undefined, { retryAfter: settings.window });
+      if (retryAfter > 0) throw new AppError('RATE_LIMITED', undefined, { retryAfter });
       // Whether the address has an account, and the email, wait for a later turn of the event loop: the route has
       // answered by then, or waits only for what every address waits for (its onSend hooks). Until then, a known
       // address costs exactly what an unknown one costs: the same statements, no SMTP work.

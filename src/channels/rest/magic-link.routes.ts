@@ -5,6 +5,8 @@ import { type AuditLog, restOrigin } from '../../audit/index.js';
 import { type AuthEngine, CLIENT_IP_HEADER, clientIpOf } from '../../auth/index.js';
 import type { Authenticator, SessionStore } from '../../authenticator/index.js';
 import { AppError } from '../../errors/index.js';
+import { clientKey } from '../../ratelimit/client-key.js';
+import { createOncePerWindow } from '../../ratelimit/once-per-window.js';
 import { normalizeEmail } from './auth.routes.js';
 import { ErrorResponse, TokenResponse } from './auth.schemas.js';
 import type { BrowserFinish } from './browser-finish.js';
@@ -40,6 +42,9 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
   const enabled = () => {
     if (!deps.enabled) throw new AppError('FEATURE_DISABLED');
   };
+  // A refusal is audited once per client, address and window, as the per-IP limits audit theirs: a client repeating a
+  // refused request writes one row, not one per request.
+  const refusedOnce = createOncePerWindow({ windowMs: links.window * 1000 });
 
   app.post<{ Body: MagicLinkBody }>(
     '/auth/magic-link',
@@ -59,7 +64,11 @@ export async function magicLinkRoutes(app: FastifyInstance, deps: MagicLinkRoute
       try {
         await links.request(email, request.body.codeChallenge);
       } catch (err) {
-        if (err instanceof AppError && err.code === 'RATE_LIMITED') {
+        if (
+          err instanceof AppError &&
+          err.code === 'RATE_LIMITED' &&
+          refusedOnce.first(`${clientKey(request.ip)}|${email}`)
+        ) {
           await audit.record({ event: 'rate_limit.hit', ...restOrigin(request), details: { route: 'magic-link' } });
         }
         throw err;
