@@ -511,9 +511,12 @@ export async function buildApp({ config, db, logger }: BuildOptions) {
   return app;
 }
 
-/** The session an authentication names, for the Better Auth mount (null without one: a link has no session). */
+/**
+ * The session an authentication names, for the Better Auth mount (null without one: a link has no session), with the
+ * token of an extension it made, which the mount hands back.
+ */
 function mountedSession(auth: AuthContext | null): MountedSession | null {
-  return auth?.sessionId ? { sessionId: auth.sessionId, userId: auth.userId } : null;
+  return auth?.sessionId ? { sessionId: auth.sessionId, userId: auth.userId, renewedToken: auth.renewedToken } : null;
 }
 
 function toHeaders(headers: Record<string, string | string[] | undefined>): Headers {

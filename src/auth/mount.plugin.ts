@@ -12,6 +12,8 @@ import { ChallengeExhausted } from './two-factor.js';
 export interface MountedSession {
   sessionId: string;
   userId: string;
+  /** Set when admitting our JWT extended the session: its fresh token, handed back in X-Auth-Token. */
+  renewedToken?: string;
 }
 
 export interface MountOptions {
@@ -124,6 +126,9 @@ function cookieName(cookie: string): string {
 }
 const SESSION_COOKIE = /(?:^|;\s*)(?:__Secure-)?better-auth\.session_token=([^;]*)/;
 
+/** The route the mount registers: the security plugin leaves the origin checks of what reaches it to Better Auth. */
+export const BETTER_AUTH_MOUNT_URL = '/api/auth/*';
+
 /**
  * Mounts Better Auth at /api/auth/*. The raw body bytes are passed through untouched (an encapsulated buffer parser:
  * re-serialising a parsed body breaks empty JSON bodies and form posts), the client IP is Fastify's, and our bearer
@@ -136,7 +141,7 @@ export const betterAuthMount = fp<MountOptions>(
       scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
       scope.route({
         method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-        url: '/api/auth/*',
+        url: BETTER_AUTH_MOUNT_URL,
         schema: { hide: true },
         handler: (request, reply) => forward(request, reply, options),
       });
@@ -206,11 +211,18 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   // The session the request carries, once admitted; a sign-out's, admitted or not (what it ends).
   let session: MountedSession | null = null;
   const bearer = /^Bearer\s+(\S+)$/i.exec(headers.get('authorization') ?? '')?.[1];
+  // A sign-out with our bearer ends the bearer's session (Better Auth takes it over the cookie), and Better Auth then
+  // clears the browser's session cookies: the session those name, when it is another one that stays alive.
+  let cookieSession: { sessionId: string } | null = null;
   if (bearer && JWT_SHAPE.test(bearer)) {
     session = await options.sessionFromJwt(bearer, request.ip);
     const token = session ? await options.engine.sessionToken(session.sessionId) : null;
     if (!token) throw new AppError('INVALID_TOKEN');
     headers.set('authorization', `Bearer ${token}`);
+    const cookie = headers.get('cookie');
+    if (route === '/sign-out' && cookie && SESSION_COOKIE.test(cookie)) {
+      cookieSession = await options.engine.sessionFromHeaders(new Headers({ cookie }));
+    }
   } else if (headers.has('cookie') || headers.has('authorization')) {
     // Any other credential is Better Auth's own (its cookie, or its session token however the bearer is spelled):
     // Better Auth says which session it names, in its own parsing, and the Authenticator whether it may be used here.
@@ -259,13 +271,23 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   response.headers.forEach((value, name) => {
     if (!DROPPED.has(name) && !name.startsWith('access-control-')) reply.header(name, value);
   });
-  const cookies = response.headers.getSetCookie().filter((c) => !TRUST_DEVICE_NAME.test(cookieName(c)));
+  // A sign-out that ended the bearer's session leaves the browser's cookies alone when they name another live one:
+  // clearing them would sign the browser out of a session that goes on. (/auth/logout does the same.)
+  const keepCookies = cookieSession !== null && cookieSession.sessionId !== session?.sessionId;
+  const cookies = keepCookies
+    ? []
+    : response.headers.getSetCookie().filter((c) => !TRUST_DEVICE_NAME.test(cookieName(c)));
   if (cookies.length > 0) reply.header('set-cookie', cookies);
 
   const newToken = cookies.map((c) => SESSION_COOKIE.exec(c)?.[1]).find((v) => v);
   if (newToken && response.ok) {
     const jwt = await options.jwtForSessionToken(decodeURIComponent(newToken).split('.')[0] ?? '');
     if (jwt) reply.header('x-auth-token', jwt);
+  }
+  // Admitting the bearer extended its session (sliding expiry): the client learns the new token here, as on /auth/*,
+  // or it is signed out at its old token's exp while the session lives on. Not after a sign-out: nothing to renew.
+  if (session?.renewedToken && route !== '/sign-out' && !reply.hasHeader('x-auth-token')) {
+    reply.header('x-auth-token', session.renewedToken);
   }
 
   if (route === '/sign-out' && response.ok && session) await options.signedOut(session, request);

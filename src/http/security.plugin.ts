@@ -3,6 +3,7 @@ import cors from '@fastify/cors';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import helmet, { type HelmetOptions } from 'helmet';
+import { BETTER_AUTH_MOUNT_URL } from '../auth/mount.plugin.js';
 import { AppError } from '../errors/index.js';
 
 /** Methods that change nothing: a cross-site one is harmless (and a link or an image must keep working). */
@@ -26,7 +27,7 @@ export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
     const trusted = new Set(origins);
     app.addHook('onRequest', (request, reply, done) => {
       reply.headers(headers);
-      if (crossSiteWithCookies(request.method, request.url, request.headers, trusted)) {
+      if (crossSiteWithCookies(request.method, request.routeOptions.url, request.headers, trusted)) {
         done(new AppError('INVALID_ORIGIN'));
         return;
       }
@@ -36,8 +37,9 @@ export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
       origin: origins,
       credentials: true,
       methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      allowedHeaders: ['Content-Type', 'Authorization', 'X-Request-Id', 'X-2FA-Code'],
-      exposedHeaders: ['X-Auth-Token', 'X-Request-Id', 'Retry-After'],
+      // X-Device-Id: every sign-in answers with the device key, which a later sign-in sends back (accounts/devices.ts).
+      allowedHeaders: ['Content-Type', 'Authorization', 'X-Request-Id', 'X-2FA-Code', 'X-Device-Id'],
+      exposedHeaders: ['X-Auth-Token', 'X-Request-Id', 'Retry-After', 'X-Device-Id'],
       maxAge: 600,
       // An OPTIONS request without Origin / Access-Control-Request-Method is not a preflight: 204 with no CORS grant,
       // rather than @fastify/cors's bare text/plain 400 outside the JSON error envelope.
@@ -54,16 +56,17 @@ export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
  * on the same host), and a body-less POST needs no CORS preflight. The origin is the Origin header, else the
  * Referer's; a request with neither is not a browser's (browsers send Origin on every POST) and passes. A bearer token
  * is a credential no other site can make a browser send, so a request with one passes. Better Auth checks its own
- * routes (/api/auth/*) against the same list.
+ * routes against the same list: only what is routed to its mount (`route`, the pattern the request matched) is left
+ * to it, not every /api/auth/ URL (the gateway's own passkey routes sit there too, and Better Auth never sees them).
  */
 export function crossSiteWithCookies(
   method: string,
-  url: string,
+  route: string | undefined,
   headers: { cookie?: string; authorization?: string; origin?: string; referer?: string },
   trusted: ReadonlySet<string>,
 ): boolean {
   if (SAFE_METHODS.has(method) || !headers.cookie || headers.authorization !== undefined) return false;
-  if (url.startsWith('/api/auth/')) return false;
+  if (route === BETTER_AUTH_MOUNT_URL) return false;
   const origin = headers.origin ?? originOf(headers.referer);
   return origin !== undefined && !trusted.has(origin);
 }

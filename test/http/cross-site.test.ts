@@ -58,15 +58,63 @@ describe('cookie-carrying changes from another origin', () => {
     expect((await enable({ authorization: `Bearer ${admin.token}`, cookie, origin: EVIL })).statusCode).toBe(200);
   });
 
-  it('decides from the method, the credential and the origin only', () => {
+  it('decides from the method, the credential, the origin and whether Better Auth answers the route', () => {
     const trusted = new Set(['https://app.example']);
-    const check = (method: string, url: string, headers: Record<string, string>) =>
-      crossSiteWithCookies(method, url, headers, trusted);
+    const check = (method: string, route: string | undefined, headers: Record<string, string>) =>
+      crossSiteWithCookies(method, route, headers, trusted);
     expect(check('POST', '/auth/logout', { cookie: 'a=b', origin: EVIL })).toBe(true);
-    expect(check('DELETE', '/auth/sessions/x', { cookie: 'a=b', origin: EVIL })).toBe(true);
+    expect(check('DELETE', '/auth/sessions/:id', { cookie: 'a=b', origin: EVIL })).toBe(true);
     expect(check('POST', '/auth/logout', { cookie: 'a=b', origin: 'https://app.example' })).toBe(false);
     expect(check('GET', '/auth/session', { cookie: 'a=b', origin: EVIL })).toBe(false);
     expect(check('POST', '/auth/login', { origin: EVIL })).toBe(false); // no cookie: nothing to forge with
-    expect(check('POST', '/api/auth/sign-out', { cookie: 'a=b', origin: EVIL })).toBe(false); // Better Auth's check
+    expect(check('POST', undefined, { cookie: 'a=b', origin: EVIL })).toBe(true); // no route (a 404)
+    expect(check('POST', '/api/auth/*', { cookie: 'a=b', origin: EVIL })).toBe(false); // the mount: Better Auth's check
+    // Regression: every /api/auth/ URL was left to Better Auth, the gateway's own routes there included.
+    expect(check('POST', '/api/auth/passkey/register', { cookie: 'a=b', origin: EVIL })).toBe(true);
+  });
+
+  // Regression: POST /api/auth/passkey/register is the gateway's route (Better Auth never sees it), but the check
+  // skipped every URL under /api/auth/, so a page of any origin could store a passkey with a signed-in cookie.
+  it("checks the gateway's own routes under /api/auth/ as their /auth/* aliases", async () => {
+    const base = t.config.server.base_url;
+    const post = (url: string, headers: Record<string, string>) =>
+      t.app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'application/json', ...headers },
+        payload: { credential: {} },
+      });
+    for (const url of [
+      '/api/auth/passkey/register',
+      '/auth/passkey/register',
+      '/api/auth/passkey/authenticate',
+      '/auth/passkey/authenticate',
+    ]) {
+      const forged = await post(url, { cookie, origin: EVIL });
+      expect(forged.statusCode, url).toBe(403);
+      expect(forged.json().error.code, url).toBe('INVALID_ORIGIN');
+      const trusted = await post(url, { cookie, origin: base });
+      expect(trusted.json().error?.code, url).not.toBe('INVALID_ORIGIN');
+    }
+    const registered = await t.db.query('SELECT 1 FROM passkeys WHERE user_id = $1', [admin.userId]);
+    expect(registered.rows).toEqual([]);
+  });
+
+  it("leaves Better Auth's own routes to Better Auth: served from a trusted origin, refused by it from another", async () => {
+    const base = t.config.server.base_url;
+    const user = await registerUser(t.app);
+    const own = await betterAuthCookie(t.app, user, base);
+    const signOut = (origin: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/api/auth/sign-out',
+        headers: { cookie: own, origin, 'content-type': 'application/json' },
+        payload: '{}',
+      });
+    const forged = await signOut(EVIL);
+    expect(forged.statusCode).toBe(403);
+    expect((await t.app.inject({ url: '/auth/session', headers: { cookie: own } })).statusCode).toBe(200);
+    expect((await signOut(base)).statusCode).toBe(200);
+    expect((await t.app.inject({ url: '/auth/session', headers: { cookie: own } })).statusCode).toBe(401);
   });
 });

@@ -5,7 +5,7 @@ import type { AnonymousUsers } from '../../accounts/index.js';
 import { type AuditLog, restOrigin } from '../../audit/index.js';
 import type { AuthEngine } from '../../auth/index.js';
 import { CLIENT_IP_HEADER, clientIpOf } from '../../auth/index.js';
-import type { Authenticator, SessionStore } from '../../authenticator/index.js';
+import { type Authenticator, hasSessionCookie, type SessionStore } from '../../authenticator/index.js';
 import { type Config, usesSecureCookies } from '../../config/index.js';
 import { AppError } from '../../errors/index.js';
 import {
@@ -209,9 +209,17 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRoutesDeps): Pr
     },
     async (request, reply) => {
       const { sessionId, userId } = authOf(request);
+      // A bearer is the credential over a cookie, so it names the session ended: the browser's cookie is cleared only
+      // when it names that one (or none that lives), never while its own session goes on (as on /api/auth/sign-out).
+      const { cookie, authorization } = request.headers;
+      const cookieSessionId =
+        authorization !== undefined && cookie !== undefined && hasSessionCookie(cookie)
+          ? await engine.sessionIdFromHeaders(new Headers({ cookie }))
+          : sessionId;
       if (sessionId) await sessions.delete(sessionId);
       await audit.record({ event: 'logout', userId, sessionId, ...restOrigin(request) });
-      if (request.headers.cookie) clearSessionCookies(reply, secureCookies);
+      const endedCookieSession = cookieSessionId === null || cookieSessionId === sessionId;
+      if (cookie && endedCookieSession) clearSessionCookies(reply, secureCookies);
       return { success: true };
     },
   );
