@@ -236,6 +236,12 @@ CREATE TABLE IF NOT EXISTS channel_link_codes (
   created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS channel_link_codes_user_id_idx ON channel_link_codes (user_id);
+-- The session that asked for the code. Whatever ends it (a revocation, a sign-out, a password change, expiry and the
+-- purge) deletes the code with it, so a code taken by a session the owner shut out links nothing. NULL only on codes
+-- issued before this column, which redeeming refuses (they lived ten minutes at most). The index keeps the cascade a
+-- lookup: the purge deletes expired sessions a thousand at a time.
+ALTER TABLE channel_link_codes ADD COLUMN IF NOT EXISTS session_id TEXT REFERENCES sessions (id) ON DELETE CASCADE;
+CREATE INDEX IF NOT EXISTS channel_link_codes_session_id_idx ON channel_link_codes (session_id);
 -- Accounts: devices, last use, IP allow lists, roles, disabling, license events (src/accounts, src/licenses) ------
 -- A device is what a client keeps across sign-ins: a gateway-minted (or client-chosen, >= 22 chars) key sent as
 -- X-Device-Id or the gateway_device cookie; only its SHA-256 is stored. Sessions signed in with it share device_id.

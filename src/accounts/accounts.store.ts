@@ -79,8 +79,9 @@ export function createAccountsStore(
     },
 
     /**
-     * Ends the user's other sessions and voids their pending channel link codes: a code records no session, so one
-     * taken by a session being shut out cannot be told from the user's own, and asking again costs one click.
+     * Ends the user's other sessions and voids all their pending channel link codes: those the ended sessions took go
+     * with them (ON DELETE CASCADE), and so do the kept session's own and codes from before codes recorded their
+     * session (shutting others out is a response to someone else being in; asking again costs one click).
      * Returns the number of sessions ended.
      */
     async revokeOtherSessions(userId: string, keepSessionId: string | null): Promise<number> {

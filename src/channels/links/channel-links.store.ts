@@ -95,6 +95,7 @@ export function createChannelLinks(db: Database) {
     /**
      * A new code for the user, issued by their session `sessionId`; their earlier unused codes for this channel stop
      * working. Returns the plain code, or null when the session is gone (ended meanwhile, by a password change say).
+     * The code records the session: ending it deletes the code (ON DELETE CASCADE), however it ends.
      */
     async issueCode(
       userId: string,
@@ -115,8 +116,9 @@ export function createChannelLinks(db: Database) {
           [userId, channelType],
         );
         await tx.query(
-          'INSERT INTO channel_link_codes (code_hash, user_id, channel_type, expires_at) VALUES ($1, $2, $3, $4)',
-          [hashLinkCode(code), userId, channelType, expiresAt],
+          `INSERT INTO channel_link_codes (code_hash, user_id, channel_type, expires_at, session_id)
+           VALUES ($1, $2, $3, $4, $5)`,
+          [hashLinkCode(code), userId, channelType, expiresAt, sessionId],
         );
         return true;
       });
@@ -146,19 +148,29 @@ export function createChannelLinks(db: Database) {
      * Redeems a code for a channel account. Deleting the row is the claim: of two concurrent redemptions only one
      * DELETE returns it. A code presented by an account already linked to someone else is left unused. A code of a
      * disabled user is used up and answered like an unknown one: disabling voids codes, so one still there slipped in
-     * beside the disable, and it must not link (or say who it belonged to) now or after a re-enable.
+     * beside the disable, and it must not link (or say who it belonged to) now or after a re-enable. So is a code whose
+     * session has ended: a revoked intruder's code must not link their account. Ending a session deletes its codes;
+     * the check here covers a session expired but not yet purged, and a code from before codes recorded their session
+     * (session_id NULL), which cannot be told from one a session since revoked took.
      */
     async redeemCode(code: string, channelType: string, channelUserId: string): Promise<LinkOutcome> {
       try {
         return await db.transaction(async (tx) => {
-          const { rows } = await tx.query<{ user_id: string; fresh: boolean; enabled: boolean }>(
-            `DELETE FROM channel_link_codes c USING users u
-              WHERE c.code_hash = $1 AND c.channel_type = $2 AND u.id = c.user_id
-             RETURNING c.user_id, c.expires_at > now() AS fresh, u.disabled_at IS NULL AS enabled`,
+          // No lock on the session: a deletion of it waits, in its cascade, for the code row this DELETE holds (the
+          // link then came first), or deleted the row first and this finds none.
+          const { rows } = await tx.query<{ user_id: string; fresh: boolean; valid: boolean }>(
+            `WITH used AS (
+               DELETE FROM channel_link_codes c USING users u
+                WHERE c.code_hash = $1 AND c.channel_type = $2 AND u.id = c.user_id
+               RETURNING c.user_id, c.session_id, c.expires_at > now() AS fresh, u.disabled_at IS NULL AS enabled)
+             SELECT user_id, fresh, enabled AND EXISTS (
+                      SELECT 1 FROM sessions s
+                       WHERE s.id = used.session_id AND s.user_id = used.user_id AND s.expires_at > now()) AS valid
+               FROM used`,
             [hashLinkCode(code), channelType],
           );
           const row = rows[0];
-          if (!row?.enabled) return { ok: false, reason: 'invalid' } as const;
+          if (!row?.valid) return { ok: false, reason: 'invalid' } as const;
           if (!row.fresh) return { ok: false, reason: 'expired' } as const;
           const inserted = await tx.query(
             `INSERT INTO user_channel_links (user_id, channel_type, channel_user_id) VALUES ($1, $2, $3)
