@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { proveAddress } from '../accounts/address-proof.js';
 import { completeUpgrade } from '../accounts/anonymous-users.js';
+import type { AuditLog, AuditOrigin } from '../audit/index.js';
 import { generateId } from '../auth/index.js';
 import type { Database, Queryable } from '../db/index.js';
 import { type EmailMessage, gatewayLink, type Mailer, verificationEmail } from '../email/index.js';
@@ -55,16 +57,33 @@ export interface EmailVerification {
    * an account someone else registered with it, gets a link to confirm the address by choosing a password
    * (`sendPasswordChoice`), which reclaims the account for them; a plain link would verify the registrant's account,
    * password and all. The second step ends once the email has gone out; a failure there, to prepare the email or to
-   * send it, frees the slot again and throws. It resolves with the account a verification link went to (`linkSentTo`:
-   * the caller's own), else null: the password choice is a reset, which the reset's own hook records.
+   * send it, frees the slot again and throws, but for the password choice's: only an unverified account's address
+   * sends one, so freeing its slot would tell it from any other by the next resend's answer (202, not 429). It
+   * resolves with the account a verification link went to (`linkSentTo`: the caller's own), else null: the password
+   * choice is a reset, which the reset's own hook records.
    */
   resend(email: string, signedInAs?: string | null): Promise<() => Promise<{ linkSentTo: string | null }>>;
   /**
    * Consumes a link: marks the user's email verified, or completes the anonymous user's upgrade to the address.
    * INVALID_VERIFICATION_TOKEN when unknown, used or expired; EMAIL_TAKEN when an upgrade's address got an account
    * meanwhile.
+   *
+   * An address in admin.emails is different: proving it makes the account an administrator at its next sign-in, and
+   * the link may have been asked for by whoever registered the address first (verification is off by default), its
+   * owner only pressing the button. So for a user not yet an administrator the link proves the address as a magic link
+   * or a reset does (proveAddress, audited `account.reclaimed` with `method: 'email_verification'`): the sessions,
+   * password and every other way in added before the proof go, and the owner chooses a password with a reset.
+   * `reclaimed`: that happened, the user has to.
    */
-  verify(token: string): Promise<{ userId: string }>;
+  verify(token: string, proof: VerificationProof): Promise<{ userId: string; reclaimed: boolean }>;
+}
+
+/** What verify needs for a link that proves an administrator's address. */
+export interface VerificationProof {
+  /** admin.emails. */
+  adminEmails: readonly string[];
+  origin: AuditOrigin;
+  audit: Pick<AuditLog, 'noteWritten'>;
 }
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
@@ -142,6 +161,8 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
       if ('wait' in slot) throw new AppError('RATE_LIMITED', undefined, { retryAfter: slot.wait });
 
       return async () => {
+        // Whether a failure frees the slot: not once the answer could depend on the address having an account.
+        let freeOnFailure = true;
         try {
           // withSends: the link's email is waited for, so that one the mail server refused frees the slot too.
           return await withSends(async () => {
@@ -157,6 +178,10 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
             });
             if (!found) return { linkSentTo: null };
             if (!found.message) {
+              // Only an unverified account's address gets here, and the caller may not know it has one: a failure
+              // keeps the slot, as an unknown or verified address, which sends nothing, keeps it. (The reset limit's
+              // own slot is freed: /auth/password/forgot answers the same either way.)
+              freeOnFailure = false;
               await options.sendPasswordChoice(address);
               return { linkSentTo: null };
             }
@@ -165,13 +190,30 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
           });
         } catch (err) {
           // As after a sign-up whose email could not be prepared, the slot is free again: the user may ask at once.
-          await freeSendSlot(db, slot.marker);
+          if (freeOnFailure) await freeSendSlot(db, slot.marker);
           throw err;
         }
       };
     },
 
-    async verify(token) {
+    async verify(token, proof) {
+      const adminEmails = new Set(proof.adminEmails.map(normalize));
+      /**
+       * Whether the link's user, locked, has an address in admin.emails (the link's own one, for links that carry it)
+       * and is not an administrator yet: the proof reclaims the account then. Locked before it is read, as proveAddress
+       * locks it, so a sign-in's session written meanwhile is waited for and then deleted with the others.
+       */
+      const claimsAdmin = async (tx: Queryable, userId: string, email: string | null) => {
+        if (adminEmails.size === 0 || (email !== null && !adminEmails.has(email))) return false;
+        const { rows } = await tx.query<{ email: string; role: string }>(
+          'SELECT lower(email) AS email, role FROM users WHERE id = $1 FOR UPDATE',
+          [userId],
+        );
+        const user = rows[0];
+        return (
+          !!user && (email === null || user.email === email) && adminEmails.has(user.email) && user.role !== 'admin'
+        );
+      };
       return db.transaction(async (tx) => {
         const { rows } = await tx.query<{ value: string; live: boolean }>(
           `DELETE FROM verification_tokens WHERE identifier = $1
@@ -182,14 +224,25 @@ export function createEmailVerification(options: EmailVerificationOptions): Emai
         if (!row?.live) throw new AppError('INVALID_VERIFICATION_TOKEN', undefined, { field: 'token' });
         // Links issued before they carried their address name the user only: they verify the user's current one.
         const [userId = '', email = null] = row.value.split('\n');
-        if (email !== null && (await completeUpgrade(tx, userId, email))) return { userId };
+        const upgraded = email !== null && (await completeUpgrade(tx, userId, email));
+        if (await claimsAdmin(tx, userId, email)) {
+          // An upgrade just verified the address with the password its requester chose: reclaimed all the same.
+          const proven = await proveAddress(tx, userId, {
+            method: 'email_verification',
+            origin: proof.origin,
+            audit: proof.audit,
+            verifiedHere: upgraded,
+          });
+          return { userId, reclaimed: proven?.reclaimed != null };
+        }
+        if (upgraded) return { userId, reclaimed: false };
         const updated = await tx.query(
           `UPDATE users SET email_verified = true, updated_at = now()
             WHERE id = $1 AND ($2::text IS NULL OR lower(email) = $2)`,
           [userId, email],
         );
         if (updated.rowCount === 0) throw new AppError('INVALID_VERIFICATION_TOKEN', undefined, { field: 'token' });
-        return { userId };
+        return { userId, reclaimed: false };
       });
     },
   };

@@ -15,12 +15,17 @@ export interface Reclaimed {
 }
 
 export interface AddressProof {
-  /** How the address was proven, for the audit event: 'magic_link', 'password_reset'. */
+  /** How the address was proven, for the audit event: 'magic_link', 'password_reset', 'email_verification'. */
   method: string;
   origin: AuditOrigin;
   audit: Pick<AuditLog, 'noteWritten'>;
   /** The proof just set the password (a reset link): it is the owner's, and stays. */
   keepPassword?: boolean;
+  /**
+   * The caller marked the address verified in this same transaction, on the proof's strength (an anonymous user's
+   * upgrade its link completed): nobody had proven it before, so the account is reclaimed all the same.
+   */
+  verifiedHere?: boolean;
 }
 
 /**
@@ -34,7 +39,8 @@ export interface AddressProof {
  * left as it is.
  *
  * A password reset is such a proof too (its link went to the address): run after the reset, with `keepPassword`, it
- * removes the rest and keeps the password the owner just chose.
+ * removes the rest and keeps the password the owner just chose. So is the emailed verification link of an address in
+ * admin.emails (account/email-verification.ts): there the role goes with the proof.
  *
  * Runs in the caller's transaction (`tx`), so the reclaim, the verified mark and the `account.reclaimed` audit row
  * commit together. The user row is locked first: of two links opened at once, one reclaims and the other finds the
@@ -52,7 +58,7 @@ export async function proveAddress(
   );
   const user = rows[0];
   if (!user) return null;
-  if (user.email_verified) return { twoFactor: user.two_factor_enabled, reclaimed: null };
+  if (user.email_verified && !proof.verifiedHere) return { twoFactor: user.two_factor_enabled, reclaimed: null };
 
   // Deleting the devices also deletes their sessions (ON DELETE CASCADE): the sessions were deleted first, in this
   // statement, so they are counted once.

@@ -76,9 +76,16 @@ export async function accountRoutes(app: FastifyInstance, deps: AccountRoutesDep
   const recent = requireRecentAuth(deps.recentAuth);
 
   const verifyEmail = async (token: string, request: FastifyRequest) => {
-    const { userId } = await verification.verify(token);
-    await audit.record({ event: 'email.verified', userId, ...restOrigin(request) });
-    return { success: true as const, message: 'Your email address is verified; you can sign in.' };
+    const origin = restOrigin(request);
+    const proof = { adminEmails: config.admin.emails, origin, audit };
+    const { userId, reclaimed } = await verification.verify(token, proof);
+    await audit.record({ event: 'email.verified', userId, ...origin });
+    // Reclaimed (an administrator's address, see EmailVerification.verify): no password signs in to it any more.
+    const message = reclaimed
+      ? 'Your email address is verified. As it is an administrator address, the password and sessions set up before ' +
+        'this proof no longer work: choose a new password with a password reset, then sign in.'
+      : 'Your email address is verified; you can sign in.';
+    return { success: true as const, message };
   };
   app.get<{ Querystring: TokenQuery }>(
     '/auth/email/verify',
