@@ -12,6 +12,8 @@ export const replies = {
   alreadyLinked: (email: string) => `This Telegram account is already linked to ${email}.`,
   codeInvalid: 'That code is not valid (codes work once). Ask for a new one after signing in.',
   codeExpired: 'That code has expired (codes last 10 minutes). Ask for a new one after signing in.',
+  tooManyAttempts: (minutes: number) =>
+    `Too many wrong codes from this Telegram account. Try again in ${minutes} min, with a new code after signing in.`,
   linkedElsewhere: 'This Telegram account is linked to another user. Send /unlink first to link it to a different one.',
   whoami: (email: string, name: string, license: string) =>
     `Linked to ${name ? `${name} <${email}>` : email}; license: ${license}.`,
