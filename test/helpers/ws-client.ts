@@ -64,3 +64,15 @@ export function connect(url: string, headers: Record<string, string> = {}): Prom
     );
   });
 }
+
+/** A socket authenticated by its Authorization header: it has answered `auth_ok`. */
+export async function connectSignedIn(url: string, token: string): Promise<WsClient> {
+  const c = await connect(url, { authorization: `Bearer ${token}` });
+  const first = await c.next();
+  if (first.type !== 'auth_ok') throw new Error(`expected auth_ok, got ${JSON.stringify(first)}`);
+  return c;
+}
+
+/** What `p` resolves with, or 'still open' after `ms` (a socket expected to close, that did not). */
+export const within = <T>(p: Promise<T>, ms: number) =>
+  Promise.race([p, new Promise<'still open'>((r) => setTimeout(() => r('still open'), ms))]);

@@ -1,10 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
-import { connect, listen, type WsClient } from '../../helpers/ws-client.js';
-
-/** What `p` resolves with, or 'still open' after `ms`. */
-const within = <T>(p: Promise<T>, ms: number) =>
-  Promise.race([p, new Promise((r) => setTimeout(() => r('still open'), ms))]);
+import { connectSignedIn, listen, within } from '../../helpers/ws-client.js';
 
 // Regression: a change to a user's row (disabled, IP allow list narrowed) reached their open sockets through one read;
 // when that read failed (statement timeout, failover), the change was dropped with a warning and the sockets stayed.
@@ -17,11 +13,7 @@ describe('/ws/chat: a check after a change to a user whose read failed is retrie
   });
   afterAll(() => t?.close());
 
-  const open = async (token: string): Promise<WsClient> => {
-    const c = await connect(url, { authorization: `Bearer ${token}` });
-    expect((await c.next()).type).toBe('auth_ok');
-    return c;
-  };
+  const open = (token: string) => connectSignedIn(url, token);
 
   /** The session reads (what a socket check after a user change makes) fail, `times` times, as if the database timed out. */
   const failSessionReads = (times: number) => {

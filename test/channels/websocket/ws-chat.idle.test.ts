@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, registerUser, type TestApp } from '../../helpers/test-app.js';
-import { connect, listen, type WsClient } from '../../helpers/ws-client.js';
+import { connectSignedIn, listen, within } from '../../helpers/ws-client.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** What `p` resolves with, or 'still open' after `ms`. */
-const within = <T>(p: Promise<T>, ms: number) =>
-  Promise.race([p, new Promise((r) => setTimeout(() => r('still open'), ms))]);
 
 // Regression: the Authenticator saw a socket only at its handshake, so with auth.session.idle_timeout a user chatting
 // without pause was logged out everywhere else (and refused on reconnect), while an idle socket chatted on.
@@ -20,11 +17,7 @@ describe('/ws/chat with auth.session.idle_timeout', () => {
   });
   afterAll(() => t?.close());
 
-  const open = async (token: string): Promise<WsClient> => {
-    const c = await connect(url, { authorization: `Bearer ${token}` });
-    expect((await c.next()).type).toBe('auth_ok');
-    return c;
-  };
+  const open = (token: string) => connectSignedIn(url, token);
   const restStatus = async (token: string) =>
     (await t.app.inject({ url: '/auth/session', headers: { authorization: `Bearer ${token}` } })).statusCode;
 
