@@ -8,7 +8,7 @@ import { replies, splitMessage } from './replies.js';
 const REPLY_TIMEOUT_MS = 120_000;
 /**
  * The most messages one reply is sent as, the last saying it was cut: Telegram sends about one message a second in a
- * chat and refuses the rest (429, which grammY does not retry), so a longer answer would mostly be lost anyway.
+ * chat and refuses the rest (429; the bot waits and retries a few times), so a longer answer would take minutes.
  */
 const MAX_REPLY_PARTS = 16;
 /** Reading an answer stops past this many UTF-16 units (what fills MAX_REPLY_PARTS messages): memory stays bounded. */
@@ -20,8 +20,10 @@ export interface ChatComposerDeps {
   limits: UsageLimits;
   baseUrl: string;
   log: { warn(obj: object, msg: string): void };
-  /** Replies still being produced: the bot waits for them before it stops. */
+  /** Replies still being produced: the bot waits for them, until the shutdown's deadline, before it stops. */
   inflight: Set<Promise<void>>;
+  /** Aborted when the shutdown stops waiting for them: a reply in progress is given up (stop() counts it). */
+  cutoff: AbortSignal;
 }
 
 /**
@@ -52,7 +54,7 @@ export function chatComposer(deps: ChatComposerDeps): Composer<Context> {
     let reply = '';
     let truncated = false;
     try {
-      for await (const chunk of chat.reply(auth, { id, text }, AbortSignal.any([timeout, done.signal]))) {
+      for await (const chunk of chat.reply(auth, { id, text }, AbortSignal.any([timeout, done.signal, deps.cutoff]))) {
         reply += chunk;
         if (reply.length > MAX_REPLY_LENGTH) {
           truncated = true;
@@ -60,6 +62,8 @@ export function chatComposer(deps: ChatComposerDeps): Composer<Context> {
         }
       }
     } catch (err) {
+      // Given up at the shutdown's deadline (here and below): stop() logged it, and nothing more is sent.
+      if (deps.cutoff.aborted) return;
       log.warn({ err: { message: (err as Error).message } }, 'chat service failed (telegram)');
       await ctx.reply(replies.chatUnavailable).catch(() => {});
       return;
@@ -67,6 +71,7 @@ export function chatComposer(deps: ChatComposerDeps): Composer<Context> {
       done.abort();
     }
     // The service ends its stream normally when the signal fires (the caller went away): what came is only a part.
+    if (deps.cutoff.aborted) return;
     if (timeout.aborted && !truncated) {
       log.warn({ timeoutMs: REPLY_TIMEOUT_MS }, 'chat reply took too long (telegram)');
       await ctx.reply(replies.chatUnavailable).catch(() => {});
@@ -77,8 +82,12 @@ export function chatComposer(deps: ChatComposerDeps): Composer<Context> {
       parts = [...parts.slice(0, MAX_REPLY_PARTS - 1), replies.truncated];
     }
     try {
-      for (const part of parts) await ctx.reply(part);
+      for (const part of parts) {
+        if (deps.cutoff.aborted) return;
+        await ctx.reply(part);
+      }
     } catch (err) {
+      if (deps.cutoff.aborted) return;
       log.warn({ err: { message: (err as Error).message } }, 'telegram reply failed');
     }
   }

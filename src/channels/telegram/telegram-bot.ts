@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Bot } from 'grammy';
+import { autoRetry } from '@grammyjs/auto-retry';
+import { Bot, type Transformer } from 'grammy';
 import type { Update } from 'grammy/types';
 import type { AuditLog } from '../../audit/index.js';
 import type { Authenticator } from '../../authenticator/index.js';
@@ -20,12 +21,24 @@ const USERNAME_WAIT_MS = 3000;
  */
 const WEBHOOK_WAIT_MS = 10_000;
 /**
- * On close, how long the last getUpdates (grammY's confirmation of the offset) may take, then how long the updates in
- * progress may: together well within server.shutdown_timeout (10 s by default), which the app's other closing work
- * shares, instead of telegram.api_timeout (60 s) for a silent Bot API.
+ * On close, how long the last getUpdates (grammY's confirmation of the offset) may take: a silent Bot API would hold it
+ * for telegram.api_timeout (60 s), past server.shutdown_timeout (10 s by default).
  */
 const STOP_CONFIRM_MS = 2000;
-const STOP_UPDATES_MS = 2000;
+/**
+ * How long stop() waits for the replies in progress when its caller gives no deadline: what the app gives them with
+ * the default server.shutdown_timeout (half of it, see telegram.plugin.ts).
+ */
+const STOP_REPLIES_MS = 5000;
+/**
+ * Telegram's flood control (429 with retry_after, past about one message a second in a chat) is waited out and the
+ * call sent again, up to this many times: a 16-part reply meets it a few times. A longer wait than FLOOD_MAX_WAIT_S
+ * (or telegram.api_timeout, if shorter) is not waited for: the call fails as before instead of holding the update.
+ */
+const FLOOD_RETRIES = 3;
+const FLOOD_MAX_WAIT_S = 10;
+/** The Bot API methods whose failures mean this process cannot poll (grammY retries both of them for ever). */
+const POLLING_METHODS = new Set(['getUpdates', 'deleteWebhook']);
 
 /** Whether `work` settled within `ms`; rejects if it failed in that time (a later failure is ignored). */
 async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
@@ -63,6 +76,9 @@ export interface TelegramDeps {
   };
 }
 
+/** grammY's own AbortSignal type (a shim's) in its API calls. */
+type ApiSignal = Parameters<Transformer>[3];
+
 /** The updates the bot acts on: everything else is never fetched. */
 const ALLOWED_UPDATES = ['message'] as const;
 
@@ -88,6 +104,68 @@ export function createTelegram(deps: TelegramDeps) {
   // getUpdates holds its request open for this long when no update comes: it must end well within the call timeout.
   const longPollSeconds = Math.min(30, Math.floor(deps.apiTimeout / 2));
   const inflight = new Set<Promise<void>>();
+  // grammY's init (getMe) retries for as long as the Bot API cannot be reached; closing() and stop() end that.
+  const lifetime = new AbortController();
+  // Aborted when the shutdown stops waiting for the replies in progress (its deadline): a reply still being produced,
+  // or waiting out flood control, is given up then, not later.
+  const cutoff = new AbortController();
+  let cutoffTimer: NodeJS.Timeout | undefined;
+  const cutOff = () => {
+    if (cutoff.signal.aborted) return;
+    if (inflight.size > 0) {
+      log.warn(
+        { dropped: inflight.size },
+        'telegram: shutdown deadline reached; dropping the chat replies in progress',
+      );
+    }
+    cutoff.abort();
+  };
+  const floodRetry = autoRetry({
+    maxRetryAttempts: FLOOD_RETRIES,
+    maxDelaySeconds: Math.min(FLOOD_MAX_WAIT_S, deps.apiTimeout),
+    // Only 429s: the plugin would retry network errors for ever, uncounted (getUpdates failures must reach the
+    // polling watchdog below), and 5xx with a backoff from 3 s that doubles: a reply could be sent twice.
+    rethrowHttpErrors: true,
+    rethrowInternalServerErrors: true,
+  });
+  const floodControl: Transformer = (prev, method, payload, signal) =>
+    floodRetry((m, p) => prev(m, p, signal), method, payload, signal ?? (cutoff.signal as ApiSignal));
+  bot.api.config.use(floodControl);
+  /**
+   * The polling watchdog: while this process leads, getUpdates (or the deleteWebhook before it) failing without a
+   * break for telegram.api_timeout seconds means this process cannot reach the Bot API, where grammY would go on
+   * retrying every 3 s for ever, holding the lock. It stops polling, and lead() gives the lock up for a standby that
+   * may reach Telegram. One failure, however slow a batch was before it, is not enough: the streak is timed from the
+   * start of its first failed call.
+   */
+  let failingSince: number | null = null;
+  let unreachable = false;
+  const pollingWatchdog: Transformer = async (prev, method, payload, signal) => {
+    if (!POLLING_METHODS.has(method)) return prev(method, payload, signal);
+    const startedAt = Date.now();
+    try {
+      const res = await prev(method, payload, signal);
+      if (res.ok) failingSince = null;
+      else pollingFailed(startedAt, signal);
+      return res;
+    } catch (err) {
+      pollingFailed(startedAt, signal);
+      throw err;
+    }
+  };
+  const pollingFailed = (startedAt: number, signal: ApiSignal) => {
+    // Our own stop() aborting the long poll, or its last confirming call: not the Bot API's failure.
+    if (signal?.aborted || !bot.isRunning()) return;
+    failingSince ??= startedAt;
+    if (Date.now() - failingSince < deps.apiTimeout * 1000) return;
+    unreachable = true;
+    log.warn(
+      { failingForMs: Date.now() - failingSince },
+      'telegram Bot API unreachable while polling; giving the polling lock up for another process',
+    );
+    void bot.stop().catch(() => {});
+  };
+  bot.api.config.use(pollingWatchdog);
   bot.catch((err) =>
     log.error({ err: { message: err.message }, updateId: err.ctx.update.update_id }, 'telegram update failed'),
   );
@@ -110,11 +188,10 @@ export function createTelegram(deps: TelegramDeps) {
       baseUrl: deps.baseUrl,
       log,
       inflight,
+      cutoff: cutoff.signal,
     }),
   );
 
-  // grammY's init (getMe) retries for as long as the Bot API cannot be reached; stop() ends that.
-  const lifetime = new AbortController();
   let initializing: Promise<void> | null = null;
   const init = (): Promise<void> => {
     initializing ??= bot.init(lifetime.signal as Parameters<typeof bot.init>[0]).catch((err) => {
@@ -152,9 +229,13 @@ export function createTelegram(deps: TelegramDeps) {
   let polling: Promise<void> | null = null;
   let retry: NodeJS.Timeout | null = null;
 
-  const scheduleRetry = () => {
+  /**
+   * `rounds` standby intervals from now, lead() is tried again. A process that gave the lock up because it cannot reach
+   * the Bot API sits out two, so that every standby (trying once an interval) gets its chance at the lock first.
+   */
+  const scheduleRetry = (rounds = 1) => {
     if (stopped) return;
-    retry = setTimeout(() => void lead(), deps.standbyRetry * 1000);
+    retry = setTimeout(() => void lead(), rounds * deps.standbyRetry * 1000);
     retry.unref();
   };
 
@@ -186,10 +267,21 @@ export function createTelegram(deps: TelegramDeps) {
       return;
     }
     const taken = lock;
+    unreachable = false;
     polling = (async () => {
       try {
-        await init();
+        // getMe gets one telegram.api_timeout under the lock; it goes on in the background while a standby tries.
+        if (!(await initialized(deps.apiTimeout * 1000))) {
+          if (stopped || held.lost) return;
+          unreachable = true;
+          log.warn(
+            { waitedMs: deps.apiTimeout * 1000 },
+            'telegram getMe did not answer; giving the polling lock up for another process',
+          );
+          return;
+        }
         if (stopped || held.lost) return;
+        failingSince = null;
         await bot.start({
           allowed_updates: [...ALLOWED_UPDATES],
           timeout: longPollSeconds,
@@ -204,7 +296,7 @@ export function createTelegram(deps: TelegramDeps) {
         await taken.release();
         if (lock === taken) lock = null;
         polling = null;
-        scheduleRetry();
+        scheduleRetry(unreachable ? 2 : 1);
       }
     })();
   }
@@ -271,19 +363,24 @@ export function createTelegram(deps: TelegramDeps) {
     },
 
     /**
-     * The gateway is closing (before in-flight requests are drained): what waits for the Bot API gives up now, so a
-     * webhook update held by a silent Bot API answers at once instead of holding the shutdown for telegram.api_timeout.
+     * The gateway is closing (before in-flight requests are drained): waiting for getMe gives up now, so a webhook
+     * update held by a silent Bot API answers at once instead of holding the shutdown for telegram.api_timeout. A
+     * reply waiting out flood control (a webhook update's too) may go on until `deadline` (epoch ms), stop()'s.
      */
-    closing(): void {
+    closing(deadline: number): void {
       lifetime.abort();
+      clearTimeout(cutoffTimer);
+      cutoffTimer = setTimeout(cutOff, Math.max(0, deadline - Date.now()));
+      cutoffTimer.unref();
     },
 
     /**
-     * Stops polling and waits for the updates in progress, each within a few seconds (the shutdown bound is shared
-     * with the rest of the app), then gives the polling lock up. Never throws: a Bot API that is down or silent is no
-     * reason to leave the rest of the app, the database included, unclosed.
+     * Stops polling (the offset confirmation within STOP_CONFIRM_MS), waits for the updates and chat replies in
+     * progress until `deadline` (epoch ms; STOP_REPLIES_MS from now if not given), gives up the replies still going
+     * then, and gives the polling lock up. Never throws: a Bot API that is down or silent is no reason to leave the
+     * rest of the app, the database included, unclosed.
      */
-    async stop(): Promise<void> {
+    async stop({ deadline = Date.now() + STOP_REPLIES_MS }: { deadline?: number } = {}): Promise<void> {
       stopped = true;
       lifetime.abort();
       if (retry) clearTimeout(retry);
@@ -299,9 +396,17 @@ export function createTelegram(deps: TelegramDeps) {
           log.warn({ err: { message } }, 'telegram: stopping polling could not confirm the last updates');
         }
       }
-      if (!(await settlesWithin(Promise.allSettled([polling, ...inflight]), STOP_UPDATES_MS))) {
-        log.warn({ waitedMs: STOP_UPDATES_MS }, 'telegram: stopped without waiting longer for updates in progress');
+      // The update being handled may start a reply meanwhile: waited for too.
+      let settled = true;
+      while (settled && (polling || inflight.size > 0)) {
+        const left = Math.max(0, deadline - Date.now());
+        settled = await settlesWithin(Promise.allSettled([polling, ...inflight]), left);
       }
+      if (!settled && inflight.size === 0) {
+        log.warn({}, 'telegram: shutdown deadline reached while an update was being handled');
+      }
+      clearTimeout(cutoffTimer);
+      cutOff();
       await lock?.release();
       lock = null;
     },

@@ -10,7 +10,8 @@ export const WEBHOOK_PATH = '/telegram/webhook';
 /**
  * The bot's lifecycle in the app: polling starts once the app is ready (leader election inside createTelegram);
  * webhook mode mounts POST /telegram/webhook, which refuses a wrong X-Telegram-Bot-Api-Secret-Token with 401 before
- * reading the update. The bot stops (and waits for replies in progress) when the app closes.
+ * reading the update. The bot stops when the app closes, and waits for the replies in progress until half of
+ * server.shutdown_timeout has passed since the close began.
  */
 export async function telegramPlugin(
   app: FastifyInstance,
@@ -61,9 +62,13 @@ export async function telegramPlugin(
   }
 
   app.addHook('onReady', async () => telegram.start());
+  // The replies in progress get the first half of server.shutdown_timeout, counted from the start of the close, as the
+  // app's after-answer work does (app.ts): the other half is for the rest of the close.
+  let deadline: number | undefined;
   app.addHook('preClose', (done) => {
-    telegram.closing();
+    deadline = Date.now() + (app.config.server.shutdown_timeout * 1000) / 2;
+    telegram.closing(deadline);
     done();
   });
-  app.addHook('onClose', async () => telegram.stop());
+  app.addHook('onClose', async () => telegram.stop({ deadline }));
 }
