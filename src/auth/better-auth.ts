@@ -197,6 +197,13 @@ const CLIENT_CAUSED = new Set([
   'Unable to link account - untrusted provider',
 ]);
 /**
+ * Better Auth's refusals of an origin or redirect target a client sent (its origin check: `Invalid origin: <origin>`,
+ * `Invalid callbackURL: <url>`, ...): answered 403, so a client's mistake, not the gateway's. Logged without the value,
+ * which is the client's to choose (a URL may carry anything in its query).
+ */
+const CLIENT_CAUSED_PREFIX =
+  /^(Invalid (?:origin|callbackURL|redirectURL|errorCallbackURL|newUserCallbackURL|redirect URL)): /;
+/**
  * The one betterAuth({...}) call. Its models are mapped onto the design's snake_case tables (schema.sql); passwords
  * are hashed by our argon2id hasher; ids take the design's form; rate limiting is ours, not Better Auth's.
  */
@@ -233,10 +240,12 @@ export function createBetterAuth({
       level: 'error',
       log(level, message) {
         // Better Auth's messages never contain request bodies; keep them at their level, except the refusals of
-        // requests any client can make wrong at will (a callback without or with a forged state or code): those are
-        // answered (a redirect with ?error=, audited at /auth/oauth/complete), not errors of the gateway, and at error
-        // level anyone could flood the alerts.
+        // requests any client can make wrong at will (a callback without or with a forged state or code, an origin or
+        // callback URL not trusted): those are answered (a redirect with ?error=, audited at /auth/oauth/complete; a
+        // 403), not errors of the gateway, and at error level anyone could flood the alerts.
+        const refused = level === 'error' ? CLIENT_CAUSED_PREFIX.exec(message)?.[1] : undefined;
         if (level === 'error' && CLIENT_CAUSED.has(message)) logger.debug({ component: 'better-auth' }, message);
+        else if (refused) logger.debug({ component: 'better-auth' }, refused);
         else if (level === 'error') logger.error({ component: 'better-auth' }, message);
         else if (level === 'warn') logger.warn({ component: 'better-auth' }, message);
         else logger.debug({ component: 'better-auth' }, message);

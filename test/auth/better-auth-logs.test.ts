@@ -32,4 +32,36 @@ describe("Better Auth's log lines about a client's malformed OAuth callback", ()
     const errors = t.logs.lines.slice(before).filter((line) => (JSON.parse(line) as { level: number }).level >= 50);
     expect(errors).toEqual([]);
   });
+
+  // Regression: Better Auth's origin check logged each refused Origin or callbackURL at error level, with the value the
+  // client chose: any client could flood the error alerts, and write what it liked into the log.
+  it("Better Auth's refusal of an untrusted origin or callback URL is a 403, logged below error level without the value", async () => {
+    const before = t.logs.lines.length;
+    const signOut = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-out',
+      headers: {
+        origin: 'https://evil.example',
+        cookie: 'better-auth.session_token=x.y',
+        'content-type': 'application/json',
+      },
+      payload: {},
+    });
+    expect(signOut.statusCode).toBe(403);
+    const signIn = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { 'content-type': 'application/json' },
+      payload: {
+        email: 'x@example.com',
+        password: 'whatever-password',
+        callbackURL: 'https://evil.example/?note=planted-value',
+      },
+    });
+    expect(signIn.statusCode).toBe(403);
+    const logged = t.logs.lines.slice(before);
+    expect(logged.filter((line) => (JSON.parse(line) as { level: number }).level >= 50)).toEqual([]);
+    expect(logged.join('\n')).not.toContain('planted-value');
+    expect(logged.join('\n')).not.toContain('evil.example');
+  });
 });
