@@ -211,7 +211,7 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
   // The session the request carries, once admitted; a sign-out's, admitted or not (what it ends).
   let session: MountedSession | null = null;
   const bearer = /^Bearer\s+(\S+)$/i.exec(headers.get('authorization') ?? '')?.[1];
-  // A sign-out with our bearer ends the bearer's session (Better Auth takes it over the cookie), and Better Auth then
+  // A sign-out with a bearer ends the bearer's session (Better Auth takes it over the cookie), and Better Auth then
   // clears the browser's session cookies: the session those name, when it is another one that stays alive.
   let cookieSession: { sessionId: string } | null = null;
   if (bearer && JWT_SHAPE.test(bearer)) {
@@ -219,10 +219,6 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
     const token = session ? await options.engine.sessionToken(session.sessionId) : null;
     if (!token) throw new AppError('INVALID_TOKEN');
     headers.set('authorization', `Bearer ${token}`);
-    const cookie = headers.get('cookie');
-    if (route === '/sign-out' && cookie && SESSION_COOKIE.test(cookie)) {
-      cookieSession = await options.engine.sessionFromHeaders(new Headers({ cookie }));
-    }
   } else if (headers.has('cookie') || headers.has('authorization')) {
     // Any other credential is Better Auth's own (its cookie, or its session token however the bearer is spelled):
     // Better Auth says which session it names, in its own parsing, and the Authenticator whether it may be used here.
@@ -239,6 +235,12 @@ async function forward(request: FastifyRequest, reply: FastifyReply, options: Mo
       if (cookie) headers.set('cookie', cookie);
       else headers.delete('cookie');
     }
+  }
+
+  // Whatever form the bearer takes (our JWT or Better Auth's own token), the session the cookie names, read apart.
+  const cookie = headers.get('cookie');
+  if (route === '/sign-out' && bearer && cookie && SESSION_COOKIE.test(cookie)) {
+    cookieSession = await options.engine.sessionFromHeaders(new Headers({ cookie }));
   }
 
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD' && Buffer.isBuffer(forwardedBody);
