@@ -3,6 +3,8 @@ import { deviceRowOf } from '../accounts/devices.js';
 import type { AuditLog } from '../audit/index.js';
 import type { Queryable } from '../db/index.js';
 import { AppError } from '../errors/index.js';
+import { clientKey } from '../ratelimit/client-key.js';
+import { createOncePerWindow } from '../ratelimit/once-per-window.js';
 import type { IpPolicy } from './ip-policy.js';
 
 /** The device key of the sign-in request being served (set by the access plugin), for sessions created deep inside. */
@@ -50,6 +52,9 @@ export function createSignInGuard(deps: {
   adminEmails: readonly string[];
 }) {
   const adminEmails = deps.adminEmails.map((e) => e.trim().toLowerCase());
+  // A refused sign-in is audited once a minute per user, client and reason, as the other ip.refused rows are (app.ts,
+  // access.plugin.ts): with the right password, a loop from outside the allow list is no write flood either.
+  const refusedOnce = createOncePerWindow();
   const readUser = async (userId: string) => {
     const { rows } = await deps.db.query<{ disabled: boolean; ip_allowlist: string[] | null }>(
       'SELECT disabled_at IS NOT NULL AS disabled, ip_allowlist FROM users WHERE id = $1',
@@ -77,6 +82,9 @@ export function createSignInGuard(deps: {
       const unknown = ip === undefined && (user.ipAllowlist?.length ?? 0) > 0;
       const refusal = unknown ? 'unparseable' : deps.ipPolicy.refuse(ip, user.ipAllowlist);
       if (refusal) {
+        if (!refusedOnce.first(`${userId}|${ip === undefined ? '' : clientKey(ip)}|${refusal}`)) {
+          throw new AppError('IP_NOT_ALLOWED');
+        }
         await deps.audit.record({
           event: 'ip.refused',
           userId,
