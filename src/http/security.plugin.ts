@@ -27,7 +27,10 @@ export const securityPlugin = fp<{ origins: string[]; https: boolean }>(
     const trusted = new Set(origins);
     app.addHook('onRequest', (request, reply, done) => {
       reply.headers(headers);
-      if (crossSiteWithCookies(request.method, request.routeOptions.url, request.headers, trusted)) {
+      // Only a method that changes something is checked: Fastify's routeOptions getter builds an object per call, and
+      // the hot path (GET /auth/session) is spared it.
+      const changes = !SAFE_METHODS.has(request.method);
+      if (changes && crossSiteWithCookies(request.method, request.routeOptions.url, request.headers, trusted)) {
         done(new AppError('INVALID_ORIGIN'));
         return;
       }
