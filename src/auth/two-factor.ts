@@ -5,6 +5,7 @@ import * as OTPAuth from 'otpauth';
 import { type Database, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import type { BetterAuthInstance } from './better-auth.js';
+import { generateId } from './ids.js';
 
 /**
  * Two-factor (TOTP) on Better Auth's twoFactor plugin. The plugin owns enrolment (secret and backup codes encrypted with
@@ -24,6 +25,13 @@ const TOTP = { digits: 6, period: 30, algorithm: 'SHA1' } as const;
 const SKEW_STEPS = 1;
 
 export type CodeCheck = 'ok' | 'invalid' | 'locked' | 'not_enabled';
+
+/** A confirmation's answer: 2FA is on and the user's other sessions ended, or the code was refused. */
+export type Confirmation =
+  | { result: 'ok'; endedSessions: number }
+  | { result: 'invalid' }
+  | { result: 'locked' }
+  | { result: 'not_enabled' };
 
 /** An attempt counted toward the lockout (`locking`: it set the lock), or refused: locked for `retryAfter` seconds. */
 type Attempt = { locked: false; locking: boolean } | { locked: true; retryAfter: number };
@@ -49,8 +57,12 @@ export interface TwoFactorEngine {
     sessionToken: string,
     password: string,
   ): Promise<{ otpauthUri: string; backupCodes: string[] }>;
-  /** Activates a pending enrolment with a first code. */
-  confirm(userId: string, code: string): Promise<CodeCheck>;
+  /**
+   * Activates a pending enrolment with a first code, and ends every other session of the user (all but keepSessionId)
+   * and voids their pending channel link codes: none of them passed a second factor. 'invalid' when the enrolment
+   * was replaced (a new enable) after the code was checked.
+   */
+  confirm(userId: string, code: string, keepSessionId: string | null): Promise<Confirmation>;
   /** Turns 2FA off: deletes the secret and backup codes. */
   disable(userId: string): Promise<void>;
   isEnabled(userId: string): Promise<boolean>;
@@ -80,6 +92,14 @@ export interface TwoFactorEngine {
   claimSignInCode(challenge: string, code: string, method: 'totp' | 'backup_code'): Promise<void>;
 }
 
+/** A two_factor row: `secret` as stored (encrypted), `totp` computing its codes. */
+interface Enrolment {
+  id: string;
+  secret: string;
+  totp: OTPAuth.TOTP;
+  backupCodes: string;
+}
+
 export function createTwoFactorEngine(
   auth: BetterAuthInstance,
   db: Database,
@@ -87,7 +107,7 @@ export function createTwoFactorEngine(
 ): TwoFactorEngine {
   const cookieName = options.secureCookies ? `__Secure-${CHALLENGE_COOKIE}` : CHALLENGE_COOKIE;
 
-  async function totpOf(userId: string, verified: boolean) {
+  async function totpOf(userId: string, verified: boolean): Promise<Enrolment | null> {
     const { rows } = await db.query<{ id: string; secret: string; backup_codes: string }>(
       'SELECT id, secret, backup_codes FROM two_factor WHERE user_id = $1 AND verified = $2',
       [userId, verified],
@@ -95,7 +115,7 @@ export function createTwoFactorEngine(
     const row = rows[0];
     if (!row) return null;
     const totp = new OTPAuth.TOTP({ ...TOTP, secret: await secretOf(row.secret) });
-    return { id: row.id, totp, backupCodes: row.backup_codes };
+    return { id: row.id, secret: row.secret, totp, backupCodes: row.backup_codes };
   }
 
   /** A stored (encrypted) secret as the key the plugin computes codes with. */
@@ -134,14 +154,22 @@ export function createTwoFactorEngine(
    * its own write, so the one that answers last answers the enrolment that stays (earlier answers may be replaced).
    */
   async function storedEnrolment(userId: string, uri: string) {
-    const { rows } = await db.query<{ secret: string; backup_codes: string; verified: boolean }>(
-      'SELECT secret, backup_codes, verified FROM two_factor WHERE user_id = $1',
+    // A new secret starts with a fresh count: the plugin keeps the replaced enrolment's failures and lock, so wrong
+    // confirmations of the old secret would otherwise lock out the new one.
+    const { rows } = await db.query<{ secret: string; backup_codes: string }>(
+      `UPDATE two_factor SET failed_verification_count = 0, locked_until = NULL
+        WHERE user_id = $1 AND NOT verified
+        RETURNING secret, backup_codes`,
       [userId],
     );
     const row = rows[0];
-    if (!row) throw new Error('two-factor enable stored no enrolment');
-    // Confirmed in the meantime, with the code of an enrolment started at the same time: it is on now.
-    if (row.verified) throw new AppError('TWO_FACTOR_ALREADY_ENABLED');
+    if (!row) {
+      // Confirmed in the meantime, with the code of an enrolment started at the same time: it is on now (confirm()
+      // gave the row a new id, so this enable's write missed it).
+      const { rows: on } = await db.query('SELECT 1 FROM two_factor WHERE user_id = $1 AND verified', [userId]);
+      if (on.length > 0) throw new AppError('TWO_FACTOR_ALREADY_ENABLED');
+      throw new Error('two-factor enable stored no enrolment');
+    }
     const context = await auth.$context;
     const codes: unknown = JSON.parse(await symmetricDecrypt({ key: context.secretConfig, data: row.backup_codes }));
     if (!Array.isArray(codes) || !codes.every((c) => typeof c === 'string')) {
@@ -233,7 +261,10 @@ export function createTwoFactorEngine(
 
   async function check(userId: string, code: string, verified: boolean): Promise<CodeCheck> {
     const found = await totpOf(userId, verified);
-    if (!found) return 'not_enabled';
+    return found ? checkAgainst(found, code) : 'not_enabled';
+  }
+
+  async function checkAgainst(found: Enrolment, code: string): Promise<CodeCheck> {
     const attempt = await reserveAttempt(found.id);
     if (attempt.locked) return 'locked';
     const step = stepOf(found.totp, code);
@@ -331,6 +362,26 @@ export function createTwoFactorEngine(
     throw new Error('two-factor sign-in accepted an empty code');
   }
 
+  /**
+   * Runs a backup-code sign-in while no other of the user's runs in this process. The plugin removes a used code from
+   * the list with a write conditional on the list it read: of two sign-ins with two right codes at once, the second
+   * found the list changed, answered "try again" (a 400 here), and had spent its challenge's attempt counter without
+   * giving it back, so the challenge was dead. Not across processes: a lock there would be a transaction holding a
+   * connection while the plugin works on others, and enough sign-ins at once (one per user) would exhaust the pool.
+   * Two codes of one user at the same moment on two processes stay that rare race.
+   */
+  const backupSignIns = new Map<string, Promise<unknown>>();
+  async function oneBackupSignInAtATime<T>(userId: string, signIn: () => Promise<T>): Promise<T> {
+    // The rest wait here, holding no connection.
+    const turn = (backupSignIns.get(userId) ?? Promise.resolve()).catch(() => {}).then(signIn);
+    backupSignIns.set(userId, turn);
+    try {
+      return await turn;
+    } finally {
+      if (backupSignIns.get(userId) === turn) backupSignIns.delete(userId);
+    }
+  }
+
   return {
     async enable(userId, sessionToken, password) {
       let res: Awaited<ReturnType<typeof startEnrolment>>;
@@ -343,14 +394,35 @@ export function createTwoFactorEngine(
       return storedEnrolment(userId, res.totpURI);
     },
 
-    async confirm(userId, code) {
-      const result = await check(userId, code, false);
-      if (result !== 'ok') return result;
-      await db.transaction(async (tx) => {
-        await tx.query('UPDATE two_factor SET verified = true WHERE user_id = $1', [userId]);
+    async confirm(userId, code, keepSessionId) {
+      const found = await totpOf(userId, false);
+      if (!found) return { result: 'not_enabled' };
+      const result = await checkAgainst(found, code);
+      if (result !== 'ok') return { result };
+      return db.transaction(async (tx): Promise<Confirmation> => {
+        // Only the enrolment whose code was checked: an enable since then replaced its secret (refused: the code is
+        // not the new secret's). The row gets a new id: the plugin writes an enrolment by the id it read, so an enable
+        // that read this row before now (still pending) writes nothing, and finds 2FA on (storedEnrolment), instead of
+        // leaving 2FA on with an unconfirmed secret. A lock cannot serialise the two: the plugin writes on connections
+        // of its own (PGlite has one, held by a transaction), so it could not run while ours held the row.
+        const verified = await tx.query(
+          'UPDATE two_factor SET verified = true, id = $3 WHERE id = $1 AND secret = $2 AND NOT verified',
+          [found.id, found.secret, generateId('twoFactor')],
+        );
+        if (verified.rowCount === 0) return { result: 'invalid' };
         await tx.query('UPDATE users SET two_factor_enabled = true, updated_at = now() WHERE id = $1', [userId]);
+        // As a password change does: the other sessions were made with the password alone, and one of them would stay
+        // a recent authentication (trusting a device, adding a passkey) without ever passing the second factor. The
+        // sessions trigger announces each end, so every process drops them from its cache and closes their sockets.
+        const ended = await tx.query('DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2', [
+          userId,
+          keepSessionId,
+        ]);
+        // A statement of its own, after the sessions' (see voidLinkCodes in accounts.store.ts): a code being issued
+        // holds its session, so this snapshot, taken after the DELETE waited for it, sees that code.
+        await tx.query('DELETE FROM channel_link_codes WHERE user_id = $1', [userId]);
+        return { result: 'ok', endedSessions: ended.rowCount };
       });
-      return 'ok';
     },
 
     async disable(userId) {
@@ -403,8 +475,14 @@ export function createTwoFactorEngine(
 
     async verifyChallenge(challenge, code, headers) {
       const method = /^\d{6}$/.test(code) ? 'totp' : 'backup_code';
-      await claimForSignIn(challenge, code, method);
-      return { sessionToken: await completeSignIn(challenge, code, method, headers), method };
+      const signIn = async () => {
+        await claimForSignIn(challenge, code, method);
+        return completeSignIn(challenge, code, method, headers);
+      };
+      if (method === 'totp') return { sessionToken: await signIn(), method };
+      // A challenge that is no one's needs no turn: the plugin refuses it.
+      const userId = await challengeUser(challenge);
+      return { sessionToken: userId ? await oneBackupSignInAtATime(userId, signIn) : await signIn(), method };
     },
   };
 }

@@ -97,7 +97,7 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
       schema: {
         summary:
           'Confirm 2FA enrolment with a first code from the authenticator app (needs a recent sign-in): 2FA is active ' +
-          'from now on',
+          'from now on; ends the other sessions',
         tags: ['two-factor'],
         security: [{ bearer: [] }],
         body: CodeBody,
@@ -106,10 +106,11 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
     },
     async (request) => {
       const { userId, sessionId } = authOf(request);
-      const result = await engine.twoFactor.confirm(userId, request.body.code);
-      if (result === 'not_enabled') throw new AppError('TWO_FACTOR_NOT_ENABLED', 'No 2FA enrolment is pending.');
-      if (result === 'locked') throw new AppError('TWO_FACTOR_LOCKED');
-      if (result === 'invalid') {
+      const confirmed = await engine.twoFactor.confirm(userId, request.body.code, sessionId);
+      if (confirmed.result === 'not_enabled')
+        throw new AppError('TWO_FACTOR_NOT_ENABLED', 'No 2FA enrolment is pending.');
+      if (confirmed.result === 'locked') throw new AppError('TWO_FACTOR_LOCKED');
+      if (confirmed.result === 'invalid') {
         await audit.record({
           event: 'twofactor.failed',
           userId,
@@ -119,7 +120,13 @@ export async function twoFactorRoutes(app: FastifyInstance, deps: TwoFactorRoute
         });
         throw new AppError('TWO_FACTOR_INVALID_CODE');
       }
-      await audit.record({ event: 'twofactor.enabled', userId, sessionId, ...restOrigin(request) });
+      await audit.record({
+        event: 'twofactor.enabled',
+        userId,
+        sessionId,
+        ...restOrigin(request),
+        details: { endedSessions: confirmed.endedSessions },
+      });
       return { success: true as const };
     },
   );

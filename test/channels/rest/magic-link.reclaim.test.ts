@@ -115,10 +115,6 @@ describe('a magic link reclaims an account whose address was not verified', () =
     const attacker = await registerUser(t.app, { email, password: 'AttackerKnows123!' });
     const userId = attacker.userId;
 
-    // A second session on a device the registrant then trusts (after 2FA is on: turning it on withdraws trust).
-    const onDevice = await login(email, 'AttackerKnows123!');
-    expect(onDevice.statusCode).toBe(200);
-    const deviceKey = onDevice.headers['x-device-id'] as string;
     const enable = await t.app.inject({
       method: 'POST',
       url: '/auth/2fa/enable',
@@ -134,6 +130,20 @@ describe('a magic link reclaims an account whose address was not verified', () =
       payload: { code: totp.generate() },
     });
     expect(confirm.statusCode).toBe(200);
+    // A second session, signed in with a code, on a device the registrant then trusts (after 2FA is on: turning it on
+    // withdraws trust and ends the other sessions). The next step's code: the one that confirmed is used.
+    const prompted = await login(email, 'AttackerKnows123!');
+    const deviceKey = prompted.headers['x-device-id'] as string;
+    const onDevice = await t.app.inject({
+      method: 'POST',
+      url: '/auth/2fa/verify',
+      headers: { 'x-device-id': deviceKey },
+      payload: {
+        challengeToken: prompted.json().challengeToken,
+        code: totp.generate({ timestamp: Date.now() + 30_000 }),
+      },
+    });
+    expect(onDevice.statusCode).toBe(200);
     const devices = await t.app.inject({ url: '/auth/devices', headers: bearer(onDevice.json().token) });
     const deviceId = (devices.json().devices as Array<{ id: string; current: boolean }>).find((d) => d.current)?.id;
     const trust = await t.app.inject({
