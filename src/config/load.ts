@@ -96,6 +96,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const tree = readYaml(configFile, Boolean(env.CONFIG_FILE));
   const secrets = readYaml(secretsFile, Boolean(env.SECRETS_FILE));
   check(SecretsSchema, secrets, () => secretsFile);
+  refuseSecretsInConfig(tree, configFile, secretsFile);
   recordOrigins(tree, '', configFile, origin);
   recordOrigins(secrets, '', secretsFile, origin);
   deepMerge(tree, secrets);
@@ -133,7 +134,11 @@ export function loadConfig(options: LoadOptions = {}): Config {
     : join(config.data_dir, 'outbox');
   config.server.https_only ??= production;
   validateNetworks(config, (key) => originOf(origin, key) ?? configFile);
-  const devSecret = settleSecret(config, production, (key) => originOf(origin, key) ?? secretsFile);
+  const devSecret = settleSecret(
+    config,
+    production,
+    (key) => originOf(origin, key) ?? (key === 'data_dir' ? configFile : secretsFile),
+  );
   if (!Object.hasOwn(config.licenses.types, config.licenses.default_type)) {
     throw new ConfigError(
       `licenses.default_type: "${config.licenses.default_type}" is not a key of licenses.types (${configFile})`,
@@ -141,6 +146,19 @@ export function loadConfig(options: LoadOptions = {}): Config {
   }
 
   return deepFreeze({ ...config, production, devSecret, files: { config: configFile, secrets: secretsFile } });
+}
+
+/**
+ * Keys the README puts in the secrets file only. config.yaml is committed and shown around; a password in it was
+ * taken without a word.
+ */
+function refuseSecretsInConfig(tree: Tree, configFile: string, secretsFile: string): void {
+  const devUser = tree.dev_user;
+  if (devUser && typeof devUser === 'object' && Object.hasOwn(devUser, 'password')) {
+    throw new ConfigError(
+      `dev_user.password: not allowed in ${configFile}; put it in the secrets file (${secretsFile}, SECRETS_FILE)`,
+    );
+  }
 }
 
 /**
@@ -223,9 +241,10 @@ function check(schema: TSchema, value: unknown, where: (key: string) => string):
  * What a URL-valued key must be, beyond parsing. `http`: an http(s) URL (something the gateway calls, or sends a browser
  * to). `base`: http(s) too, without what appending a path would break (a query, a fragment) or a browser drops (a user
  * and password); a path is kept, for a proxy that strips it. `origin`: what a browser's Origin header can equal.
- * `any`: another scheme (postgres://).
+ * `any`: another scheme (postgres://). `smtp`: smtp:// or smtps:// with a host, what the mailer documents (nodemailer
+ * takes a URL without one, or with no scheme at all, as "localhost:587 without authentication").
  */
-type UrlRule = 'any' | 'http' | 'base' | 'origin';
+type UrlRule = 'any' | 'http' | 'base' | 'origin' | 'smtp';
 
 /** Why `value` does not meet `rule`, or null. */
 function urlProblem(value: string, rule: UrlRule): string | null {
@@ -236,6 +255,11 @@ function urlProblem(value: string, rule: UrlRule): string | null {
     return 'not a valid URL';
   }
   if (rule === 'any') return null;
+  if (rule === 'smtp') {
+    return (url.protocol === 'smtp:' || url.protocol === 'smtps:') && url.hostname
+      ? null
+      : 'must be an smtp:// or smtps:// URL with a host, e.g. smtp://user:pass@host:587';
+  }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http:// or https:// URL';
   if (rule === 'http') return null;
   const extra = url.username || url.password || url.search || url.hash;
@@ -259,6 +283,8 @@ function validateSemantics(config: RawConfig, where: (key: string) => string): v
     ]),
   ];
   if (config.database.url) urls.push(['database.url', config.database.url, 'any']);
+  // Never echoed: the problem names the key only, as the URL carries the SMTP password.
+  if (config.email.smtp_url) urls.push(['email.smtp_url', config.email.smtp_url, 'smtp']);
   if (config.database.listen_url) urls.push(['database.listen_url', config.database.listen_url, 'any']);
   if (config.chat.upstream_url) urls.push(['chat.upstream_url', config.chat.upstream_url, 'http']);
   if (config.telegram.api_root) urls.push(['telegram.api_root', config.telegram.api_root, 'base']);
@@ -413,14 +439,28 @@ function settleSecret(config: RawConfig, production: boolean, where: (key: strin
     );
   }
   const file = join(config.data_dir, '.dev-auth-secret');
-  const kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  // A data_dir that cannot be used (read-only, below a regular file) is a config error, not a stack trace.
+  const unusable = (verb: string, err: unknown) => {
+    const { code, path } = err as NodeJS.ErrnoException;
+    return new ConfigError(`data_dir: cannot ${verb} ${path ?? file} (${code ?? 'error'}) (${where('data_dir')})`);
+  };
+  let kept = '';
+  try {
+    kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  } catch (err) {
+    throw unusable('read', err);
+  }
   // A file cut short (a crash while writing it, a full disk) is replaced: an empty key would sign every token.
   if (Buffer.byteLength(kept) >= MIN_SECRET_BYTES) {
     config.auth.secret = kept;
   } else {
-    mkdirSync(config.data_dir, { recursive: true });
     config.auth.secret = randomBytes(32).toString('base64url');
-    writeFileSync(file, `${config.auth.secret}\n`, { mode: 0o600 });
+    try {
+      mkdirSync(config.data_dir, { recursive: true });
+      writeFileSync(file, `${config.auth.secret}\n`, { mode: 0o600 });
+    } catch (err) {
+      throw unusable('create/write', err);
+    }
   }
   return true;
 }

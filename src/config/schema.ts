@@ -246,6 +246,7 @@ export const ConfigSchema = T.Object(
         // Never created when NODE_ENV=production, whatever this says.
         enabled: T.Boolean({ default: true }),
         email: T.String({ minLength: 3, default: 'dev@example.com' }),
+        // From the secrets file only: load.ts refuses it in config.yaml.
         password: T.String({ default: '' }),
         license: T.String({ minLength: 1, default: 'pro' }),
       },
