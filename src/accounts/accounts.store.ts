@@ -85,14 +85,7 @@ export function createAccountsStore(
      * Returns the number of sessions ended.
      */
     async revokeOtherSessions(userId: string, keepSessionId: string | null): Promise<number> {
-      return db.transaction(async (tx) => {
-        const { rowCount } = await tx.query(
-          'DELETE FROM sessions WHERE user_id = $1 AND ($2::text IS NULL OR id <> $2::text)',
-          [userId, keepSessionId],
-        );
-        await voidLinkCodes(tx, userId);
-        return rowCount;
-      });
+      return db.transaction((tx) => endOtherSessions(tx, userId, keepSessionId));
     },
 
     async getIpAllowlist(userId: string): Promise<string[]> {
@@ -342,6 +335,19 @@ export function createAdminStore(db: Database) {
 }
 
 export type AdminStore = ReturnType<typeof createAdminStore>;
+
+/**
+ * Ends all the user's sessions but `keepSessionId` (all, when null) and voids their pending channel link codes, in the
+ * caller's transaction; the sessions trigger announces each end to every process. Returns the number ended.
+ */
+export async function endOtherSessions(tx: Queryable, userId: string, keepSessionId: string | null): Promise<number> {
+  const { rowCount } = await tx.query(
+    'DELETE FROM sessions WHERE user_id = $1 AND ($2::text IS NULL OR id <> $2::text)',
+    [userId, keepSessionId],
+  );
+  await voidLinkCodes(tx, userId);
+  return rowCount;
+}
 
 /**
  * Voids the user's pending channel link codes, in its own statement after the one that deleted sessions: a link code

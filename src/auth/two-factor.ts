@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { APIError } from 'better-auth/api';
 import { symmetricDecrypt } from 'better-auth/crypto';
 import * as OTPAuth from 'otpauth';
+import { endOtherSessions } from '../accounts/accounts.store.js';
 import { type Database, isUniqueViolation } from '../db/index.js';
 import { AppError } from '../errors/index.js';
 import type { BetterAuthInstance } from './better-auth.js';
@@ -414,14 +415,7 @@ export function createTwoFactorEngine(
         // As a password change does: the other sessions were made with the password alone, and one of them would stay
         // a recent authentication (trusting a device, adding a passkey) without ever passing the second factor. The
         // sessions trigger announces each end, so every process drops them from its cache and closes their sockets.
-        const ended = await tx.query('DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2', [
-          userId,
-          keepSessionId,
-        ]);
-        // A statement of its own, after the sessions' (see voidLinkCodes in accounts.store.ts): a code being issued
-        // holds its session, so this snapshot, taken after the DELETE waited for it, sees that code.
-        await tx.query('DELETE FROM channel_link_codes WHERE user_id = $1', [userId]);
-        return { result: 'ok', endedSessions: ended.rowCount };
+        return { result: 'ok', endedSessions: await endOtherSessions(tx, userId, keepSessionId) };
       });
     },
 
