@@ -1,6 +1,7 @@
+import { inspect } from 'node:util';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config/index.js';
-import { type Database, migrate, openDatabase } from './db/index.js';
+import { type Database, DataDirError, migrate, openDatabase } from './db/index.js';
 import { ensureDevUser } from './dev/dev-user.js';
 
 /** The process: load config, open and migrate the database, build the app, listen, close gracefully on SIGTERM. */
@@ -96,6 +97,16 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  if (err instanceof DataDirError && err.setting) {
+    // Reported like the configuration errors above. Where data_dir was set is not known here: name both places.
+    process.stderr.write(
+      `config error: data_dir: ${err.message} (data_dir in the config file, or environment variable DATA_DIR)\n`,
+    );
+    process.exit(78); // EX_CONFIG
+  }
+  // Not every throwable is an Error (Emscripten throws plain objects): inspect shows its class and fields on one line.
+  const text =
+    err instanceof Error ? (err.stack ?? err.message) : inspect(err, { breakLength: Number.POSITIVE_INFINITY });
+  process.stderr.write(`fatal: ${text}\n`);
   process.exit(1);
 });

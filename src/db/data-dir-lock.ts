@@ -17,7 +17,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * One process at a time on an embedded data directory. PGlite (0.4.6) takes no lock of its own: a second instance on
  * the same files (the operator CLI, `npm run migrate`, a second gateway) does not see the other's writes and writes
  * over them: a user created or sessions revoked beside a running gateway were lost. The first opener holds
- * `<dir>.lock`; later ones fail at once with DataDirLockedError.
+ * `<dir>.lock`; later ones fail at once with DataDirLockedError, except when the holder is in another namespace (see
+ * below): then they wait for the lock to go stale, as a container restarted after a crash must (its earlier run's lock
+ * names a pid of a namespace that is gone, and nothing but the heartbeat tells that it is gone).
  *
  * Why a lock file and not a library: Node has no flock(); the OS-level locks on npm (fs-ext, os-lock) are native
  * add-ons that compile with node-gyp at install (a toolchain the slim Docker image lacks), and proper-lockfile
@@ -28,7 +30,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *   its pid is, and on Linux only if that pid's start time is the one recorded, so a reused pid does not count. A
  *   lock naming our own pid is from an earlier process (a restarted container numbers from 1 again).
  * - Another namespace (another container, another host on a shared volume), where its pid means nothing to us: the
- *   holder refreshes the file's mtime every HEARTBEAT_MS; a lock not refreshed for STALE_MS is stale.
+ *   holder refreshes the file's mtime every HEARTBEAT_MS; a lock not refreshed for STALE_MS is stale. Until then the
+ *   opener waits, and refuses only when the lock is refreshed meanwhile (its holder is alive).
  *
  * A stale lock is removed under a short-lived `<dir>.lock.takeover` file, and only if it still holds what was judged
  * stale, so of two processes taking over the same stale lock exactly one ends up holding the directory.
@@ -38,6 +41,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const HEARTBEAT_MS = 10_000;
 /** Six missed heartbeats: no live gateway stalls its event loop that long, and a crashed one is replaced in a minute. */
 const STALE_MS = 60_000;
+/** How often a waiting opener looks at a foreign lock again; well below HEARTBEAT_MS, so a refresh is seen. */
+const POLL_MS = 1_000;
 /** The takeover file lives for a few system calls; one this old was left by a process that died in between. */
 const TAKEOVER_STALE_MS = 10_000;
 
@@ -59,6 +64,61 @@ export class DataDirLockedError extends Error {
     // the operator reads this one line, not a trace of our code.
     this.stack = this.message;
   }
+}
+
+/** Emscripten's errno numbers (PGlite's file system throws `ErrnoError {errno}`, not an Error), for those we name. */
+const EMSCRIPTEN_ERRNO: Record<number, string> = {
+  2: 'EACCES',
+  19: 'EDQUOT',
+  20: 'EEXIST',
+  29: 'EIO',
+  44: 'ENOENT',
+  51: 'ENOSPC',
+  54: 'ENOTDIR',
+  63: 'EPERM',
+  69: 'EROFS',
+};
+const ERRNO_TEXT: Record<string, string> = {
+  EDQUOT: 'disk quota exceeded',
+  EIO: 'input/output error',
+  ENOSPC: 'no space left on device',
+};
+/** Fixed by choosing another data_dir or its permissions: a configuration error. The rest (a full disk) is not. */
+const SETTING_ERRNOS = new Set(['EACCES', 'EEXIST', 'ELOOP', 'ENAMETOOLONG', 'ENOENT', 'ENOTDIR', 'EPERM', 'EROFS']);
+
+/** The data directory cannot be created or written. */
+export class DataDirError extends Error {
+  /** Stable: callers may match on it. */
+  readonly code = 'DATA_DIR_UNUSABLE';
+  /** True when data_dir is the thing to change (not a directory, not writable); false for a full disk and the like. */
+  readonly setting: boolean;
+  constructor(
+    /** The path that failed. */
+    readonly path: string,
+    /** "ENOTDIR", "ENOSPC"; "errno 123" for a number we do not name. */
+    readonly errno: string,
+    options?: { cause?: unknown },
+  ) {
+    const text = ERRNO_TEXT[errno];
+    super(`cannot create/write ${path} (${errno}${text ? `: ${text}` : ''})`, options);
+    this.name = 'DataDirError';
+    this.setting = SETTING_ERRNOS.has(errno);
+    this.stack = this.message; // an expected condition: the operator reads this line, not a trace of our code
+  }
+}
+
+/**
+ * A DataDirError for what the file system threw at `path`: a Node error (its `code`) or PGlite's Emscripten
+ * ErrnoError (its `errno` number); anything else (a corrupt database, a bug) is returned unchanged.
+ */
+export function dataDirError(path: string, err: unknown): unknown {
+  if (!err || typeof err !== 'object') return err;
+  const { code, errno } = err as { code?: unknown; errno?: unknown };
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return new DataDirError(path, code, { cause: err });
+  if (!(err instanceof Error) && typeof errno === 'number') {
+    return new DataDirError(path, EMSCRIPTEN_ERRNO[errno] ?? `errno ${errno}`, { cause: err });
+  }
+  return err;
 }
 
 export interface DataDirLock {
@@ -83,8 +143,14 @@ const heldNonces = new Set<string>();
 const releasers = new Set<() => void>();
 let exitHookInstalled = false;
 
-/** Takes the lock on `dir` (which must exist) or throws DataDirLockedError naming the holder. */
-export async function lockDataDir(dir: string): Promise<DataDirLock> {
+/**
+ * Takes the lock on `dir` (which must exist) or throws DataDirLockedError naming the holder. A holder in another
+ * namespace is waited for (up to STALE_MS after its last refresh); `onWait` gets one line saying so.
+ */
+export async function lockDataDir(
+  dir: string,
+  onWait: (message: string) => void = (message) => process.stderr.write(`${message}\n`),
+): Promise<DataDirLock> {
   const path = `${dir}.lock`;
   const me: Holder = {
     pid: process.pid,
@@ -106,6 +172,9 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
       if (!found.holder && attempt < 5) {
         await sleep(20);
         continue;
+      }
+      if (found.holder && found.holder.ns !== namespace()) {
+        if (await waitUntilStale(dir, path, found, found.holder, onWait)) continue; // stale or changed: judge again
       }
       throw new DataDirLockedError(dir, describe(found.holder));
     }
@@ -211,6 +280,32 @@ function isStale({ holder, mtimeMs }: Found): boolean {
   // The pid now belongs to another process. Unreadable (/proc mounted with hidepid): alive, as far as we can tell.
   const start = holder.start === null ? null : startTime(holder.pid);
   return start !== null && start !== holder.start;
+}
+
+/**
+ * Waits while a foreign lock stays as it was; true when it went stale or changed (judge it again), false when it was
+ * refreshed: its holder is alive.
+ */
+async function waitUntilStale(
+  dir: string,
+  path: string,
+  found: Found,
+  holder: Holder,
+  onWait: (message: string) => void,
+): Promise<boolean> {
+  const staleAt = () => found.mtimeMs + STALE_MS + 1;
+  onWait(
+    `the embedded database at ${dir} is locked by ${describe(holder)} in another process namespace (an earlier run ` +
+      `of this container, or another container or host): waiting up to ${Math.ceil((staleAt() - Date.now()) / 1000)} s ` +
+      `for its lock to go stale (${STALE_MS / 1000} s without a refresh), then taking it over`,
+  );
+  for (;;) {
+    await sleep(Math.min(POLL_MS, Math.max(0, staleAt() - Date.now())));
+    const now = read(path);
+    if (!now || now.text !== found.text) return true; // released, or taken by another: judge again
+    if (now.mtimeMs > found.mtimeMs) return false;
+    if (isStale(now)) return true;
+  }
 }
 
 function describe(holder: Holder | null): string {

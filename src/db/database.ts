@@ -5,7 +5,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
-import { lockDataDir } from './data-dir-lock.js';
+import { DataDirLockedError, dataDirError, lockDataDir } from './data-dir-lock.js';
 
 /**
  * The one database module: PostgreSQL through node-postgres when a URL is given, otherwise embedded PostgreSQL
@@ -504,12 +504,20 @@ function createListener(options: DatabaseOptions, handlers: Map<string, Set<(pay
 
 async function openPglite(options: DatabaseOptions): Promise<Database> {
   const dir = join(options.dataDir, 'pgdata');
-  mkdirSync(dir, { recursive: true });
+  // What the file system throws here (a DATA_DIR below a file or not writable, a full volume: PGlite throws
+  // Emscripten's ErrnoError, not an Error) becomes a DataDirError naming the path and the errno.
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw dataDirError(dir, err);
+  }
   // One process at a time: a second PGlite on the same files silently loses writes (the CLI beside a running gateway).
-  const lock = await lockDataDir(dir);
+  const lock = await lockDataDir(dir).catch((err: unknown) => {
+    throw err instanceof DataDirLockedError ? err : dataDirError(options.dataDir, err); // the lock file is beside dir
+  });
   const db = await PGlite.create(dir).catch((err: unknown) => {
     lock.release();
-    throw err;
+    throw dataDirError(dir, err);
   });
   const kysely = new Kysely({ dialect: new PGliteDialect(db) });
   const wrap = <R>(res: { rows: unknown[]; affectedRows?: number }): QueryResult<R> => ({

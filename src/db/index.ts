@@ -1,4 +1,4 @@
-export { DataDirLockedError } from './data-dir-lock.js';
+export { DataDirError, DataDirLockedError } from './data-dir-lock.js';
 export {
   type AdvisoryLock,
   type Database,
