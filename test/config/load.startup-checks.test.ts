@@ -1,37 +1,13 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import { configErrorOf, configFiles } from '../helpers/config-files.js';
 
-/** A config directory with these files, loaded in development (no AUTH_SECRET: the secret is kept under data_dir). */
-function setup(files: { config?: string; secrets?: string } = {}, env: Record<string, string> = {}) {
-  const d = mkdtempSync(join(tmpdir(), 'gw-config-start-'));
-  const configFile = join(d, 'config.yaml');
-  const secretsFile = join(d, 'secrets.yaml');
-  writeFileSync(configFile, files.config ?? '{}\n');
-  writeFileSync(secretsFile, files.secrets ?? '{}\n');
-  return {
-    dir: d,
-    configFile,
-    secretsFile,
-    load: () =>
-      loadConfig({
-        env: { CONFIG_FILE: configFile, SECRETS_FILE: secretsFile, DATA_DIR: join(d, 'data'), ...env },
-        cwd: d,
-      }),
-  };
-}
-
-const errorOf = (fn: () => unknown): ConfigError => {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-};
+/** A config directory with these files (empty ones by default), loaded in development (the secret kept under data_dir). */
+const setup = (files: { config?: string; secrets?: string } = {}, env: Record<string, string> = {}) =>
+  configFiles({ config: '{}\n', secrets: '{}\n', ...files }, env);
+const errorOf = configErrorOf;
 
 describe('loadConfig: email.smtp_url', () => {
   // Regression: SMTP_URL was never checked; a bad one died later in createMailer with a stack trace, and a typo without

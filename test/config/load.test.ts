@@ -3,38 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { describe, expect, it, vi } from 'vitest';
-import { ConfigError, EXAMPLE_SECRET, loadConfig } from '../../src/config/index.js';
+import { EXAMPLE_SECRET, loadConfig } from '../../src/config/index.js';
+import { configErrorOf, configFiles } from '../helpers/config-files.js';
 import { REPO_ROOT } from '../helpers/test-app.js';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'gw-config-'));
 
-function load(files: { config?: string; secrets?: string }, env: Record<string, string> = {}) {
-  const d = dir();
-  const configFile = join(d, 'config.yaml');
-  const secretsFile = join(d, 'secrets.yaml');
-  if (files.config !== undefined) writeFileSync(configFile, files.config);
-  writeFileSync(secretsFile, files.secrets ?? '');
-  return {
-    dir: d,
-    configFile,
-    secretsFile,
-    load: () =>
-      loadConfig({
-        env: { CONFIG_FILE: configFile, SECRETS_FILE: secretsFile, DATA_DIR: join(d, 'data'), ...env },
-        cwd: d,
-      }),
-  };
-}
-
-const errorOf = (fn: () => unknown): ConfigError => {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-};
+const load = configFiles;
+const errorOf = configErrorOf;
 
 describe('loadConfig', () => {
   it('loads the shipped config.yaml with defaults and freezes it', () => {
