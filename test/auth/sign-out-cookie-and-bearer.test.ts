@@ -80,4 +80,42 @@ describe('sign-out with a bearer and a session cookie', () => {
       });
     });
   }
+
+  /** Better Auth's opaque session token, as its sign-in body hands it to its clients. */
+  const opaqueToken = async (user: { email: string; password: string }) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/sign-in/email',
+      headers: { origin, 'content-type': 'application/json' },
+      payload: { email: user.email, password: user.password },
+    });
+    expect(res.statusCode).toBe(200);
+    const token = (res.json() as { token?: string }).token;
+    expect(typeof token).toBe('string');
+    return token as string;
+  };
+
+  // Found by review (G): the cookie's own session was looked up only when the bearer was our JWT.
+  for (const url of ['/api/auth/sign-out']) {
+    it(`${url}, with Better Auth's opaque token as the bearer: ends the bearer's session and keeps the cookie of another live session`, async () => {
+      const a = await registerUser(t.app);
+      const b = await registerUser(t.app);
+      const bearerA = await opaqueToken(a);
+      const cookieB = await betterAuthCookie(t.app, b, origin);
+      const res = await t.app.inject({
+        method: 'POST',
+        url,
+        headers: { origin, 'content-type': 'application/json', cookie: cookieB, authorization: `Bearer ${bearerA}` },
+        payload: '{}',
+      });
+      expect(res.statusCode).toBe(200);
+      // The bearer's session ended...
+      expect(
+        (await t.app.inject({ url: '/api/auth/get-session', headers: { authorization: `Bearer ${bearerA}` } })).body,
+      ).toBe('null');
+      // ...the cookie's session goes on, and the browser must keep its cookie.
+      expect(await alive(cookieB)).toBe(true);
+      expect({ url, clearsCookie: clears(res.headers['set-cookie']) }).toEqual({ url, clearsCookie: false });
+    });
+  }
 });
